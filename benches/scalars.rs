@@ -1,0 +1,209 @@
+//! Scalar benchmark (issue "Foundation"): ingest rate, query latency, bytes on disk.
+//!
+//! Run: `cargo bench -p steplake-cli --bench scalars`
+//! Scale with STEPLAKE_BENCH_SERIES (default 1000) and STEPLAKE_BENCH_STEPS
+//! (default 100000): 100M points by default.
+//!
+//! It starts the real `steplake serve` (release build) on a loopback port with
+//! the default fsync policy (batch), streams pre-generated batches through the
+//! Rust client, stops the server with SIGTERM (which flushes the buffer to
+//! Parquet), restarts it, and times queries through Flight SQL. Values are
+//! noisy decaying curves rounded to float32 precision, like real losses.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use steplake_client::v1::{CreateRunRequest, ScalarBatch};
+use steplake_client::Client;
+
+const RUN: &str = "bench";
+/// Steps per batch; a batch holds steps × series points.
+const STEPS_PER_BATCH: usize = 50;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+fn start_server(data_dir: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_steplake"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("STEPLAKE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start steplake serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let addr = line.split_whitespace().nth(3).expect("address").to_string();
+    Server {
+        child,
+        url: format!("http://{addr}"),
+    }
+}
+
+fn stop_server(mut server: Server) {
+    Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("SIGTERM");
+    let status = server.child.wait().expect("wait for server");
+    assert!(status.success(), "server exited with {status}");
+}
+
+/// Cheap deterministic noise in [-1, 1).
+fn noise(seed: &mut u64) -> f64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    (*seed >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+}
+
+fn generate(series: usize, steps: usize) -> Vec<ScalarBatch> {
+    let names: Vec<String> = (0..series)
+        .map(|i| format!("layer{:02}/metric{:04}", i % 24, i))
+        .collect();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut batches = Vec::new();
+    for first in (0..steps).step_by(STEPS_PER_BATCH) {
+        let last = (first + STEPS_PER_BATCH).min(steps);
+        let n = (last - first) * series;
+        let mut b = ScalarBatch {
+            names: names.clone(),
+            name_index: Vec::with_capacity(n),
+            steps: Vec::with_capacity(n),
+            values: Vec::with_capacity(n),
+            wall_times_us: Vec::new(),
+        };
+        for step in first..last {
+            for s in 0..series {
+                let scale = 1.0 + (s % 7) as f64;
+                let curve = scale * (-(step as f64) / (20_000.0 + 100.0 * s as f64)).exp() + 0.1;
+                let v = curve * (1.0 + 0.05 * noise(&mut seed));
+                b.name_index.push(s as u32);
+                b.steps.push(step as i64);
+                b.values.push(v as f32 as f64);
+            }
+        }
+        batches.push(b);
+    }
+    batches
+}
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+async fn time_query(client: &Client, sql: &str, repeats: usize) -> (Duration, usize) {
+    let mut times = Vec::new();
+    let mut rows = 0;
+    for _ in 0..repeats {
+        let started = Instant::now();
+        let (_, batches) = client.sql(sql).await.expect("query");
+        times.push(started.elapsed());
+        rows = batches.iter().map(|b| b.num_rows()).sum();
+    }
+    (median(times), rows)
+}
+
+fn dir_bytes(dir: &Path, extension: &str) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == extension))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let series = env_usize("STEPLAKE_BENCH_SERIES", 1000);
+    let steps = env_usize("STEPLAKE_BENCH_STEPS", 100_000);
+    let points = (series * steps) as u64;
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    eprintln!("generating {series} series × {steps} steps = {points} points ...");
+    let batches = generate(series, steps);
+
+    let server = start_server(dir.path());
+    let client = Client::connect(&server.url).await.expect("connect");
+    client
+        .create_run(CreateRunRequest {
+            run_id: RUN.into(),
+            project: "bench".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create run");
+    let started = Instant::now();
+    let mut writer = client.writer(RUN).await.expect("writer");
+    for batch in batches {
+        writer.send(batch).await.expect("send");
+    }
+    let summary = writer.finish().await.expect("acks");
+    let ingest = started.elapsed();
+    assert_eq!(summary.points, points);
+    let stop_started = Instant::now();
+    stop_server(server);
+    let final_flush = stop_started.elapsed();
+
+    let parquet_bytes = dir_bytes(&dir.path().join("data"), "parquet");
+    let server = start_server(dir.path());
+    let client = Client::connect(&server.url).await.expect("connect");
+    let name = format!("layer{:02}/metric{:04}", 42 % 24, 42);
+    let one_series = format!(
+        "SELECT step, value FROM scalars WHERE run_id = '{RUN}' AND name = '{name}' ORDER BY step"
+    );
+    let lo = steps / 2;
+    let hi = lo + steps / 100 - 1;
+    let slice = format!("SELECT name, step, value FROM scalars WHERE step BETWEEN {lo} AND {hi}");
+    let (t_series, n_series) = time_query(&client, &one_series, 7).await;
+    let (t_slice, n_slice) = time_query(&client, &slice, 3).await;
+    let (t_count, _) = time_query(&client, "SELECT count(*) FROM scalars", 3).await;
+    stop_server(server);
+
+    let mpts = points as f64 / ingest.as_secs_f64() / 1e6;
+    println!(
+        "steplake scalar benchmark: {series} series x {steps} steps = {points} points, fsync=batch"
+    );
+    println!(
+        "ingest (Rust client, loopback, until last ack): {:.2} s = {mpts:.2} M points/s",
+        ingest.as_secs_f64()
+    );
+    println!(
+        "final flush at shutdown: {:.2} s",
+        final_flush.as_secs_f64()
+    );
+    println!(
+        "full history of one series ({n_series} points): {:.1} ms (median of 7)",
+        t_series.as_secs_f64() * 1e3
+    );
+    println!(
+        "1% step-range slice across all series ({n_slice} points): {:.1} ms (median of 3)",
+        t_slice.as_secs_f64() * 1e3
+    );
+    println!(
+        "count(*) over all points: {:.1} ms (median of 3)",
+        t_count.as_secs_f64() * 1e3
+    );
+    println!(
+        "bytes on disk per point after flush: {:.2} ({} bytes of Parquet)",
+        parquet_bytes as f64 / points as f64,
+        parquet_bytes
+    );
+}

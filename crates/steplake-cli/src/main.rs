@@ -1,0 +1,115 @@
+//! The `steplake` command: `serve`, `write`, `sql`.
+//!
+//! Exit codes: 0 success; 1 failure (server unreachable, I/O, internal);
+//! 2 bad input (malformed file line, SQL error, statement not allowed, bad flag).
+
+mod output;
+mod points;
+mod serve;
+mod sql;
+mod write;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// steplake: a columnar database for training telemetry.
+#[derive(Parser)]
+#[command(name = "steplake", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: gRPC ingest and Flight SQL on one port.
+    Serve(serve::ServeArgs),
+    /// Write scalar points from a CSV or JSONL file (or stdin) into a run.
+    Write(write::WriteArgs),
+    /// Run a read-only SQL query against a server or a data directory.
+    Sql(sql::SqlArgs),
+}
+
+/// A failure that ends the command, with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The user's input was wrong (exit 2).
+    #[error("{0}")]
+    Input(String),
+    /// Something else failed (exit 1).
+    #[error("{0}")]
+    Failure(String),
+}
+
+impl CliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Input(_) => 2,
+            CliError::Failure(_) => 1,
+        }
+    }
+}
+
+impl From<steplake_client::ClientError> for CliError {
+    fn from(e: steplake_client::ClientError) -> Self {
+        use tonic_codes::is_input_error;
+        if e.code().is_some_and(is_input_error) {
+            CliError::Input(e.to_string())
+        } else {
+            CliError::Failure(e.to_string())
+        }
+    }
+}
+
+mod tonic_codes {
+    /// Codes that mean "the request was wrong" rather than "the system failed".
+    pub fn is_input_error(code: tonic::Code) -> bool {
+        matches!(
+            code,
+            tonic::Code::InvalidArgument
+                | tonic::Code::NotFound
+                | tonic::Code::PermissionDenied
+                | tonic::Code::OutOfRange
+                | tonic::Code::ResourceExhausted
+        )
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Write(args) => write::run(args).await,
+            Command::Sql(args) => sql::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STEPLAKE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

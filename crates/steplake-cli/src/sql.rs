@@ -1,0 +1,78 @@
+//! `steplake sql`: read-only SQL against a server (Flight SQL) or a data directory.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use steplake_client::{Client, DEFAULT_SERVER};
+use steplake_query::{QueryEngine, QueryError};
+use steplake_store::{Store, StoreError};
+
+use crate::output::{print, OutputFormat};
+use crate::CliError;
+
+/// Flags of `steplake sql`.
+#[derive(Args)]
+pub struct SqlArgs {
+    /// Server URL (Flight SQL).
+    #[arg(long, env = "STEPLAKE_SERVER", default_value = DEFAULT_SERVER, conflicts_with = "data_dir")]
+    server: String,
+    /// Query a data directory directly instead of a server (no server may hold it).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: OutputFormat,
+    /// The SQL statement; read from stdin when absent or `-`.
+    sql: Option<String>,
+}
+
+fn read_sql(arg: Option<String>) -> Result<String, CliError> {
+    let sql = match arg {
+        Some(s) if s != "-" => s,
+        _ => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| CliError::Input(format!("cannot read SQL from stdin: {e}")))?;
+            s
+        }
+    };
+    if sql.trim().is_empty() {
+        return Err(CliError::Input(
+            "no SQL given: pass it as an argument or on stdin".into(),
+        ));
+    }
+    Ok(sql)
+}
+
+/// Runs the query and prints the result.
+pub async fn run(args: SqlArgs) -> Result<(), CliError> {
+    let sql = read_sql(args.sql)?;
+    let (schema, batches) = match &args.data_dir {
+        Some(dir) => query_data_dir(dir.clone(), &sql).await?,
+        None => Client::connect(&args.server).await?.sql(&sql).await?,
+    };
+    print(args.format, &schema, &batches)
+}
+
+async fn query_data_dir(
+    dir: PathBuf,
+    sql: &str,
+) -> Result<(arrow::datatypes::SchemaRef, Vec<arrow::array::RecordBatch>), CliError> {
+    let store = tokio::task::spawn_blocking(move || Store::open_read_only(dir))
+        .await
+        .map_err(|e| CliError::Failure(e.to_string()))?
+        .map_err(|e| match e {
+            StoreError::Locked { .. } => CliError::Failure(format!(
+                "{e}\nA server holds this directory: query it with --server instead"
+            )),
+            other => CliError::Failure(other.to_string()),
+        })?;
+    let engine = QueryEngine::new(Arc::new(store)).map_err(|e| CliError::Failure(e.to_string()))?;
+    engine.sql_collect(sql).await.map_err(|e| match e {
+        QueryError::Plan(_) | QueryError::Forbidden(_) => CliError::Input(e.to_string()),
+        QueryError::Execution(_) => CliError::Failure(e.to_string()),
+    })
+}

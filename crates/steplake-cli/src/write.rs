@@ -1,0 +1,120 @@
+//! `steplake write`: stream points from a file into a run.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+
+use clap::Args;
+use steplake_client::v1::CreateRunRequest;
+use steplake_client::{BatchBuilder, Client, ClientError, DEFAULT_SERVER};
+
+use crate::points::{InputFormat, PointReader};
+use crate::CliError;
+
+/// Flags of `steplake write`.
+#[derive(Args)]
+pub struct WriteArgs {
+    /// Server URL.
+    #[arg(long, env = "STEPLAKE_SERVER", default_value = DEFAULT_SERVER)]
+    server: String,
+    /// Run id to write into; created when it does not exist.
+    #[arg(long)]
+    run: String,
+    /// Project of a newly created run.
+    #[arg(long, default_value = "default")]
+    project: String,
+    /// Input format; guessed from the file extension (.jsonl/.json → jsonl), else csv.
+    #[arg(long, value_enum)]
+    format: Option<InputFormat>,
+    /// Points per batch sent to the server.
+    #[arg(long, default_value_t = 10_000)]
+    batch_size: usize,
+    /// Input file; `-` or absent reads stdin.
+    file: Option<PathBuf>,
+}
+
+fn open_input(file: &Option<PathBuf>) -> Result<Box<dyn BufRead>, CliError> {
+    match file {
+        None => Ok(Box::new(BufReader::new(std::io::stdin()))),
+        Some(p) if p.as_os_str() == "-" => Ok(Box::new(BufReader::new(std::io::stdin()))),
+        Some(p) => File::open(p)
+            .map(|f| Box::new(BufReader::with_capacity(1 << 20, f)) as Box<dyn BufRead>)
+            .map_err(|e| CliError::Input(format!("cannot open {}: {e}", p.display()))),
+    }
+}
+
+fn guess_format(file: &Option<PathBuf>) -> InputFormat {
+    match file
+        .as_ref()
+        .and_then(|p| p.extension())
+        .and_then(|e| e.to_str())
+    {
+        Some("jsonl" | "json" | "ndjson") => InputFormat::Jsonl,
+        _ => InputFormat::Csv,
+    }
+}
+
+/// Parses the input and streams it; a malformed line stops the command after
+/// the points before it are acknowledged.
+pub async fn run(args: WriteArgs) -> Result<(), CliError> {
+    let format = args.format.unwrap_or_else(|| guess_format(&args.file));
+    let input = open_input(&args.file)?;
+    let client = Client::connect(&args.server).await?;
+    client
+        .create_run(CreateRunRequest {
+            run_id: args.run.clone(),
+            project: args.project.clone(),
+            name: args.run.clone(),
+            ..Default::default()
+        })
+        .await?;
+    let mut writer = client.writer(&args.run).await?;
+    let mut builder = BatchBuilder::default();
+    let mut bad_line = None;
+    let batch_size = args.batch_size.max(1);
+    for line in PointReader::new(format, input) {
+        match line {
+            Ok(points) => {
+                for p in points {
+                    builder.push(&p.name, p.step, p.value, p.wall_time_us);
+                }
+            }
+            Err(e) => {
+                bad_line = Some(e);
+                break;
+            }
+        }
+        if builder.len() >= batch_size && send(&mut writer, &mut builder).await.is_err() {
+            break;
+        }
+    }
+    if !builder.is_empty() {
+        // An error here ended the stream: finish() below reports it.
+        let _ = send(&mut writer, &mut builder).await;
+    }
+    let summary = writer.finish().await?;
+    match bad_line {
+        Some(e) => Err(CliError::Input(format!(
+            "line {}: {}\n{} points before that line were acknowledged; fix the line and run the command again (rewritten points replace the earlier ones, nothing is duplicated)",
+            e.line, e.reason, summary.points
+        ))),
+        None => {
+            eprintln!("wrote {} points to run {}", summary.points, args.run);
+            Ok(())
+        }
+    }
+}
+
+async fn send(
+    writer: &mut steplake_client::ScalarWriter,
+    builder: &mut BatchBuilder,
+) -> Result<(), ClientError> {
+    let batch = builder.take();
+    if !batch.wall_times_us.is_empty() && batch.wall_times_us.len() != batch.steps.len() {
+        // Mixed lines with and without wall_time: let the server stamp them all.
+        let mut batch = batch;
+        batch.wall_times_us.clear();
+        return writer.send(batch).await.map(|_| ());
+    }
+    writer.send(batch).await.map(|_| ())
+}

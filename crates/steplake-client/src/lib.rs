@@ -1,0 +1,388 @@
+//! steplake-client: the Rust client of a steplake server.
+//!
+//! Used by the `steplake` CLI, the end-to-end tests and the benchmarks.
+//!
+//! - [`Client::connect`] opens one HTTP/2 channel shared by the ingest
+//!   service and Flight SQL.
+//! - [`Client::create_run`] / [`Client::finish_run`] manage runs.
+//! - [`Client::writer`] opens a write stream: [`ScalarWriter::send`] queues a
+//!   batch with the next sequence number without waiting, so many batches are
+//!   in flight at once; [`ScalarWriter::finish`] closes the stream and returns
+//!   what the server acknowledged (or the error that ended the stream, with
+//!   the count acknowledged before it).
+//! - [`Client::sql`] runs SQL through Flight SQL and returns Arrow batches.
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
+use arrow_flight::FlightDescriptor;
+use futures::TryStreamExt;
+use prost::Message;
+pub use steplake_proto::v1;
+use steplake_proto::v1::ingest_client::IngestClient;
+use steplake_proto::v1::{CreateRunRequest, FinishRunRequest, ScalarBatch, WriteRequest};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+/// Default server URL.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+
+/// Batches one writer keeps in flight before `send` waits.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// Errors talking to a server.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server could not be reached.
+    #[error("cannot connect to steplake at {url}: {source}; is `steplake serve` running there?")]
+    Connect {
+        /// The URL.
+        url: String,
+        /// Why.
+        source: tonic::transport::Error,
+    },
+    /// The URL is malformed.
+    #[error("invalid server URL {url:?}: {reason}")]
+    BadUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server answered with an error.
+    #[error("{}: {}", code_name(.0.code()), .0.message())]
+    Status(Status),
+    /// A write stream ended with an error after acknowledging some batches.
+    #[error(
+        "{status}; {acked_points} points in {acked_batches} batches were acknowledged before it"
+    )]
+    Stream {
+        /// The error.
+        status: Box<ClientError>,
+        /// Points acknowledged before the error.
+        acked_points: u64,
+        /// Batches acknowledged before the error.
+        acked_batches: u64,
+    },
+    /// A write stream has ended (the server answered an error or went away);
+    /// [`ScalarWriter::finish`] returns the reason and what was acknowledged.
+    #[error("the write stream has ended; finish() tells why")]
+    StreamClosed,
+    /// Flight SQL failed.
+    #[error("{0}")]
+    Flight(String),
+}
+
+impl ClientError {
+    /// The gRPC code, when the server produced this error.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            ClientError::Status(s) => Some(s.code()),
+            ClientError::Stream { status, .. } => status.code(),
+            _ => None,
+        }
+    }
+}
+
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::InvalidArgument => "invalid argument",
+        Code::NotFound => "not found",
+        Code::PermissionDenied => "not allowed",
+        Code::Unavailable => "unavailable",
+        Code::OutOfRange | Code::ResourceExhausted => "too large",
+        Code::FailedPrecondition => "failed precondition",
+        _ => "server error",
+    }
+}
+
+impl From<Status> for ClientError {
+    fn from(status: Status) -> Self {
+        ClientError::Status(status)
+    }
+}
+
+impl From<FlightError> for ClientError {
+    fn from(error: FlightError) -> Self {
+        match error {
+            FlightError::Tonic(status) => ClientError::Status(*status),
+            other => ClientError::Flight(other.to_string()),
+        }
+    }
+}
+
+impl From<arrow::error::ArrowError> for ClientError {
+    fn from(error: arrow::error::ArrowError) -> Self {
+        // Flight SQL client errors arrive as ArrowError wrapping the status text.
+        ClientError::Flight(error.to_string())
+    }
+}
+
+/// A connection to a steplake server.
+#[derive(Clone)]
+pub struct Client {
+    channel: Channel,
+    max_message_bytes: usize,
+}
+
+impl Client {
+    /// Connects to `url` (e.g. `http://127.0.0.1:50051`).
+    pub async fn connect(url: &str) -> Result<Client, ClientError> {
+        let endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| ClientError::BadUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        let channel = endpoint
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|source| ClientError::Connect {
+                url: url.to_string(),
+                source,
+            })?;
+        Ok(Client {
+            channel,
+            max_message_bytes: 256 << 20,
+        })
+    }
+
+    fn ingest(&self) -> IngestClient<Channel> {
+        IngestClient::new(self.channel.clone())
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes)
+    }
+
+    /// Creates a run, or resumes it when `request.run_id` names an existing one.
+    pub async fn create_run(
+        &self,
+        request: CreateRunRequest,
+    ) -> Result<v1::CreateRunResponse, ClientError> {
+        Ok(self.ingest().create_run(request).await?.into_inner())
+    }
+
+    /// Marks a run finished with `status` ("finished" when empty).
+    pub async fn finish_run(&self, run_id: &str, status: &str) -> Result<(), ClientError> {
+        self.ingest()
+            .finish_run(FinishRunRequest {
+                run_id: run_id.to_string(),
+                status: status.to_string(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Opens a write stream for `run_id` with a fresh random writer id.
+    pub async fn writer(&self, run_id: &str) -> Result<ScalarWriter, ClientError> {
+        self.writer_with_id(run_id, &random_writer_id(), 1).await
+    }
+
+    /// Opens a write stream with a chosen writer id, numbering batches from
+    /// `first_sequence`. Reusing a writer id and sequence numbers replays
+    /// batches idempotently: already-applied ones are acknowledged as duplicates.
+    pub async fn writer_with_id(
+        &self,
+        run_id: &str,
+        writer_id: &str,
+        first_sequence: u64,
+    ) -> Result<ScalarWriter, ClientError> {
+        let (tx, rx) = mpsc::channel::<WriteRequest>(MAX_IN_FLIGHT);
+        let mut responses = self
+            .ingest()
+            .write(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        let acks = tokio::spawn(async move {
+            let mut summary = WriteSummary::default();
+            loop {
+                match responses.message().await {
+                    Ok(Some(ack)) => {
+                        summary.batches += 1;
+                        if ack.duplicate {
+                            summary.duplicates += 1;
+                        } else {
+                            summary.points += ack.points;
+                        }
+                        summary.last_sequence = ack.sequence;
+                    }
+                    Ok(None) => return Ok(summary),
+                    Err(status) => {
+                        return Err(ClientError::Stream {
+                            status: Box::new(ClientError::Status(status)),
+                            acked_points: summary.points,
+                            acked_batches: summary.batches,
+                        })
+                    }
+                }
+            }
+        });
+        Ok(ScalarWriter {
+            run_id: run_id.to_string(),
+            writer_id: writer_id.to_string(),
+            next_sequence: first_sequence,
+            tx: Some(tx),
+            acks,
+        })
+    }
+
+    /// Runs SQL through Flight SQL and collects the result.
+    ///
+    /// Uses the plain Flight RPCs (GetFlightInfo with a `CommandStatementQuery`,
+    /// then DoGet per endpoint) so that server status codes reach the caller.
+    pub async fn sql(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), ClientError> {
+        let mut flight =
+            FlightServiceClient::new(self.channel.clone()).max_decoding_message_size(usize::MAX);
+        let command = CommandStatementQuery {
+            query: sql.to_string(),
+            transaction_id: None,
+        };
+        let descriptor = FlightDescriptor::new_cmd(command.as_any().encode_to_vec());
+        let info = flight.get_flight_info(descriptor).await?.into_inner();
+        let schema: SchemaRef = std::sync::Arc::new(info.clone().try_decode_schema()?);
+        let mut batches = Vec::new();
+        for endpoint in info.endpoint {
+            let ticket = endpoint.ticket.ok_or_else(|| {
+                ClientError::Flight("the server returned an endpoint without a ticket".into())
+            })?;
+            let data = flight
+                .do_get(ticket)
+                .await?
+                .into_inner()
+                .map_err(FlightError::from);
+            let mut part: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(data)
+                .try_collect()
+                .await?;
+            batches.append(&mut part);
+        }
+        Ok((schema, batches))
+    }
+}
+
+/// What a closed write stream acknowledged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteSummary {
+    /// Batches acknowledged (duplicates included).
+    pub batches: u64,
+    /// Points newly applied.
+    pub points: u64,
+    /// Batches the server had already applied.
+    pub duplicates: u64,
+    /// Sequence number of the last acknowledgement.
+    pub last_sequence: u64,
+}
+
+/// An open write stream for one run.
+pub struct ScalarWriter {
+    run_id: String,
+    writer_id: String,
+    next_sequence: u64,
+    tx: Option<mpsc::Sender<WriteRequest>>,
+    acks: JoinHandle<Result<WriteSummary, ClientError>>,
+}
+
+impl ScalarWriter {
+    /// This stream's writer id.
+    pub fn writer_id(&self) -> &str {
+        &self.writer_id
+    }
+
+    /// Queues a batch with the next sequence number; waits only when
+    /// `MAX_IN_FLIGHT` batches are unacknowledged. Returns the sequence number,
+    /// or [`ClientError::StreamClosed`] once the stream has ended.
+    pub async fn send(&mut self, batch: ScalarBatch) -> Result<u64, ClientError> {
+        let sequence = self.next_sequence;
+        self.send_with_sequence(sequence, batch).await?;
+        Ok(sequence)
+    }
+
+    /// Queues a batch with an explicit sequence number (for replays).
+    pub async fn send_with_sequence(
+        &mut self,
+        sequence: u64,
+        batch: ScalarBatch,
+    ) -> Result<(), ClientError> {
+        let request = WriteRequest {
+            writer_id: self.writer_id.clone(),
+            sequence,
+            run_id: self.run_id.clone(),
+            scalars: Some(batch),
+        };
+        self.next_sequence = self.next_sequence.max(sequence + 1);
+        let tx = self.tx.as_ref().ok_or(ClientError::StreamClosed)?;
+        if tx.send(request).await.is_err() {
+            // The stream has ended early; `finish` returns the reason.
+            self.tx = None;
+            return Err(ClientError::StreamClosed);
+        }
+        Ok(())
+    }
+
+    /// Closes the stream and waits for every acknowledgement.
+    pub async fn finish(mut self) -> Result<WriteSummary, ClientError> {
+        self.tx = None;
+        self.acks
+            .await
+            .map_err(|e| ClientError::Flight(format!("the acknowledgement task failed: {e}")))?
+    }
+}
+
+/// Builds a wire batch from (name, step, value) points, collecting names.
+#[derive(Debug, Default, Clone)]
+pub struct BatchBuilder {
+    batch: ScalarBatch,
+    names: std::collections::HashMap<String, u32>,
+}
+
+impl BatchBuilder {
+    /// Adds a point; `wall_time_us` must be given for all points or none.
+    pub fn push(&mut self, name: &str, step: i64, value: f64, wall_time_us: Option<i64>) {
+        let index = match self.names.get(name) {
+            Some(&i) => i,
+            None => {
+                let i = self.batch.names.len() as u32;
+                self.batch.names.push(name.to_string());
+                self.names.insert(name.to_string(), i);
+                i
+            }
+        };
+        self.batch.name_index.push(index);
+        self.batch.steps.push(step);
+        self.batch.values.push(value);
+        if let Some(t) = wall_time_us {
+            self.batch.wall_times_us.push(t);
+        }
+    }
+
+    /// Points added so far.
+    pub fn len(&self) -> usize {
+        self.batch.steps.len()
+    }
+
+    /// True when no point was added.
+    pub fn is_empty(&self) -> bool {
+        self.batch.steps.is_empty()
+    }
+
+    /// Takes the batch, leaving the builder empty.
+    pub fn take(&mut self) -> ScalarBatch {
+        self.names.clear();
+        std::mem::take(&mut self.batch)
+    }
+}
+
+fn random_writer_id() -> String {
+    let mut bytes = [0u8; 12];
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        bytes[..12].copy_from_slice(&nanos.to_le_bytes()[..12]);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

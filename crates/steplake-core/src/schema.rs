@@ -1,0 +1,70 @@
+//! Arrow schemas of the SQL tables, shared by the Parquet writer, the buffer
+//! and the query layer.
+
+use std::sync::{Arc, OnceLock};
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// Time zone of every timestamp column.
+pub const TIMESTAMP_TZ: &str = "UTC";
+
+/// The type of timestamp columns: microseconds, UTC.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some(TIMESTAMP_TZ.into()))
+}
+
+/// `scalars(run_id, name, step, value, wall_time)`: one row per point.
+pub fn scalars_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::new(vec![
+                Field::new("run_id", DataType::Utf8, false),
+                Field::new("name", DataType::Utf8, false),
+                Field::new("step", DataType::Int64, false),
+                Field::new("value", DataType::Float64, false),
+                Field::new("wall_time", timestamp_type(), false),
+            ]))
+        })
+        .clone()
+}
+
+/// `runs(run_id, project, name, created_at, ended_at, status, config, tags,
+/// parent_run_id, fork_step)`: one row per run.
+pub fn runs_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::new(vec![
+                Field::new("run_id", DataType::Utf8, false),
+                Field::new("project", DataType::Utf8, false),
+                Field::new("name", DataType::Utf8, false),
+                Field::new("created_at", timestamp_type(), false),
+                Field::new("ended_at", timestamp_type(), true),
+                Field::new("status", DataType::Utf8, false),
+                Field::new("config", DataType::Utf8, false),
+                Field::new(
+                    "tags",
+                    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                    false,
+                ),
+                Field::new("parent_run_id", DataType::Utf8, true),
+                Field::new("fork_step", DataType::Int64, true),
+            ]))
+        })
+        .clone()
+}
+
+/// Column positions in [`scalars_schema`].
+pub mod scalars_col {
+    /// `run_id`
+    pub const RUN_ID: usize = 0;
+    /// `name`
+    pub const NAME: usize = 1;
+    /// `step`
+    pub const STEP: usize = 2;
+    /// `value`
+    pub const VALUE: usize = 3;
+    /// `wall_time`
+    pub const WALL_TIME: usize = 4;
+}

@@ -1,0 +1,144 @@
+//! steplake-query: SQL over a steplake store, with Apache DataFusion.
+//!
+//! [`QueryEngine`] owns a DataFusion `SessionContext` whose default catalog
+//! `steplake` (schema `public`) holds two tables:
+//!
+//! - `runs` ([`tables::RunsTable`]): one row per run, from the store's catalog;
+//! - `scalars` ([`tables::ScalarsTable`]): the union of the Parquet files
+//!   (pruned first by the manifest's per-series step ranges, then by Parquet
+//!   statistics and page indexes) and a snapshot of the in-memory buffer, so
+//!   a point is queryable the moment it is acknowledged. Where the same
+//!   (run, name, step) was written more than once, only the latest write shows.
+//!
+//! SQL is read-only: [`QueryEngine::sql`] plans the statement and refuses
+//! DDL, DML (`INSERT`, `COPY`), and statements (`SET`, transactions) with
+//! [`QueryError::Forbidden`] before anything runs. No table function that
+//! reads files is registered, and DataFusion's URL tables are off.
+
+pub mod filters;
+pub mod tables;
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
+use futures::TryStreamExt;
+use steplake_store::Store;
+
+/// The catalog name SQL sees.
+pub const CATALOG: &str = "steplake";
+/// The schema name SQL sees.
+pub const SCHEMA: &str = "public";
+
+/// Errors of the query layer.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The SQL could not be parsed or planned (syntax, unknown column, ...).
+    #[error("SQL error: {0}")]
+    Plan(DataFusionError),
+    /// The statement would change data or read outside the store.
+    #[error(
+        "statement not allowed: {0}. steplake SQL is read-only: use SELECT, WITH, EXPLAIN or SHOW"
+    )]
+    Forbidden(String),
+    /// Running the query failed.
+    #[error("query failed: {0}")]
+    Execution(DataFusionError),
+}
+
+/// A DataFusion session over one store, with steplake's tables registered.
+pub struct QueryEngine {
+    ctx: SessionContext,
+}
+
+impl QueryEngine {
+    /// Creates a session over `store`.
+    pub fn new(store: Arc<Store>) -> Result<Self, QueryError> {
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, SCHEMA)
+            .with_information_schema(true)
+            .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let options = config.options_mut();
+        // Strings come back as Utf8, the type Flight SQL clients (JDBC) expect.
+        options.execution.parquet.schema_force_view_types = false;
+        options.execution.parquet.pushdown_filters = true;
+        options.execution.parquet.reorder_filters = true;
+        options.sql_parser.map_string_types_to_utf8view = false;
+        let ctx = SessionContext::new_with_config(config);
+        ctx.register_table("runs", Arc::new(tables::RunsTable::new(store.clone())))
+            .map_err(QueryError::Execution)?;
+        ctx.register_table("scalars", Arc::new(tables::ScalarsTable::new(store)))
+            .map_err(QueryError::Execution)?;
+        Ok(QueryEngine { ctx })
+    }
+
+    /// The DataFusion session (for registering functions and tables).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Plans a read-only SQL statement without running it.
+    ///
+    /// Syntax and planning errors are [`QueryError::Plan`]; statements that
+    /// would change data are [`QueryError::Forbidden`].
+    pub async fn plan(&self, sql: &str) -> Result<DataFrame, QueryError> {
+        let state = self.ctx.state();
+        let plan = state
+            .create_logical_plan(sql)
+            .await
+            .map_err(QueryError::Plan)?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|e| QueryError::Forbidden(forbidden_reason(&e)))?;
+        self.ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(QueryError::Plan)
+    }
+
+    /// The result schema a read-only SQL statement would produce.
+    pub async fn schema_of(&self, sql: &str) -> Result<SchemaRef, QueryError> {
+        let frame = self.plan(sql).await?;
+        Ok(Arc::new(frame.schema().as_arrow().clone()))
+    }
+
+    /// Plans a read-only SQL statement and starts it; returns the result schema
+    /// and a stream of batches.
+    pub async fn sql(
+        &self,
+        sql: &str,
+    ) -> Result<(SchemaRef, SendableRecordBatchStream), QueryError> {
+        let frame = self.plan(sql).await?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let stream = frame
+            .execute_stream()
+            .await
+            .map_err(QueryError::Execution)?;
+        Ok((schema, stream))
+    }
+
+    /// Runs a read-only SQL statement and collects every batch.
+    pub async fn sql_collect(
+        &self,
+        sql: &str,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+        let (schema, stream) = self.sql(sql).await?;
+        let batches = stream.try_collect().await.map_err(QueryError::Execution)?;
+        Ok((schema, batches))
+    }
+}
+
+/// DataFusion's message for a refused plan, without its "Error during planning" prefix.
+fn forbidden_reason(error: &DataFusionError) -> String {
+    let message = error.to_string();
+    message
+        .strip_prefix("Error during planning: ")
+        .unwrap_or(&message)
+        .to_string()
+}

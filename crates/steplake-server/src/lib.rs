@@ -1,0 +1,145 @@
+//! steplake-server: the network edge of steplake.
+//!
+//! One gRPC port serves two services:
+//! - `steplake.v1.Ingest` ([`ingest::IngestService`]): create/resume/finish
+//!   runs and the bidirectional write stream, acknowledging each batch once
+//!   the store has made it durable;
+//! - Arrow Flight SQL ([`flight::FlightSqlServer`]): read-only SQL over the
+//!   same DataFusion session ([`steplake_query::QueryEngine`]).
+//!
+//! Errors from the layers below become gRPC status codes in exactly one
+//! place, [`status`]. [`Server::start`] opens the store, binds the port and
+//! returns at once; [`Server::run_until`] serves until a shutdown signal,
+//! then flushes the buffer to Parquet and releases the data directory.
+
+pub mod flight;
+pub mod ingest;
+pub mod status;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use steplake_proto::v1::ingest_server::IngestServer;
+use steplake_query::{QueryEngine, QueryError};
+use steplake_store::{Store, StoreError, StoreOptions};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Default gRPC address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// Default largest accepted gRPC message.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Errors while starting or running the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data directory could not be opened or recovered.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The SQL session could not be set up.
+    #[error("{0}")]
+    Query(#[from] QueryError),
+    /// The address could not be bound.
+    #[error(
+        "cannot listen on {addr}: {source}; is another server using it? pick another with --listen"
+    )]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// How to run a server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// gRPC address (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Store tuning.
+    pub store: StoreOptions,
+    /// Largest accepted gRPC message, in bytes.
+    pub max_message_bytes: usize,
+}
+
+/// A started server: the store is open and the port bound.
+pub struct Server {
+    store: Arc<Store>,
+    engine: Arc<QueryEngine>,
+    listener: TcpListener,
+    max_message_bytes: usize,
+}
+
+impl Server {
+    /// Opens the store (running recovery) and binds the address.
+    pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        let store_options = config.store.clone();
+        let data_dir = config.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(data_dir, store_options))
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                reason: format!("recovery task failed: {e}"),
+            })??;
+        let store = Arc::new(store);
+        let engine = Arc::new(QueryEngine::new(store.clone())?);
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        Ok(Server {
+            store,
+            engine,
+            listener,
+            max_message_bytes: config.max_message_bytes,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The store this server writes to.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Serves until `shutdown` completes, then flushes and closes the store.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServerError> {
+        let limit = self.max_message_bytes;
+        let ingest = IngestServer::new(ingest::IngestService::new(self.store.clone()))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
+        let flight = FlightServiceServer::new(flight::FlightSqlServer::new(self.engine.clone()))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(usize::MAX);
+        let served = tonic::transport::Server::builder()
+            .add_service(ingest)
+            .add_service(flight)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .await;
+        let store = self.store.clone();
+        let closed = tokio::task::spawn_blocking(move || store.shutdown())
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                reason: format!("shutdown task failed: {e}"),
+            })?;
+        served?;
+        closed?;
+        Ok(())
+    }
+}

@@ -1,0 +1,56 @@
+//! The one place where steplake errors become gRPC status codes.
+
+use steplake_query::QueryError;
+use steplake_store::StoreError;
+use tonic::Status;
+
+/// Maps a storage error to the status a client sees.
+pub fn store_status(error: StoreError) -> Status {
+    let message = error.to_string();
+    match error {
+        StoreError::Invalid(_) => Status::invalid_argument(message),
+        StoreError::RunNotFound { .. } => Status::not_found(message),
+        StoreError::Unavailable { .. } => Status::unavailable(message),
+        StoreError::Locked { .. } => Status::failed_precondition(message),
+        StoreError::Io { .. } | StoreError::Parquet { .. } | StoreError::Corrupt { .. } => {
+            Status::internal(message)
+        }
+    }
+}
+
+/// Maps a query error to the status a client sees.
+pub fn query_status(error: QueryError) -> Status {
+    let message = error.to_string();
+    match error {
+        QueryError::Plan(_) => Status::invalid_argument(message),
+        QueryError::Forbidden(_) => Status::permission_denied(message),
+        QueryError::Execution(_) => Status::internal(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use steplake_core::CoreError;
+    use tonic::Code;
+
+    #[test]
+    fn codes_follow_the_error_kind() {
+        assert_eq!(
+            store_status(StoreError::Invalid(CoreError::invalid(
+                "scalars.steps[0]",
+                "is -1"
+            )))
+            .code(),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            store_status(StoreError::RunNotFound { run_id: "x".into() }).code(),
+            Code::NotFound
+        );
+        assert_eq!(
+            query_status(QueryError::Forbidden("DDL".into())).code(),
+            Code::PermissionDenied
+        );
+    }
+}

@@ -1,0 +1,1266 @@
+//! steplake-store: makes acknowledged points durable and keeps them readable.
+//!
+//! It owns a data directory:
+//!
+//! ```text
+//! DATA_DIR/LOCK              held while a process uses the directory
+//! DATA_DIR/wal/*.wal         write-ahead log segments (see [`wal`])
+//! DATA_DIR/data/*.parquet    standard Parquet files (see [`files`])
+//! DATA_DIR/manifest.json     files, runs, writers, WAL coverage (see [`manifest`])
+//! ```
+//!
+//! Write path: [`Store::write_scalars`] hands a batch to the WAL thread, which
+//! groups every waiting request into one append and one fsync (group commit),
+//! then applies them to the in-memory [`buffer`] and only then acknowledges,
+//! so an acked point is both durable and immediately readable. When the
+//! buffer passes a size or age threshold the WAL thread freezes it and the
+//! flusher thread writes it as a Parquet file, records it in the manifest,
+//! and deletes the WAL segments the manifest now covers.
+//!
+//! Read path: [`Store::scalars_view`] returns, consistently, the data files
+//! that can match a [`SeriesFilter`] plus the matching rows of the frozen and
+//! active buffers, each with a version so the query layer can keep the
+//! latest write of a repeated (run, name, step).
+//!
+//! Recovery: [`Store::open`] loads the manifest, replays WAL records past it
+//! (a torn tail is dropped, mid-log corruption is an error), and removes
+//! files a crash left behind before they reached the manifest.
+
+pub mod buffer;
+pub mod files;
+pub mod manifest;
+pub mod record;
+pub mod wal;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
+use steplake_core::schema::scalars_col;
+use steplake_core::{validate_run_id, CoreError, RunInfo, ScalarBatch, RUN_STATUS_RUNNING};
+use tokio::sync::oneshot;
+
+pub use buffer::{Buffer, SeriesFilter};
+pub use manifest::{DataFile, Manifest, SeriesRange, WriterState};
+pub use wal::FsyncPolicy;
+
+use record::{decode_scalar_record, encode_scalar_record};
+use wal::{frame_record, RecordKind, WalWriter};
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An operating-system I/O call failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// File or directory involved.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Writing or reading a Parquet file failed.
+    #[error("Parquet error on {path}: {source}")]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// The Parquet error.
+        source: parquet::errors::ParquetError,
+    },
+    /// Stored data is damaged; start-up cannot continue safely.
+    #[error("corrupt data in {path} at offset {offset}: {reason}")]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// Byte offset of the damage.
+        offset: u64,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// Another process holds the data directory.
+    #[error("data directory {dir} is in use by another steplake process{holder}; stop it, or use another --data-dir")]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+        /// " (pid N)" when known.
+        holder: String,
+    },
+    /// The input was rejected by validation.
+    #[error(transparent)]
+    Invalid(#[from] CoreError),
+    /// A write or finish named a run that does not exist.
+    #[error("run {run_id:?} does not exist; create it first (CreateRun)")]
+    RunNotFound {
+        /// The unknown run id.
+        run_id: String,
+    },
+    /// The store is shutting down or stopped after a failure.
+    #[error("the store is not accepting writes: {reason}")]
+    Unavailable {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// A Parquet error on `path`.
+    pub fn parquet(path: &Path, source: parquet::errors::ParquetError) -> Self {
+        StoreError::Parquet {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Damage in `path` at `offset`.
+    pub fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> Self {
+        StoreError::Corrupt {
+            path: path.to_path_buf(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+
+    fn closed() -> Self {
+        StoreError::Unavailable {
+            reason: "the server is shutting down".into(),
+        }
+    }
+}
+
+/// Tuning of a writable store. The defaults suit a workstation.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// When appends are fsynced.
+    pub fsync: FsyncPolicy,
+    /// Freeze and flush the buffer once it holds this many points.
+    pub flush_rows: usize,
+    /// Freeze and flush the buffer once its oldest point is this old.
+    pub flush_interval: Duration,
+    /// Start a new WAL segment past this size.
+    pub wal_segment_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            fsync: FsyncPolicy::Batch,
+            flush_rows: 8 << 20,
+            flush_interval: Duration::from_secs(60),
+            wal_segment_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Acknowledgement of one durable batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteAck {
+    /// The writer's sequence number.
+    pub sequence: u64,
+    /// Points in the batch.
+    pub points: u64,
+    /// The batch had been applied before; it was not applied again.
+    pub duplicate: bool,
+}
+
+/// What a caller asks for when creating or resuming a run.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRun {
+    /// Client-chosen id; resumes the run when it exists. Generated when `None`.
+    pub run_id: Option<String>,
+    /// Project; "default" when empty.
+    pub project: String,
+    /// Name; the run id when empty.
+    pub name: String,
+    /// Configuration JSON; `{}` when empty. Must be valid JSON.
+    pub config_json: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Forked from this run.
+    pub parent_run_id: Option<String>,
+    /// At this step of the parent.
+    pub fork_step: Option<i64>,
+}
+
+/// Counters for monitoring.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Points acknowledged since start.
+    pub points_written: AtomicU64,
+    /// Batches acknowledged since start (duplicates included).
+    pub batches_written: AtomicU64,
+    /// Parquet files written since start.
+    pub files_flushed: AtomicU64,
+    /// Total milliseconds spent writing Parquet files since start.
+    pub flush_millis: AtomicU64,
+}
+
+/// An acknowledgement that arrives once a submitted batch is durable.
+pub struct PendingAck {
+    ack: oneshot::Receiver<Result<WriteAck, StoreError>>,
+}
+
+impl std::future::Future for PendingAck {
+    type Output = Result<WriteAck, StoreError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.ack)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| Err(StoreError::closed())))
+    }
+}
+
+/// A source of buffered rows as returned by [`Store::scalars_view`].
+#[derive(Debug, Clone)]
+pub struct BufferedRows {
+    /// Larger versions hold later writes. Frozen buffers carry the id their
+    /// file will get; the active buffer `u64::MAX`.
+    pub version: u64,
+    /// Visible rows, one batch per series, sorted by (run, name, step).
+    pub batches: Vec<RecordBatch>,
+}
+
+/// A consistent view of the `scalars` table for one query.
+#[derive(Debug, Clone)]
+pub struct ScalarsView {
+    /// The data directory (file paths are relative to it).
+    pub data_dir: PathBuf,
+    /// Data files that can hold matching rows, oldest first.
+    pub files: Vec<DataFile>,
+    /// Buffered rows, oldest source first.
+    pub buffered: Vec<BufferedRows>,
+}
+
+impl ScalarsView {
+    /// Absolute path of a data file.
+    pub fn file_path(&self, file: &DataFile) -> PathBuf {
+        self.data_dir.join(&file.path)
+    }
+}
+
+struct Frozen {
+    file_id: u64,
+    buffer: Arc<Buffer>,
+}
+
+/// What readers see; changed by the WAL thread (apply, freeze) and the flusher (publish).
+#[derive(Default)]
+struct State {
+    manifest: Manifest,
+    runs: BTreeMap<String, RunInfo>,
+    active: Buffer,
+    frozen: Vec<Frozen>,
+    failure: Option<String>,
+}
+
+enum Command {
+    Scalars {
+        writer_id: String,
+        sequence: u64,
+        run_id: String,
+        batch: ScalarBatch,
+        reply: oneshot::Sender<Result<WriteAck, StoreError>>,
+    },
+    CreateRun {
+        request: CreateRun,
+        reply: oneshot::Sender<Result<(RunInfo, bool), StoreError>>,
+    },
+    FinishRun {
+        run_id: String,
+        status: String,
+        reply: oneshot::Sender<Result<RunInfo, StoreError>>,
+    },
+    Flush {
+        reply: mpsc::Sender<Result<(), String>>,
+    },
+}
+
+struct FlushJob {
+    file_id: u64,
+    buffer: Arc<Buffer>,
+    covered_lsn: u64,
+    runs: BTreeMap<String, RunInfo>,
+    writers: BTreeMap<String, WriterState>,
+    /// Callers waiting for this flush.
+    replies: Vec<mpsc::Sender<Result<(), String>>>,
+}
+
+struct Shared {
+    data_dir: PathBuf,
+    state: RwLock<State>,
+    stats: StoreStats,
+}
+
+/// A steplake data directory opened by this process.
+pub struct Store {
+    shared: Arc<Shared>,
+    commands: Mutex<Option<mpsc::Sender<Command>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    _lock: File,
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+fn lock_data_dir(dir: &Path) -> Result<File, StoreError> {
+    fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    let path = dir.join("LOCK");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path)
+                .ok()
+                .map(|pid| pid.trim().to_string())
+                .filter(|pid| !pid.is_empty())
+                .map(|pid| format!(" (pid {pid})"))
+                .unwrap_or_default();
+            return Err(StoreError::Locked {
+                dir: dir.to_path_buf(),
+                holder,
+            });
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(StoreError::io(&path, e)),
+    }
+    file.set_len(0).map_err(|e| StoreError::io(&path, e))?;
+    write!(file, "{}", std::process::id()).map_err(|e| StoreError::io(&path, e))?;
+    Ok(file)
+}
+
+/// The state rebuilt from the manifest and the WAL.
+struct Recovered {
+    manifest: Manifest,
+    runs: BTreeMap<String, RunInfo>,
+    writers: BTreeMap<String, WriterState>,
+    buffer: Buffer,
+    replay: wal::Replay,
+    next_lsn: u64,
+}
+
+fn recover(data_dir: &Path) -> Result<Recovered, StoreError> {
+    let manifest = Manifest::load(data_dir)?;
+    for file in &manifest.files {
+        let path = data_dir.join(&file.path);
+        if !path.exists() {
+            return Err(StoreError::corrupt(
+                &path,
+                0,
+                "the manifest lists this data file but it is missing; restore it from a backup",
+            ));
+        }
+    }
+    let mut runs = manifest.runs.clone();
+    let mut writers = manifest.writers.clone();
+    let mut buffer = Buffer::default();
+    let mut replay = wal::replay(&wal::wal_dir(data_dir))?;
+    let mut next_lsn = manifest.covered_lsn + 1;
+    for record in std::mem::take(&mut replay.records) {
+        next_lsn = next_lsn.max(record.lsn + 1);
+        if record.lsn <= manifest.covered_lsn {
+            continue;
+        }
+        let bad = |what: &str| {
+            StoreError::corrupt(
+                &wal::wal_dir(data_dir),
+                0,
+                format!("WAL record {} holds an undecodable {what}", record.lsn),
+            )
+        };
+        match record.kind {
+            RecordKind::Run => {
+                let run: RunInfo =
+                    serde_json::from_slice(&record.payload).map_err(|_| bad("run"))?;
+                runs.insert(run.run_id.clone(), run);
+            }
+            RecordKind::Scalars => {
+                let rec =
+                    decode_scalar_record(&record.payload).ok_or_else(|| bad("scalar batch"))?;
+                let seen = writers.get(&rec.writer_id).map_or(0, |w| w.sequence);
+                if rec.sequence > seen {
+                    writers.insert(
+                        rec.writer_id.clone(),
+                        WriterState {
+                            sequence: rec.sequence,
+                            last_seen_us: now_us(),
+                        },
+                    );
+                    buffer.apply(&rec.run_id, &rec.batch);
+                }
+            }
+        }
+    }
+    Ok(Recovered {
+        manifest,
+        runs,
+        writers,
+        buffer,
+        replay,
+        next_lsn,
+    })
+}
+
+impl Store {
+    /// Opens (creating if needed) a data directory for reading and writing.
+    ///
+    /// Fails with [`StoreError::Locked`] when another process holds it, and
+    /// with [`StoreError::Corrupt`] when recovery finds damage it must not skip.
+    pub fn open(data_dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store, StoreError> {
+        let data_dir = data_dir.as_ref().to_path_buf();
+        let lock = lock_data_dir(&data_dir)?;
+        let data_files = files::data_files_dir(&data_dir);
+        fs::create_dir_all(&data_files).map_err(|e| StoreError::io(&data_files, e))?;
+        files::remove_temporary_files(&data_files)?;
+        let recovered = recover(&data_dir)?;
+        remove_orphan_files(&data_dir, &recovered.manifest)?;
+        let wal = WalWriter::open(
+            &wal::wal_dir(&data_dir),
+            &recovered.replay,
+            recovered.next_lsn,
+            options.wal_segment_bytes,
+            options.fsync,
+        )?;
+        let replayed = recovered.buffer.rows();
+        if replayed > 0 {
+            tracing::info!(
+                points = replayed,
+                "recovered points from the write-ahead log"
+            );
+        }
+        let next_file_id = recovered.manifest.next_file_id;
+        let shared = Arc::new(Shared {
+            data_dir: data_dir.clone(),
+            state: RwLock::new(State {
+                manifest: recovered.manifest,
+                runs: recovered.runs.clone(),
+                active: recovered.buffer,
+                frozen: Vec::new(),
+                failure: None,
+            }),
+            stats: StoreStats::default(),
+        });
+        let (command_tx, command_rx) = mpsc::channel();
+        let (flush_tx, flush_rx) = mpsc::channel();
+        let writer = WalThread {
+            shared: shared.clone(),
+            wal,
+            runs: recovered.runs,
+            writers: recovered.writers.into_iter().collect(),
+            next_file_id,
+            buffer_started: (replayed > 0).then(Instant::now),
+            options,
+            flush_tx,
+        };
+        let flusher_shared = shared.clone();
+        let threads = vec![
+            std::thread::Builder::new()
+                .name("steplake-wal".into())
+                .spawn(move || writer.run(command_rx))
+                .map_err(|e| StoreError::io(&data_dir, e))?,
+            std::thread::Builder::new()
+                .name("steplake-flush".into())
+                .spawn(move || run_flusher(flusher_shared, flush_rx))
+                .map_err(|e| StoreError::io(&data_dir, e))?,
+        ];
+        Ok(Store {
+            shared,
+            commands: Mutex::new(Some(command_tx)),
+            threads: Mutex::new(threads),
+            _lock: lock,
+        })
+    }
+
+    /// Opens a data directory for reading only: nothing on disk is changed and
+    /// writes are refused. Still takes the lock, so it fails while a server runs.
+    pub fn open_read_only(data_dir: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let data_dir = data_dir.as_ref().to_path_buf();
+        if !data_dir.join("manifest.json").exists() && !wal::wal_dir(&data_dir).exists() {
+            return Err(StoreError::io(
+                &data_dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no steplake data here (no manifest.json or wal/); check --data-dir",
+                ),
+            ));
+        }
+        let lock = lock_data_dir(&data_dir)?;
+        let recovered = recover(&data_dir)?;
+        Ok(Store {
+            shared: Arc::new(Shared {
+                data_dir,
+                state: RwLock::new(State {
+                    manifest: recovered.manifest,
+                    runs: recovered.runs,
+                    active: recovered.buffer,
+                    frozen: Vec::new(),
+                    failure: None,
+                }),
+                stats: StoreStats::default(),
+            }),
+            commands: Mutex::new(None),
+            threads: Mutex::new(Vec::new()),
+            _lock: lock,
+        })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.shared.data_dir
+    }
+
+    /// Monitoring counters.
+    pub fn stats(&self) -> &StoreStats {
+        &self.shared.stats
+    }
+
+    /// Points waiting in memory for a flush.
+    pub fn buffered_rows(&self) -> usize {
+        let state = read_state(&self.shared);
+        state.active.rows() + state.frozen.iter().map(|f| f.buffer.rows()).sum::<usize>()
+    }
+
+    /// Bytes of WAL segments on disk.
+    pub fn wal_bytes(&self) -> u64 {
+        wal::total_bytes(&wal::wal_dir(&self.shared.data_dir))
+    }
+
+    fn send(&self, command: Command) -> Result<(), StoreError> {
+        let guard = self.commands.lock().map_err(|_| StoreError::closed())?;
+        let sender = guard.as_ref().ok_or_else(|| StoreError::Unavailable {
+            reason: "the data directory was opened read-only".into(),
+        })?;
+        sender.send(command).map_err(|_| StoreError::closed())
+    }
+
+    /// Makes a batch durable, applies it, and acknowledges it.
+    ///
+    /// The batch is validated first; a batch whose (writer, sequence) was
+    /// already applied is acknowledged with `duplicate: true` and not applied again.
+    pub async fn write_scalars(
+        &self,
+        writer_id: &str,
+        sequence: u64,
+        run_id: &str,
+        batch: ScalarBatch,
+    ) -> Result<WriteAck, StoreError> {
+        self.submit_scalars(writer_id, sequence, run_id, batch)?
+            .await
+    }
+
+    /// Validates a batch and queues it for the WAL without waiting; the
+    /// returned [`PendingAck`] resolves once it is durable and applied.
+    ///
+    /// Batches submitted from one thread reach the WAL in submission order,
+    /// which is what keeps a writer's increasing sequence numbers meaningful
+    /// while several of its batches are in flight.
+    pub fn submit_scalars(
+        &self,
+        writer_id: &str,
+        sequence: u64,
+        run_id: &str,
+        batch: ScalarBatch,
+    ) -> Result<PendingAck, StoreError> {
+        if writer_id.is_empty() {
+            return Err(CoreError::invalid("writer_id", "must not be empty").into());
+        }
+        if sequence == 0 {
+            return Err(CoreError::invalid("sequence", "must be >= 1").into());
+        }
+        validate_run_id(run_id)?;
+        batch.validate()?;
+        let (reply, ack) = oneshot::channel();
+        self.send(Command::Scalars {
+            writer_id: writer_id.to_string(),
+            sequence,
+            run_id: run_id.to_string(),
+            batch,
+            reply,
+        })?;
+        Ok(PendingAck { ack })
+    }
+
+    /// Creates a run, or resumes it when `request.run_id` names an existing one.
+    /// Returns the run and whether it was resumed.
+    pub async fn create_run(&self, request: CreateRun) -> Result<(RunInfo, bool), StoreError> {
+        if let Some(id) = &request.run_id {
+            validate_run_id(id)?;
+        }
+        if let Some(parent) = &request.parent_run_id {
+            validate_run_id(parent)
+                .map_err(|_| CoreError::invalid("parent_run_id", "is not a valid run id"))?;
+        }
+        if !request.config_json.is_empty() {
+            serde_json::from_str::<serde_json::Value>(&request.config_json).map_err(|e| {
+                CoreError::invalid("config_json", format!("is not valid JSON: {e}"))
+            })?;
+        }
+        let (reply, done) = oneshot::channel();
+        self.send(Command::CreateRun { request, reply })?;
+        done.await.map_err(|_| StoreError::closed())?
+    }
+
+    /// Marks a run finished with `status` ("finished" when empty).
+    pub async fn finish_run(&self, run_id: &str, status: &str) -> Result<RunInfo, StoreError> {
+        validate_run_id(run_id)?;
+        let (reply, done) = oneshot::channel();
+        self.send(Command::FinishRun {
+            run_id: run_id.to_string(),
+            status: if status.is_empty() {
+                "finished"
+            } else {
+                status
+            }
+            .to_string(),
+            reply,
+        })?;
+        done.await.map_err(|_| StoreError::closed())?
+    }
+
+    /// Writes everything buffered to Parquet and waits until it is in the
+    /// manifest. Blocks the calling thread.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let (reply, done) = mpsc::channel();
+        self.send(Command::Flush { reply })?;
+        done.recv()
+            .map_err(|_| StoreError::closed())?
+            .map_err(|reason| StoreError::Unavailable { reason })
+    }
+
+    /// Flushes, stops the background threads and releases the directory.
+    /// Blocks the calling thread.
+    pub fn shutdown(&self) -> Result<(), StoreError> {
+        let flushed = if self.is_writable() {
+            self.flush()
+        } else {
+            Ok(())
+        };
+        if let Ok(mut commands) = self.commands.lock() {
+            commands.take();
+        }
+        if let Ok(mut threads) = self.threads.lock() {
+            for t in threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+        flushed
+    }
+
+    fn is_writable(&self) -> bool {
+        self.commands.lock().map(|c| c.is_some()).unwrap_or(false)
+    }
+
+    /// All runs, sorted by id.
+    pub fn runs(&self) -> Vec<RunInfo> {
+        read_state(&self.shared).runs.values().cloned().collect()
+    }
+
+    /// Whether a run exists.
+    pub fn run_exists(&self, run_id: &str) -> bool {
+        read_state(&self.shared).runs.contains_key(run_id)
+    }
+
+    /// The files and buffered rows that can match `filter`, taken at one instant.
+    pub fn scalars_view(&self, filter: &SeriesFilter, projection: Option<&[usize]>) -> ScalarsView {
+        let state = read_state(&self.shared);
+        let files = state
+            .manifest
+            .files
+            .iter()
+            .filter(|f| f.series.iter().any(|r| filter.matches_range(r)))
+            .cloned()
+            .collect();
+        let mut buffered: Vec<BufferedRows> = state
+            .frozen
+            .iter()
+            .map(|f| BufferedRows {
+                version: f.file_id,
+                batches: f.buffer.read(filter, projection),
+            })
+            .collect();
+        buffered.push(BufferedRows {
+            version: u64::MAX,
+            batches: state.active.read(filter, projection),
+        });
+        buffered.retain(|b| !b.batches.is_empty());
+        ScalarsView {
+            data_dir: self.shared.data_dir.clone(),
+            files,
+            buffered,
+        }
+    }
+
+    /// Step ranges of every series in every source (files and buffers), with
+    /// each source's version; used to find series written more than once.
+    pub fn series_ranges(&self) -> Vec<(u64, SeriesRange)> {
+        let state = read_state(&self.shared);
+        let mut out = Vec::new();
+        for f in &state.manifest.files {
+            out.extend(f.series.iter().map(|r| (f.id, r.clone())));
+        }
+        for f in &state.frozen {
+            out.extend(f.buffer.series_ranges().into_iter().map(|r| (f.file_id, r)));
+        }
+        out.extend(
+            state
+                .active
+                .series_ranges()
+                .into_iter()
+                .map(|r| (u64::MAX, r)),
+        );
+        out
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Ok(mut commands) = self.commands.lock() {
+            commands.take();
+        }
+        if let Ok(mut threads) = self.threads.lock() {
+            for t in threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+fn read_state(shared: &Shared) -> std::sync::RwLockReadGuard<'_, State> {
+    shared
+        .state
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write_state(shared: &Shared) -> std::sync::RwLockWriteGuard<'_, State> {
+    shared
+        .state
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Deletes data files that a crash left on disk before they reached the manifest
+/// (their points are still in the WAL and will be flushed again).
+fn remove_orphan_files(data_dir: &Path, manifest: &Manifest) -> Result<(), StoreError> {
+    let dir = files::data_files_dir(data_dir);
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.ends_with(".parquet") {
+            continue;
+        }
+        let relative = format!("data/{name}");
+        if !manifest.files.iter().any(|f| f.path == relative) {
+            tracing::warn!(file = %name, "removing a data file that never reached the manifest");
+            fs::remove_file(entry.path()).map_err(|e| StoreError::io(&entry.path(), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// A random id of 16 hex digits.
+pub fn random_id() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes = now_us().to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What the WAL thread does with a request once its record is durable.
+enum Effect {
+    Scalars {
+        run_id: String,
+        batch: ScalarBatch,
+        reply: oneshot::Sender<Result<WriteAck, StoreError>>,
+        ack: WriteAck,
+    },
+    Duplicate {
+        reply: oneshot::Sender<Result<WriteAck, StoreError>>,
+        ack: WriteAck,
+    },
+    Run {
+        run: RunInfo,
+        resumed: bool,
+        reply: RunReply,
+    },
+}
+
+enum RunReply {
+    Created(oneshot::Sender<Result<(RunInfo, bool), StoreError>>),
+    Finished(oneshot::Sender<Result<RunInfo, StoreError>>),
+}
+
+impl Effect {
+    fn fail(self, error: &str) {
+        let err = || StoreError::Unavailable {
+            reason: error.to_string(),
+        };
+        match self {
+            Effect::Scalars { reply, .. } | Effect::Duplicate { reply, .. } => {
+                let _ = reply.send(Err(err()));
+            }
+            Effect::Run { reply, .. } => match reply {
+                RunReply::Created(r) => {
+                    let _ = r.send(Err(err()));
+                }
+                RunReply::Finished(r) => {
+                    let _ = r.send(Err(err()));
+                }
+            },
+        }
+    }
+}
+
+/// Owns the WAL writer; serializes every change to the store.
+struct WalThread {
+    shared: Arc<Shared>,
+    wal: WalWriter,
+    runs: BTreeMap<String, RunInfo>,
+    writers: HashMap<String, WriterState>,
+    next_file_id: u64,
+    buffer_started: Option<Instant>,
+    options: StoreOptions,
+    flush_tx: mpsc::Sender<FlushJob>,
+}
+
+/// Most requests grouped into one append.
+const MAX_GROUP: usize = 4096;
+
+impl WalThread {
+    fn run(mut self, commands: mpsc::Receiver<Command>) {
+        let tick = Duration::from_millis(250);
+        loop {
+            let first = match commands.recv_timeout(tick) {
+                Ok(command) => command,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.freeze_if_due(None);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match commands.try_recv() {
+                    Ok(command) => group.push(command),
+                    Err(_) => break,
+                }
+            }
+            self.process(group);
+        }
+        let _ = self.wal.sync();
+    }
+
+    fn process(&mut self, group: Vec<Command>) {
+        let mut framed = Vec::new();
+        let first_lsn = self.wal.next_lsn();
+        let mut effects = Vec::with_capacity(group.len());
+        let mut flushes = Vec::new();
+        let failure = read_state(&self.shared).failure.clone();
+        for command in group {
+            if let Some(reason) = &failure {
+                reject(command, reason);
+                continue;
+            }
+            match command {
+                Command::Flush { reply } => flushes.push(reply),
+                other => {
+                    if let Some(effect) = self.log(other, &mut framed) {
+                        effects.push(effect);
+                    }
+                }
+            }
+            if self.wal.policy() == FsyncPolicy::Always && !framed.is_empty() {
+                let lsn = self.wal.next_lsn() - 1;
+                if let Err(e) = self.wal.append(&framed, lsn) {
+                    return self.fail_all(effects, flushes, e);
+                }
+                framed.clear();
+            }
+        }
+        if !framed.is_empty() {
+            if let Err(e) = self.wal.append(&framed, first_lsn) {
+                return self.fail_all(effects, flushes, e);
+            }
+        }
+        self.apply(effects);
+        let forced = (!flushes.is_empty()).then_some(flushes);
+        self.freeze_if_due(forced);
+    }
+
+    /// Frames the record for a command and returns what to do once it is durable.
+    fn log(&mut self, command: Command, framed: &mut Vec<u8>) -> Option<Effect> {
+        match command {
+            Command::Scalars {
+                writer_id,
+                sequence,
+                run_id,
+                batch,
+                reply,
+            } => {
+                let ack = WriteAck {
+                    sequence,
+                    points: batch.len() as u64,
+                    duplicate: false,
+                };
+                let seen = self.writers.get(&writer_id).map_or(0, |w| w.sequence);
+                if sequence <= seen {
+                    return Some(Effect::Duplicate {
+                        reply,
+                        ack: WriteAck {
+                            duplicate: true,
+                            ..ack
+                        },
+                    });
+                }
+                if !self.runs.contains_key(&run_id) {
+                    let _ = reply.send(Err(StoreError::RunNotFound { run_id }));
+                    return None;
+                }
+                let mut payload = Vec::new();
+                encode_scalar_record(&mut payload, &writer_id, sequence, &run_id, &batch);
+                let lsn = self.wal.assign_lsn();
+                frame_record(framed, lsn, RecordKind::Scalars, &payload);
+                self.writers.insert(
+                    writer_id,
+                    WriterState {
+                        sequence,
+                        last_seen_us: now_us(),
+                    },
+                );
+                Some(Effect::Scalars {
+                    run_id,
+                    batch,
+                    reply,
+                    ack,
+                })
+            }
+            Command::CreateRun { request, reply } => {
+                let (run, resumed) = self.create_or_resume(request);
+                self.log_run(&run, framed);
+                Some(Effect::Run {
+                    run,
+                    resumed,
+                    reply: RunReply::Created(reply),
+                })
+            }
+            Command::FinishRun {
+                run_id,
+                status,
+                reply,
+            } => {
+                let Some(existing) = self.runs.get(&run_id) else {
+                    let _ = reply.send(Err(StoreError::RunNotFound { run_id }));
+                    return None;
+                };
+                let run = RunInfo {
+                    status,
+                    ended_at_us: Some(now_us()),
+                    ..existing.clone()
+                };
+                self.log_run(&run, framed);
+                Some(Effect::Run {
+                    run,
+                    resumed: false,
+                    reply: RunReply::Finished(reply),
+                })
+            }
+            Command::Flush { .. } => None,
+        }
+    }
+
+    fn log_run(&mut self, run: &RunInfo, framed: &mut Vec<u8>) {
+        let payload = serde_json::to_vec(run).unwrap_or_default();
+        let lsn = self.wal.assign_lsn();
+        frame_record(framed, lsn, RecordKind::Run, &payload);
+        self.runs.insert(run.run_id.clone(), run.clone());
+    }
+
+    fn create_or_resume(&self, request: CreateRun) -> (RunInfo, bool) {
+        if let Some(existing) = request.run_id.as_ref().and_then(|id| self.runs.get(id)) {
+            let mut run = existing.clone();
+            run.status = RUN_STATUS_RUNNING.into();
+            run.ended_at_us = None;
+            return (run, true);
+        }
+        let run_id = request.run_id.unwrap_or_else(random_id);
+        let run = RunInfo {
+            project: non_empty_or(request.project, "default"),
+            name: non_empty_or(request.name, &run_id),
+            created_at_us: now_us(),
+            ended_at_us: None,
+            status: RUN_STATUS_RUNNING.into(),
+            config_json: non_empty_or(request.config_json, "{}"),
+            tags: request.tags,
+            parent_run_id: request.parent_run_id,
+            fork_step: request.fork_step,
+            run_id,
+        };
+        (run, false)
+    }
+
+    /// Applies durable effects to the readable state, then acknowledges them.
+    fn apply(&mut self, effects: Vec<Effect>) {
+        if effects.is_empty() {
+            return;
+        }
+        let mut replies = Vec::with_capacity(effects.len());
+        {
+            let mut state = write_state(&self.shared);
+            for effect in effects {
+                match effect {
+                    Effect::Scalars {
+                        run_id,
+                        batch,
+                        reply,
+                        ack,
+                    } => {
+                        state.active.apply(&run_id, &batch);
+                        if self.buffer_started.is_none() {
+                            self.buffer_started = Some(Instant::now());
+                        }
+                        self.shared
+                            .stats
+                            .points_written
+                            .fetch_add(ack.points, Ordering::Relaxed);
+                        replies.push(Effect::Duplicate { reply, ack });
+                    }
+                    Effect::Run {
+                        run,
+                        resumed,
+                        reply,
+                    } => {
+                        state.runs.insert(run.run_id.clone(), run.clone());
+                        replies.push(Effect::Run {
+                            run,
+                            resumed,
+                            reply,
+                        });
+                    }
+                    duplicate @ Effect::Duplicate { .. } => replies.push(duplicate),
+                }
+            }
+        }
+        for effect in replies {
+            match effect {
+                Effect::Duplicate { reply, ack } | Effect::Scalars { reply, ack, .. } => {
+                    self.shared
+                        .stats
+                        .batches_written
+                        .fetch_add(1, Ordering::Relaxed);
+                    let _ = reply.send(Ok(ack));
+                }
+                Effect::Run {
+                    run,
+                    resumed,
+                    reply,
+                } => match reply {
+                    RunReply::Created(r) => {
+                        let _ = r.send(Ok((run, resumed)));
+                    }
+                    RunReply::Finished(r) => {
+                        let _ = r.send(Ok(run));
+                    }
+                },
+            }
+        }
+    }
+
+    fn fail_all(
+        &mut self,
+        effects: Vec<Effect>,
+        flushes: Vec<mpsc::Sender<Result<(), String>>>,
+        error: StoreError,
+    ) {
+        let reason = format!("writing the write-ahead log failed ({error}); restart the server once the disk is healthy");
+        tracing::error!("{reason}");
+        write_state(&self.shared).failure = Some(reason.clone());
+        for effect in effects {
+            effect.fail(&reason);
+        }
+        for f in flushes {
+            let _ = f.send(Err(reason.clone()));
+        }
+    }
+
+    /// Freezes the active buffer and hands it to the flusher when it is big or
+    /// old enough, or when `forced` callers wait for a flush.
+    fn freeze_if_due(&mut self, forced: Option<Vec<mpsc::Sender<Result<(), String>>>>) {
+        let rows = read_state(&self.shared).active.rows();
+        let old = self
+            .buffer_started
+            .is_some_and(|t| t.elapsed() >= self.options.flush_interval);
+        let due = rows >= self.options.flush_rows || (rows > 0 && old);
+        if !due && forced.is_none() {
+            return;
+        }
+        let file_id = self.next_file_id;
+        self.next_file_id += 1;
+        let buffer = {
+            let mut state = write_state(&self.shared);
+            let buffer = Arc::new(std::mem::take(&mut state.active));
+            state.frozen.push(Frozen {
+                file_id,
+                buffer: buffer.clone(),
+            });
+            buffer
+        };
+        self.buffer_started = None;
+        let job = FlushJob {
+            file_id,
+            buffer,
+            covered_lsn: self.wal.next_lsn() - 1,
+            runs: self.runs.clone(),
+            writers: self.writers.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            replies: forced.unwrap_or_default(),
+        };
+        if let Err(mpsc::SendError(job)) = self.flush_tx.send(job) {
+            for reply in job.replies {
+                let _ = reply.send(Err("the flusher has stopped".into()));
+            }
+        }
+    }
+}
+
+fn reject(command: Command, reason: &str) {
+    let err = || StoreError::Unavailable {
+        reason: reason.to_string(),
+    };
+    match command {
+        Command::Scalars { reply, .. } => {
+            let _ = reply.send(Err(err()));
+        }
+        Command::CreateRun { reply, .. } => {
+            let _ = reply.send(Err(err()));
+        }
+        Command::FinishRun { reply, .. } => {
+            let _ = reply.send(Err(err()));
+        }
+        Command::Flush { reply } => {
+            let _ = reply.send(Err(reason.to_string()));
+        }
+    }
+}
+
+fn non_empty_or(value: String, default: &str) -> String {
+    if value.is_empty() {
+        default.to_string()
+    } else {
+        value
+    }
+}
+
+/// Writers idle longer than this are dropped from the manifest.
+const WRITER_RETENTION_US: i64 = 30 * 24 * 3600 * 1_000_000;
+
+fn run_flusher(shared: Arc<Shared>, jobs: mpsc::Receiver<FlushJob>) {
+    for job in jobs {
+        let mut attempt = 0u32;
+        let result = loop {
+            match flush_one(&shared, &job) {
+                Ok(()) => break Ok(()),
+                Err(e) => {
+                    attempt += 1;
+                    tracing::error!(error = %e, attempt, "flushing the buffer to Parquet failed; its points stay in the WAL and in memory");
+                    if attempt >= 5 {
+                        break Err(e.to_string());
+                    }
+                    std::thread::sleep(Duration::from_millis(200 * u64::from(attempt)));
+                }
+            }
+        };
+        for reply in &job.replies {
+            let _ = reply.send(result.clone());
+        }
+    }
+}
+
+fn flush_one(shared: &Shared, job: &FlushJob) -> Result<(), StoreError> {
+    let started = Instant::now();
+    let batches = job.buffer.read(&SeriesFilter::default(), None);
+    let mut manifest = read_state(shared).manifest.clone();
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if rows > 0 {
+        let relative = format!("data/{}", files::data_file_name(job.file_id));
+        let bytes = files::write_scalars_file(&shared.data_dir.join(&relative), &batches)?;
+        manifest.files.push(DataFile {
+            id: job.file_id,
+            path: relative,
+            rows: rows as u64,
+            bytes,
+            series: batches.iter().filter_map(series_range_of).collect(),
+        });
+        shared.stats.files_flushed.fetch_add(1, Ordering::Relaxed);
+    }
+    let cutoff = now_us() - WRITER_RETENTION_US;
+    manifest.covered_lsn = manifest.covered_lsn.max(job.covered_lsn);
+    manifest.next_file_id = manifest.next_file_id.max(job.file_id + 1);
+    manifest.runs = job.runs.clone();
+    manifest.writers = job
+        .writers
+        .iter()
+        .filter(|(_, w)| w.last_seen_us >= cutoff)
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    manifest.store(&shared.data_dir)?;
+    {
+        let mut state = write_state(shared);
+        state.manifest = manifest;
+        state.frozen.retain(|f| f.file_id != job.file_id);
+    }
+    shared
+        .stats
+        .flush_millis
+        .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    let deleted = wal::delete_covered_segments(&wal::wal_dir(&shared.data_dir), job.covered_lsn)?;
+    tracing::debug!(
+        file_id = job.file_id,
+        rows,
+        deleted_segments = deleted,
+        "flushed buffer"
+    );
+    Ok(())
+}
+
+/// The step range of a one-series batch from [`Buffer::read`].
+fn series_range_of(batch: &RecordBatch) -> Option<SeriesRange> {
+    let steps = batch.column(scalars_col::STEP).as_primitive::<Int64Type>();
+    let run_id = batch.column(scalars_col::RUN_ID).as_string::<i32>();
+    let name = batch.column(scalars_col::NAME).as_string::<i32>();
+    if batch.num_rows() == 0 {
+        return None;
+    }
+    Some(SeriesRange {
+        run_id: run_id.value(0).to_string(),
+        name: name.value(0).to_string(),
+        min_step: steps.value(0),
+        max_step: steps.value(batch.num_rows() - 1),
+        rows: batch.num_rows() as u64,
+    })
+}

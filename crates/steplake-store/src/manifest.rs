@@ -1,0 +1,135 @@
+//! The manifest: the durable list of what the Parquet files hold.
+//!
+//! `DATA_DIR/manifest.json` names every data file with the step range of each
+//! series in it (so a query opens only files that can match), the LSN up to
+//! which the write-ahead log is covered by those files, the runs, and each
+//! writer's highest applied sequence number (so retries stay idempotent across
+//! restarts). It is replaced atomically: write a temporary file, fsync,
+//! rename, fsync the directory.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use steplake_core::RunInfo;
+
+use crate::wal::sync_dir;
+use crate::StoreError;
+
+/// Format version written into the manifest.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// Step range of one series within one file (or buffer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeriesRange {
+    /// Run of the series.
+    pub run_id: String,
+    /// Name of the series.
+    pub name: String,
+    /// Smallest step.
+    pub min_step: i64,
+    /// Largest step.
+    pub max_step: i64,
+    /// Rows of this series.
+    pub rows: u64,
+}
+
+/// One Parquet data file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataFile {
+    /// Increasing id: a file with a larger id holds later writes.
+    pub id: u64,
+    /// Path relative to the data directory.
+    pub path: String,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Per-series step ranges, sorted by (run, name).
+    pub series: Vec<SeriesRange>,
+}
+
+/// Highest applied sequence number of one writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriterState {
+    /// Highest sequence number applied.
+    pub sequence: u64,
+    /// When the writer was last seen, microseconds since the epoch.
+    pub last_seen_us: i64,
+}
+
+/// The manifest's contents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version.
+    pub version: u32,
+    /// Every WAL record with LSN <= this is reflected in `files` and `runs`.
+    pub covered_lsn: u64,
+    /// Id the next data file gets.
+    pub next_file_id: u64,
+    /// Data files, oldest first.
+    pub files: Vec<DataFile>,
+    /// Runs by id.
+    pub runs: BTreeMap<String, RunInfo>,
+    /// Writers by id.
+    pub writers: BTreeMap<String, WriterState>,
+}
+
+impl Default for Manifest {
+    fn default() -> Self {
+        Manifest {
+            version: MANIFEST_VERSION,
+            covered_lsn: 0,
+            next_file_id: 1,
+            files: Vec::new(),
+            runs: BTreeMap::new(),
+            writers: BTreeMap::new(),
+        }
+    }
+}
+
+fn manifest_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("manifest.json")
+}
+
+impl Manifest {
+    /// Loads the manifest of `data_dir`; an empty one when there is none yet.
+    pub fn load(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = manifest_path(data_dir);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Manifest::default()),
+            Err(e) => return Err(StoreError::io(&path, e)),
+        };
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::corrupt(&path, 0, format!("manifest is not valid: {e}")))?;
+        if manifest.version != MANIFEST_VERSION {
+            return Err(StoreError::corrupt(
+                &path,
+                0,
+                format!(
+                    "manifest version {} is not supported by this steplake (expects {MANIFEST_VERSION})",
+                    manifest.version
+                ),
+            ));
+        }
+        Ok(manifest)
+    }
+
+    /// Atomically replaces the manifest of `data_dir` with `self`.
+    pub fn store(&self, data_dir: &Path) -> Result<(), StoreError> {
+        let path = manifest_path(data_dir);
+        let tmp = path.with_extension("json.tmp");
+        let bytes =
+            serde_json::to_vec(self).map_err(|e| StoreError::io(&tmp, std::io::Error::other(e)))?;
+        {
+            use std::io::Write;
+            let mut f = fs::File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+            f.write_all(&bytes).map_err(|e| StoreError::io(&tmp, e))?;
+            f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+        }
+        fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+        sync_dir(data_dir)
+    }
+}

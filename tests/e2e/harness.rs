@@ -1,0 +1,124 @@
+//! Starting and stopping the real `steplake` binary for end-to-end tests.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of the `steplake` binary under test.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_steplake"))
+}
+
+/// A `steplake serve` process on a free loopback port.
+pub struct TestServer {
+    pub child: Child,
+    pub url: String,
+}
+
+impl TestServer {
+    /// Starts a server on `data_dir` with extra flags; waits until it listens.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> TestServer {
+        let mut child = Command::new(binary())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("STEPLAKE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn steplake serve");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let addr = line
+            .split_whitespace()
+            .nth(3)
+            .unwrap_or_else(|| panic!("server did not report its address; it printed {line:?}"));
+        TestServer {
+            child,
+            url: format!("http://{addr}"),
+        }
+    }
+
+    /// SIGKILL: no flush, no cleanup.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM and wait for a clean exit (flushes to Parquet).
+    pub fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("send SIGTERM");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "server exited with {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "server did not stop within 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `steplake ARGS` with optional stdin and returns its output.
+pub fn steplake(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(binary())
+        .args(args)
+        .env("STEPLAKE_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn steplake");
+    let mut input = child.stdin.take().expect("stdin is piped");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).expect("write stdin");
+    }
+    drop(input);
+    child.wait_with_output().expect("wait for steplake")
+}
+
+/// `steplake sql --server URL --format csv SQL`, asserting success; returns stdout.
+pub fn sql_csv(url: &str, sql: &str) -> String {
+    let out = steplake(&["sql", "--server", url, "--format", "csv", sql], None);
+    assert!(
+        out.status.success(),
+        "sql {sql:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// The single value of a one-row, one-column CSV result.
+pub fn scalar(csv: &str) -> String {
+    let mut lines = csv.lines();
+    lines.next();
+    lines.next().unwrap_or_default().trim().to_string()
+}
+
+/// Parquet data files under a data directory.
+pub fn parquet_files(data_dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data_dir.join("data"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "parquet"));
+    files.sort();
+    files
+}

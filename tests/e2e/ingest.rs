@@ -1,0 +1,236 @@
+//! Write path: queryable at once, durable across kill -9, retries applied once,
+//! one server per data directory, bad input rejected without losing data.
+
+use std::time::Duration;
+
+use steplake_client::v1::{CreateRunRequest, ScalarBatch};
+use steplake_client::{Client, ClientError};
+use tonic::Code;
+
+use crate::e2e_test;
+use crate::harness::{parquet_files, scalar, sql_csv, steplake, TestServer};
+
+fn batch(name: &str, steps: std::ops::Range<i64>) -> ScalarBatch {
+    let n = steps.end - steps.start;
+    ScalarBatch {
+        names: vec![name.to_string()],
+        name_index: vec![0; n as usize],
+        values: steps.clone().map(|s| (s as f64).sin()).collect(),
+        steps: steps.collect(),
+        wall_times_us: vec![],
+    }
+}
+
+async fn create_run(client: &Client, run_id: &str) {
+    client
+        .create_run(CreateRunRequest {
+            run_id: run_id.into(),
+            project: "e2e".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create run");
+}
+
+e2e_test! {
+    async fn points_are_queryable_before_any_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path(), &["--flush-secs", "3600"]);
+        let csv = "name,step,value\nloss,0,2.5\nloss,1,nan\nloss,2,inf\nacc,0,0.1\n";
+        let out = steplake(&["write", "--server", &server.url, "--run", "r1", "-"], Some(csv));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(parquet_files(dir.path()).is_empty(), "nothing may be flushed yet");
+        let rows = sql_csv(&server.url, "SELECT name, step, value FROM scalars ORDER BY name, step");
+        assert_eq!(rows, "name,step,value\nacc,0,0.1\nloss,0,2.5\nloss,1,NaN\nloss,2,inf\n");
+        let runs = sql_csv(&server.url, "SELECT run_id, project, status FROM runs");
+        assert_eq!(runs, "run_id,project,status\nr1,default,running\n");
+    }
+}
+
+e2e_test! {
+    async fn kill9_mid_stream_keeps_every_acknowledged_point_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        // Small flush threshold: some points reach Parquet, the rest only the WAL.
+        let server = TestServer::start(dir.path(), &["--flush-rows", "20000"]);
+        let client = Client::connect(&server.url).await.unwrap();
+        create_run(&client, "crash").await;
+        let mut writer = client.writer_with_id("crash", "w-crash", 1).await.unwrap();
+        let per_batch = 1000;
+        for seq in 0..60i64 {
+            writer.send(batch("loss", seq * per_batch..(seq + 1) * per_batch)).await.unwrap();
+        }
+        // Wait for those to be acknowledged by closing the stream.
+        let summary = writer.finish().await.unwrap();
+        assert_eq!(summary.batches, 60);
+        // Keep writing on a new stream and kill the server while it is in flight.
+        let mut writer = client.writer_with_id("crash", "w-crash", 61).await.unwrap();
+        let sender = tokio::spawn(async move {
+            // Until the server dies: the kill must land mid-stream.
+            for seq in 60..2_000_000i64 {
+                if writer.send(batch("loss", seq * per_batch..(seq + 1) * per_batch)).await.is_err() {
+                    break;
+                }
+            }
+            writer.finish().await
+        });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        server.kill9();
+        let acked_in_flight = match sender.await.unwrap() {
+            Err(ClientError::Stream { acked_points, .. }) => acked_points,
+            other => panic!("the stream must break when the server dies, got {other:?}"),
+        };
+        assert!(acked_in_flight > 0, "some batches were acknowledged before the kill");
+        let acked = 60 * per_batch as u64 + acked_in_flight;
+
+        let server = TestServer::start(dir.path(), &[]);
+        let total: u64 = scalar(&sql_csv(&server.url, "SELECT count(*) FROM scalars")).parse().unwrap();
+        let distinct: u64 = scalar(&sql_csv(&server.url, "SELECT count(DISTINCT step) FROM scalars")).parse().unwrap();
+        assert_eq!(total, distinct, "no point may appear twice");
+        assert!(total >= acked, "lost acknowledged points: {total} < {acked}");
+        assert_eq!(total % per_batch as u64, 0, "batches are applied whole");
+        // Acknowledged steps are a prefix: all of 0..acked are present.
+        let max_step: u64 = scalar(&sql_csv(&server.url, "SELECT max(step) FROM scalars")).parse().unwrap();
+        assert_eq!(max_step + 1, total, "steps 0..{total} are contiguous");
+    }
+}
+
+e2e_test! {
+    async fn a_retried_batch_is_applied_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path(), &[]);
+        let client = Client::connect(&server.url).await.unwrap();
+        create_run(&client, "retry").await;
+        let mut first = client.writer_with_id("retry", "w-retry", 1).await.unwrap();
+        first.send(batch("loss", 0..100)).await.unwrap();
+        let s1 = first.finish().await.unwrap();
+        assert_eq!((s1.points, s1.duplicates), (100, 0));
+        // The same (writer, sequence) again, as after a lost ack and a reconnect.
+        let mut second = client.writer_with_id("retry", "w-retry", 1).await.unwrap();
+        second.send(batch("loss", 0..100)).await.unwrap();
+        second.send(batch("loss", 100..150)).await.unwrap();
+        let s2 = second.finish().await.unwrap();
+        assert_eq!((s2.points, s2.duplicates), (50, 1));
+        assert_eq!(scalar(&sql_csv(&server.url, "SELECT count(*) FROM scalars")), "150");
+        // Still applied once after a restart replays the WAL.
+        server.kill9();
+        let server = TestServer::start(dir.path(), &[]);
+        let client = Client::connect(&server.url).await.unwrap();
+        let mut third = client.writer_with_id("retry", "w-retry", 2).await.unwrap();
+        third.send(batch("loss", 100..150)).await.unwrap();
+        assert_eq!(third.finish().await.unwrap().duplicates, 1);
+        assert_eq!(scalar(&sql_csv(&server.url, "SELECT count(*) FROM scalars")), "150");
+    }
+}
+
+e2e_test! {
+    async fn a_second_server_on_the_same_data_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _server = TestServer::start(dir.path(), &[]);
+        let out = steplake(
+            &["serve", "--data-dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("in use by another steplake process"), "{stderr}");
+        // The direct SQL mode is refused too, and says what to do instead.
+        let out = steplake(&["sql", "--data-dir", dir.path().to_str().unwrap(), "SELECT 1"], None);
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--server"));
+    }
+}
+
+e2e_test! {
+    async fn bad_input_gets_a_clear_status_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path(), &["--max-message-bytes", "200000"]);
+        let client = Client::connect(&server.url).await.unwrap();
+        create_run(&client, "good").await;
+        let mut w = client.writer("good").await.unwrap();
+        w.send(batch("loss", 0..10)).await.unwrap();
+        assert_eq!(w.finish().await.unwrap().points, 10);
+
+        let expect = |result: Result<steplake_client::WriteSummary, ClientError>, code: Code, needle: &str| {
+            let err = result.expect_err("must fail");
+            assert_eq!(err.code(), Some(code), "{err}");
+            assert!(err.to_string().contains(needle), "{err} should mention {needle}");
+        };
+
+        let mut w = client.writer("no-such-run").await.unwrap();
+        let _ = w.send(batch("loss", 0..1)).await;
+        expect(w.finish().await, Code::NotFound, "no-such-run");
+
+        let mut w = client.writer("good").await.unwrap();
+        let mut b = batch("loss", 20..30);
+        b.steps[3] = -1;
+        let _ = w.send(b).await;
+        expect(w.finish().await, Code::InvalidArgument, "scalars.steps[3]");
+
+        let mut w = client.writer("good").await.unwrap();
+        let mut b = batch("loss", 20..30);
+        b.values.pop();
+        let _ = w.send(b).await;
+        expect(w.finish().await, Code::InvalidArgument, "scalars.values");
+
+        let mut w = client.writer("good").await.unwrap();
+        let _ = w.send(batch("", 20..30)).await;
+        expect(w.finish().await, Code::InvalidArgument, "empty");
+
+        let mut w = client.writer("good").await.unwrap();
+        let _ = w.send(batch("loss", 0..100_000)).await;
+        let err = w.finish().await.expect_err("too large");
+        assert!(matches!(err.code(), Some(Code::OutOfRange | Code::ResourceExhausted)), "{err}");
+
+        // An error after acknowledged batches reports how many were acknowledged.
+        let mut w = client.writer("good").await.unwrap();
+        w.send(batch("acc", 0..5)).await.unwrap();
+        let mut bad = batch("acc", 5..10);
+        bad.name_index[0] = 9;
+        let _ = w.send(bad).await;
+        match w.finish().await {
+            Err(ClientError::Stream { acked_points, .. }) => assert_eq!(acked_points, 5),
+            other => panic!("expected a stream error, got {other:?}"),
+        }
+
+        let counts = sql_csv(&server.url, "SELECT name, count(*) AS n FROM scalars GROUP BY name ORDER BY name");
+        assert_eq!(counts, "name,n\nacc,5\nloss,10\n");
+    }
+}
+
+e2e_test! {
+    async fn a_malformed_line_stops_write_and_a_corrected_rerun_adds_no_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path(), &[]);
+        let bad = "{\"step\":0,\"loss\":1.0,\"acc\":0.1}\n{\"step\":1,\"loss\":0.9}\n{\"step\":\"two\",\"loss\":0.8}\n";
+        let out = steplake(&["write", "--server", &server.url, "--run", "j", "--format", "jsonl", "-"], Some(bad));
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("line 3") && stderr.contains("3 points"), "{stderr}");
+        let good = bad.replace("\"two\"", "2");
+        let out = steplake(&["write", "--server", &server.url, "--run", "j", "--format", "jsonl", "-"], Some(&good));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(scalar(&sql_csv(&server.url, "SELECT count(*) FROM scalars")), "4");
+    }
+}
+
+e2e_test! {
+    async fn rewritten_steps_show_the_latest_write_across_files_and_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path(), &[]);
+        let url = server.url.clone();
+        let csv = "name,step,value\nloss,0,1\nloss,1,1\nloss,2,1\n";
+        assert!(steplake(&["write", "--server", &url, "--run", "r", "-"], Some(csv)).status.success());
+        server.stop(); // flushes to Parquet
+        assert_eq!(parquet_files(dir.path()).len(), 1);
+        let server = TestServer::start(dir.path(), &[]);
+        let url = server.url.clone();
+        // A resumed run sends steps 1.. again.
+        let csv = "name,step,value\nloss,1,2\nloss,2,2\nloss,3,2\n";
+        assert!(steplake(&["write", "--server", &url, "--run", "r", "-"], Some(csv)).status.success());
+        let expected = "step,value\n0,1.0\n1,2.0\n2,2.0\n3,2.0\n";
+        assert_eq!(sql_csv(&url, "SELECT step, value FROM scalars ORDER BY step"), expected);
+        server.stop();
+        let server = TestServer::start(dir.path(), &[]);
+        assert_eq!(sql_csv(&server.url, "SELECT step, value FROM scalars ORDER BY step"), expected);
+        assert_eq!(scalar(&sql_csv(&server.url, "SELECT count(*) FROM scalars WHERE name = 'loss'")), "4");
+    }
+}

@@ -1,0 +1,23 @@
+//! End-to-end tests: the real `steplake` binary, real clients, loopback only.
+
+mod harness;
+mod ingest;
+mod parquet_readers;
+mod sql;
+
+/// Always multi-threaded: the client's ack task runs beside the test body.
+#[macro_export]
+macro_rules! e2e_test {
+    ($(#[$m:meta])* async fn $name:ident() $body:block) => {
+        $(#[$m])*
+        #[test]
+        fn $name() {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(async move $body)
+        }
+    };
+}

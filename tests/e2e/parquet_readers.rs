@@ -1,0 +1,116 @@
+//! The Parquet files are standard: pyarrow and DuckDB read the same rows as
+//! `steplake sql`, without steplake.
+
+use std::process::Command;
+
+use crate::e2e_test;
+use crate::harness::{parquet_files, steplake, TestServer};
+
+/// The Python interpreter with pyarrow and duckdb (scripts/test.sh sets it).
+fn python() -> String {
+    std::env::var("STEPLAKE_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+e2e_test! {
+    async fn pyarrow_and_duckdb_read_the_same_rows_as_steplake_sql() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path(), &["--flush-rows", "500"]);
+        let mut csv = String::from("name,step,value,wall_time\n");
+        for step in 0..1000 {
+            let t = 1_700_000_000.0 + step as f64 * 0.25;
+            csv.push_str(&format!("loss,{step},{},{t}\n", 1.0 / (1.0 + step as f64)));
+            if step % 10 == 0 {
+                csv.push_str(&format!("eval/acc,{step},{},{t}\n", (step as f64 / 1000.0).sqrt()));
+            }
+        }
+        csv.push_str("loss,1000,nan,1700000300\nloss,1001,-inf,1700000301\n");
+        let out = steplake(&["write", "--server", &server.url, "--run", "pq", "--batch-size", "300", "-"], Some(&csv));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        server.stop();
+        let files = parquet_files(dir.path());
+        assert!(files.len() >= 2, "expected several flushed files, got {files:?}");
+
+        let data_dir = dir.path().to_str().unwrap();
+        let out = steplake(
+            &["sql", "--data-dir", data_dir, "--format", "csv",
+              "SELECT run_id, name, step, value, wall_time FROM scalars ORDER BY run_id, name, step"],
+            None,
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let ours = String::from_utf8(out.stdout).unwrap();
+
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/python/read_parquet.py");
+        let out = Command::new(python())
+            .arg(script)
+            .args(&files)
+            .output()
+            .expect("run python3 (run scripts/test.sh, which installs pyarrow and duckdb)");
+        assert!(
+            out.status.success(),
+            "tests/python/read_parquet.py failed (scripts/test.sh installs its packages):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let ours_rows = csv_rows(&ours);
+        assert_eq!(ours_rows.len(), 1102);
+        for reader in ["pyarrow", "duckdb"] {
+            let theirs = &report[reader];
+            assert_eq!(theirs.as_array().unwrap().len(), ours_rows.len(), "{reader} row count");
+            for (i, (ours, theirs)) in ours_rows.iter().zip(theirs.as_array().unwrap()).enumerate() {
+                let theirs = theirs.as_array().unwrap();
+                assert_eq!(ours.0, theirs[0].as_str().unwrap(), "{reader} row {i} run_id");
+                assert_eq!(ours.1, theirs[1].as_str().unwrap(), "{reader} row {i} name");
+                assert_eq!(ours.2, theirs[2].as_i64().unwrap(), "{reader} row {i} step");
+                assert_eq!(ours.3, theirs[3].as_str().unwrap(), "{reader} row {i} value");
+                assert_eq!(ours.4, theirs[4].as_i64().unwrap(), "{reader} row {i} wall_time");
+            }
+        }
+        // The layout DESIGN.md promises, as a standard reader sees it.
+        let layout = &report["layout"];
+        assert_eq!(layout["value_encodings"].as_str().unwrap().contains("BYTE_STREAM_SPLIT"), true, "{layout}");
+        assert_eq!(layout["step_encodings"].as_str().unwrap().contains("DELTA_BINARY_PACKED"), true, "{layout}");
+        assert_eq!(layout["compression"], "ZSTD", "{layout}");
+        assert_eq!(layout["has_page_index"], true, "{layout}");
+    }
+}
+
+/// (run_id, name, step, value as printed by Python's repr, wall_time µs).
+fn csv_rows(csv: &str) -> Vec<(String, String, i64, String, i64)> {
+    csv.lines()
+        .skip(1)
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            let value: f64 = match f[3] {
+                "NaN" => f64::NAN,
+                "inf" => f64::INFINITY,
+                "-inf" => f64::NEG_INFINITY,
+                v => v.parse().unwrap(),
+            };
+            let wall = chrono::DateTime::parse_from_rfc3339(f[4])
+                .unwrap()
+                .timestamp_micros();
+            (
+                f[0].to_string(),
+                f[1].to_string(),
+                f[2].parse().unwrap(),
+                python_repr(value),
+                wall,
+            )
+        })
+        .collect()
+}
+
+/// Python's `repr(float)`: shortest round-trip digits, like Rust's `{:?}`.
+fn python_repr(v: f64) -> String {
+    if v.is_nan() {
+        "nan".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
+    } else {
+        format!("{v:?}")
+    }
+}

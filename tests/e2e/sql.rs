@@ -1,0 +1,74 @@
+//! Read-only SQL: forbidden statements and syntax errors are refused clearly,
+//! on a server and on a data directory alike.
+
+use crate::e2e_test;
+use crate::harness::{sql_csv, steplake, TestServer};
+
+fn refused(url_or_dir: &[&str], sql: &str, needle: &str) {
+    let mut args = vec!["sql"];
+    args.extend_from_slice(url_or_dir);
+    args.push(sql);
+    let out = steplake(&args, None);
+    assert_eq!(out.status.code(), Some(2), "{sql:?} must exit 2");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(needle),
+        "{sql:?}: {stderr:?} should contain {needle:?}"
+    );
+}
+
+const FORBIDDEN: &[&str] = &[
+    "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/etc/'",
+    "CREATE TABLE t AS SELECT 1",
+    "DROP TABLE scalars",
+    "INSERT INTO scalars VALUES ('r', 'n', 1, 1.0, now())",
+    "COPY (SELECT 1) TO '/tmp/steplake-copy-test.csv'",
+    "SET datafusion.execution.batch_size = 1",
+];
+
+e2e_test! {
+    async fn forbidden_sql_is_refused_over_flight_sql() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path(), &[]);
+        for sql in FORBIDDEN {
+            refused(&["--server", &server.url], sql, "not allowed");
+        }
+        refused(&["--server", &server.url], "SELEC 1", "SQL error");
+        refused(&["--server", &server.url], "SELECT nope FROM scalars", "nope");
+        assert!(!std::path::Path::new("/tmp/steplake-copy-test.csv").exists());
+        // Reading still works after refusals.
+        assert_eq!(sql_csv(&server.url, "SELECT 1 AS one"), "one\n1\n");
+    }
+}
+
+e2e_test! {
+    async fn forbidden_sql_is_refused_on_a_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path(), &[]);
+        let csv = "name,step,value\nloss,0,1.5\n";
+        assert!(steplake(&["write", "--server", &server.url, "--run", "d", "-"], Some(csv)).status.success());
+        server.kill9(); // the point is only in the WAL
+        let data_dir = dir.path().to_str().unwrap();
+        for sql in FORBIDDEN {
+            refused(&["--data-dir", data_dir], sql, "not allowed");
+        }
+        let out = steplake(&["sql", "--data-dir", data_dir, "--format", "json", "SELECT run_id, step, value FROM scalars"], None);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(rows, serde_json::json!([{"run_id": "d", "step": 0, "value": 1.5}]));
+        // Reading a data dir changes nothing: the WAL is still there for the next server.
+        let server = TestServer::start(dir.path(), &[]);
+        assert_eq!(sql_csv(&server.url, "SELECT count(*) AS n FROM scalars"), "n\n1\n");
+    }
+}
+
+e2e_test! {
+    async fn sql_reads_from_stdin_and_prints_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path(), &[]);
+        let out = steplake(&["sql", "--server", &server.url], Some("SELECT 41 + 1 AS answer"));
+        assert!(out.status.success());
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(table.contains("| answer |") && table.contains("| 42     |"), "{table}");
+    }
+}
