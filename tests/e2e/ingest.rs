@@ -234,3 +234,48 @@ e2e_test! {
         assert_eq!(scalar(&sql_csv(&server.url, "SELECT count(*) FROM scalars WHERE name = 'loss'")), "4");
     }
 }
+
+/// The newest WAL segment holding records.
+fn newest_wal_segment(data_dir: &std::path::Path) -> std::path::PathBuf {
+    let mut segments: Vec<_> = std::fs::read_dir(data_dir.join("wal"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false))
+        .collect();
+    segments.sort();
+    segments.pop().expect("a WAL segment with records")
+}
+
+e2e_test! {
+    async fn a_torn_wal_tail_is_dropped_and_mid_log_corruption_stops_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path(), &[]);
+        let client = Client::connect(&server.url).await.unwrap();
+        create_run(&client, "wal").await;
+        let mut w = client.writer("wal").await.unwrap();
+        for i in 0..3 {
+            w.send(batch("loss", i * 10..(i + 1) * 10)).await.unwrap();
+        }
+        w.finish().await.unwrap();
+        server.kill9();
+
+        // A crash in the middle of the last append: cut the segment short.
+        let segment = newest_wal_segment(dir.path());
+        let len = std::fs::metadata(&segment).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&segment).unwrap().set_len(len - 5).unwrap();
+        let server = TestServer::start(dir.path(), &[]);
+        assert_eq!(scalar(&sql_csv(&server.url, "SELECT count(*) FROM scalars")), "20");
+        server.kill9();
+
+        // Damage in the middle of the log is not silently skipped.
+        let segment = newest_wal_segment(dir.path());
+        let mut bytes = std::fs::read(&segment).unwrap();
+        bytes[40] ^= 0xff;
+        std::fs::write(&segment, bytes).unwrap();
+        let out = steplake(&["serve", "--data-dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"], None);
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("corrupt data in") && stderr.contains("offset"), "{stderr}");
+    }
+}

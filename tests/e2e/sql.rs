@@ -72,3 +72,26 @@ e2e_test! {
         assert!(table.contains("| answer |") && table.contains("| 42     |"), "{table}");
     }
 }
+
+e2e_test! {
+    async fn every_example_query_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path(), &[]);
+        let csv = "name,step,value\ntrain/loss,0,2.3\ntrain/loss,1,nan\ntrain/loss,1500,inf\neval/acc,0,0.1\n";
+        let out = steplake(&["write", "--server", &server.url, "--run", "first-run", "-"], Some(csv));
+        assert!(out.status.success());
+        let examples = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../sql/basics.sql")).unwrap();
+        let code: String = examples
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let statements: Vec<&str> = code.split(';').map(str::trim).filter(|s| !s.is_empty()).collect();
+        assert!(statements.len() >= 5);
+        for sql in statements {
+            sql_csv(&server.url, sql);
+        }
+        let bad = sql_csv(&server.url, "SELECT count(*) FROM scalars WHERE isnan(value) OR value IN ('inf'::double, '-inf'::double)");
+        assert_eq!(bad.lines().nth(1), Some("2"));
+    }
+}

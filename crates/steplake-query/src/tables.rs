@@ -1,6 +1,6 @@
 //! Table providers for `runs` and `scalars`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -25,7 +25,7 @@ use datafusion::physical_plan::{collect, ExecutionPlan};
 
 use steplake_core::schema::{runs_schema, scalars_col, scalars_schema, TIMESTAMP_TZ};
 use steplake_core::RunInfo;
-use steplake_store::{BufferedRows, DataFile, ScalarsView, SeriesFilter, Store};
+use steplake_store::{BufferedRows, FileRef, ScalarsView, SeriesFilter, Store};
 
 use crate::filters::series_filter;
 
@@ -156,7 +156,7 @@ impl TableProvider for ScalarsTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let filter = series_filter(filters);
-        let rewritten = rewritten_series(&self.store, &filter);
+        let rewritten = self.store.rewritten_series(&filter);
         if !rewritten.is_empty() {
             return self
                 .scan_with_latest_write(state, projection, filters, &filter, &rewritten)
@@ -238,7 +238,7 @@ fn projected_scalars_schema(projection: Option<&Vec<usize>>) -> Result<SchemaRef
 async fn files_scan(
     state: &dyn Session,
     view: &ScalarsView,
-    files: &[DataFile],
+    files: &[FileRef],
     projection: Option<&Vec<usize>>,
     filters: &[Expr],
     limit: Option<usize>,
@@ -267,28 +267,6 @@ async fn files_scan(
     Ok(Some(table.scan(state, projection, filters, limit).await?))
 }
 
-/// Series matching `filter` whose step ranges overlap between two sources
-/// (files or buffers): only they can hold a repeated (run, name, step).
-fn rewritten_series(store: &Store, filter: &SeriesFilter) -> BTreeSet<(String, String)> {
-    let mut by_series: HashMap<(String, String), Vec<(u64, i64, i64)>> = HashMap::new();
-    for (version, range) in store.series_ranges() {
-        if filter.matches_range(&range) {
-            by_series
-                .entry((range.run_id, range.name))
-                .or_default()
-                .push((version, range.min_step, range.max_step));
-        }
-    }
-    by_series
-        .into_iter()
-        .filter_map(|(key, mut ranges)| {
-            ranges.sort_by_key(|&(_, lo, _)| lo);
-            let overlaps = ranges.windows(2).any(|w| w[1].1 <= w[0].2);
-            overlaps.then_some(key)
-        })
-        .collect()
-}
-
 /// Merges full-schema batches from versioned sources: rows of `rewritten`
 /// series keep only the highest version per step; the result is sorted by
 /// (run, name, step).
@@ -297,8 +275,7 @@ fn keep_latest_writes(
     rewritten: &BTreeSet<(String, String)>,
 ) -> Result<RecordBatch> {
     // (run, name, step, version) → (source, row); BTreeMap keeps the output sorted.
-    let mut latest: std::collections::BTreeMap<(&str, &str, i64), (u64, usize, usize)> =
-        Default::default();
+    let mut latest: BTreeMap<(&str, &str, i64), (u64, usize, usize)> = Default::default();
     let mut plain: Vec<((&str, &str, i64), usize, usize)> = Vec::new();
     for (source, (version, batch)) in sources.iter().enumerate() {
         let run = batch.column(scalars_col::RUN_ID).as_string::<i32>();

@@ -27,6 +27,7 @@ use steplake_query::{QueryEngine, QueryError};
 use steplake_store::{Store, StoreError, StoreOptions};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
 
 /// Default gRPC address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -127,10 +128,18 @@ impl Server {
         let flight = FlightServiceServer::new(flight::FlightSqlServer::new(self.engine.clone()))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX);
+        // Small request/response RPCs (Flight SQL) would otherwise wait on
+        // Nagle's algorithm and delayed ACKs for tens of milliseconds.
+        let incoming = TcpListenerStream::new(self.listener).map(|stream| {
+            if let Ok(s) = &stream {
+                let _ = s.set_nodelay(true);
+            }
+            stream
+        });
         let served = tonic::transport::Server::builder()
             .add_service(ingest)
             .add_service(flight)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         let store = self.store.clone();
         let closed = tokio::task::spawn_blocking(move || store.shutdown())

@@ -71,15 +71,26 @@ struct SeriesBuf {
 }
 
 impl SeriesBuf {
-    fn push(&mut self, step: i64, value: f64, wall_time_us: i64) {
-        if let Some(&last) = self.steps.last() {
-            self.increasing &= step > last;
+    /// Appends the rows `rows` (in order) of `batch`, all of this series.
+    fn extend_rows(&mut self, rows: &[u32], batch: &ScalarBatch) {
+        self.steps.reserve(rows.len());
+        self.values.reserve(rows.len());
+        self.wall_times_us.reserve(rows.len());
+        let mut last = self.steps.last().copied();
+        for &row in rows {
+            let step = batch.steps[row as usize];
+            if let Some(previous) = last {
+                self.increasing &= step > previous;
+            }
+            last = Some(step);
+            self.min_step = self.min_step.min(step);
+            self.max_step = self.max_step.max(step);
+            self.steps.push(step);
         }
-        self.min_step = self.min_step.min(step);
-        self.max_step = self.max_step.max(step);
-        self.steps.push(step);
-        self.values.push(value);
-        self.wall_times_us.push(wall_time_us);
+        self.values
+            .extend(rows.iter().map(|&r| batch.values[r as usize]));
+        self.wall_times_us
+            .extend(rows.iter().map(|&r| batch.wall_times_us[r as usize]));
     }
 
     /// Row positions of the series' visible rows within `[min, max]`, in step
@@ -172,9 +183,29 @@ impl Buffer {
             .iter()
             .map(|name| self.series_slot(&run_key, name))
             .collect();
-        for i in 0..batch.len() {
-            let slot = slots[batch.name_index[i] as usize];
-            self.series[slot].push(batch.steps[i], batch.values[i], batch.wall_times_us[i]);
+        // Group the batch by series (a counting sort of row numbers, small
+        // enough to stay in cache), then append each series' rows in one run.
+        // Trainers send step-major batches, where consecutive points belong to
+        // different series; pushing them one by one would touch a different
+        // set of large vectors for every point.
+        let mut starts = vec![0usize; slots.len() + 1];
+        for &i in &batch.name_index {
+            starts[i as usize + 1] += 1;
+        }
+        for k in 1..starts.len() {
+            starts[k] += starts[k - 1];
+        }
+        let mut cursor = starts.clone();
+        let mut order = vec![0u32; batch.len()];
+        for (row, &i) in batch.name_index.iter().enumerate() {
+            order[cursor[i as usize]] = row as u32;
+            cursor[i as usize] += 1;
+        }
+        for (k, &slot) in slots.iter().enumerate() {
+            let rows = &order[starts[k]..starts[k + 1]];
+            if !rows.is_empty() {
+                self.series[slot].extend_rows(rows, batch);
+            }
         }
         self.rows += batch.len();
     }

@@ -38,7 +38,7 @@ pub fn data_file_name(id: u64) -> String {
 
 /// Writer settings for `scalars` files.
 pub fn scalars_writer_properties() -> WriterProperties {
-    let zstd = ZstdLevel::try_new(3).unwrap_or_default();
+    let zstd = ZstdLevel::try_new(1).unwrap_or_default();
     let col = |name: &str| ColumnPath::from(name);
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(zstd))

@@ -32,12 +32,12 @@ pub mod manifest;
 pub mod record;
 pub mod wal;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -52,7 +52,7 @@ pub use manifest::{DataFile, Manifest, SeriesRange, WriterState};
 pub use wal::FsyncPolicy;
 
 use record::{decode_scalar_record, encode_scalar_record};
-use wal::{frame_record, RecordKind, WalWriter};
+use wal::{frame_record, frame_record_with_crc, RecordKind, WalWriter};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -241,16 +241,25 @@ pub struct ScalarsView {
     /// The data directory (file paths are relative to it).
     pub data_dir: PathBuf,
     /// Data files that can hold matching rows, oldest first.
-    pub files: Vec<DataFile>,
+    pub files: Vec<FileRef>,
     /// Buffered rows, oldest source first.
     pub buffered: Vec<BufferedRows>,
 }
 
 impl ScalarsView {
     /// Absolute path of a data file.
-    pub fn file_path(&self, file: &DataFile) -> PathBuf {
+    pub fn file_path(&self, file: &FileRef) -> PathBuf {
         self.data_dir.join(&file.path)
     }
+}
+
+/// A data file as a query needs it: its version and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRef {
+    /// The file id, which is also its version: larger ids hold later writes.
+    pub id: u64,
+    /// Path relative to the data directory.
+    pub path: String,
 }
 
 struct Frozen {
@@ -274,6 +283,9 @@ enum Command {
         sequence: u64,
         run_id: String,
         batch: ScalarBatch,
+        /// The encoded WAL payload and its CRC, prepared by the submitter.
+        payload: Vec<u8>,
+        payload_crc: crc32fast::Hasher,
         reply: oneshot::Sender<Result<WriteAck, StoreError>>,
     },
     CreateRun {
@@ -304,7 +316,57 @@ struct Shared {
     data_dir: PathBuf,
     state: RwLock<State>,
     stats: StoreStats,
+    /// Flush jobs handed to the flusher and not yet finished.
+    pending_flushes: Mutex<usize>,
+    flush_finished: Condvar,
+    /// Set by [`Store::shutdown`]: the flusher stops retrying a failing flush.
+    shutting_down: AtomicBool,
 }
+
+impl Shared {
+    fn new(data_dir: PathBuf, state: State) -> Self {
+        Shared {
+            data_dir,
+            state: RwLock::new(state),
+            stats: StoreStats::default(),
+            pending_flushes: Mutex::new(0),
+            flush_finished: Condvar::new(),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    /// Waits until fewer than [`MAX_PENDING_FLUSHES`] flushes are pending, then
+    /// counts one more. This is the write path's backpressure: when flushing
+    /// falls behind, acknowledgements slow down instead of memory growing.
+    fn reserve_flush_slot(&self) {
+        let mut pending = self
+            .pending_flushes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if *pending >= MAX_PENDING_FLUSHES {
+            tracing::debug!("flushing is behind ingest; waiting before freezing another buffer");
+        }
+        while *pending >= MAX_PENDING_FLUSHES {
+            pending = self
+                .flush_finished
+                .wait(pending)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        *pending += 1;
+    }
+
+    fn release_flush_slot(&self) {
+        let mut pending = self
+            .pending_flushes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *pending = pending.saturating_sub(1);
+        self.flush_finished.notify_all();
+    }
+}
+
+/// Frozen buffers that may wait for the flusher at once.
+const MAX_PENDING_FLUSHES: usize = 2;
 
 /// A steplake data directory opened by this process.
 pub struct Store {
@@ -453,17 +515,16 @@ impl Store {
             );
         }
         let next_file_id = recovered.manifest.next_file_id;
-        let shared = Arc::new(Shared {
-            data_dir: data_dir.clone(),
-            state: RwLock::new(State {
+        let shared = Arc::new(Shared::new(
+            data_dir.clone(),
+            State {
                 manifest: recovered.manifest,
                 runs: recovered.runs.clone(),
                 active: recovered.buffer,
                 frozen: Vec::new(),
                 failure: None,
-            }),
-            stats: StoreStats::default(),
-        });
+            },
+        ));
         let (command_tx, command_rx) = mpsc::channel();
         let (flush_tx, flush_rx) = mpsc::channel();
         let writer = WalThread {
@@ -511,17 +572,16 @@ impl Store {
         let lock = lock_data_dir(&data_dir)?;
         let recovered = recover(&data_dir)?;
         Ok(Store {
-            shared: Arc::new(Shared {
+            shared: Arc::new(Shared::new(
                 data_dir,
-                state: RwLock::new(State {
+                State {
                     manifest: recovered.manifest,
                     runs: recovered.runs,
                     active: recovered.buffer,
                     frozen: Vec::new(),
                     failure: None,
-                }),
-                stats: StoreStats::default(),
-            }),
+                },
+            )),
             commands: Mutex::new(None),
             threads: Mutex::new(Vec::new()),
             _lock: lock,
@@ -593,12 +653,19 @@ impl Store {
         }
         validate_run_id(run_id)?;
         batch.validate()?;
+        // Encode and checksum here, in parallel with the WAL thread.
+        let mut payload = Vec::new();
+        encode_scalar_record(&mut payload, writer_id, sequence, run_id, &batch);
+        let mut payload_crc = crc32fast::Hasher::new();
+        payload_crc.update(&payload);
         let (reply, ack) = oneshot::channel();
         self.send(Command::Scalars {
             writer_id: writer_id.to_string(),
             sequence,
             run_id: run_id.to_string(),
             batch,
+            payload,
+            payload_crc,
             reply,
         })?;
         Ok(PendingAck { ack })
@@ -654,6 +721,7 @@ impl Store {
     /// Flushes, stops the background threads and releases the directory.
     /// Blocks the calling thread.
     pub fn shutdown(&self) -> Result<(), StoreError> {
+        self.shared.shutting_down.store(true, Ordering::SeqCst);
         let flushed = if self.is_writable() {
             self.flush()
         } else {
@@ -692,7 +760,10 @@ impl Store {
             .files
             .iter()
             .filter(|f| f.series.iter().any(|r| filter.matches_range(r)))
-            .cloned()
+            .map(|f| FileRef {
+                id: f.id,
+                path: f.path.clone(),
+            })
             .collect();
         let mut buffered: Vec<BufferedRows> = state
             .frozen
@@ -714,25 +785,35 @@ impl Store {
         }
     }
 
-    /// Step ranges of every series in every source (files and buffers), with
-    /// each source's version; used to find series written more than once.
-    pub fn series_ranges(&self) -> Vec<(u64, SeriesRange)> {
+    /// Series matching `filter` that more than one source (file or buffer)
+    /// holds with overlapping step ranges: only they can have a repeated
+    /// (run, name, step), so only they need latest-write resolution.
+    pub fn rewritten_series(&self, filter: &SeriesFilter) -> BTreeSet<(String, String)> {
         let state = read_state(&self.shared);
-        let mut out = Vec::new();
-        for f in &state.manifest.files {
-            out.extend(f.series.iter().map(|r| (f.id, r.clone())));
+        let buffered: Vec<SeriesRange> = state
+            .frozen
+            .iter()
+            .flat_map(|f| f.buffer.series_ranges())
+            .chain(state.active.series_ranges())
+            .collect();
+        let mut ranges: HashMap<(&str, &str), Vec<(i64, i64)>> = HashMap::new();
+        let files = state.manifest.files.iter().flat_map(|f| f.series.iter());
+        for r in files.chain(buffered.iter()) {
+            if filter.matches_range(r) {
+                ranges
+                    .entry((&r.run_id, &r.name))
+                    .or_default()
+                    .push((r.min_step, r.max_step));
+            }
         }
-        for f in &state.frozen {
-            out.extend(f.buffer.series_ranges().into_iter().map(|r| (f.file_id, r)));
-        }
-        out.extend(
-            state
-                .active
-                .series_ranges()
-                .into_iter()
-                .map(|r| (u64::MAX, r)),
-        );
-        out
+        ranges
+            .into_iter()
+            .filter_map(|((run, name), mut spans)| {
+                spans.sort_unstable();
+                let overlaps = spans.windows(2).any(|w| w[1].0 <= w[0].1);
+                overlaps.then(|| (run.to_string(), name.to_string()))
+            })
+            .collect()
     }
 }
 
@@ -922,6 +1003,8 @@ impl WalThread {
                 sequence,
                 run_id,
                 batch,
+                payload,
+                payload_crc,
                 reply,
             } => {
                 let ack = WriteAck {
@@ -943,10 +1026,8 @@ impl WalThread {
                     let _ = reply.send(Err(StoreError::RunNotFound { run_id }));
                     return None;
                 }
-                let mut payload = Vec::new();
-                encode_scalar_record(&mut payload, &writer_id, sequence, &run_id, &batch);
                 let lsn = self.wal.assign_lsn();
-                frame_record(framed, lsn, RecordKind::Scalars, &payload);
+                frame_record_with_crc(framed, lsn, RecordKind::Scalars, &payload, &payload_crc);
                 self.writers.insert(
                     writer_id,
                     WriterState {
@@ -1120,6 +1201,7 @@ impl WalThread {
         if !due && forced.is_none() {
             return;
         }
+        self.shared.reserve_flush_slot();
         let file_id = self.next_file_id;
         self.next_file_id += 1;
         let buffer = {
@@ -1141,6 +1223,7 @@ impl WalThread {
             replies: forced.unwrap_or_default(),
         };
         if let Err(mpsc::SendError(job)) = self.flush_tx.send(job) {
+            self.shared.release_flush_slot();
             for reply in job.replies {
                 let _ = reply.send(Err("the flusher has stopped".into()));
             }
@@ -1179,24 +1262,44 @@ fn non_empty_or(value: String, default: &str) -> String {
 /// Writers idle longer than this are dropped from the manifest.
 const WRITER_RETENTION_US: i64 = 30 * 24 * 3600 * 1_000_000;
 
+/// Writes frozen buffers in order. A flush that fails is retried until it
+/// succeeds: skipping it would let a later flush advance the WAL coverage past
+/// points that are in no file. Only at shutdown does the flusher give up, and
+/// then it writes nothing after the failed job, so the WAL still holds all of it.
 fn run_flusher(shared: Arc<Shared>, jobs: mpsc::Receiver<FlushJob>) {
+    let mut gave_up: Option<String> = None;
     for job in jobs {
-        let mut attempt = 0u32;
-        let result = loop {
-            match flush_one(&shared, &job) {
-                Ok(()) => break Ok(()),
-                Err(e) => {
-                    attempt += 1;
-                    tracing::error!(error = %e, attempt, "flushing the buffer to Parquet failed; its points stay in the WAL and in memory");
-                    if attempt >= 5 {
-                        break Err(e.to_string());
-                    }
-                    std::thread::sleep(Duration::from_millis(200 * u64::from(attempt)));
-                }
-            }
+        let result = match &gave_up {
+            Some(reason) => Err(reason.clone()),
+            None => flush_with_retries(&shared, &job),
         };
+        if let Err(reason) = &result {
+            gave_up = Some(reason.clone());
+        }
+        shared.release_flush_slot();
         for reply in &job.replies {
             let _ = reply.send(result.clone());
+        }
+    }
+}
+
+fn flush_with_retries(shared: &Shared, job: &FlushJob) -> Result<(), String> {
+    let mut attempt = 0u32;
+    loop {
+        match flush_one(shared, job) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                attempt += 1;
+                tracing::error!(error = %e, attempt, "flushing the buffer to Parquet failed; its points stay in the WAL and in memory, retrying");
+                if shared.shutting_down.load(Ordering::SeqCst) && attempt >= 3 {
+                    return Err(format!(
+                        "flush failed at shutdown ({e}); the points stay in the WAL and will be recovered at the next start"
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(
+                    (250 * u64::from(attempt)).min(10_000),
+                ));
+            }
         }
     }
 }

@@ -59,15 +59,30 @@ pub struct Record {
 
 /// Appends a framed record to `out`.
 pub fn frame_record(out: &mut Vec<u8>, lsn: u64, kind: RecordKind, payload: &[u8]) {
+    let mut payload_crc = crc32fast::Hasher::new();
+    payload_crc.update(payload);
+    frame_record_with_crc(out, lsn, kind, payload, &payload_crc);
+}
+
+/// Appends a framed record whose payload CRC was computed beforehand (off the
+/// WAL thread); the record CRC is derived from it without re-reading the payload.
+pub fn frame_record_with_crc(
+    out: &mut Vec<u8>,
+    lsn: u64,
+    kind: RecordKind,
+    payload: &[u8],
+    payload_crc: &crc32fast::Hasher,
+) {
     let body_len = 8 + 1 + payload.len();
-    let start = out.len();
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&lsn.to_le_bytes());
+    crc.update(&[kind as u8]);
+    crc.combine(payload_crc);
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
     out.extend_from_slice(&lsn.to_le_bytes());
     out.push(kind as u8);
     out.extend_from_slice(payload);
-    let crc = crc32fast::hash(&out[start + HEADER_LEN..]);
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// The WAL directory of a data directory.
