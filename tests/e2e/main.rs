@@ -2,7 +2,7 @@
 
 mod harness;
 mod ingest;
-mod parquet_readers;
+mod python_clients;
 mod sql;
 
 /// Always multi-threaded: the client's ack task runs beside the test body.

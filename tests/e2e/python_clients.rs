@@ -1,5 +1,6 @@
-//! The Parquet files are standard: pyarrow and DuckDB read the same rows as
-//! `steplake sql`, without steplake.
+//! Independent readers and clients, driven from Python: pyarrow and DuckDB read
+//! our Parquet files and get the same rows as `steplake sql`; pyarrow's Flight
+//! client (Arrow C++) queries the server. Without steplake code on their side.
 
 use std::process::Command;
 
@@ -112,5 +113,32 @@ fn python_repr(v: f64) -> String {
         }
     } else {
         format!("{v:?}")
+    }
+}
+
+e2e_test! {
+    async fn an_independent_flight_client_queries_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path(), &[]);
+        let csv = "name,step,value\nloss,0,2.5\nloss,1,1.5\nacc,0,0.25\n";
+        assert!(steplake(&["write", "--server", &server.url, "--run", "fl", "-"], Some(csv)).status.success());
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/python/flight_query.py");
+        let address = server.url.trim_start_matches("http://");
+        let out = Command::new(python())
+            .args([script, address, "SELECT name, step, value FROM scalars WHERE name = 'loss' ORDER BY step"])
+            .output()
+            .expect("run python3 (scripts/test.sh installs pyarrow)");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            result,
+            serde_json::json!({
+                "schema": ["name", "step", "value"],
+                "rows": [
+                    {"name": "loss", "step": 0, "value": 2.5},
+                    {"name": "loss", "step": 1, "value": 1.5}
+                ]
+            })
+        );
     }
 }
