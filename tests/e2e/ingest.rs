@@ -217,21 +217,31 @@ e2e_test! {
         let dir = tempfile::tempdir().unwrap();
         let server = TestServer::start(dir.path(), &[]);
         let url = server.url.clone();
-        let csv = "name,step,value\nloss,0,1\nloss,1,1\nloss,2,1\n";
+        let csv = "name,step,value\nloss,0,1\nloss,1,1\nloss,2,1\nacc,0,10\nacc,1,20\nacc,2,30\n";
         assert!(steplake(&["write", "--server", &url, "--run", "r", "-"], Some(csv)).status.success());
         server.stop(); // flushes to Parquet
         assert_eq!(parquet_files(dir.path()).len(), 1);
         let server = TestServer::start(dir.path(), &[]);
         let url = server.url.clone();
-        // A resumed run sends steps 1.. again.
+        // A resumed run sends steps 1.. of `loss` again; `acc` is untouched.
         let csv = "name,step,value\nloss,1,2\nloss,2,2\nloss,3,2\n";
         assert!(steplake(&["write", "--server", &url, "--run", "r", "-"], Some(csv)).status.success());
-        let expected = "step,value\n0,1.0\n1,2.0\n2,2.0\n3,2.0\n";
-        assert_eq!(sql_csv(&url, "SELECT step, value FROM scalars ORDER BY step"), expected);
+        let check = |url: &str| {
+            let expected = "step,value\n0,1.0\n1,2.0\n2,2.0\n3,2.0\n";
+            assert_eq!(sql_csv(url, "SELECT step, value FROM scalars WHERE name = 'loss' ORDER BY step"), expected);
+            // Projections without run_id/name, over both the rewritten and the untouched series.
+            assert_eq!(scalar(&sql_csv(url, "SELECT count(*) FROM scalars")), "7");
+            assert_eq!(scalar(&sql_csv(url, "SELECT sum(value) FROM scalars")), "67.0");
+            assert_eq!(sql_csv(url, "SELECT value FROM scalars WHERE step = 1 ORDER BY value"), "value\n2.0\n20.0\n");
+            assert_eq!(
+                sql_csv(url, "SELECT name, count(*) AS n FROM scalars GROUP BY name ORDER BY name"),
+                "name,n\nacc,3\nloss,4\n"
+            );
+        };
+        check(&url);
         server.stop();
         let server = TestServer::start(dir.path(), &[]);
-        assert_eq!(sql_csv(&server.url, "SELECT step, value FROM scalars ORDER BY step"), expected);
-        assert_eq!(scalar(&sql_csv(&server.url, "SELECT count(*) FROM scalars WHERE name = 'loss'")), "4");
+        check(&server.url);
     }
 }
 

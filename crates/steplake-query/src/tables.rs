@@ -12,6 +12,7 @@ use arrow::compute::interleave_record_batch;
 use arrow::datatypes::{Int64Type, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::DFSchema;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -20,8 +21,13 @@ use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{collect, ExecutionPlan};
+use datafusion::prelude::{col, lit, not};
 
 use steplake_core::schema::{runs_schema, scalars_col, scalars_schema, TIMESTAMP_TZ};
 use steplake_core::RunInfo;
@@ -157,35 +163,63 @@ impl TableProvider for ScalarsTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let filter = series_filter(filters);
         let rewritten = self.store.rewritten_series(&filter);
+        let mut inputs = self
+            .streaming_scan(state, projection, filters, limit, &filter, &rewritten)
+            .await?;
         if !rewritten.is_empty() {
-            return self
-                .scan_with_latest_write(state, projection, filters, &filter, &rewritten)
-                .await;
+            inputs.push(
+                self.latest_write_scan(state, projection, filters, &filter, &rewritten)
+                    .await?,
+            );
         }
-        let view = self
-            .store
-            .scalars_view(&filter, projection.map(Vec::as_slice));
-        let mut inputs = Vec::new();
-        if let Some(files) =
-            files_scan(state, &view, &view.files, projection, filters, limit).await?
-        {
-            inputs.push(files);
-        }
-        let schema = projected_scalars_schema(projection)?;
-        let buffered: Vec<RecordBatch> =
-            view.buffered.into_iter().flat_map(|b| b.batches).collect();
-        if !buffered.is_empty() || inputs.is_empty() {
-            inputs.push(MemorySourceConfig::try_new_exec(&[buffered], schema, None)?);
+        if inputs.is_empty() {
+            let schema = projected_scalars_schema(projection)?;
+            inputs.push(MemorySourceConfig::try_new_exec(&[vec![]], schema, None)?);
         }
         UnionExec::try_new(inputs)
     }
 }
 
 impl ScalarsTable {
-    /// The slow path for series written more than once across files and
-    /// buffers: read every matching row with its source version, keep the
-    /// latest write of each (run, name, step), and serve the result from memory.
-    async fn scan_with_latest_write(
+    /// Parquet files and buffered rows, streamed, for every series except the
+    /// `rewritten` ones (which [`Self::latest_write_scan`] serves). No series
+    /// here appears in two sources with overlapping steps, so no row can
+    /// shadow another.
+    async fn streaming_scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+        filter: &SeriesFilter,
+        rewritten: &BTreeSet<(String, String)>,
+    ) -> Result<Vec<Arc<dyn ExecutionPlan>>> {
+        let filter = SeriesFilter {
+            exclude: rewritten.iter().cloned().collect(),
+            ..filter.clone()
+        };
+        let view = self
+            .store
+            .scalars_view(&filter, projection.map(Vec::as_slice));
+        let mut inputs = Vec::new();
+        if rewritten.is_empty() {
+            inputs.extend(files_scan(state, &view, &view.files, projection, filters, limit).await?);
+        } else if !view.files.is_empty() {
+            inputs.push(files_scan_excluding(state, &view, projection, filters, rewritten).await?);
+        }
+        let buffered: Vec<RecordBatch> =
+            view.buffered.into_iter().flat_map(|b| b.batches).collect();
+        if !buffered.is_empty() {
+            let schema = projected_scalars_schema(projection)?;
+            inputs.push(MemorySourceConfig::try_new_exec(&[buffered], schema, None)?);
+        }
+        Ok(inputs)
+    }
+
+    /// The series written more than once across files and buffers: read their
+    /// matching rows with each source's version, keep the latest write of each
+    /// (run, name, step), and serve the result from memory.
+    async fn latest_write_scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
@@ -193,7 +227,12 @@ impl ScalarsTable {
         filter: &SeriesFilter,
         rewritten: &BTreeSet<(String, String)>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let view = self.store.scalars_view(filter, None);
+        let only_rewritten = SeriesFilter {
+            run_ids: Some(rewritten.iter().map(|(r, _)| r.clone()).collect()),
+            names: Some(rewritten.iter().map(|(_, n)| n.clone()).collect()),
+            ..filter.clone()
+        };
+        let view = self.store.scalars_view(&only_rewritten, None);
         let mut sources: Vec<(u64, RecordBatch)> = Vec::new();
         for file in &view.files {
             if let Some(plan) = files_scan(
@@ -225,6 +264,55 @@ impl ScalarsTable {
             None,
         )?)
     }
+}
+
+/// A scan of the view's files without the rows of `series`, projected to
+/// `projection`. The series columns are read for the filter even when the
+/// query does not ask for them.
+async fn files_scan_excluding(
+    state: &dyn Session,
+    view: &ScalarsView,
+    projection: Option<&Vec<usize>>,
+    filters: &[Expr],
+    series: &BTreeSet<(String, String)>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let wanted: Vec<usize> = projection
+        .cloned()
+        .unwrap_or_else(|| (0..scalars_schema().fields().len()).collect());
+    let mut scanned = wanted.clone();
+    for column in [scalars_col::RUN_ID, scalars_col::NAME] {
+        if !scanned.contains(&column) {
+            scanned.push(column);
+        }
+    }
+    let plan = files_scan(state, view, &view.files, Some(&scanned), filters, None)
+        .await?
+        .ok_or_else(|| DataFusionError::Internal("no files to scan".into()))?;
+    let is_rewritten = series
+        .iter()
+        .map(|(run, name)| {
+            col("run_id")
+                .eq(lit(run.as_str()))
+                .and(col("name").eq(lit(name.as_str())))
+        })
+        .reduce(Expr::or)
+        .unwrap_or_else(|| lit(false));
+    let df_schema = DFSchema::try_from(plan.schema().as_ref().clone())?;
+    let predicate = state.create_physical_expr(not(is_rewritten), &df_schema)?;
+    let filtered: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(predicate, plan)?);
+    let output = filtered.schema();
+    let columns = wanted
+        .iter()
+        .map(|&c| {
+            let name = scalars_schema().field(c).name().clone();
+            let position = output.index_of(&name)?;
+            Ok((
+                Arc::new(Column::new(&name, position)) as Arc<dyn PhysicalExpr>,
+                name,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Arc::new(ProjectionExec::try_new(columns, filtered)?))
 }
 
 fn projected_scalars_schema(projection: Option<&Vec<usize>>) -> Result<SchemaRef> {
@@ -267,40 +355,36 @@ async fn files_scan(
     Ok(Some(table.scan(state, projection, filters, limit).await?))
 }
 
-/// Merges full-schema batches from versioned sources: rows of `rewritten`
-/// series keep only the highest version per step; the result is sorted by
-/// (run, name, step).
+/// Merges full-schema batches from versioned sources, keeping only rows of
+/// `rewritten` series and, of those, the highest version of each step. The
+/// result is sorted by (run, name, step).
 fn keep_latest_writes(
     sources: &[(u64, RecordBatch)],
     rewritten: &BTreeSet<(String, String)>,
 ) -> Result<RecordBatch> {
-    // (run, name, step, version) → (source, row); BTreeMap keeps the output sorted.
-    let mut latest: BTreeMap<(&str, &str, i64), (u64, usize, usize)> = Default::default();
-    let mut plain: Vec<((&str, &str, i64), usize, usize)> = Vec::new();
+    // (run, name, step) → (version, source, row); the BTreeMap keeps the output sorted.
+    let mut latest: BTreeMap<(&str, &str, i64), (u64, usize, usize)> = BTreeMap::new();
     for (source, (version, batch)) in sources.iter().enumerate() {
         let run = batch.column(scalars_col::RUN_ID).as_string::<i32>();
         let name = batch.column(scalars_col::NAME).as_string::<i32>();
         let step = batch.column(scalars_col::STEP).as_primitive::<Int64Type>();
         for row in 0..batch.num_rows() {
-            let key = (run.value(row), name.value(row), step.value(row));
-            if rewritten.contains(&(key.0.to_string(), key.1.to_string())) {
-                let entry = latest.entry(key).or_insert((*version, source, row));
-                if *version >= entry.0 {
-                    *entry = (*version, source, row);
-                }
-            } else {
-                plain.push((key, source, row));
+            let (r, n) = (run.value(row), name.value(row));
+            if !rewritten.contains(&(r.to_string(), n.to_string())) {
+                continue;
+            }
+            let entry = latest
+                .entry((r, n, step.value(row)))
+                .or_insert((*version, source, row));
+            if *version >= entry.0 {
+                *entry = (*version, source, row);
             }
         }
     }
-    let mut rows: Vec<((&str, &str, i64), usize, usize)> =
-        latest.into_iter().map(|(k, (_, s, r))| (k, s, r)).collect();
-    rows.extend(plain);
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
-    let indices: Vec<(usize, usize)> = rows.iter().map(|&(_, s, r)| (s, r)).collect();
-    let batches: Vec<&RecordBatch> = sources.iter().map(|(_, b)| b).collect();
-    if batches.is_empty() {
+    if latest.is_empty() {
         return Ok(RecordBatch::new_empty(scalars_schema()));
     }
+    let indices: Vec<(usize, usize)> = latest.values().map(|&(_, s, r)| (s, r)).collect();
+    let batches: Vec<&RecordBatch> = sources.iter().map(|(_, b)| b).collect();
     Ok(interleave_record_batch(&batches, &indices)?)
 }

@@ -30,6 +30,8 @@ pub struct SeriesFilter {
     pub min_step: Option<i64>,
     /// Only steps <= this.
     pub max_step: Option<i64>,
+    /// Never these (run, name) series.
+    pub exclude: Vec<(String, String)>,
 }
 
 impl SeriesFilter {
@@ -42,6 +44,7 @@ impl SeriesFilter {
                 .names
                 .as_ref()
                 .is_none_or(|names| names.iter().any(|n| n == name))
+            && !self.exclude.iter().any(|(r, n)| r == run_id && n == name)
     }
 
     /// Whether a step range `[lo, hi]` can hold a matching step.
