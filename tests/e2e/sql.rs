@@ -95,3 +95,31 @@ e2e_test! {
         assert_eq!(bad.lines().nth(1), Some("2"));
     }
 }
+
+e2e_test! {
+    async fn training_dynamics_functions_run_on_a_server_and_on_a_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path(), &[]);
+        let mut csv = String::from("name,step,value\n");
+        for step in 0..200 {
+            let acc = if step < 120 { 0.1 } else { 0.95 };
+            csv.push_str(&format!("eval/acc,{step},{acc}\n"));
+            let loss = if step == 150 { 50.0 } else { 1.0 + 0.01 * ((step * 7) % 5) as f64 };
+            csv.push_str(&format!("train/loss,{step},{loss}\n"));
+        }
+        assert!(steplake(&["write", "--server", &server.url, "--run", "grok", "-"], Some(&csv)).status.success());
+        let emerged = "SELECT first_sustained(step, value > 0.9, 20) AS emerged FROM scalars WHERE name = 'eval/acc'";
+        let spikes = "SELECT step FROM (SELECT step, is_spike(value, 20, 6) OVER (PARTITION BY run_id, name ORDER BY step) AS spike \
+                      FROM scalars WHERE name = 'train/loss') WHERE spike ORDER BY step";
+        assert_eq!(sql_csv(&server.url, emerged), "emerged\n120\n");
+        assert_eq!(sql_csv(&server.url, spikes), "step\n150\n");
+        server.stop();
+        let data_dir = dir.path().to_str().unwrap();
+        for sql in [emerged, spikes] {
+            let out = steplake(&["sql", "--data-dir", data_dir, "--format", "csv", sql], None);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        let out = steplake(&["sql", "--data-dir", data_dir, "--format", "csv", emerged], None);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "emerged\n120\n");
+    }
+}

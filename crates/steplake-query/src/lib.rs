@@ -10,12 +10,17 @@
 //!   a point is queryable the moment it is acknowledged. Where the same
 //!   (run, name, step) was written more than once, only the latest write shows.
 //!
+//! The function library ([`functions`]) is registered on the session:
+//! series window functions (`ema`, `smooth`, `rolling_zscore`, `is_spike`)
+//! and `first_sustained`.
+//!
 //! SQL is read-only: [`QueryEngine::sql`] plans the statement and refuses
 //! DDL, DML (`INSERT`, `COPY`), and statements (`SET`, transactions) with
 //! [`QueryError::Forbidden`] before anything runs. No table function that
 //! reads files is registered, and DataFusion's URL tables are off.
 
 pub mod filters;
+pub mod functions;
 pub mod tables;
 
 use std::sync::Arc;
@@ -68,6 +73,7 @@ impl QueryEngine {
         options.execution.parquet.reorder_filters = true;
         options.sql_parser.map_string_types_to_utf8view = false;
         let ctx = SessionContext::new_with_config(config);
+        functions::register(&ctx);
         ctx.register_table("runs", Arc::new(tables::RunsTable::new(store.clone())))
             .map_err(QueryError::Execution)?;
         ctx.register_table("scalars", Arc::new(tables::ScalarsTable::new(store)))
