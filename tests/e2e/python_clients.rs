@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use crate::e2e_test;
-use crate::harness::{parquet_files, steplake, TestServer};
+use crate::harness::{parquet_files, sql_csv, steplake, TestServer};
 
 /// The Python interpreter with pyarrow and duckdb (scripts/test.sh sets it).
 fn python() -> String {
@@ -140,5 +140,42 @@ e2e_test! {
                 ]
             })
         );
+    }
+}
+
+e2e_test! {
+    async fn changepoints_pelt_matches_ruptures() {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/python/ruptures_reference.py");
+        let out = Command::new(python()).arg(script).output().expect("run python3 (scripts/test.sh installs ruptures)");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let cases: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let cases = cases.as_array().unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path(), &[]);
+        let mut csv = String::from("name,step,value\n");
+        for case in cases {
+            let name = case["name"].as_str().unwrap();
+            for (step, v) in case["values"].as_array().unwrap().iter().enumerate() {
+                let v: f64 = v.as_str().unwrap().parse().unwrap();
+                csv.push_str(&format!("{name},{step},{v:?}\n"));
+            }
+        }
+        let written = steplake(&["write", "--server", &server.url, "--run", "cp", "-"], Some(&csv));
+        assert!(written.status.success(), "{}", String::from_utf8_lossy(&written.stderr));
+
+        for case in cases {
+            let name = case["name"].as_str().unwrap();
+            let penalty = case["penalty"].as_f64().unwrap();
+            let min_size = case["min_size"].as_i64().unwrap();
+            let sql = format!(
+                "SELECT c['step'] AS step FROM (SELECT unnest(cps) AS c FROM \
+                 (SELECT changepoints(step, value, 'pelt', {penalty:?}, {min_size}) AS cps \
+                  FROM scalars WHERE name = '{name}')) ORDER BY step"
+            );
+            let ours: Vec<i64> = sql_csv(&server.url, &sql).lines().skip(1).map(|l| l.parse().unwrap()).collect();
+            let theirs: Vec<i64> = case["breakpoints"].as_array().unwrap().iter().map(|b| b.as_i64().unwrap()).collect();
+            assert_eq!(ours, theirs, "series {name} (penalty {penalty}, min_size {min_size})");
+        }
     }
 }

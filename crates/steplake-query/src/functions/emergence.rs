@@ -19,16 +19,15 @@
 //! FROM scalars WHERE name = 'eval/acc' GROUP BY run_id;
 //! ```
 
-use std::sync::Arc;
-
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray};
-use arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
-use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
+use super::literal_argument;
+use super::points::Points;
+use arrow::array::ArrayRef;
+use arrow::datatypes::{DataType, FieldRef};
+use datafusion::common::{plan_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
 };
-use datafusion::physical_expr::expressions::Literal;
 
 /// The `first_sustained` aggregate.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -67,54 +66,28 @@ impl AggregateUDFImpl for FirstSustained {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let hold = match args.exprs.get(2) {
+        let hold = match literal_argument(args.exprs, 2, "first_sustained", "hold")? {
             None => None,
-            Some(expr) => match expr.downcast_ref::<Literal>().map(Literal::value) {
-                Some(ScalarValue::Int64(Some(h))) if *h >= 1 => Some(*h as usize),
-                Some(other) => {
-                    return plan_err!("first_sustained: hold must be an integer >= 1, got {other}")
-                }
-                None => return plan_err!("first_sustained: hold must be a constant"),
-            },
+            Some(ScalarValue::Int64(Some(h))) if h >= 1 => Some(h as usize),
+            Some(other) => {
+                return plan_err!("first_sustained: hold must be an integer >= 1, got {other}")
+            }
         };
         Ok(Box::new(FirstSustainedAccumulator {
             hold,
-            points: Vec::new(),
+            points: Points::default(),
         }))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        let list = |name: &str, item: DataType| -> FieldRef {
-            Arc::new(Field::new(
-                format!("{}[{name}]", args.name),
-                DataType::List(Arc::new(Field::new("item", item, true))),
-                true,
-            ))
-        };
-        Ok(vec![
-            list("steps", DataType::Int64),
-            list("conditions", DataType::Boolean),
-        ])
+        Ok(Points::<bool>::state_fields(args.name))
     }
 }
 
 #[derive(Debug)]
 struct FirstSustainedAccumulator {
     hold: Option<usize>,
-    /// (step, condition) of every point seen.
-    points: Vec<(i64, bool)>,
-}
-
-impl FirstSustainedAccumulator {
-    fn add(&mut self, steps: &Int64Array, conditions: &BooleanArray) {
-        self.points.reserve(steps.len());
-        for i in 0..steps.len() {
-            if steps.is_valid(i) {
-                let holds = conditions.is_valid(i) && conditions.value(i);
-                self.points.push((steps.value(i), holds));
-            }
-        }
-    }
+    points: Points<bool>,
 }
 
 /// The answer for points sorted by step.
@@ -139,53 +112,32 @@ pub fn first_sustained(points: &[(i64, bool)], hold: Option<usize>) -> Option<i6
 
 impl Accumulator for FirstSustainedAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let (Some(steps), Some(conditions)) = (values.first(), values.get(1)) else {
-            return exec_err!("first_sustained: expected (step, condition)");
-        };
-        self.add(steps.as_primitive::<Int64Type>(), conditions.as_boolean());
-        Ok(())
+        self.points.update(values, "first_sustained")
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        self.points.sort_by_key(|&(step, _)| step);
-        Ok(ScalarValue::Int64(first_sustained(&self.points, self.hold)))
+        self.points.sort();
+        let pairs: Vec<(i64, bool)> = self
+            .points
+            .steps
+            .iter()
+            .copied()
+            .zip(self.points.values.iter().copied())
+            .collect();
+        Ok(ScalarValue::Int64(first_sustained(&pairs, self.hold)))
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.points.capacity() * std::mem::size_of::<(i64, bool)>()
+        std::mem::size_of_val(self) + self.points.size()
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let steps = Int64Array::from_iter_values(self.points.iter().map(|p| p.0));
-        let conditions = BooleanArray::from_iter(self.points.iter().map(|p| Some(p.1)));
-        Ok(vec![
-            ScalarValue::List(Arc::new(single_list(Arc::new(steps)))),
-            ScalarValue::List(Arc::new(single_list(Arc::new(conditions)))),
-        ])
+        Ok(self.points.state())
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let (Some(steps), Some(conditions)) = (states.first(), states.get(1)) else {
-            return exec_err!("first_sustained: malformed partial state");
-        };
-        let steps = steps.as_list::<i32>();
-        let conditions = conditions.as_list::<i32>();
-        for i in 0..steps.len() {
-            if steps.is_valid(i) && conditions.is_valid(i) {
-                let s = steps.value(i);
-                let c = conditions.value(i);
-                self.add(s.as_primitive::<Int64Type>(), c.as_boolean());
-            }
-        }
-        Ok(())
+        self.points.merge(states, "first_sustained")
     }
-}
-
-/// A one-row list array holding `values`.
-fn single_list(values: ArrayRef) -> ListArray {
-    let field = Arc::new(Field::new("item", values.data_type().clone(), true));
-    let offsets = arrow::buffer::OffsetBuffer::from_lengths([values.len()]);
-    ListArray::new(field, offsets, values, None)
 }
 
 #[cfg(test)]

@@ -4,13 +4,21 @@
 //!
 //! - [`series`]: window functions over one series: `ema`, `smooth`,
 //!   `rolling_zscore`, `is_spike`;
-//! - [`emergence`]: `first_sustained`, "at which step did this emerge?".
+//! - [`emergence`]: `first_sustained`, "at which step did this emerge?";
+//! - [`changepoints`]: `changepoints`, regime changes by PELT or binary segmentation.
 //!
 //! Every function documents its formula and what it does with NaN and ±Inf.
 
+pub mod changepoints;
 pub mod emergence;
+pub mod points;
 pub mod series;
 
+use std::sync::Arc;
+
+use datafusion::common::{plan_err, Result, ScalarValue};
+use datafusion::physical_expr::expressions::Literal;
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 
 /// Registers every steplake function on `ctx`.
@@ -19,4 +27,22 @@ pub fn register(ctx: &SessionContext) {
         ctx.register_udwf(series::SeriesWindow::udwf(function));
     }
     ctx.register_udaf(emergence::FirstSustained::udaf());
+    ctx.register_udaf(changepoints::Changepoints::udaf());
+}
+
+/// The value of an aggregate's constant argument `index` (`None` when the
+/// call has fewer arguments); an error names `what` when it is not a constant.
+pub fn literal_argument(
+    exprs: &[Arc<dyn PhysicalExpr>],
+    index: usize,
+    function: &str,
+    what: &str,
+) -> Result<Option<ScalarValue>> {
+    match exprs.get(index) {
+        None => Ok(None),
+        Some(expr) => match expr.downcast_ref::<Literal>() {
+            Some(literal) => Ok(Some(literal.value().clone())),
+            None => plan_err!("{function}: {what} must be a constant"),
+        },
+    }
 }
