@@ -5,7 +5,8 @@
 //! - [`series`]: window functions over one series: `ema`, `smooth`,
 //!   `rolling_zscore`, `is_spike`;
 //! - [`emergence`]: `first_sustained`, "at which step did this emerge?";
-//! - [`changepoints`]: `changepoints`, regime changes by PELT or binary segmentation.
+//! - [`changepoints`]: `changepoints`, regime changes by PELT or binary segmentation;
+//! - [`spikes`]: `spike_rate`, the fraction of points `is_spike` flags.
 //!
 //! Every function documents its formula and what it does with NaN and ±Inf.
 
@@ -13,6 +14,7 @@ pub mod changepoints;
 pub mod emergence;
 pub mod points;
 pub mod series;
+pub mod spikes;
 
 use std::sync::Arc;
 
@@ -28,6 +30,7 @@ pub fn register(ctx: &SessionContext) {
     }
     ctx.register_udaf(emergence::FirstSustained::udaf());
     ctx.register_udaf(changepoints::Changepoints::udaf());
+    ctx.register_udaf(spikes::SpikeRate::udaf());
 }
 
 /// The value of an aggregate's constant argument `index` (`None` when the
