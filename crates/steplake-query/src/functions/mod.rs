@@ -6,11 +6,13 @@
 //!   `rolling_zscore`, `is_spike`;
 //! - [`emergence`]: `first_sustained`, "at which step did this emerge?";
 //! - [`changepoints`]: `changepoints`, regime changes by PELT or binary segmentation;
-//! - [`spikes`]: `spike_rate`, the fraction of points `is_spike` flags.
+//! - [`spikes`]: `spike_rate`, the fraction of points `is_spike` flags;
+//! - [`downsample`]: `downsample`, min/max/last per step bucket for plots.
 //!
 //! Every function documents its formula and what it does with NaN and ±Inf.
 
 pub mod changepoints;
+pub mod downsample;
 pub mod emergence;
 pub mod points;
 pub mod series;
@@ -31,6 +33,7 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udaf(emergence::FirstSustained::udaf());
     ctx.register_udaf(changepoints::Changepoints::udaf());
     ctx.register_udaf(spikes::SpikeRate::udaf());
+    ctx.register_udaf(downsample::Downsample::udaf());
 }
 
 /// The value of an aggregate's constant argument `index` (`None` when the
