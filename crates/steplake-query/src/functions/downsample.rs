@@ -140,13 +140,14 @@ impl AggregateUDFImpl for Downsample {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let buckets =
-            match literal_argument(args.exprs, 2, "downsample", "buckets")? {
-                Some(ScalarValue::Int64(Some(b))) if (1..=10_000_000).contains(&b) => b as usize,
-                other => return plan_err!(
+        let buckets = match literal_argument(args.exprs, 2, "downsample", "buckets")? {
+            Some(ScalarValue::Int64(Some(b))) if (1..=10_000_000).contains(&b) => b as usize,
+            other => {
+                return plan_err!(
                     "downsample: buckets must be an integer from 1 to 10,000,000, got {other:?}"
-                ),
-            };
+                )
+            }
+        };
         Ok(Box::new(DownsampleAccumulator {
             buckets,
             points: Points::default(),

@@ -7,7 +7,8 @@
 //! - [`emergence`]: `first_sustained`, "at which step did this emerge?";
 //! - [`changepoints`]: `changepoints`, regime changes by PELT or binary segmentation;
 //! - [`spikes`]: `spike_rate`, the fraction of points `is_spike` flags;
-//! - [`downsample`]: `downsample`, min/max/last per step bucket for plots.
+//! - [`downsample`]: `downsample`, min/max/last per step bucket for plots;
+//! - [`power_law`]: `fit_power_law` and `predict_power_law`, early prediction of the final loss.
 //!
 //! Every function documents its formula and what it does with NaN and ±Inf.
 
@@ -15,6 +16,7 @@ pub mod changepoints;
 pub mod downsample;
 pub mod emergence;
 pub mod points;
+pub mod power_law;
 pub mod series;
 pub mod spikes;
 
@@ -34,6 +36,8 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udaf(changepoints::Changepoints::udaf());
     ctx.register_udaf(spikes::SpikeRate::udaf());
     ctx.register_udaf(downsample::Downsample::udaf());
+    ctx.register_udaf(power_law::FitPowerLaw::udaf());
+    ctx.register_udf(power_law::PredictPowerLaw::udf());
 }
 
 /// The value of an aggregate's constant argument `index` (`None` when the
