@@ -17,6 +17,22 @@ fn refused(url_or_dir: &[&str], sql: &str, needle: &str) {
     );
 }
 
+/// The statements of a file in sql/, comment lines removed.
+fn sql_file_statements(file: &str) -> Vec<String> {
+    let path = format!("{}/../../sql/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    let code: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    code.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 const FORBIDDEN: &[&str] = &[
     "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/etc/'",
     "CREATE TABLE t AS SELECT 1",
@@ -80,15 +96,9 @@ e2e_test! {
         let csv = "name,step,value\ntrain/loss,0,2.3\ntrain/loss,1,nan\ntrain/loss,1500,inf\neval/acc,0,0.1\n";
         let out = steplake(&["write", "--server", &server.url, "--run", "first-run", "-"], Some(csv));
         assert!(out.status.success());
-        let examples = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../sql/basics.sql")).unwrap();
-        let code: String = examples
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("--"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let statements: Vec<&str> = code.split(';').map(str::trim).filter(|s| !s.is_empty()).collect();
+        let statements = sql_file_statements("basics.sql");
         assert!(statements.len() >= 5);
-        for sql in statements {
+        for sql in &statements {
             sql_csv(&server.url, sql);
         }
         let bad = sql_csv(&server.url, "SELECT count(*) FROM scalars WHERE isnan(value) OR value IN ('inf'::double, '-inf'::double)");
@@ -121,5 +131,36 @@ e2e_test! {
         }
         let out = steplake(&["sql", "--data-dir", data_dir, "--format", "csv", emerged], None);
         assert_eq!(String::from_utf8_lossy(&out.stdout), "emerged\n120\n");
+    }
+}
+
+e2e_test! {
+    async fn every_cookbook_query_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path(), &[]);
+        let mut csv = String::from("name,step,value\n");
+        let mut seed = 11u64;
+        let mut noise = |scale: f64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * scale
+        };
+        for step in 0..2000i64 {
+            let loss = if step == 1500 { 10.0 } else { 0.5 + 2.0 * ((step + 1) as f64).powf(-0.3) + noise(0.002) };
+            let grad = if step == 1497 { 50.0 } else { 1.0 + noise(0.02) };
+            csv.push_str(&format!("train/loss,{step},{loss:?}\ngrad_norm,{step},{grad:?}\n"));
+            if step % 100 == 0 {
+                let acc = if step >= 1200 { 0.95 } else { 0.1 };
+                csv.push_str(&format!("eval/acc,{step},{acc}\n"));
+                csv.push_str(&format!("update_norm/layer0,{step},0.01\nweight_norm/layer0,{step},10.0\n"));
+            }
+        }
+        let out = steplake(&["write", "--server", &server.url, "--run", "seed", "-"], Some(&csv));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let statements = sql_file_statements("cookbook.sql");
+        assert!(statements.len() >= 8);
+        let answers: Vec<String> = statements.iter().map(|sql| sql_csv(&server.url, sql)).collect();
+        assert_eq!(answers[0], "run_id,emerged_at\nseed,1200\n");
+        assert_eq!(answers[4], "run_id,loss_spike,grad_spike,lead\nseed,1500,1497,3\n");
+        assert!(answers[5].lines().nth(1).is_some_and(|l| l.ends_with(",0.001")), "{}", answers[5]);
     }
 }

@@ -1,0 +1,72 @@
+-- steplake cookbook: questions about training dynamics as single queries.
+-- Each statement ends with a semicolon, and the end-to-end test
+-- `sql::every_cookbook_query_runs` runs them all on a seeded run. Names used:
+-- train/loss, eval/acc, grad_norm. Adjust them to what your trainer logs.
+
+-- 1. When did test accuracy take off and stay up? (the emergence step)
+SELECT run_id, first_sustained(step, value > 0.9 AND NOT isnan(value), 5) AS emerged_at
+FROM scalars WHERE name = 'eval/acc'
+GROUP BY run_id;
+
+-- 2. Loss spikes per run: how many, how often, and the first one.
+SELECT run_id, count(*) AS spikes, min(step) AS first_spike
+FROM (SELECT run_id, step,
+             is_spike(value, 50, 6) OVER (PARTITION BY run_id ORDER BY step) AS spike
+      FROM scalars WHERE name = 'train/loss')
+WHERE spike
+GROUP BY run_id;
+
+SELECT run_id, spike_rate(value, 50, 6 ORDER BY step) AS spike_rate
+FROM scalars WHERE name = 'train/loss'
+GROUP BY run_id;
+
+-- 3. Where does the loss curve change regime?
+SELECT run_id, cp['step'] AS step, cp['mean_before'] AS before, cp['mean_after'] AS after
+FROM (SELECT run_id, unnest(cps) AS cp
+      FROM (SELECT run_id, changepoints(step, value) AS cps
+            FROM scalars WHERE name = 'train/loss' GROUP BY run_id))
+ORDER BY run_id, step;
+
+-- 4. Do gradient-norm spikes lead loss spikes? For each loss spike, the
+--    latest grad-norm spike at or before it, and how many steps earlier.
+WITH loss_spikes AS (
+       SELECT run_id, step FROM (
+         SELECT run_id, step, is_spike(value, 50, 6) OVER (PARTITION BY run_id ORDER BY step) AS spike
+         FROM scalars WHERE name = 'train/loss') WHERE spike),
+     grad_spikes AS (
+       SELECT run_id, step FROM (
+         SELECT run_id, step, is_spike(value, 50, 6) OVER (PARTITION BY run_id ORDER BY step) AS spike
+         FROM scalars WHERE name = 'grad_norm') WHERE spike)
+SELECT l.run_id, l.step AS loss_spike, max(g.step) AS grad_spike, l.step - max(g.step) AS lead
+FROM loss_spikes l LEFT JOIN grad_spikes g ON g.run_id = l.run_id AND g.step <= l.step
+GROUP BY l.run_id, l.step
+ORDER BY l.run_id, l.step;
+
+-- 5. Update-to-weight ratio per layer, from logged norms (a trainer logs
+--    update_norm/<layer> and weight_norm/<layer>; with whole tensors stored,
+--    rel_change(a, b) over LAG gives the same from the weights themselves).
+SELECT u.run_id, substr(u.name, 13) AS layer, u.step, u.value / w.value AS update_to_weight
+FROM scalars u JOIN scalars w
+  ON w.run_id = u.run_id AND w.step = u.step AND w.name = 'weight_norm/' || substr(u.name, 13)
+WHERE u.name LIKE 'update_norm/%'
+ORDER BY layer, u.step;
+
+-- 6. Early prediction of the final loss from the first 20% of the run.
+WITH bounds AS (SELECT run_id, max(step) AS last_step FROM scalars WHERE name = 'train/loss' GROUP BY run_id),
+     fits AS (
+       SELECT s.run_id, fit_power_law(s.step, s.value) AS f
+       FROM scalars s JOIN bounds b ON b.run_id = s.run_id
+       WHERE s.name = 'train/loss' AND s.step <= b.last_step / 5
+       GROUP BY s.run_id)
+SELECT f.run_id, f.f['alpha'] AS alpha, predict_power_law(f.f, b.last_step) AS predicted_final_loss
+FROM fits f JOIN bounds b ON b.run_id = f.run_id;
+
+-- 7. The loss smoothed as TensorBoard's slider would at 0.6, beside the raw value.
+SELECT step, value, smooth(value, 0.6) OVER (PARTITION BY run_id ORDER BY step) AS smoothed
+FROM scalars WHERE name = 'train/loss'
+ORDER BY step;
+
+-- 8. A plot-ready view of a long series: 500 buckets, extremes kept.
+SELECT d['step'] AS step, d['min'] AS lo, d['max'] AS hi, d['last'] AS last
+FROM (SELECT unnest(downsample(step, value, 500)) AS d FROM scalars WHERE name = 'train/loss')
+ORDER BY step;
