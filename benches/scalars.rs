@@ -175,6 +175,8 @@ async fn main() {
     let (t_series, n_series) = time_query(&client, &one_series, 7).await;
     let (t_slice, n_slice) = time_query(&client, &slice, 3).await;
     let (t_count, _) = time_query(&client, "SELECT count(*) FROM scalars", 3).await;
+    let emergence = "SELECT name, first_sustained(step, value < 0.5) FROM scalars GROUP BY name";
+    let (t_emergence, n_emergence) = time_query(&client, emergence, 3).await;
     stop_server(server);
 
     let mpts = points as f64 / ingest.as_secs_f64() / 1e6;
@@ -200,6 +202,10 @@ async fn main() {
     println!(
         "count(*) over all points: {:.1} ms (median of 3)",
         t_count.as_secs_f64() * 1e3
+    );
+    println!(
+        "first_sustained(step, value < 0.5) over all {points} points, {n_emergence} series: {:.1} ms (median of 3)",
+        t_emergence.as_secs_f64() * 1e3
     );
     println!(
         "bytes on disk per point after flush: {:.2} ({} bytes of Parquet)",

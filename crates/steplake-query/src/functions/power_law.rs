@@ -6,8 +6,9 @@
 //! - `predict_power_law(fit, x)`: E + A·x^(−α) for a fit from `fit_power_law`.
 //!
 //! The fit is exact in (E, A) for each α (linear least squares on the basis
-//! 1, x^(−α)) and searches α ∈ [0.001, 5]: a logarithmic grid, then
-//! golden-section refinement around the best grid point. Points with x ≤ 0
+//! 1, x^(−α)) and searches α ∈ [0.001, 5]: a 61-point logarithmic grid, then
+//! 60 golden-section steps around the best grid point (about 120 passes over
+//! the points in all). Points with x ≤ 0
 //! (e.g. step 0) or a non-finite y are left out.
 //!
 //! ```sql
@@ -52,10 +53,10 @@ impl PowerLaw {
     }
 }
 
-/// (E, A, SSE) of the least-squares fit for a fixed α.
-fn fit_linear(x: &[f64], y: &[f64], alpha: f64) -> Option<(f64, f64, f64)> {
-    let n = x.len() as f64;
-    let z: Vec<f64> = x.iter().map(|&v| v.powf(-alpha)).collect();
+/// (E, A, SSE) of the least-squares fit for a fixed α, given ln x.
+fn fit_linear(ln_x: &[f64], y: &[f64], alpha: f64) -> Option<(f64, f64, f64)> {
+    let n = ln_x.len() as f64;
+    let z: Vec<f64> = ln_x.iter().map(|&l| (-alpha * l).exp()).collect();
     let mean_z = z.iter().sum::<f64>() / n;
     let mean_y = y.iter().sum::<f64>() / n;
     let (mut szz, mut szy) = (0.0, 0.0);
@@ -78,43 +79,52 @@ fn fit_linear(x: &[f64], y: &[f64], alpha: f64) -> Option<(f64, f64, f64)> {
 
 /// Least-squares fit of L = E + A·x^(−α); `None` when it is not determined.
 pub fn fit_power_law(x: &[f64], y: &[f64]) -> Option<PowerLaw> {
-    let (x, y): (Vec<f64>, Vec<f64>) = x
+    let (ln_x, y): (Vec<f64>, Vec<f64>) = x
         .iter()
         .zip(y)
         .filter(|(xi, yi)| **xi > 0.0 && xi.is_finite() && yi.is_finite())
-        .map(|(a, b)| (*a, *b))
+        .map(|(a, b)| (a.ln(), *b))
         .unzip();
-    if x.len() < 3 {
+    if ln_x.len() < 3 || ln_x.iter().all(|&l| l == ln_x[0]) {
         return None;
     }
-    let sse = |alpha: f64| fit_linear(&x, &y, alpha).map_or(f64::INFINITY, |f| f.2);
+    let sse = |alpha: f64| fit_linear(&ln_x, &y, alpha).map_or(f64::INFINITY, |f| f.2);
+    // A logarithmic grid over α ∈ [0.001, 5], then golden-section search
+    // between the grid neighbours of the best point (60 steps shrink the
+    // bracket by 0.618^60 ≈ 3e-13).
+    const GRID: usize = 60;
     let (lo, hi) = (0.001f64.ln(), 5.0f64.ln());
-    let grid: Vec<f64> = (0..=200)
-        .map(|i| (lo + (hi - lo) * i as f64 / 200.0).exp())
+    let grid: Vec<f64> = (0..=GRID)
+        .map(|i| (lo + (hi - lo) * i as f64 / GRID as f64).exp())
         .collect();
-    let best = (0..grid.len()).min_by(|&i, &j| sse(grid[i]).total_cmp(&sse(grid[j])))?;
-    // Golden-section search between the grid neighbours of the best point.
-    let (mut a, mut b) = (
-        grid[best.saturating_sub(1)],
-        grid[(best + 1).min(grid.len() - 1)],
-    );
+    let errors: Vec<f64> = grid.iter().map(|&alpha| sse(alpha)).collect();
+    let best = (0..grid.len()).min_by(|&i, &j| errors[i].total_cmp(&errors[j]))?;
+    let (mut a, mut b) = (grid[best.saturating_sub(1)], grid[(best + 1).min(GRID)]);
     let ratio = (5f64.sqrt() - 1.0) / 2.0;
-    for _ in 0..80 {
-        let c = b - ratio * (b - a);
-        let d = a + ratio * (b - a);
-        if sse(c) < sse(d) {
+    let (mut c, mut d) = (b - ratio * (b - a), a + ratio * (b - a));
+    let (mut sse_c, mut sse_d) = (sse(c), sse(d));
+    for _ in 0..60 {
+        if sse_c < sse_d {
             b = d;
+            d = c;
+            sse_d = sse_c;
+            c = b - ratio * (b - a);
+            sse_c = sse(c);
         } else {
             a = c;
+            c = d;
+            sse_c = sse_d;
+            d = a + ratio * (b - a);
+            sse_d = sse(d);
         }
     }
     let alpha = (a + b) / 2.0;
-    let (e, amplitude, sse) = fit_linear(&x, &y, alpha)?;
+    let (e, amplitude, sse) = fit_linear(&ln_x, &y, alpha)?;
     Some(PowerLaw {
         e,
         a: amplitude,
         alpha,
-        rmse: (sse / x.len() as f64).sqrt(),
+        rmse: (sse / ln_x.len() as f64).sqrt(),
     })
 }
 
