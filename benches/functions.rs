@@ -45,8 +45,8 @@ fn curve(n: usize, seed: &mut u64) -> Vec<f64> {
 }
 
 async fn write_series(store: &Store, writer: &str, name: &str, values: &[f64]) {
-    let mut sequence = 1;
     for (chunk_index, chunk) in values.chunks(50_000).enumerate() {
+        let sequence = chunk_index as u64 + 1;
         let first = (chunk_index * 50_000) as i64;
         let batch = ScalarBatch {
             names: vec![name.to_string()],
@@ -59,7 +59,6 @@ async fn write_series(store: &Store, writer: &str, name: &str, values: &[f64]) {
             .write_scalars(writer, sequence, "bench", batch)
             .await
             .expect("write");
-        sequence += 1;
     }
 }
 
@@ -77,6 +76,9 @@ async fn time(engine: &QueryEngine, sql: &str) -> Duration {
     times.sort();
     times[1]
 }
+
+/// Builds a benchmark query for a `WHERE` filter selecting the series.
+type QueryFor = Box<dyn Fn(&str) -> String>;
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
@@ -118,7 +120,7 @@ async fn main() {
     let aggregate = |f: &str, filter: &str| {
         format!("SELECT name, {f} FROM scalars WHERE {filter} GROUP BY name")
     };
-    let cases: Vec<(&str, Box<dyn Fn(&str) -> String>)> = vec![
+    let cases: Vec<(&str, QueryFor)> = vec![
         (
             "ema(value, 0.1)",
             Box::new(move |w| window("ema(value, 0.1)", w)),
