@@ -33,7 +33,7 @@ use datafusion::logical_expr::{
 };
 
 use super::literal_argument;
-use super::points::{single_list, Points};
+use super::points::{single_list, Points, SeriesAccumulator};
 
 /// How to search for changepoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,12 +270,18 @@ impl AggregateUDFImpl for Changepoints {
                 return plan_err!("changepoints: min_size must be an integer >= 1, got {other}")
             }
         };
-        Ok(Box::new(ChangepointsAccumulator {
-            method,
-            penalty,
-            min_size,
-            points: Points::default(),
-        }))
+        Ok(Box::new(SeriesAccumulator::<f64>::new(
+            "changepoints",
+            move |points| {
+                changepoints_value(&detect(
+                    &points.steps,
+                    &points.values,
+                    method,
+                    penalty,
+                    min_size,
+                ))
+            },
+        )))
     }
 
     /// Points are sorted by step inside, so input order never matters.
@@ -286,14 +292,6 @@ impl AggregateUDFImpl for Changepoints {
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         Ok(Points::<f64>::state_fields(args.name))
     }
-}
-
-#[derive(Debug)]
-struct ChangepointsAccumulator {
-    method: Method,
-    penalty: Option<f64>,
-    min_size: usize,
-    points: Points<f64>,
 }
 
 /// A changepoint of a series.
@@ -347,45 +345,20 @@ pub fn detect(
         .collect()
 }
 
-impl Accumulator for ChangepointsAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        self.points.update(values, "changepoints")
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        self.points.sort();
-        let found = detect(
-            &self.points.steps,
-            &self.points.values,
-            self.method,
-            self.penalty,
-            self.min_size,
-        );
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(Int64Array::from_iter_values(found.iter().map(|c| c.step))),
-            Arc::new(Float64Array::from_iter_values(
-                found.iter().map(|c| c.mean_before),
-            )),
-            Arc::new(Float64Array::from_iter_values(
-                found.iter().map(|c| c.mean_after),
-            )),
-            Arc::new(Float64Array::from_iter_values(found.iter().map(|c| c.gain))),
-        ];
-        let structs = StructArray::try_new(result_fields(), columns, None)?;
-        Ok(ScalarValue::List(Arc::new(single_list(Arc::new(structs)))))
-    }
-
-    fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.points.size()
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(self.points.state())
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        self.points.merge(states, "changepoints")
-    }
+/// The changepoints as the aggregate's list-of-struct value.
+fn changepoints_value(found: &[Changepoint]) -> Result<ScalarValue> {
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(found.iter().map(|c| c.step))),
+        Arc::new(Float64Array::from_iter_values(
+            found.iter().map(|c| c.mean_before),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            found.iter().map(|c| c.mean_after),
+        )),
+        Arc::new(Float64Array::from_iter_values(found.iter().map(|c| c.gain))),
+    ];
+    let structs = StructArray::try_new(result_fields(), columns, None)?;
+    Ok(ScalarValue::List(Arc::new(single_list(Arc::new(structs)))))
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use datafusion::logical_expr::{
 };
 
 use super::literal_argument;
-use super::points::{single_list, Points};
+use super::points::{single_list, Points, SeriesAccumulator};
 
 /// One bucket of a downsampled series.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,10 +148,10 @@ impl AggregateUDFImpl for Downsample {
                 )
             }
         };
-        Ok(Box::new(DownsampleAccumulator {
-            buckets,
-            points: Points::default(),
-        }))
+        Ok(Box::new(SeriesAccumulator::<f64>::new(
+            "downsample",
+            move |points| buckets_value(&downsample(&points.steps, &points.values, buckets)),
+        )))
     }
 
     /// Points are sorted by step inside, so input order never matters.
@@ -164,50 +164,25 @@ impl AggregateUDFImpl for Downsample {
     }
 }
 
-#[derive(Debug)]
-struct DownsampleAccumulator {
-    buckets: usize,
-    points: Points<f64>,
-}
-
-impl Accumulator for DownsampleAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        self.points.update(values, "downsample")
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        self.points.sort();
-        let b = downsample(&self.points.steps, &self.points.values, self.buckets);
-        let ints = |f: fn(&Bucket) -> i64| -> ArrayRef {
-            Arc::new(Int64Array::from_iter_values(b.iter().map(f)))
-        };
-        let floats = |f: fn(&Bucket) -> f64| -> ArrayRef {
-            Arc::new(Float64Array::from_iter_values(b.iter().map(f)))
-        };
-        let columns = vec![
-            ints(|x| x.step),
-            ints(|x| x.last_step),
-            floats(|x| x.min),
-            floats(|x| x.max),
-            floats(|x| x.last),
-            ints(|x| x.count),
-            ints(|x| x.nan_count),
-        ];
-        let structs = StructArray::try_new(bucket_fields(), columns, None)?;
-        Ok(ScalarValue::List(Arc::new(single_list(Arc::new(structs)))))
-    }
-
-    fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.points.size()
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(self.points.state())
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        self.points.merge(states, "downsample")
-    }
+/// The buckets as the aggregate's list-of-struct value.
+fn buckets_value(b: &[Bucket]) -> Result<ScalarValue> {
+    let ints = |f: fn(&Bucket) -> i64| -> ArrayRef {
+        Arc::new(Int64Array::from_iter_values(b.iter().map(f)))
+    };
+    let floats = |f: fn(&Bucket) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(b.iter().map(f)))
+    };
+    let columns = vec![
+        ints(|x| x.step),
+        ints(|x| x.last_step),
+        floats(|x| x.min),
+        floats(|x| x.max),
+        floats(|x| x.last),
+        ints(|x| x.count),
+        ints(|x| x.nan_count),
+    ];
+    let structs = StructArray::try_new(bucket_fields(), columns, None)?;
+    Ok(ScalarValue::List(Arc::new(single_list(Arc::new(structs)))))
 }
 
 #[cfg(test)]

@@ -20,8 +20,7 @@
 //! ```
 
 use super::literal_argument;
-use super::points::Points;
-use arrow::array::ArrayRef;
+use super::points::{Points, SeriesAccumulator};
 use arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::{plan_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -74,10 +73,18 @@ impl AggregateUDFImpl for FirstSustained {
                 return plan_err!("first_sustained: hold must be an integer >= 1, got {other}")
             }
         };
-        Ok(Box::new(FirstSustainedAccumulator {
-            hold,
-            points: Points::default(),
-        }))
+        Ok(Box::new(SeriesAccumulator::<bool>::new(
+            "first_sustained",
+            move |points| {
+                let pairs: Vec<(i64, bool)> = points
+                    .steps
+                    .iter()
+                    .copied()
+                    .zip(points.values.iter().copied())
+                    .collect();
+                Ok(ScalarValue::Int64(first_sustained(&pairs, hold)))
+            },
+        )))
     }
 
     /// Points are sorted by step inside, so input order never matters.
@@ -88,12 +95,6 @@ impl AggregateUDFImpl for FirstSustained {
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         Ok(Points::<bool>::state_fields(args.name))
     }
-}
-
-#[derive(Debug)]
-struct FirstSustainedAccumulator {
-    hold: Option<usize>,
-    points: Points<bool>,
 }
 
 /// The answer for points sorted by step.
@@ -113,36 +114,6 @@ pub fn first_sustained(points: &[(i64, bool)], hold: Option<usize>) -> Option<i6
             let tail = points.iter().rev().take_while(|(_, holds)| *holds).count();
             (tail > 0).then(|| points[points.len() - tail].0)
         }
-    }
-}
-
-impl Accumulator for FirstSustainedAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        self.points.update(values, "first_sustained")
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        self.points.sort();
-        let pairs: Vec<(i64, bool)> = self
-            .points
-            .steps
-            .iter()
-            .copied()
-            .zip(self.points.values.iter().copied())
-            .collect();
-        Ok(ScalarValue::Int64(first_sustained(&pairs, self.hold)))
-    }
-
-    fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.points.size()
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(self.points.state())
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        self.points.merge(states, "first_sustained")
     }
 }
 

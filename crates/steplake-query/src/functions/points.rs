@@ -132,3 +132,63 @@ pub fn single_list(values: ArrayRef) -> ListArray {
     let offsets = OffsetBuffer::from_lengths([values.len()]);
     ListArray::new(field, offsets, values, None)
 }
+
+/// What an aggregate computes from its series' points, sorted by step.
+pub type Finish<T> = Box<dyn FnMut(&Points<T>) -> Result<ScalarValue> + Send + Sync>;
+
+/// The accumulator of an aggregate over one series: collects (step, value)
+/// points, merges partial states, sorts by step, then calls `finish`.
+pub struct SeriesAccumulator<T> {
+    function: &'static str,
+    points: Points<T>,
+    finish: Finish<T>,
+}
+
+impl<T: PointValue> SeriesAccumulator<T> {
+    /// An accumulator for `function` that computes its result with `finish`.
+    pub fn new(
+        function: &'static str,
+        finish: impl FnMut(&Points<T>) -> Result<ScalarValue> + Send + Sync + 'static,
+    ) -> Self {
+        SeriesAccumulator {
+            function,
+            points: Points {
+                steps: Vec::new(),
+                values: Vec::new(),
+            },
+            finish: Box::new(finish),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for SeriesAccumulator<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeriesAccumulator")
+            .field("function", &self.function)
+            .field("points", &self.points.steps.len())
+            .finish()
+    }
+}
+
+impl<T: PointValue> datafusion::logical_expr::Accumulator for SeriesAccumulator<T> {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.points.update(values, self.function)
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        self.points.sort();
+        (self.finish)(&self.points)
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.points.size()
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(self.points.state())
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.points.merge(states, self.function)
+    }
+}
