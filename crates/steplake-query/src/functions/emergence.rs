@@ -8,7 +8,13 @@
 //!
 //! Returns NULL when the condition never holds that long. A NULL condition
 //! counts as false; rows with a NULL step are ignored; input order does not
-//! matter (points are sorted by step).
+//! matter (points are sorted by step). A step logged twice (possible only in
+//! a subquery; the `scalars` table shows each step once) is checked in arrival
+//! order.
+//!
+//! The state of a series is a [`ConditionSeries`]: about one bit per point,
+//! with a word-wise scan when the points arrive in step order, as they do
+//! from storage.
 //!
 //! NaN: the condition is plain SQL, and SQL orders NaN above every number (as
 //! PostgreSQL does), so `value > 0.9` is TRUE for a NaN value. Write
@@ -19,14 +25,17 @@
 //! FROM scalars WHERE name = 'eval/acc' GROUP BY run_id;
 //! ```
 
+use std::sync::Arc;
+
+use super::condition_series::ConditionSeries;
 use super::literal_argument;
-use super::points::{Points, SeriesAccumulator};
-use arrow::datatypes::{DataType, FieldRef};
-use datafusion::common::{plan_err, Result, ScalarValue};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, LargeBinaryArray};
+use arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
+use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::AggregateOrderSensitivity;
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 
 /// The `first_sustained` aggregate.
@@ -41,6 +50,15 @@ impl FirstSustained {
         AggregateUDF::from(FirstSustained {
             signature: Signature::user_defined(Volatility::Immutable),
         })
+    }
+}
+
+/// The `hold` argument: `None` means "to the end of the series".
+fn hold_argument(args: &AccumulatorArgs) -> Result<Option<usize>> {
+    match literal_argument(args.exprs, 2, "first_sustained", "hold")? {
+        None => Ok(None),
+        Some(ScalarValue::Int64(Some(h))) if h >= 1 => Ok(Some(h as usize)),
+        Some(other) => plan_err!("first_sustained: hold must be an integer >= 1, got {other}"),
     }
 }
 
@@ -66,85 +84,240 @@ impl AggregateUDFImpl for FirstSustained {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let hold = match literal_argument(args.exprs, 2, "first_sustained", "hold")? {
-            None => None,
-            Some(ScalarValue::Int64(Some(h))) if h >= 1 => Some(h as usize),
-            Some(other) => {
-                return plan_err!("first_sustained: hold must be an integer >= 1, got {other}")
-            }
-        };
-        Ok(Box::new(SeriesAccumulator::<bool>::new(
-            "first_sustained",
-            move |points| {
-                let pairs: Vec<(i64, bool)> = points
-                    .steps
-                    .iter()
-                    .copied()
-                    .zip(points.values.iter().copied())
-                    .collect();
-                Ok(ScalarValue::Int64(first_sustained(&pairs, hold)))
-            },
-        )))
+        Ok(Box::new(SustainedAccumulator {
+            hold: hold_argument(&args)?,
+            series: ConditionSeries::default(),
+        }))
     }
 
-    /// Points are sorted by step inside, so input order never matters.
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(SustainedGroups {
+            hold: hold_argument(&args)?,
+            groups: Vec::new(),
+            sizes: Vec::new(),
+            heap_bytes: 0,
+        }))
+    }
+
+    /// Points are ordered by step inside, so input order never matters.
     fn order_sensitivity(&self) -> AggregateOrderSensitivity {
         AggregateOrderSensitivity::Insensitive
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(Points::<bool>::state_fields(args.name))
+        Ok(vec![Arc::new(Field::new(
+            format!("{}[points]", args.name),
+            DataType::LargeBinary,
+            true,
+        ))])
     }
 }
 
-/// The answer for points sorted by step.
-pub fn first_sustained(points: &[(i64, bool)], hold: Option<usize>) -> Option<i64> {
-    match hold {
-        Some(hold) => {
-            let mut run = 0;
-            for (i, &(_, holds)) in points.iter().enumerate() {
-                run = if holds { run + 1 } else { 0 };
-                if run == hold {
-                    return Some(points[i + 1 - hold].0);
-                }
+/// Calls `add(row, step, holds)` for each row of (step, condition) arrays;
+/// rows with a NULL step, or that `filter` does not keep, are skipped.
+fn add_rows(
+    arguments: &[ArrayRef],
+    filter: Option<&BooleanArray>,
+    mut add: impl FnMut(usize, i64, bool),
+) -> Result<()> {
+    let (Some(steps), Some(conditions)) = (arguments.first(), arguments.get(1)) else {
+        return exec_err!("first_sustained: expected (step, condition) arguments");
+    };
+    let (steps, conditions) = (steps.as_primitive::<Int64Type>(), conditions.as_boolean());
+    if filter.is_none() && steps.null_count() == 0 && conditions.null_count() == 0 {
+        // The common case, without per-row validity checks.
+        let points = steps.values().iter().zip(conditions.values().iter());
+        for (row, (&step, holds)) in points.enumerate() {
+            add(row, step, holds);
+        }
+        return Ok(());
+    }
+    for row in 0..steps.len() {
+        let kept = filter.is_none_or(|f| f.is_valid(row) && f.value(row));
+        if kept && steps.is_valid(row) {
+            // A NULL condition counts as false.
+            let holds = conditions.is_valid(row) && conditions.value(row);
+            add(row, steps.value(row), holds);
+        }
+    }
+    Ok(())
+}
+
+/// The partial states in `states`, one per row (NULL: no points).
+fn decode_states(
+    states: &[ArrayRef],
+) -> Result<impl Iterator<Item = Result<Option<ConditionSeries>>> + '_> {
+    let Some(states) = states.first() else {
+        return exec_err!("first_sustained: malformed partial state");
+    };
+    let states = states.as_binary::<i64>();
+    Ok((0..states.len()).map(|row| {
+        states
+            .is_valid(row)
+            .then(|| ConditionSeries::decode(states.value(row)))
+            .transpose()
+    }))
+}
+
+fn encode_state(series: &ConditionSeries) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    series.encode(&mut bytes);
+    bytes
+}
+
+/// `first_sustained` without GROUP BY (or where DataFusion asks for one
+/// accumulator per group).
+#[derive(Debug)]
+struct SustainedAccumulator {
+    hold: Option<usize>,
+    series: ConditionSeries,
+}
+
+impl Accumulator for SustainedAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let series = &mut self.series;
+        add_rows(values, None, |_, step, holds| series.push(step, holds))
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(ScalarValue::Int64(self.series.first_sustained(self.hold)))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.series.heap_bytes()
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![ScalarValue::LargeBinary(Some(encode_state(
+            &self.series,
+        )))])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        for state in decode_states(states)? {
+            if let Some(other) = state? {
+                self.series.merge(other);
             }
-            None
         }
-        None => {
-            let tail = points.iter().rev().take_while(|(_, holds)| *holds).count();
-            (tail > 0).then(|| points[points.len() - tail].0)
-        }
+        Ok(())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// `first_sustained` for every group of a GROUP BY at once.
+#[derive(Debug)]
+struct SustainedGroups {
+    hold: Option<usize>,
+    groups: Vec<ConditionSeries>,
+    /// Heap bytes of each group when last counted.
+    sizes: Vec<usize>,
+    /// The sum of `sizes`.
+    heap_bytes: usize,
+}
 
-    fn points(conds: &[bool]) -> Vec<(i64, bool)> {
-        conds
+impl SustainedGroups {
+    /// Updates `heap_bytes` for the groups a batch touched.
+    fn recount(&mut self, touched: &[usize]) {
+        self.sizes.resize(self.groups.len(), 0);
+        let mut previous = None;
+        for &group in touched {
+            if previous != Some(group) {
+                let now = self.groups[group].heap_bytes();
+                self.heap_bytes = self.heap_bytes + now - self.sizes[group];
+                self.sizes[group] = now;
+                previous = Some(group);
+            }
+        }
+    }
+
+    fn take(&mut self, emit_to: EmitTo) -> Vec<ConditionSeries> {
+        let taken = emit_to.take_needed(&mut self.groups);
+        emit_to.take_needed(&mut self.sizes);
+        self.heap_bytes = self.sizes.iter().sum();
+        taken
+    }
+}
+
+impl GroupsAccumulator for SustainedGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.groups.resize_with(total_num_groups, Default::default);
+        let groups = &mut self.groups;
+        add_rows(values, opt_filter, |row, step, holds| {
+            groups[group_indices[row]].push(step, holds)
+        })?;
+        self.recount(group_indices);
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let hold = self.hold;
+        let answers: Int64Array = self
+            .take(emit_to)
+            .iter_mut()
+            .map(|series| series.first_sustained(hold))
+            .collect();
+        Ok(Arc::new(answers))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let states: LargeBinaryArray = self
+            .take(emit_to)
             .iter()
-            .enumerate()
-            .map(|(i, &c)| (i as i64 * 10, c))
-            .collect()
+            .map(|series| Some(encode_state(series)))
+            .collect();
+        Ok(vec![Arc::new(states)])
     }
 
-    #[test]
-    fn to_the_end_of_the_series() {
-        assert_eq!(
-            first_sustained(&points(&[false, true, false, true, true]), None),
-            Some(30)
-        );
-        assert_eq!(first_sustained(&points(&[true, true, false]), None), None);
-        assert_eq!(first_sustained(&points(&[]), None), None);
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.groups.resize_with(total_num_groups, Default::default);
+        for (state, &group) in decode_states(values)?.zip(group_indices) {
+            if let Some(other) = state? {
+                self.groups[group].merge(other);
+            }
+        }
+        self.recount(group_indices);
+        Ok(())
     }
 
-    #[test]
-    fn for_hold_points() {
-        let p = points(&[true, false, true, true, false, true, true, true]);
-        assert_eq!(first_sustained(&p, Some(2)), Some(20));
-        assert_eq!(first_sustained(&p, Some(3)), Some(50));
-        assert_eq!(first_sustained(&p, Some(4)), None);
-        assert_eq!(first_sustained(&p, Some(1)), Some(0));
+    /// Each row becomes the state of a one-point series (NULL when skipped).
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let rows = values.first().map_or(0, |steps| steps.len());
+        let mut states: Vec<Option<Vec<u8>>> = vec![None; rows];
+        add_rows(values, opt_filter, |row, step, holds| {
+            let mut series = ConditionSeries::default();
+            series.push(step, holds);
+            states[row] = Some(encode_state(&series));
+        })?;
+        Ok(vec![Arc::new(
+            states.into_iter().collect::<LargeBinaryArray>(),
+        )])
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+            + self.groups.capacity() * std::mem::size_of::<ConditionSeries>()
+            + self.sizes.capacity() * std::mem::size_of::<usize>()
+            + self.heap_bytes
     }
 }

@@ -13,6 +13,7 @@
 //! Every function documents its formula and what it does with NaN and ±Inf.
 
 pub mod changepoints;
+pub mod condition_series;
 pub mod downsample;
 pub mod emergence;
 pub mod points;
