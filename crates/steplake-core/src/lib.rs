@@ -1,6 +1,7 @@
 //! steplake-core: the vocabulary every other steplake crate shares.
 //!
 //! It owns no I/O. It defines
+//! - [`DType`], the element types of tensors;
 //! - the data model: [`ScalarBatch`] (a columnar batch of scalar points as it
 //!   travels from the wire to the write-ahead log and the buffer) and
 //!   [`RunInfo`] (one row of the `runs` table);
@@ -13,7 +14,10 @@
 //! Data flows: wire (steplake-server) → [`ScalarBatch`] → validate →
 //! steplake-store (WAL, buffer, Parquet) → steplake-query (SQL).
 
+pub mod dtype;
 pub mod schema;
+
+pub use dtype::DType;
 
 use serde::{Deserialize, Serialize};
 
