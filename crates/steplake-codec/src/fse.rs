@@ -184,14 +184,14 @@ mod tests {
     fn every_symbol_state_interval_tiles_the_table() {
         let norm = normalize(&[10, 3, 0, 1, 50], 6).expect("normalizes");
         let table = decoding_table(&norm, 6);
-        for symbol in 0..norm.len() {
+        for (symbol, &count) in norm.iter().enumerate() {
             let mut covered: Vec<u32> = table
                 .iter()
                 .filter(|s| s.symbol == symbol)
                 .flat_map(|s| s.baseline..s.baseline + (1 << s.bits))
                 .collect();
             covered.sort();
-            let expected: Vec<u32> = if norm[symbol] == 0 {
+            let expected: Vec<u32> = if count == 0 {
                 vec![]
             } else {
                 (0..64).collect()

@@ -34,7 +34,10 @@ pub use plan::{plan_block, BlockPlan, BLOCK_SIZE};
 /// Splits little-endian values of `width` bytes into `width` byte planes,
 /// concatenated. `values.len()` must be a multiple of `width`.
 pub fn split_planes(values: &[u8], width: usize) -> Vec<u8> {
-    assert!(width > 0 && values.len() % width == 0, "whole values only");
+    assert!(
+        width > 0 && values.len().is_multiple_of(width),
+        "whole values only"
+    );
     let n = values.len() / width;
     let mut planes = vec![0u8; values.len()];
     match width {
@@ -64,7 +67,10 @@ fn split_const<const W: usize>(values: &[u8], planes: &mut [u8], n: usize) {
 
 /// The inverse of [`split_planes`].
 pub fn join_planes(planes: &[u8], width: usize) -> Vec<u8> {
-    assert!(width > 0 && planes.len() % width == 0, "whole values only");
+    assert!(
+        width > 0 && planes.len().is_multiple_of(width),
+        "whole values only"
+    );
     let n = planes.len() / width;
     let mut values = vec![0u8; planes.len()];
     for (b, plane) in planes.chunks_exact(n.max(1)).enumerate().take(width) {

@@ -20,7 +20,7 @@ pub enum BlockPlan {
     /// Every byte is this one.
     Rle(u8),
     /// Huffman-coded literals.
-    Huffman(HuffmanPlan),
+    Huffman(Box<HuffmanPlan>),
 }
 
 /// Codes and tree description of a Huffman block.
@@ -68,7 +68,7 @@ pub fn plan_block(histogram: &[u32; 256]) -> BlockPlan {
     let jump_table = if streams == 4 { 6 } else { 0 };
     let coded = literals_header_size(len) + description.len() + jump_table + stream_bytes + 1;
     if coded < len {
-        BlockPlan::Huffman(HuffmanPlan { codes, description })
+        BlockPlan::Huffman(Box::new(HuffmanPlan { codes, description }))
     } else {
         BlockPlan::Raw
     }

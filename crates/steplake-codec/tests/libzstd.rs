@@ -96,7 +96,7 @@ fn constant_sparse_and_two_symbol_data() {
     let mut noise = Noise(77);
     let sparse: Vec<u8> = (0..200_000)
         .map(|_| {
-            if noise.next() % 100 == 0 {
+            if noise.next().is_multiple_of(100) {
                 noise.next() as u8
             } else {
                 0

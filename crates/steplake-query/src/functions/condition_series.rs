@@ -73,7 +73,7 @@ impl Segment {
                 count: 1,
             }),
         }
-        if self.len % 64 == 0 {
+        if self.len.is_multiple_of(64) {
             self.bits.push(0);
         }
         if holds {
@@ -400,11 +400,11 @@ mod tests {
     /// flips rarely (`flip_every` on average), in step order.
     fn series(noise: &mut Noise, n: usize, flip_every: u64) -> Vec<(i64, bool)> {
         let mut step = noise.next() as i64 % 1000 - 500;
-        let mut holds = noise.next() % 2 == 0;
+        let mut holds = noise.next().is_multiple_of(2);
         (0..n)
             .map(|_| {
                 step += [1, 1, 1, 5, 500][noise.next() as usize % 5];
-                if noise.next() % flip_every == 0 {
+                if noise.next().is_multiple_of(flip_every) {
                     holds = !holds;
                 }
                 (step, holds)
