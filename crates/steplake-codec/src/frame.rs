@@ -41,37 +41,45 @@ pub fn write_block(out: &mut Vec<u8>, data: &[u8], plan: &BlockPlan, last: bool)
             out.push(*byte);
         }
         BlockPlan::Huffman(huffman) => {
-            let literals = huffman_literals(data, huffman);
-            write_block_header(out, last, 2, literals.len() + 1);
-            out.extend_from_slice(&literals);
+            let header_at = out.len();
+            out.extend_from_slice(&[0; 3]);
+            let literals = write_huffman_literals(out, data, huffman);
+            let block = literals + 1;
+            let header = last as u32 | 2 << 1 | (block as u32) << 3;
+            out[header_at..header_at + 3].copy_from_slice(&header.to_le_bytes()[..3]);
             // Sequences section: zero sequences, the block is all literals.
             out.push(0);
         }
     }
 }
 
-/// The literals section of a compressed block: header, tree description,
-/// jump table and one or four Huffman streams.
-fn huffman_literals(data: &[u8], plan: &HuffmanPlan) -> Vec<u8> {
-    let mut payload = plan.description.clone();
-    let four_streams = data.len() > SINGLE_STREAM_LIMIT;
-    if four_streams {
-        let segment = data.len().div_ceil(4);
-        let streams: Vec<Vec<u8>> = data
-            .chunks(segment)
-            .map(|chunk| huffman::encode_stream(chunk, &plan.codes))
-            .collect();
-        for stream in &streams[..3] {
-            payload.extend_from_slice(&(stream.len() as u16).to_le_bytes());
-        }
-        for stream in &streams {
-            payload.extend_from_slice(stream);
-        }
-    } else {
-        payload.extend(huffman::encode_stream(data, &plan.codes));
-    }
-    let (regenerated, compressed) = (data.len() as u64, payload.len() as u64);
+/// Appends the literals section of a compressed block (header, tree
+/// description, jump table, one or four Huffman streams); returns its size.
+fn write_huffman_literals(out: &mut Vec<u8>, data: &[u8], plan: &HuffmanPlan) -> usize {
+    let start = out.len();
     let header_size = literals_header_size(data.len());
+    out.resize(start + header_size, 0);
+    out.extend_from_slice(&plan.description);
+    let four_streams = data.len() > SINGLE_STREAM_LIMIT;
+    let streams = if four_streams {
+        let segment = data.len().div_ceil(4);
+        let (first, rest) = data.split_at(segment);
+        let (second, rest) = rest.split_at(segment);
+        let (third, fourth) = rest.split_at(segment);
+        huffman::encode_four_streams([first, second, third, fourth], &plan.codes)
+    } else {
+        vec![huffman::encode_stream(data, &plan.codes)]
+    };
+    if four_streams {
+        for stream in &streams[..3] {
+            out.extend_from_slice(&(stream.len() as u16).to_le_bytes());
+        }
+    }
+    for stream in &streams {
+        out.extend_from_slice(stream);
+    }
+    let regenerated = data.len() as u64;
+    let compressed = (out.len() - start - header_size) as u64;
     // Literals_Block_Type 2 (compressed); Size_Format 0: one stream, 10-bit
     // sizes; 1: four streams, 10-bit; 2: 14-bit; 3: 18-bit.
     let (size_format, size_bits) = match (four_streams, header_size) {
@@ -81,7 +89,6 @@ fn huffman_literals(data: &[u8], plan: &HuffmanPlan) -> Vec<u8> {
         (true, _) => (3, 18),
     };
     let header = 2 | size_format << 2 | regenerated << 4 | compressed << (4 + size_bits);
-    let mut out = header.to_le_bytes()[..header_size].to_vec();
-    out.extend(payload);
-    out
+    out[start..start + header_size].copy_from_slice(&header.to_le_bytes()[..header_size]);
+    out.len() - start
 }

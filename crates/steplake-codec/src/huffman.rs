@@ -2,7 +2,6 @@
 //! capped at [`MAX_CODE_LENGTH`], the tree description (weights, FSE-compressed
 //! or direct), canonical codes, and the bitstreams.
 
-use crate::bits::BitWriter;
 use crate::fse;
 
 /// The longest code steplake emits (zstd decoders accept up to 12).
@@ -171,22 +170,158 @@ fn fse_weights(weights: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
-/// Codes `bytes` as one Huffman bitstream. zstd decoders read it backwards,
-/// so the bytes are written last to first.
-pub fn encode_stream(bytes: &[u8], codes: &Codes) -> Vec<u8> {
-    let mut out = BitWriter::with_capacity(bytes.len() * codes.max_length as usize / 8 + 8);
-    for &b in bytes.iter().rev() {
-        out.write(
-            codes.codes[b as usize] as u64,
-            codes.lengths[b as usize] as u32,
-        );
+/// One Huffman bitstream being written into a pre-sized buffer: a 64-bit
+/// container whose whole bytes are stored after every four codes (≤ 44 bits).
+struct Lane {
+    buffer: Vec<u8>,
+    position: usize,
+    container: u64,
+    filled: u32,
+}
+
+impl Lane {
+    /// A lane for `len` bytes with codes of at most `max_length` bits.
+    fn new(len: usize, max_length: u32) -> Self {
+        Lane {
+            buffer: vec![0u8; len * max_length as usize / 8 + 16],
+            position: 0,
+            container: 0,
+            filled: 0,
+        }
     }
-    out.finish()
+
+    /// Adds a table entry (`code | length << 16`).
+    #[inline(always)]
+    fn push(&mut self, entry: u32) {
+        self.container |= ((entry & 0xFFFF) as u64) << self.filled;
+        self.filled += entry >> 16;
+    }
+
+    /// Stores the container's whole bytes.
+    #[inline(always)]
+    fn flush(&mut self) {
+        let at = self.position;
+        self.buffer[at..at + 8].copy_from_slice(&self.container.to_le_bytes());
+        let whole = self.filled / 8;
+        self.position = at + whole as usize;
+        self.container = if whole == 8 {
+            0
+        } else {
+            self.container >> (whole * 8)
+        };
+        self.filled -= whole * 8;
+    }
+
+    /// Codes `bytes` last to first (at most four), then flushes.
+    #[inline(always)]
+    fn push_backwards(&mut self, bytes: &[u8], table: &[u32; 256]) {
+        for &b in bytes.iter().rev() {
+            self.push(table[b as usize]);
+        }
+        self.flush();
+    }
+
+    /// Codes four bytes last to first, then flushes.
+    #[inline(always)]
+    fn push_quad(&mut self, quad: &[u8], table: &[u32; 256]) {
+        if let [a, b, c, d] = *quad {
+            self.push(table[d as usize]);
+            self.push(table[c as usize]);
+            self.push(table[b as usize]);
+            self.push(table[a as usize]);
+        }
+        self.flush();
+    }
+
+    /// Adds the end mark and returns the stream.
+    fn finish(mut self) -> Vec<u8> {
+        self.push(1 | 1 << 16);
+        self.flush();
+        let end = self.position + (self.filled > 0) as usize;
+        self.buffer.truncate(end);
+        self.buffer
+    }
+}
+
+/// Code and length of each byte in one word: `code | length << 16`.
+fn entry_table(codes: &Codes) -> [u32; 256] {
+    std::array::from_fn(|s| codes.codes[s] as u32 | (codes.lengths[s] as u32) << 16)
+}
+
+/// Codes `segment` as one Huffman bitstream with its end mark. zstd decoders
+/// read a stream backwards, so the bytes are coded last to first.
+pub fn encode_stream(segment: &[u8], codes: &Codes) -> Vec<u8> {
+    let table = entry_table(codes);
+    let mut lane = Lane::new(segment.len(), codes.max_length);
+    let quads = segment.rchunks_exact(4);
+    let head = quads.remainder();
+    for quad in quads {
+        lane.push_quad(quad, &table);
+    }
+    lane.push_backwards(head, &table);
+    lane.finish()
+}
+
+/// Codes the four segments of a block (zstd's split: three of
+/// `ceil(len / 4)` bytes, then the rest) as four streams. The four lanes are
+/// advanced together: independent dependency chains the CPU overlaps.
+pub fn encode_four_streams(segments: [&[u8]; 4], codes: &Codes) -> Vec<Vec<u8>> {
+    let table = entry_table(codes);
+    let [s0, s1, s2, s3] = segments;
+    let common = s3.len();
+    debug_assert!([s0, s1, s2]
+        .iter()
+        .all(|s| s.len() >= common && s.len() <= common + 3));
+    let lane = |s: &[u8]| Lane::new(s.len(), codes.max_length);
+    let (mut l0, mut l1, mut l2, mut l3) = (lane(s0), lane(s1), lane(s2), lane(s3));
+    // Bytes past the last segment's length come last in their segments, so
+    // they are coded first.
+    l0.push_backwards(&s0[common..], &table);
+    l1.push_backwards(&s1[common..], &table);
+    l2.push_backwards(&s2[common..], &table);
+    let mut i = common;
+    while i >= 4 {
+        l0.push_quad(&s0[i - 4..i], &table);
+        l1.push_quad(&s1[i - 4..i], &table);
+        l2.push_quad(&s2[i - 4..i], &table);
+        l3.push_quad(&s3[i - 4..i], &table);
+        i -= 4;
+    }
+    l0.push_backwards(&s0[..i], &table);
+    l1.push_backwards(&s1[..i], &table);
+    l2.push_backwards(&s2[..i], &table);
+    l3.push_backwards(&s3[..i], &table);
+    vec![l0.finish(), l1.finish(), l2.finish(), l3.finish()]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bits::BitWriter;
+
+    #[test]
+    fn fast_stream_matches_the_bit_writer() {
+        let mut histogram = [0u32; 256];
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * i % 251 % 37) as u8).collect();
+        for &b in &data {
+            histogram[b as usize] += 1;
+        }
+        let codes = Codes::canonical(&code_lengths(&histogram));
+        for len in [0, 1, 2, 3, 4, 5, 7, 8, 9, 100, 4999, 5000] {
+            let mut reference = BitWriter::default();
+            for &b in data[..len].iter().rev() {
+                reference.write(
+                    codes.codes[b as usize] as u64,
+                    codes.lengths[b as usize] as u32,
+                );
+            }
+            assert_eq!(
+                encode_stream(&data[..len], &codes),
+                reference.finish(),
+                "{len} bytes"
+            );
+        }
+    }
 
     #[test]
     fn canonical_codes_match_the_rfc_example() {

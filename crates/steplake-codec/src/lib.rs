@@ -40,6 +40,9 @@ pub fn split_planes(values: &[u8], width: usize) -> Vec<u8> {
     );
     let n = values.len() / width;
     let mut planes = vec![0u8; values.len()];
+    if n == 0 {
+        return planes;
+    }
     match width {
         1 => planes.copy_from_slice(values),
         2 => split_const::<2>(values, &mut planes, n),
@@ -58,9 +61,26 @@ pub fn split_planes(values: &[u8], width: usize) -> Vec<u8> {
 
 fn split_const<const W: usize>(values: &[u8], planes: &mut [u8], n: usize) {
     let mut outputs: Vec<&mut [u8]> = planes.chunks_exact_mut(n).collect();
-    for (i, value) in values.chunks_exact(W).enumerate() {
-        for b in 0..W {
-            outputs[b][i] = value[b];
+    split_into::<W>(values, &mut outputs);
+}
+
+/// Transposes tiles of 8 values at a time into `outputs[b]` (plane `b`):
+/// whole 8-byte writes per plane, and constant indices the compiler unrolls.
+fn split_into<const W: usize>(values: &[u8], outputs: &mut [&mut [u8]]) {
+    let tiles = values.chunks_exact(8 * W);
+    let tail_start = tiles.len() * 8;
+    for (t, tile) in tiles.enumerate() {
+        for (b, output) in outputs.iter_mut().enumerate() {
+            let mut bytes = [0u8; 8];
+            for (k, byte) in bytes.iter_mut().enumerate() {
+                *byte = tile[k * W + b];
+            }
+            output[t * 8..t * 8 + 8].copy_from_slice(&bytes);
+        }
+    }
+    for (i, value) in values[tail_start * W..].chunks_exact(W).enumerate() {
+        for (b, output) in outputs.iter_mut().enumerate() {
+            output[tail_start + i] = value[b];
         }
     }
 }
@@ -125,23 +145,70 @@ pub fn histogram(block: &[u8]) -> [u32; 256] {
 /// Compresses `data`, made of planes of `plane_len` bytes (0: one plane), into
 /// one zstd frame whose content is `data`.
 pub fn compress_planes(data: &[u8], plane_len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() / 2 + 64);
-    frame::write_header(&mut out, data.len() as u64);
     let ranges = block_ranges(data.len(), plane_len);
+    let histograms: Vec<[u32; 256]> = ranges.iter().map(|r| histogram(&data[r.clone()])).collect();
+    write_frame(data, &ranges, &histograms)
+}
+
+/// Writes the frame of `data` cut into `ranges`, planning each block from its
+/// histogram.
+fn write_frame(data: &[u8], ranges: &[Range<usize>], histograms: &[[u32; 256]]) -> Vec<u8> {
+    // Raw blocks bound the size: no reallocation while writing.
+    let mut out = Vec::with_capacity(data.len() + 3 * ranges.len() + 32);
+    frame::write_header(&mut out, data.len() as u64);
     if ranges.is_empty() {
         frame::write_block(&mut out, &[], &BlockPlan::Raw, true);
     }
-    for (i, range) in ranges.iter().enumerate() {
-        let block = &data[range.clone()];
-        let plan = plan_block(&histogram(block));
-        frame::write_block(&mut out, block, &plan, i + 1 == ranges.len());
+    for (i, (range, histogram)) in ranges.iter().zip(histograms).enumerate() {
+        let plan = plan_block(histogram);
+        frame::write_block(&mut out, &data[range.clone()], &plan, i + 1 == ranges.len());
     }
     out
 }
 
 /// Splits little-endian values of `width` bytes into planes and compresses
 /// them: the bytes of a Parquet BYTE_STREAM_SPLIT page, as one zstd frame.
+/// The same bytes as `compress_planes(&split_planes(values, width), n)`, with
+/// the histograms counted during the split.
 pub fn encode(values: &[u8], width: usize) -> Vec<u8> {
-    let planes = split_planes(values, width);
-    compress_planes(&planes, values.len() / width)
+    assert!(
+        width > 0 && values.len().is_multiple_of(width),
+        "whole values only"
+    );
+    let n = values.len() / width;
+    let mut planes = vec![0u8; values.len()];
+    let mut histograms = vec![[0u32; 256]; width * n.div_ceil(BLOCK_SIZE)];
+    // Chunk c of BLOCK_SIZE values fills block c of every plane.
+    let blocks_per_plane = n.div_ceil(BLOCK_SIZE);
+    for (c, chunk) in values.chunks(BLOCK_SIZE * width).enumerate() {
+        let first = c * BLOCK_SIZE;
+        let count = chunk.len() / width;
+        let mut outputs: Vec<&mut [u8]> = planes
+            .chunks_exact_mut(n)
+            .map(|plane| &mut plane[first..first + count])
+            .collect();
+        split_const_dyn(chunk, &mut outputs, width);
+        for (b, output) in outputs.iter().enumerate() {
+            histograms[b * blocks_per_plane + c] = histogram(output);
+        }
+    }
+    let ranges = block_ranges(planes.len(), n);
+    write_frame(&planes, &ranges, &histograms)
+}
+
+/// [`split_const`] for a width known at run time.
+fn split_const_dyn(values: &[u8], outputs: &mut [&mut [u8]], width: usize) {
+    match width {
+        1 => outputs[0].copy_from_slice(values),
+        2 => split_into::<2>(values, outputs),
+        4 => split_into::<4>(values, outputs),
+        8 => split_into::<8>(values, outputs),
+        _ => {
+            for (i, value) in values.chunks_exact(width).enumerate() {
+                for (b, output) in outputs.iter_mut().enumerate() {
+                    output[i] = value[b];
+                }
+            }
+        }
+    }
 }

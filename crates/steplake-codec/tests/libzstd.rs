@@ -33,6 +33,11 @@ fn libzstd_decode(frame: &[u8], expected_len: usize) -> Vec<u8> {
 
 fn check(values: &[u8], width: usize, what: &str) {
     let frame = encode(values, width);
+    let n = values.len() / width;
+    assert!(
+        frame == compress_planes(&split_planes(values, width), n),
+        "{what}: encode and compress_planes disagree"
+    );
     let planes = libzstd_decode(&frame, values.len());
     assert_eq!(planes.len(), values.len(), "{what}: length");
     assert!(
@@ -132,6 +137,10 @@ fn float_tensors_of_every_width() {
             .map(|w| f32::from_bits(w.to_bits() & 0xFFFF_0000)),
     );
     check(&widened, 4, "bf16 widened to f32");
+    let big = f32_bytes(weights.iter().cycle().take(3 * BLOCK_SIZE + 5).copied());
+    check(&big, 4, "f32, several blocks per plane");
+    check(&[], 4, "empty f32");
+    check(&[1, 2, 3, 4], 4, "one f32");
     let doubles: Vec<u8> = weights
         .iter()
         .flat_map(|&w| (w as f64).to_le_bytes())

@@ -1,7 +1,8 @@
 //! steplake-core: the vocabulary every other steplake crate shares.
 //!
 //! It owns no I/O. It defines
-//! - [`DType`], the element types of tensors;
+//! - [`DType`], the element types of tensors, and the [`safetensors`] header
+//!   reader used to import checkpoints;
 //! - the data model: [`ScalarBatch`] (a columnar batch of scalar points as it
 //!   travels from the wire to the write-ahead log and the buffer) and
 //!   [`RunInfo`] (one row of the `runs` table);
@@ -15,6 +16,7 @@
 //! steplake-store (WAL, buffer, Parquet) → steplake-query (SQL).
 
 pub mod dtype;
+pub mod safetensors;
 pub mod schema;
 
 pub use dtype::DType;
