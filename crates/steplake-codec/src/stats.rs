@@ -10,44 +10,10 @@
 
 use steplake_core::DType;
 
-/// Bins of the value histogram.
-pub const HISTOGRAM_BINS: usize = 64;
-
-/// The quantile levels kept for every tensor.
-pub const QUANTILE_LEVELS: [f64; 7] = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99];
+pub use steplake_core::tensor::{TensorStats, HISTOGRAM_BINS, QUANTILE_LEVELS};
 
 /// Elements summed per partial sum (pairwise-style accuracy for big tensors).
 const CHUNK: usize = 4096;
-
-/// Statistics of one tensor.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TensorStats {
-    /// Number of elements.
-    pub numel: u64,
-    /// Mean of the finite elements.
-    pub mean: Option<f64>,
-    /// Population standard deviation of the finite elements.
-    pub std: Option<f64>,
-    /// Smallest finite element.
-    pub min: Option<f64>,
-    /// Largest finite element.
-    pub max: Option<f64>,
-    /// Euclidean norm of the finite elements (0 when there are none).
-    pub l2: f64,
-    /// Largest absolute finite element.
-    pub abs_max: Option<f64>,
-    /// NaN elements.
-    pub nan_count: u64,
-    /// ±Inf elements.
-    pub inf_count: u64,
-    /// Fraction of elements equal to zero (`None` for an empty tensor).
-    pub zero_frac: Option<f64>,
-    /// Counts of finite elements in [`HISTOGRAM_BINS`] equal bins over
-    /// `[min, max]` (all zero when there is no finite element).
-    pub histogram: Vec<u64>,
-    /// Estimates at [`QUANTILE_LEVELS`].
-    pub quantiles: Option<Vec<f64>>,
-}
 
 /// Statistics of `bytes`, little-endian elements of `dtype`.
 /// `bytes.len()` must be a multiple of the element size.

@@ -3,6 +3,7 @@
 //! It owns no I/O. It defines
 //! - [`DType`], the element types of tensors, and the [`safetensors`] header
 //!   reader used to import checkpoints;
+//! - [`TensorRecord`] and [`TensorStats`], one tensor at one step as stored;
 //! - the data model: [`ScalarBatch`] (a columnar batch of scalar points as it
 //!   travels from the wire to the write-ahead log and the buffer) and
 //!   [`RunInfo`] (one row of the `runs` table);
@@ -18,8 +19,10 @@
 pub mod dtype;
 pub mod safetensors;
 pub mod schema;
+pub mod tensor;
 
 pub use dtype::DType;
+pub use tensor::{TensorRecord, TensorStats};
 
 use serde::{Deserialize, Serialize};
 

@@ -68,3 +68,47 @@ pub mod scalars_col {
     /// `wall_time`
     pub const WALL_TIME: usize = 4;
 }
+
+/// The type of a list column of `item` elements (non-null elements).
+pub fn list_of(item: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new("element", item, false)))
+}
+
+/// `tensors(run_id, name, step, wall_time, dtype, shape, numel, mean, std,
+/// min, max, l2, abs_max, nan_count, inf_count, zero_frac, hist, quantiles,
+/// values, values_f64, values_int)`: one row per tensor per step.
+///
+/// The whole tensor, when it was sent, is in one of three columns by dtype,
+/// so a standard Parquet reader sees plain numbers: `values` (FLOAT) for f32,
+/// bf16 and f16 (both widen exactly), `values_f64` (DOUBLE) for f64,
+/// `values_int` (INT64) for integer and bool tensors.
+pub fn tensors_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::new(vec![
+                Field::new("run_id", DataType::Utf8, false),
+                Field::new("name", DataType::Utf8, false),
+                Field::new("step", DataType::Int64, false),
+                Field::new("wall_time", timestamp_type(), false),
+                Field::new("dtype", DataType::Utf8, false),
+                Field::new("shape", list_of(DataType::Int64), false),
+                Field::new("numel", DataType::Int64, false),
+                Field::new("mean", DataType::Float64, true),
+                Field::new("std", DataType::Float64, true),
+                Field::new("min", DataType::Float64, true),
+                Field::new("max", DataType::Float64, true),
+                Field::new("l2", DataType::Float64, false),
+                Field::new("abs_max", DataType::Float64, true),
+                Field::new("nan_count", DataType::Int64, false),
+                Field::new("inf_count", DataType::Int64, false),
+                Field::new("zero_frac", DataType::Float64, true),
+                Field::new("hist", list_of(DataType::Int64), false),
+                Field::new("quantiles", list_of(DataType::Float64), true),
+                Field::new("values", list_of(DataType::Float32), true),
+                Field::new("values_f64", list_of(DataType::Float64), true),
+                Field::new("values_int", list_of(DataType::Int64), true),
+            ]))
+        })
+        .clone()
+}

@@ -30,6 +30,7 @@ pub mod buffer;
 pub mod files;
 pub mod manifest;
 pub mod record;
+pub mod tensor_files;
 pub mod wal;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
