@@ -15,7 +15,7 @@ use arrow::array::{
 use arrow::buffer::{Buffer as ArrowBuffer, OffsetBuffer};
 use arrow::datatypes::SchemaRef;
 use steplake_core::schema::{scalars_col, scalars_schema, TIMESTAMP_TZ};
-use steplake_core::ScalarBatch;
+use steplake_core::{ScalarBatch, TensorRecord};
 
 use crate::SeriesRange;
 
@@ -151,12 +151,15 @@ impl Visible {
     }
 }
 
-/// Points of many series, as written.
+/// Points of many series, and whole tensors, as written.
 #[derive(Debug, Default)]
 pub struct Buffer {
     by_run: HashMap<Arc<str>, HashMap<Arc<str>, usize>>,
     series: Vec<SeriesBuf>,
     rows: usize,
+    /// Complete tensors with their run, in arrival order.
+    tensors: Vec<(Arc<str>, Arc<TensorRecord>)>,
+    tensor_bytes: usize,
 }
 
 impl Buffer {
@@ -165,9 +168,25 @@ impl Buffer {
         self.rows
     }
 
-    /// True when no point is held.
+    /// True when no point and no tensor is held.
     pub fn is_empty(&self) -> bool {
-        self.rows == 0
+        self.rows == 0 && self.tensors.is_empty()
+    }
+
+    /// Adds a complete, validated tensor of `run_id`.
+    pub fn apply_tensor(&mut self, run_id: &str, record: TensorRecord) {
+        self.tensor_bytes += record.values.as_ref().map_or(0, Vec::len) + 1024;
+        self.tensors.push((Arc::from(run_id), Arc::new(record)));
+    }
+
+    /// Tensors held, with their runs, in arrival order.
+    pub fn tensors(&self) -> &[(Arc<str>, Arc<TensorRecord>)] {
+        &self.tensors
+    }
+
+    /// Approximate bytes of tensor data held.
+    pub fn tensor_bytes(&self) -> usize {
+        self.tensor_bytes
     }
 
     /// Approximate heap bytes held by point data.

@@ -31,6 +31,8 @@ pub mod files;
 pub mod manifest;
 pub mod record;
 pub mod tensor_files;
+pub mod tensor_parts;
+pub mod tensor_record;
 pub mod wal;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -45,14 +47,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use steplake_core::schema::scalars_col;
-use steplake_core::{validate_run_id, CoreError, RunInfo, ScalarBatch, RUN_STATUS_RUNNING};
+use steplake_core::{
+    validate_run_id, CoreError, RunInfo, ScalarBatch, TensorRecord, RUN_STATUS_RUNNING,
+};
 use tokio::sync::oneshot;
 
 pub use buffer::{Buffer, SeriesFilter};
-pub use manifest::{DataFile, Manifest, SeriesRange, WriterState};
+pub use manifest::{DataFile, Manifest, SeriesRange, Table, WriterState};
+pub use tensor_record::{TensorPart, FLAG_STATS_ONLY};
 pub use wal::FsyncPolicy;
 
 use record::{decode_scalar_record, encode_scalar_record};
+use tensor_parts::{validate_part, Assembler};
+use tensor_record::{decode_tensor_part, encode_tensor_part, FLAG_CARRIED_OVER};
 use wal::{frame_record, frame_record_with_crc, RecordKind, WalWriter};
 
 /// Errors of the storage layer.
@@ -149,6 +156,8 @@ pub struct StoreOptions {
     pub fsync: FsyncPolicy,
     /// Freeze and flush the buffer once it holds this many points.
     pub flush_rows: usize,
+    /// Freeze and flush the buffer once it holds this many bytes of tensors.
+    pub flush_tensor_bytes: usize,
     /// Freeze and flush the buffer once its oldest point is this old.
     pub flush_interval: Duration,
     /// Start a new WAL segment past this size.
@@ -160,6 +169,7 @@ impl Default for StoreOptions {
         StoreOptions {
             fsync: FsyncPolicy::Batch,
             flush_rows: 8 << 20,
+            flush_tensor_bytes: 256 << 20,
             flush_interval: Duration::from_secs(60),
             wal_segment_bytes: 64 << 20,
         }
@@ -254,6 +264,17 @@ impl ScalarsView {
     }
 }
 
+/// A consistent view of the `tensors` table for one query.
+#[derive(Debug, Clone)]
+pub struct TensorsView {
+    /// The data directory (file paths are relative to it).
+    pub data_dir: PathBuf,
+    /// Tensor files that can hold matching rows, oldest first.
+    pub files: Vec<FileRef>,
+    /// Buffered tensors with their runs, oldest first.
+    pub buffered: Vec<(Arc<str>, Arc<TensorRecord>)>,
+}
+
 /// A data file as a query needs it: its version and where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRef {
@@ -284,6 +305,13 @@ enum Command {
         sequence: u64,
         run_id: String,
         batch: ScalarBatch,
+        /// The encoded WAL payload and its CRC, prepared by the submitter.
+        payload: Vec<u8>,
+        payload_crc: crc32fast::Hasher,
+        reply: oneshot::Sender<Result<WriteAck, StoreError>>,
+    },
+    Tensor {
+        part: TensorPart,
         /// The encoded WAL payload and its CRC, prepared by the submitter.
         payload: Vec<u8>,
         payload_crc: crc32fast::Hasher,
@@ -422,6 +450,7 @@ struct Recovered {
     runs: BTreeMap<String, RunInfo>,
     writers: BTreeMap<String, WriterState>,
     buffer: Buffer,
+    assembler: Assembler,
     replay: wal::Replay,
     next_lsn: u64,
 }
@@ -441,6 +470,7 @@ fn recover(data_dir: &Path) -> Result<Recovered, StoreError> {
     let mut runs = manifest.runs.clone();
     let mut writers = manifest.writers.clone();
     let mut buffer = Buffer::default();
+    let mut assembler = Assembler::default();
     let mut replay = wal::replay(&wal::wal_dir(data_dir))?;
     let mut next_lsn = manifest.covered_lsn + 1;
     for record in std::mem::take(&mut replay.records) {
@@ -476,6 +506,26 @@ fn recover(data_dir: &Path) -> Result<Recovered, StoreError> {
                     buffer.apply(&rec.run_id, &rec.batch);
                 }
             }
+            RecordKind::Tensor => {
+                let part = decode_tensor_part(&record.payload).ok_or_else(|| bad("tensor"))?;
+                let seen = writers.get(&part.writer_id).map_or(0, |w| w.sequence);
+                let carried_over = part.flags & FLAG_CARRIED_OVER != 0;
+                if part.sequence > seen || carried_over {
+                    if !carried_over {
+                        writers.insert(
+                            part.writer_id.clone(),
+                            WriterState {
+                                sequence: part.sequence,
+                                last_seen_us: now_us(),
+                            },
+                        );
+                    }
+                    let run_id = part.run_id.clone();
+                    if let Some(tensor) = assembler.apply(part) {
+                        buffer.apply_tensor(&run_id, tensor);
+                    }
+                }
+            }
         }
     }
     Ok(Recovered {
@@ -483,6 +533,7 @@ fn recover(data_dir: &Path) -> Result<Recovered, StoreError> {
         runs,
         writers,
         buffer,
+        assembler,
         replay,
         next_lsn,
     })
@@ -508,7 +559,7 @@ impl Store {
             options.wal_segment_bytes,
             options.fsync,
         )?;
-        let replayed = recovered.buffer.rows();
+        let replayed = recovered.buffer.rows() + recovered.buffer.tensors().len();
         if replayed > 0 {
             tracing::info!(
                 points = replayed,
@@ -533,6 +584,7 @@ impl Store {
             wal,
             runs: recovered.runs,
             writers: recovered.writers.into_iter().collect(),
+            assembler: recovered.assembler,
             next_file_id,
             buffer_started: (replayed > 0).then(Instant::now),
             options,
@@ -672,6 +724,77 @@ impl Store {
         Ok(PendingAck { ack })
     }
 
+    /// Makes a tensor part durable and acknowledges it; the tensor becomes
+    /// readable when its last part is applied. See [`Store::submit_tensor`].
+    pub async fn write_tensor(&self, part: TensorPart) -> Result<WriteAck, StoreError> {
+        self.submit_tensor(part)?.await
+    }
+
+    /// Validates a tensor part (a whole tensor, one chunk of it, or
+    /// statistics only) and queues it for the WAL without waiting.
+    ///
+    /// A whole tensor sent without statistics gets them computed here, on
+    /// the caller's thread, so the WAL record carries them. Gaps, overlaps
+    /// and headers that differ between chunks are rejected by the WAL
+    /// thread, which knows what was received.
+    pub fn submit_tensor(&self, mut part: TensorPart) -> Result<PendingAck, StoreError> {
+        if part.writer_id.is_empty() {
+            return Err(CoreError::invalid("writer_id", "must not be empty").into());
+        }
+        if part.sequence == 0 {
+            return Err(CoreError::invalid("sequence", "must be >= 1").into());
+        }
+        validate_part(&part)?;
+        if part.stats.is_none() && part.offset == 0 && part.data.len() as u64 == part.total_len {
+            part.stats = Some(steplake_codec::stats::tensor_stats(&part.data, part.dtype));
+        }
+        let mut payload = Vec::new();
+        encode_tensor_part(&mut payload, &part);
+        let mut payload_crc = crc32fast::Hasher::new();
+        payload_crc.update(&payload);
+        let (reply, ack) = oneshot::channel();
+        self.send(Command::Tensor {
+            part,
+            payload,
+            payload_crc,
+            reply,
+        })?;
+        Ok(PendingAck { ack })
+    }
+
+    /// The tensor files and buffered tensors that can match `filter`, taken
+    /// at one instant (buffered ones with their runs, oldest first).
+    pub fn tensors_view(&self, filter: &SeriesFilter) -> TensorsView {
+        let state = read_state(&self.shared);
+        let files = state
+            .manifest
+            .files
+            .iter()
+            .filter(|f| f.table == Table::Tensors)
+            .filter(|f| f.series.iter().any(|r| filter.matches_range(r)))
+            .map(|f| FileRef {
+                id: f.id,
+                path: f.path.clone(),
+            })
+            .collect();
+        let buffered = state
+            .frozen
+            .iter()
+            .map(|f| f.buffer.as_ref())
+            .chain(std::iter::once(&state.active))
+            .flat_map(|b| b.tensors().iter())
+            .filter(|(run, t)| {
+                filter.matches_series(run, &t.name) && filter.matches_steps(t.step, t.step)
+            })
+            .cloned()
+            .collect();
+        TensorsView {
+            data_dir: self.shared.data_dir.clone(),
+            files,
+            buffered,
+        }
+    }
+
     /// Creates a run, or resumes it when `request.run_id` names an existing one.
     /// Returns the run and whether it was resumed.
     pub async fn create_run(&self, request: CreateRun) -> Result<(RunInfo, bool), StoreError> {
@@ -760,6 +883,7 @@ impl Store {
             .manifest
             .files
             .iter()
+            .filter(|f| f.table == Table::Scalars)
             .filter(|f| f.series.iter().any(|r| filter.matches_range(r)))
             .map(|f| FileRef {
                 id: f.id,
@@ -798,7 +922,12 @@ impl Store {
             .chain(state.active.series_ranges())
             .collect();
         let mut ranges: HashMap<(&str, &str), Vec<(i64, i64)>> = HashMap::new();
-        let files = state.manifest.files.iter().flat_map(|f| f.series.iter());
+        let files = state
+            .manifest
+            .files
+            .iter()
+            .filter(|f| f.table == Table::Scalars)
+            .flat_map(|f| f.series.iter());
         for r in files.chain(buffered.iter()) {
             if filter.matches_range(r) {
                 ranges
@@ -883,6 +1012,13 @@ enum Effect {
         reply: oneshot::Sender<Result<WriteAck, StoreError>>,
         ack: WriteAck,
     },
+    Tensor {
+        run_id: String,
+        /// The tensor, when this part completed it.
+        complete: Option<TensorRecord>,
+        reply: oneshot::Sender<Result<WriteAck, StoreError>>,
+        ack: WriteAck,
+    },
     Duplicate {
         reply: oneshot::Sender<Result<WriteAck, StoreError>>,
         ack: WriteAck,
@@ -905,7 +1041,9 @@ impl Effect {
             reason: error.to_string(),
         };
         match self {
-            Effect::Scalars { reply, .. } | Effect::Duplicate { reply, .. } => {
+            Effect::Scalars { reply, .. }
+            | Effect::Tensor { reply, .. }
+            | Effect::Duplicate { reply, .. } => {
                 let _ = reply.send(Err(err()));
             }
             Effect::Run { reply, .. } => match reply {
@@ -926,6 +1064,7 @@ struct WalThread {
     wal: WalWriter,
     runs: BTreeMap<String, RunInfo>,
     writers: HashMap<String, WriterState>,
+    assembler: Assembler,
     next_file_id: u64,
     buffer_started: Option<Instant>,
     options: StoreOptions,
@@ -1043,6 +1182,55 @@ impl WalThread {
                     ack,
                 })
             }
+            Command::Tensor {
+                part,
+                payload,
+                payload_crc,
+                reply,
+            } => {
+                let ack = WriteAck {
+                    sequence: part.sequence,
+                    points: 1,
+                    duplicate: false,
+                };
+                let seen = self.writers.get(&part.writer_id).map_or(0, |w| w.sequence);
+                if part.sequence <= seen {
+                    return Some(Effect::Duplicate {
+                        reply,
+                        ack: WriteAck {
+                            duplicate: true,
+                            ..ack
+                        },
+                    });
+                }
+                if !self.runs.contains_key(&part.run_id) {
+                    let _ = reply.send(Err(StoreError::RunNotFound {
+                        run_id: part.run_id,
+                    }));
+                    return None;
+                }
+                if let Err(e) = self.assembler.check(&part) {
+                    let _ = reply.send(Err(e.into()));
+                    return None;
+                }
+                let lsn = self.wal.assign_lsn();
+                frame_record_with_crc(framed, lsn, RecordKind::Tensor, &payload, &payload_crc);
+                self.writers.insert(
+                    part.writer_id.clone(),
+                    WriterState {
+                        sequence: part.sequence,
+                        last_seen_us: now_us(),
+                    },
+                );
+                let run_id = part.run_id.clone();
+                let complete = self.assembler.apply(part);
+                Some(Effect::Tensor {
+                    run_id,
+                    complete,
+                    reply,
+                    ack,
+                })
+            }
             Command::CreateRun { request, reply } => {
                 let (run, resumed) = self.create_or_resume(request);
                 self.log_run(&run, framed);
@@ -1133,6 +1321,20 @@ impl WalThread {
                             .fetch_add(ack.points, Ordering::Relaxed);
                         replies.push(Effect::Duplicate { reply, ack });
                     }
+                    Effect::Tensor {
+                        run_id,
+                        complete,
+                        reply,
+                        ack,
+                    } => {
+                        if let Some(tensor) = complete {
+                            state.active.apply_tensor(&run_id, tensor);
+                            if self.buffer_started.is_none() {
+                                self.buffer_started = Some(Instant::now());
+                            }
+                        }
+                        replies.push(Effect::Duplicate { reply, ack });
+                    }
                     Effect::Run {
                         run,
                         resumed,
@@ -1151,7 +1353,9 @@ impl WalThread {
         }
         for effect in replies {
             match effect {
-                Effect::Duplicate { reply, ack } | Effect::Scalars { reply, ack, .. } => {
+                Effect::Duplicate { reply, ack }
+                | Effect::Scalars { reply, ack, .. }
+                | Effect::Tensor { reply, ack, .. } => {
                     self.shared
                         .stats
                         .batches_written
@@ -1194,11 +1398,20 @@ impl WalThread {
     /// Freezes the active buffer and hands it to the flusher when it is big or
     /// old enough, or when `forced` callers wait for a flush.
     fn freeze_if_due(&mut self, forced: Option<Vec<mpsc::Sender<Result<(), String>>>>) {
-        let rows = read_state(&self.shared).active.rows();
+        let (rows, tensor_bytes, empty) = {
+            let state = read_state(&self.shared);
+            (
+                state.active.rows(),
+                state.active.tensor_bytes(),
+                state.active.is_empty(),
+            )
+        };
         let old = self
             .buffer_started
             .is_some_and(|t| t.elapsed() >= self.options.flush_interval);
-        let due = rows >= self.options.flush_rows || (rows > 0 && old);
+        let due = rows >= self.options.flush_rows
+            || tensor_bytes >= self.options.flush_tensor_bytes
+            || (!empty && old);
         if !due && forced.is_none() {
             return;
         }
@@ -1215,10 +1428,12 @@ impl WalThread {
             buffer
         };
         self.buffer_started = None;
+        let covered_lsn = self.wal.next_lsn() - 1;
+        self.carry_over_partial_tensors();
         let job = FlushJob {
             file_id,
             buffer,
-            covered_lsn: self.wal.next_lsn() - 1,
+            covered_lsn,
             runs: self.runs.clone(),
             writers: self.writers.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             replies: forced.unwrap_or_default(),
@@ -1232,12 +1447,36 @@ impl WalThread {
     }
 }
 
+impl WalThread {
+    /// Logs every tensor still being received again, past the LSN the next
+    /// flush covers: the WAL segments holding their earlier parts may then be
+    /// deleted without losing acknowledged bytes. On failure the store stops
+    /// accepting writes, as for any WAL failure.
+    fn carry_over_partial_tensors(&mut self) {
+        let parts = self.assembler.carry_over();
+        if parts.is_empty() {
+            return;
+        }
+        let first_lsn = self.wal.next_lsn();
+        let mut framed = Vec::new();
+        for part in &parts {
+            let mut payload = Vec::new();
+            encode_tensor_part(&mut payload, part);
+            let lsn = self.wal.assign_lsn();
+            frame_record(&mut framed, lsn, RecordKind::Tensor, &payload);
+        }
+        if let Err(e) = self.wal.append(&framed, first_lsn) {
+            self.fail_all(Vec::new(), Vec::new(), e);
+        }
+    }
+}
+
 fn reject(command: Command, reason: &str) {
     let err = || StoreError::Unavailable {
         reason: reason.to_string(),
     };
     match command {
-        Command::Scalars { reply, .. } => {
+        Command::Scalars { reply, .. } | Command::Tensor { reply, .. } => {
             let _ = reply.send(Err(err()));
         }
         Command::CreateRun { reply, .. } => {
@@ -1314,11 +1553,26 @@ fn flush_one(shared: &Shared, job: &FlushJob) -> Result<(), StoreError> {
         let relative = format!("data/{}", files::data_file_name(job.file_id));
         let bytes = files::write_scalars_file(&shared.data_dir.join(&relative), &batches)?;
         manifest.files.push(DataFile {
+            table: Table::Scalars,
             id: job.file_id,
             path: relative,
             rows: rows as u64,
             bytes,
             series: batches.iter().filter_map(series_range_of).collect(),
+        });
+        shared.stats.files_flushed.fetch_add(1, Ordering::Relaxed);
+    }
+    let tensors = sorted_tensors(job.buffer.tensors());
+    if !tensors.is_empty() {
+        let relative = format!("data/{}", tensor_files::tensor_file_name(job.file_id));
+        let bytes = tensor_files::write_tensors_file(&shared.data_dir.join(&relative), &tensors)?;
+        manifest.files.push(DataFile {
+            table: Table::Tensors,
+            id: job.file_id,
+            path: relative,
+            rows: tensors.len() as u64,
+            bytes,
+            series: tensor_ranges(&tensors),
         });
         shared.stats.files_flushed.fetch_add(1, Ordering::Relaxed);
     }
@@ -1350,6 +1604,37 @@ fn flush_one(shared: &Shared, job: &FlushJob) -> Result<(), StoreError> {
         "flushed buffer"
     );
     Ok(())
+}
+
+/// Tensors sorted by (run, name, step); a repeated step keeps arrival order.
+fn sorted_tensors(tensors: &[(Arc<str>, Arc<TensorRecord>)]) -> Vec<(String, TensorRecord)> {
+    let mut rows: Vec<(String, TensorRecord)> = tensors
+        .iter()
+        .map(|(run, t)| (run.to_string(), TensorRecord::clone(t)))
+        .collect();
+    rows.sort_by(|a, b| (&a.0, &a.1.name, a.1.step).cmp(&(&b.0, &b.1.name, b.1.step)));
+    rows
+}
+
+/// Per (run, name) step ranges of sorted tensors.
+fn tensor_ranges(rows: &[(String, TensorRecord)]) -> Vec<SeriesRange> {
+    let mut ranges: Vec<SeriesRange> = Vec::new();
+    for (run, t) in rows {
+        match ranges.last_mut() {
+            Some(r) if r.run_id == *run && r.name == t.name => {
+                r.max_step = r.max_step.max(t.step);
+                r.rows += 1;
+            }
+            _ => ranges.push(SeriesRange {
+                run_id: run.clone(),
+                name: t.name.clone(),
+                min_step: t.step,
+                max_step: t.step,
+                rows: 1,
+            }),
+        }
+    }
+    ranges
 }
 
 /// The step range of a one-series batch from [`Buffer::read`].

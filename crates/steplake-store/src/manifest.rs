@@ -35,9 +35,23 @@ pub struct SeriesRange {
     pub rows: u64,
 }
 
+/// The table a data file belongs to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Table {
+    /// `scalars`.
+    #[default]
+    Scalars,
+    /// `tensors`.
+    Tensors,
+}
+
 /// One Parquet data file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataFile {
+    /// The table it belongs to (`scalars` in manifests written before tensors).
+    #[serde(default)]
+    pub table: Table,
     /// Increasing id: a file with a larger id holds later writes.
     pub id: u64,
     /// Path relative to the data directory.

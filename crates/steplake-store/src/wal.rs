@@ -34,6 +34,8 @@ pub enum RecordKind {
     Run = 1,
     /// A batch of scalar points: payload from [`crate::codec::encode_scalar_record`].
     Scalars = 2,
+    /// A tensor part: payload from [`crate::tensor_record::encode_tensor_part`].
+    Tensor = 3,
 }
 
 impl RecordKind {
@@ -41,6 +43,7 @@ impl RecordKind {
         match v {
             1 => Some(RecordKind::Run),
             2 => Some(RecordKind::Scalars),
+            3 => Some(RecordKind::Tensor),
             _ => None,
         }
     }

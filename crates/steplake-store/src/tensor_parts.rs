@@ -1,0 +1,307 @@
+//! Reassembling tensors sent in parts.
+//!
+//! A tensor larger than one gRPC message arrives as parts with increasing
+//! byte offsets. Each part is logged to the WAL and acknowledged on its own;
+//! the [`Assembler`] keeps the bytes received so far (never visible to
+//! queries) and yields the [`TensorRecord`] once the last byte arrives.
+//! Parts must follow each other exactly: a gap, an overlap or a header that
+//! differs from the first part's is rejected, naming the tensor.
+
+use std::collections::HashMap;
+
+use steplake_codec::stats::tensor_stats;
+use steplake_core::tensor::numel;
+use steplake_core::{validate_run_id, CoreError, TensorRecord};
+
+use crate::tensor_record::{TensorPart, FLAG_CARRIED_OVER, FLAG_STATS_ONLY};
+
+/// Identifies a tensor being assembled.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PartialKey {
+    run_id: String,
+    writer_id: String,
+    name: String,
+    step: i64,
+}
+
+impl PartialKey {
+    fn of(part: &TensorPart) -> Self {
+        PartialKey {
+            run_id: part.run_id.clone(),
+            writer_id: part.writer_id.clone(),
+            name: part.name.clone(),
+            step: part.step,
+        }
+    }
+}
+
+/// Checks what can be checked of a part on its own: ids, shape × dtype size
+/// against the total length, the part inside the tensor, statistics-only
+/// parts carrying statistics for the right number of elements.
+pub fn validate_part(part: &TensorPart) -> Result<(), CoreError> {
+    validate_run_id(&part.run_id)?;
+    let field = format!("tensor {:?} at step {}", part.name, part.step);
+    steplake_core::validate_series_name(&format!("{field}: name"), &part.name)?;
+    if part.step < 0 {
+        return Err(CoreError::invalid(
+            &field,
+            format!("step {} is negative", part.step),
+        ));
+    }
+    let numel = numel(&part.shape, &field)?;
+    if part.flags & FLAG_STATS_ONLY != 0 {
+        let Some(stats) = &part.stats else {
+            return Err(CoreError::invalid(
+                &field,
+                "a statistics-only tensor needs its statistics",
+            ));
+        };
+        if stats.numel != numel {
+            return Err(CoreError::invalid(
+                &field,
+                format!(
+                    "statistics count {} elements but shape {:?} has {numel}",
+                    stats.numel, part.shape
+                ),
+            ));
+        }
+        return if part.data.is_empty() && part.offset == 0 {
+            Ok(())
+        } else {
+            Err(CoreError::invalid(
+                &field,
+                "a statistics-only tensor carries no values",
+            ))
+        };
+    }
+    let expected = numel.checked_mul(part.dtype.size() as u64);
+    if expected != Some(part.total_len) {
+        return Err(CoreError::invalid(
+            &field,
+            format!(
+                "shape {:?} of {} needs {} bytes but the tensor is declared {} bytes long",
+                part.shape,
+                part.dtype,
+                expected.map_or("too many".to_string(), |e| e.to_string()),
+                part.total_len
+            ),
+        ));
+    }
+    let end = part.offset.checked_add(part.data.len() as u64);
+    if end.is_none_or(|end| end > part.total_len) {
+        return Err(CoreError::invalid(
+            &field,
+            format!(
+                "chunk at offset {} with {} bytes runs past the tensor's {} bytes",
+                part.offset,
+                part.data.len(),
+                part.total_len
+            ),
+        ));
+    }
+    if part.data.is_empty() && part.total_len > 0 {
+        return Err(CoreError::invalid(&field, "empty chunk"));
+    }
+    if let Some(stats) = &part.stats {
+        if stats.numel != numel {
+            return Err(CoreError::invalid(
+                &field,
+                format!(
+                    "statistics count {} elements but shape {:?} has {numel}",
+                    stats.numel, part.shape
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Tensors whose parts have started to arrive.
+#[derive(Debug, Default)]
+pub struct Assembler {
+    partials: HashMap<PartialKey, TensorPart>,
+}
+
+impl Assembler {
+    /// Checks that `part` continues what was received (or starts a tensor).
+    pub fn check(&self, part: &TensorPart) -> Result<(), CoreError> {
+        if part.offset == 0 {
+            return Ok(());
+        }
+        let field = format!("tensor {:?} at step {}", part.name, part.step);
+        let Some(partial) = self.partials.get(&PartialKey::of(part)) else {
+            return Err(CoreError::invalid(
+                &field,
+                format!("chunk at offset {} but no earlier chunk of this tensor was received; send offset 0 first", part.offset),
+            ));
+        };
+        let received = partial.data.len() as u64;
+        if part.offset != received {
+            let what = if part.offset > received {
+                "gap"
+            } else {
+                "overlap"
+            };
+            return Err(CoreError::invalid(
+                &field,
+                format!(
+                    "chunk at offset {} but {received} bytes were received so far ({what})",
+                    part.offset
+                ),
+            ));
+        }
+        if (partial.dtype, &partial.shape, partial.total_len)
+            != (part.dtype, &part.shape, part.total_len)
+        {
+            return Err(CoreError::invalid(
+                &field,
+                "dtype, shape or length differ from the tensor's first chunk",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies a checked part; returns the tensor when it is complete.
+    /// A part at offset 0 starts the tensor afresh; a carried-over part
+    /// replaces what was received.
+    pub fn apply(&mut self, part: TensorPart) -> Option<TensorRecord> {
+        let key = PartialKey::of(&part);
+        let complete = if part.flags & FLAG_STATS_ONLY != 0 {
+            self.partials.remove(&key);
+            part
+        } else if part.offset == 0 || part.flags & FLAG_CARRIED_OVER != 0 {
+            if part.data.len() as u64 == part.total_len {
+                self.partials.remove(&key);
+                part
+            } else {
+                self.partials.insert(key, part);
+                return None;
+            }
+        } else {
+            let partial = self.partials.get_mut(&key)?;
+            partial.data.extend_from_slice(&part.data);
+            partial.sequence = part.sequence;
+            partial.stats = part.stats.or(partial.stats.take());
+            if (partial.data.len() as u64) < partial.total_len {
+                return None;
+            }
+            self.partials.remove(&key)?
+        };
+        Some(into_record(complete))
+    }
+
+    /// Every tensor still being received, as one part each (all bytes so far)
+    /// marked carried over: logged again when the WAL segments holding their
+    /// earlier parts are about to be deleted.
+    pub fn carry_over(&self) -> Vec<TensorPart> {
+        self.partials
+            .values()
+            .map(|p| TensorPart {
+                flags: p.flags | FLAG_CARRIED_OVER,
+                offset: 0,
+                ..p.clone()
+            })
+            .collect()
+    }
+
+    /// Tensors being received.
+    pub fn open(&self) -> usize {
+        self.partials.len()
+    }
+}
+
+/// The record of a complete part, computing statistics when the trainer did
+/// not send them.
+fn into_record(part: TensorPart) -> TensorRecord {
+    let stats_only = part.flags & FLAG_STATS_ONLY != 0;
+    let stats = match part.stats {
+        Some(stats) => stats,
+        None => tensor_stats(&part.data, part.dtype),
+    };
+    TensorRecord {
+        name: part.name,
+        step: part.step,
+        wall_time_us: part.wall_time_us,
+        dtype: part.dtype,
+        shape: part.shape,
+        stats,
+        values: (!stats_only).then_some(part.data),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use steplake_core::DType;
+
+    fn part(offset: u64, data: &[u8]) -> TensorPart {
+        TensorPart {
+            writer_id: "w".into(),
+            sequence: 1 + offset,
+            run_id: "run".into(),
+            name: "w0".into(),
+            step: 3,
+            wall_time_us: 0,
+            dtype: DType::F32,
+            shape: vec![4],
+            total_len: 16,
+            offset,
+            flags: 0,
+            stats: None,
+            data: data.to_vec(),
+        }
+    }
+
+    #[test]
+    fn chunks_assemble_in_order_only() {
+        let mut assembler = Assembler::default();
+        let bytes: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let first = part(0, &bytes[..6]);
+        validate_part(&first).expect("valid");
+        assert!(assembler.check(&first).is_ok());
+        assert!(assembler.apply(first).is_none());
+        let gap = part(8, &bytes[8..]);
+        assert!(assembler
+            .check(&gap)
+            .unwrap_err()
+            .to_string()
+            .contains("gap"));
+        let overlap = part(4, &bytes[4..]);
+        assert!(assembler
+            .check(&overlap)
+            .unwrap_err()
+            .to_string()
+            .contains("overlap"));
+        assert_eq!(assembler.carry_over().len(), 1);
+        let rest = part(6, &bytes[6..]);
+        assembler.check(&rest).expect("continues");
+        let record = assembler.apply(rest).expect("complete");
+        assert_eq!(record.values.as_deref(), Some(&bytes[..]));
+        assert_eq!(record.stats.mean, Some(2.5));
+        assert_eq!(assembler.open(), 0);
+    }
+
+    #[test]
+    fn bad_headers_are_rejected() {
+        let mut wrong_len = part(0, &[0; 8]);
+        wrong_len.total_len = 8;
+        assert!(validate_part(&wrong_len)
+            .unwrap_err()
+            .to_string()
+            .contains("needs 16 bytes"));
+        let past_end = part(12, &[0; 8]);
+        assert!(validate_part(&past_end)
+            .unwrap_err()
+            .to_string()
+            .contains("runs past"));
+        let orphan = part(8, &[0; 8]);
+        assert!(Assembler::default()
+            .check(&orphan)
+            .unwrap_err()
+            .to_string()
+            .contains("offset 0 first"));
+    }
+}

@@ -1,0 +1,127 @@
+//! Tensors through the store: chunked parts reassembled, never visible while
+//! partial, durable across a crash (including a flush between two chunks,
+//! which deletes the WAL segments of the first), flushed to Parquet.
+
+use steplake_core::DType;
+use steplake_store::{CreateRun, SeriesFilter, Store, StoreOptions, Table, TensorPart};
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+fn open(dir: &std::path::Path) -> Store {
+    Store::open(
+        dir,
+        StoreOptions {
+            // Small segments, so a flush really deletes the first chunk's segment.
+            wal_segment_bytes: 4096,
+            ..StoreOptions::default()
+        },
+    )
+    .expect("open store")
+}
+
+fn create(store: &Store) {
+    block_on(store.create_run(CreateRun {
+        run_id: Some("r".into()),
+        ..Default::default()
+    }))
+    .expect("create run");
+}
+
+fn tensor_bytes(n: usize) -> Vec<u8> {
+    (0..n)
+        .flat_map(|i| (i as f32 * 0.5 - 3.0).to_le_bytes())
+        .collect()
+}
+
+fn part(sequence: u64, step: i64, all: &[u8], range: std::ops::Range<usize>) -> TensorPart {
+    TensorPart {
+        writer_id: "w".into(),
+        sequence,
+        run_id: "r".into(),
+        name: "layer.0.weight".into(),
+        step,
+        wall_time_us: 1_700_000_000_000_000,
+        dtype: DType::F32,
+        shape: vec![(all.len() / 4) as u64],
+        total_len: all.len() as u64,
+        offset: range.start as u64,
+        flags: 0,
+        stats: None,
+        data: all[range].to_vec(),
+    }
+}
+
+fn visible(store: &Store) -> Vec<(i64, Option<Vec<u8>>)> {
+    let view = store.tensors_view(&SeriesFilter::default());
+    view.buffered
+        .iter()
+        .map(|(_, t)| (t.step, t.values.clone()))
+        .collect()
+}
+
+#[test]
+fn chunks_become_one_tensor_only_when_complete_and_survive_a_crash() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let all = tensor_bytes(10_000);
+    {
+        let store = open(dir.path());
+        create(&store);
+        let ack = block_on(store.write_tensor(part(1, 5, &all, 0..16_000))).expect("chunk 1");
+        assert!(!ack.duplicate);
+        assert!(
+            visible(&store).is_empty(),
+            "a partial tensor is never visible"
+        );
+        // A flush between the chunks deletes the WAL segment of chunk 1.
+        store.flush().expect("flush");
+        // Crash: dropped without shutdown.
+    }
+    {
+        let store = open(dir.path());
+        assert!(visible(&store).is_empty());
+        let retry = block_on(store.write_tensor(part(1, 5, &all, 0..16_000))).expect("retry");
+        assert!(retry.duplicate, "a retried chunk is applied once");
+        let gap = block_on(store.write_tensor(part(2, 5, &all, 20_000..40_000)));
+        assert!(gap.unwrap_err().to_string().contains("gap"));
+        block_on(store.write_tensor(part(3, 5, &all, 16_000..40_000))).expect("chunk 2");
+        let seen = visible(&store);
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].1.as_deref(), Some(&all[..]));
+        // Crash again before any flush: replayed from the WAL.
+    }
+    let store = open(dir.path());
+    assert_eq!(visible(&store), vec![(5, Some(all.clone()))]);
+    store.flush().expect("flush to Parquet");
+    let view = store.tensors_view(&SeriesFilter::default());
+    assert!(view.buffered.is_empty());
+    assert_eq!(view.files.len(), 1);
+    let manifest = steplake_store::Manifest::load(dir.path()).expect("manifest");
+    assert!(manifest.files.iter().any(|f| f.table == Table::Tensors));
+}
+
+#[test]
+fn stats_only_and_bad_tensors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    create(&store);
+    let all = tensor_bytes(8);
+    let mut bad = part(1, 0, &all, 0..32);
+    bad.shape = vec![3];
+    let err = block_on(store.write_tensor(bad)).unwrap_err().to_string();
+    assert!(err.contains("needs 12 bytes"), "{err}");
+    let mut stats_only = part(2, 1, &all, 0..0);
+    stats_only.flags = steplake_store::FLAG_STATS_ONLY;
+    stats_only.total_len = 0;
+    stats_only.stats = Some(steplake_codec::stats::tensor_stats(&all, DType::F32));
+    block_on(store.write_tensor(stats_only)).expect("stats only");
+    let seen = visible(&store);
+    assert_eq!(seen, vec![(1, None)]);
+    let mut unknown_run = part(3, 0, &all, 0..32);
+    unknown_run.run_id = "nope".into();
+    assert!(block_on(store.write_tensor(unknown_run)).is_err());
+}
