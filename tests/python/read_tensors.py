@@ -2,7 +2,7 @@
 
 Usage: read_tensors.py FILE ; prints JSON:
   {"pyarrow": {name: {"dtype": d, "shape": [...], "column": c, "bits": hex}},
-   "duckdb":  {name: {"column": c, "values": [repr(v), ...]}}}
+   "duckdb":  {name: {"column": c, "tensor": [repr(v), ...]}}}
 pyarrow's "bits" is the exact little-endian buffer of the stored numbers
 (float32, float64 or int64), so the caller compares bit for bit. DuckDB's
 values are repr() strings of Python numbers (NaN and infinities survive JSON).
@@ -15,7 +15,7 @@ import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 
-VALUE_COLUMNS = ["values", "values_f64", "values_int"]
+VALUE_COLUMNS = ["tensor", "tensor_f64", "tensor_int"]
 
 
 def pyarrow_tensors(path):
@@ -44,11 +44,11 @@ def duckdb_tensors(path):
     ).fetchall()
     out = {}
     for name, *columns in rows:
-        entry = {"column": None, "values": None}
+        entry = {"column": None, "tensor": None}
         for column, values in zip(VALUE_COLUMNS, columns):
             if values is not None:
                 entry["column"] = column
-                entry["values"] = [repr(float(v)) if column != "values_int" else str(v) for v in values]
+                entry["tensor"] = [repr(float(v)) if column != "tensor_int" else str(v) for v in values]
         out[name] = entry
     return out
 

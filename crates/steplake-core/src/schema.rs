@@ -76,12 +76,12 @@ pub fn list_of(item: DataType) -> DataType {
 
 /// `tensors(run_id, name, step, wall_time, dtype, shape, numel, mean, std,
 /// min, max, l2, abs_max, nan_count, inf_count, zero_frac, hist, quantiles,
-/// values, values_f64, values_int)`: one row per tensor per step.
+/// tensor, tensor_f64, tensor_int)`: one row per tensor per step.
 ///
 /// The whole tensor, when it was sent, is in one of three columns by dtype,
-/// so a standard Parquet reader sees plain numbers: `values` (FLOAT) for f32,
-/// bf16 and f16 (both widen exactly), `values_f64` (DOUBLE) for f64,
-/// `values_int` (INT64) for integer and bool tensors.
+/// so a standard Parquet reader sees plain numbers: `tensor` (FLOAT) for f32,
+/// bf16 and f16 (both widen exactly), `tensor_f64` (DOUBLE) for f64,
+/// `tensor_int` (INT64) for integer and bool tensors.
 pub fn tensors_schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
     SCHEMA
@@ -105,9 +105,9 @@ pub fn tensors_schema() -> SchemaRef {
                 Field::new("zero_frac", DataType::Float64, true),
                 Field::new("hist", list_of(DataType::Int64), false),
                 Field::new("quantiles", list_of(DataType::Float64), true),
-                Field::new("values", list_of(DataType::Float32), true),
-                Field::new("values_f64", list_of(DataType::Float64), true),
-                Field::new("values_int", list_of(DataType::Int64), true),
+                Field::new("tensor", list_of(DataType::Float32), true),
+                Field::new("tensor_f64", list_of(DataType::Float64), true),
+                Field::new("tensor_int", list_of(DataType::Int64), true),
             ]))
         })
         .clone()

@@ -8,7 +8,10 @@
 //!   (pruned first by the manifest's per-series step ranges, then by Parquet
 //!   statistics and page indexes) and a snapshot of the in-memory buffer, so
 //!   a point is queryable the moment it is acknowledged. Where the same
-//!   (run, name, step) was written more than once, only the latest write shows.
+//!   (run, name, step) was written more than once, only the latest write shows;
+//! - `tensors` ([`tables::TensorsTable`]): one row per tensor per step, with
+//!   its statistics and, when it was sent whole, its values; tensor files
+//!   (values pages compressed by steplake-codec) plus buffered tensors.
 //!
 //! The function library ([`functions`]) is registered on the session:
 //! series window functions (`ema`, `smooth`, `rolling_zscore`, `is_spike`)
@@ -76,7 +79,12 @@ impl QueryEngine {
         functions::register(&ctx);
         ctx.register_table("runs", Arc::new(tables::RunsTable::new(store.clone())))
             .map_err(QueryError::Execution)?;
-        ctx.register_table("scalars", Arc::new(tables::ScalarsTable::new(store)))
+        ctx.register_table(
+            "scalars",
+            Arc::new(tables::ScalarsTable::new(store.clone())),
+        )
+        .map_err(QueryError::Execution)?;
+        ctx.register_table("tensors", Arc::new(tables::TensorsTable::new(store)))
             .map_err(QueryError::Execution)?;
         Ok(QueryEngine { ctx })
     }

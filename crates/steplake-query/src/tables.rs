@@ -1,7 +1,8 @@
-//! Table providers for `runs` and `scalars`.
+//! Table providers for `runs`, `scalars` and `tensors`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -29,8 +30,11 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{collect, ExecutionPlan};
 use datafusion::prelude::{col, lit, not};
 
-use steplake_core::schema::{runs_schema, scalars_col, scalars_schema, TIMESTAMP_TZ};
-use steplake_core::RunInfo;
+use steplake_core::schema::{
+    runs_schema, scalars_col, scalars_schema, tensors_schema, TIMESTAMP_TZ,
+};
+use steplake_core::{RunInfo, TensorRecord};
+use steplake_store::tensor_files::tensors_batch;
 use steplake_store::{BufferedRows, FileRef, ScalarsView, SeriesFilter, Store};
 
 use crate::filters::series_filter;
@@ -322,7 +326,7 @@ fn projected_scalars_schema(projection: Option<&Vec<usize>>) -> Result<SchemaRef
     })
 }
 
-/// A Parquet scan of `files` (None when there are none).
+/// A Parquet scan of the scalars `files` of `view` (None when there are none).
 async fn files_scan(
     state: &dyn Session,
     view: &ScalarsView,
@@ -331,13 +335,25 @@ async fn files_scan(
     filters: &[Expr],
     limit: Option<usize>,
 ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-    if files.is_empty() {
+    let paths: Vec<PathBuf> = files.iter().map(|f| view.file_path(f)).collect();
+    parquet_scan(state, &paths, scalars_schema(), projection, filters, limit).await
+}
+
+/// A Parquet scan of `paths` read as `schema` (None when there are none).
+async fn parquet_scan(
+    state: &dyn Session,
+    paths: &[PathBuf],
+    schema: SchemaRef,
+    projection: Option<&Vec<usize>>,
+    filters: &[Expr],
+    limit: Option<usize>,
+) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    if paths.is_empty() {
         return Ok(None);
     }
-    let urls = files
+    let urls = paths
         .iter()
-        .map(|f| {
-            let path = view.file_path(f);
+        .map(|path| {
             ListingTableUrl::parse(path.to_str().ok_or_else(|| {
                 DataFusionError::Execution(format!(
                     "data file path {} is not UTF-8",
@@ -350,9 +366,90 @@ async fn files_scan(
     let options = ListingOptions::new(Arc::new(format)).with_file_extension(".parquet");
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
-        .with_schema(scalars_schema());
+        .with_schema(schema);
     let table = ListingTable::try_new(config)?;
     Ok(Some(table.scan(state, projection, filters, limit).await?))
+}
+
+/// The `tensors` table: one row per tensor per step, from tensor files and
+/// the buffer. Statistics always; the whole tensor in `tensor` (f32, bf16,
+/// f16), `tensor_f64` or `tensor_int` when it was sent.
+pub struct TensorsTable {
+    store: Arc<Store>,
+}
+
+impl TensorsTable {
+    /// The table over `store`.
+    pub fn new(store: Arc<Store>) -> Self {
+        TensorsTable { store }
+    }
+}
+
+impl fmt::Debug for TensorsTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TensorsTable").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl TableProvider for TensorsTable {
+    fn schema(&self) -> SchemaRef {
+        tensors_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let view = self.store.tensors_view(&series_filter(filters));
+        let paths: Vec<PathBuf> = view
+            .files
+            .iter()
+            .map(|f| view.data_dir.join(&f.path))
+            .collect();
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        if let Some(plan) =
+            parquet_scan(state, &paths, tensors_schema(), projection, filters, limit).await?
+        {
+            inputs.push(plan);
+        }
+        let schema = match projection {
+            Some(p) => Arc::new(tensors_schema().project(p)?),
+            None => tensors_schema(),
+        };
+        let rows: Vec<(&str, &TensorRecord)> = view
+            .buffered
+            .iter()
+            .map(|(run, t)| (run.as_ref(), t.as_ref()))
+            .collect();
+        let buffered = if rows.is_empty() {
+            vec![]
+        } else {
+            let batch = tensors_batch(&rows).map_err(|e| DataFusionError::External(Box::new(e)))?;
+            vec![match projection {
+                Some(p) => batch.project(p)?,
+                None => batch,
+            }]
+        };
+        if !buffered.is_empty() || inputs.is_empty() {
+            inputs.push(MemorySourceConfig::try_new_exec(&[buffered], schema, None)?);
+        }
+        UnionExec::try_new(inputs)
+    }
 }
 
 /// Merges full-schema batches from versioned sources, keeping only rows of

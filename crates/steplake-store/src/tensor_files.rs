@@ -2,8 +2,8 @@
 //! steplake-codec.
 //!
 //! Every column except the three value columns is written by parquet's Arrow
-//! writer (ZSTD pages, like the scalars files). The value columns (`values`
-//! FLOAT, `values_f64` DOUBLE, `values_int` INT64; one tensor per row, as a
+//! writer (ZSTD pages, like the scalars files). The value columns (`tensor`
+//! FLOAT, `tensor_f64` DOUBLE, `tensor_int` INT64; one tensor per row, as a
 //! list) are written by parquet's column writer with compression off and
 //! DataPage V2, and [`CodecPageWriter`] compresses each page's values section
 //! with [`steplake_codec::compress_planes`] before it is written: FLOAT and
@@ -16,8 +16,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, Float64Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayBuilder, ArrayRef, Float32Builder, Float64Builder, Int64Builder, ListBuilder, RecordBatch,
+    StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field};
 use bytes::Bytes;
@@ -42,14 +42,14 @@ pub fn tensor_file_name(id: u64) -> String {
 }
 
 /// The value columns, by position in [`tensors_schema`].
-const VALUE_COLUMNS: [&str; 3] = ["values", "values_f64", "values_int"];
+const VALUE_COLUMNS: [&str; 3] = ["tensor", "tensor_f64", "tensor_int"];
 
 /// Which value column holds tensors of `dtype`.
 pub fn value_column(dtype: DType) -> &'static str {
     match dtype {
-        DType::F32 | DType::Bf16 | DType::F16 => "values",
-        DType::F64 => "values_f64",
-        _ => "values_int",
+        DType::F32 | DType::Bf16 | DType::F16 => "tensor",
+        DType::F64 => "tensor_f64",
+        _ => "tensor_int",
     }
 }
 
@@ -69,7 +69,7 @@ pub fn tensors_writer_properties() -> WriterProperties {
         .set_column_dictionary_enabled(ColumnPath::from("name"), true)
         .set_created_by(format!("steplake {}", env!("CARGO_PKG_VERSION")));
     for column in VALUE_COLUMNS {
-        let encoding = if column == "values_int" {
+        let encoding = if column == "tensor_int" {
             Encoding::PLAIN
         } else {
             Encoding::BYTE_STREAM_SPLIT
@@ -120,7 +120,8 @@ fn write_tensors(file: File, rows: &[(String, TensorRecord)]) -> Result<File, Pa
         SerializedFileWriter::new(file, parquet_schema.root_schema_ptr(), Arc::clone(&props))?;
     let arrow_writers =
         ArrowRowGroupWriterFactory::new(&writer, Arc::clone(&schema)).create_column_writers(0)?;
-    let batch = header_batch(rows)?;
+    let refs: Vec<(&str, &TensorRecord)> = rows.iter().map(|(r, t)| (r.as_str(), t)).collect();
+    let batch = header_batch(&refs)?;
     let mut row_group = writer.next_row_group()?;
     // One leaf per field: every list column has a single leaf.
     for ((field, mut arrow_writer), descr) in schema
@@ -146,8 +147,61 @@ fn write_tensors(file: File, rows: &[(String, TensorRecord)]) -> Result<File, Pa
     writer.into_inner()
 }
 
+/// Every column of [`tensors_schema`], values included, as one batch: how
+/// buffered tensors are queried.
+pub fn tensors_batch(rows: &[(&str, &TensorRecord)]) -> Result<RecordBatch, ParquetError> {
+    let header = header_batch(rows)?;
+    let mut floats = list_builder(Float32Builder::new(), DataType::Float32);
+    let mut doubles = list_builder(Float64Builder::new(), DataType::Float64);
+    let mut ints = list_builder(Int64Builder::new(), DataType::Int64);
+    for (_, record) in rows {
+        let column = value_column(record.dtype);
+        let size = record.dtype.size();
+        let values = record.values.as_deref();
+        match (column, values) {
+            ("tensor", Some(v)) => {
+                floats.values().extend(
+                    v.chunks_exact(size)
+                        .map(|e| Some(element_as_f32(record.dtype, e))),
+                );
+                floats.append(true);
+            }
+            ("tensor_f64", Some(v)) => {
+                doubles.values().extend(
+                    v.chunks_exact(8)
+                        .map(|e| Some(f64::from_le_bytes(e.try_into().unwrap_or([0; 8])))),
+                );
+                doubles.append(true);
+            }
+            (_, Some(v)) => {
+                ints.values().extend(
+                    v.chunks_exact(size)
+                        .map(|e| Some(element_as_i64(record.dtype, e))),
+                );
+                ints.append(true);
+            }
+            (_, None) => {}
+        }
+        for (name, builder_column) in [("tensor", 0), ("tensor_f64", 1), ("tensor_int", 2)] {
+            if values.is_none() || name != column {
+                match builder_column {
+                    0 => floats.append(false),
+                    1 => doubles.append(false),
+                    _ => ints.append(false),
+                }
+            }
+        }
+    }
+    let mut columns = header.columns().to_vec();
+    columns.push(Arc::new(floats.finish()));
+    columns.push(Arc::new(doubles.finish()));
+    columns.push(Arc::new(ints.finish()));
+    RecordBatch::try_new(tensors_schema(), columns)
+        .map_err(|e| ParquetError::General(e.to_string()))
+}
+
 /// Every column but the values, as Arrow arrays.
-fn header_batch(rows: &[(String, TensorRecord)]) -> Result<RecordBatch, ParquetError> {
+fn header_batch(rows: &[(&str, &TensorRecord)]) -> Result<RecordBatch, ParquetError> {
     let mut run_id = StringBuilder::new();
     let mut name = StringBuilder::new();
     let mut step = Int64Builder::new();
@@ -256,10 +310,10 @@ fn write_value_column(
         let page_writer = CodecPageWriter {
             inner: SerializedPageWriter::new(&mut sink),
             width: match column {
-                "values" => 4,
+                "tensor" => 4,
                 _ => 8,
             },
-            split: column != "values_int",
+            split: column != "tensor_int",
         };
         let mut writer = get_column_writer(descr, Arc::clone(props), Box::new(page_writer));
         for (_, record) in rows {

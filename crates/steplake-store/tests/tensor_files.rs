@@ -132,7 +132,7 @@ fn every_dtype_round_trips_bit_exactly() {
     // The value columns are declared ZSTD (their frames come from steplake-codec).
     let row_group = metadata.row_group(0);
     for column in row_group.columns() {
-        if column.column_path().string().starts_with("values") {
+        if column.column_path().string().starts_with("tensor") {
             assert!(
                 matches!(column.compression(), Compression::ZSTD(_)),
                 "{}",
@@ -143,7 +143,7 @@ fn every_dtype_round_trips_bit_exactly() {
 
     for (i, (_, record)) in rows.iter().enumerate() {
         let column = steplake_store::tensor_files::value_column(record.dtype);
-        for other in ["values", "values_f64", "values_int"] {
+        for other in ["tensor", "tensor_f64", "tensor_int"] {
             let list = batch
                 .column_by_name(other)
                 .expect("column")
@@ -154,7 +154,7 @@ fn every_dtype_round_trips_bit_exactly() {
             }
             let restored = restore(record.dtype, list.value(i).as_ref());
             assert!(
-                &restored == record.values.as_ref().expect("values"),
+                &restored == record.values.as_ref().expect("tensor"),
                 "{} differs",
                 record.name
             );
@@ -285,16 +285,16 @@ fn pyarrow_and_duckdb_read_the_same_numbers() {
             record.name
         );
         // DuckDB: the same numbers (NaN compares equal to NaN).
-        let duck = report["duckdb"][&record.name]["values"]
+        let duck = report["duckdb"][&record.name]["tensor"]
             .as_array()
             .expect("duckdb values");
         let bits = stored_bits(record);
         let expected: Vec<f64> = match column {
-            "values" => bits
+            "tensor" => bits
                 .chunks_exact(4)
                 .map(|e| f32::from_le_bytes([e[0], e[1], e[2], e[3]]) as f64)
                 .collect(),
-            "values_f64" => bits
+            "tensor_f64" => bits
                 .chunks_exact(8)
                 .map(|e| f64::from_le_bytes(e.try_into().unwrap_or([0; 8])))
                 .collect(),

@@ -1,0 +1,112 @@
+//! The `tensors` table: buffered and flushed tensors, statistics and values,
+//! through SQL.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Float32Type, Float64Type, Int64Type};
+use steplake_core::DType;
+use steplake_query::QueryEngine;
+use steplake_store::{CreateRun, Store, StoreOptions, TensorPart};
+
+fn part(sequence: u64, name: &str, step: i64, dtype: DType, data: Vec<u8>) -> TensorPart {
+    TensorPart {
+        writer_id: "w".into(),
+        sequence,
+        run_id: "r".into(),
+        name: name.into(),
+        step,
+        wall_time_us: 1_700_000_000_000_000,
+        dtype,
+        shape: vec![(data.len() / dtype.size()) as u64],
+        total_len: data.len() as u64,
+        offset: 0,
+        flags: 0,
+        stats: None,
+        data,
+    }
+}
+
+fn f32s(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+#[tokio::test]
+async fn tensors_are_queryable_before_and_after_a_flush() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(Store::open(dir.path(), StoreOptions::default()).expect("open"));
+    store
+        .create_run(CreateRun {
+            run_id: Some("r".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("run");
+    store
+        .write_tensor(part(1, "w0", 0, DType::F32, f32s(&[3.0, 4.0])))
+        .await
+        .expect("tensor");
+    store
+        .write_tensor(part(
+            2,
+            "w0",
+            1,
+            DType::F64,
+            [1.0f64, f64::NAN]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        ))
+        .await
+        .expect("tensor");
+    store
+        .write_tensor(part(
+            3,
+            "ids",
+            0,
+            DType::I16,
+            [-5i16, 7].iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ))
+        .await
+        .expect("tensor");
+    let engine = QueryEngine::new(store.clone()).expect("engine");
+    let query =
+        "SELECT name, step, dtype, numel, mean, l2, nan_count, tensor, tensor_f64, tensor_int \
+                 FROM tensors ORDER BY name, step";
+    for phase in ["buffered", "flushed"] {
+        let (schema, batches) = engine.sql_collect(query).await.expect("query");
+        let batch = arrow::compute::concat_batches(&schema, &batches).expect("concat");
+        assert_eq!(batch.num_rows(), 3, "{phase}");
+        let names = batch.column(0).as_string::<i32>();
+        assert_eq!(
+            (names.value(0), names.value(1), names.value(2)),
+            ("ids", "w0", "w0")
+        );
+        let l2 = batch.column(5).as_primitive::<Float64Type>();
+        assert_eq!(l2.value(1), 5.0, "{phase}: l2 of [3, 4]");
+        let nan_count = batch.column(6).as_primitive::<Int64Type>();
+        assert_eq!(nan_count.value(2), 1, "{phase}");
+        let values = batch.column(7).as_list::<i32>();
+        assert_eq!(
+            values
+                .value(1)
+                .as_primitive::<Float32Type>()
+                .values()
+                .to_vec(),
+            vec![3.0, 4.0]
+        );
+        assert!(values.is_null(0) && values.is_null(2));
+        let ints = batch.column(9).as_list::<i32>();
+        assert_eq!(
+            ints.value(0).as_primitive::<Int64Type>().values().to_vec(),
+            vec![-5, 7]
+        );
+        let doubles = batch.column(8).as_list::<i32>();
+        assert!(doubles
+            .value(2)
+            .as_primitive::<Float64Type>()
+            .value(1)
+            .is_nan());
+        store.flush().expect("flush");
+    }
+}
