@@ -263,6 +263,9 @@ impl Client {
     }
 }
 
+/// Largest tensor chunk [`ScalarWriter::send_tensor`] puts in one message.
+pub const TENSOR_CHUNK_BYTES: usize = 8 << 20;
+
 /// What a closed write stream acknowledged.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteSummary {
@@ -311,8 +314,87 @@ impl ScalarWriter {
             sequence,
             run_id: self.run_id.clone(),
             scalars: Some(batch),
+            tensor: None,
         };
-        self.next_sequence = self.next_sequence.max(sequence + 1);
+        self.queue(request).await
+    }
+
+    /// Queues a whole tensor (little-endian `data` of `dtype`, e.g. "f32" or
+    /// "bf16"), split into chunks of at most [`TENSOR_CHUNK_BYTES`], each with
+    /// the next sequence number. The server computes its statistics; it
+    /// becomes visible once its last chunk is durable. Returns the sequence
+    /// number of the last chunk.
+    pub async fn send_tensor(
+        &mut self,
+        name: &str,
+        step: i64,
+        dtype: &str,
+        shape: &[i64],
+        data: &[u8],
+    ) -> Result<u64, ClientError> {
+        self.send_tensor_chunked(name, step, dtype, shape, data, TENSOR_CHUNK_BYTES)
+            .await
+    }
+
+    /// [`ScalarWriter::send_tensor`] with a chosen chunk size (at least 1 byte).
+    pub async fn send_tensor_chunked(
+        &mut self,
+        name: &str,
+        step: i64,
+        dtype: &str,
+        shape: &[i64],
+        data: &[u8],
+        chunk_bytes: usize,
+    ) -> Result<u64, ClientError> {
+        let header = v1::Tensor {
+            name: name.to_string(),
+            step,
+            dtype: dtype.to_string(),
+            shape: shape.to_vec(),
+            total_bytes: data.len() as u64,
+            ..Default::default()
+        };
+        let mut offset = 0;
+        loop {
+            let end = (offset + chunk_bytes.max(1)).min(data.len());
+            let sequence = self.next_sequence;
+            let tensor = v1::Tensor {
+                offset: offset as u64,
+                data: data[offset..end].to_vec().into(),
+                ..header.clone()
+            };
+            self.queue(WriteRequest {
+                writer_id: self.writer_id.clone(),
+                sequence,
+                run_id: self.run_id.clone(),
+                scalars: None,
+                tensor: Some(tensor),
+            })
+            .await?;
+            offset = end;
+            if offset >= data.len() {
+                return Ok(sequence);
+            }
+        }
+    }
+
+    /// Queues one tensor message as given (whole tensor, chunk, or
+    /// statistics only) with the next sequence number; returns it.
+    pub async fn send_tensor_message(&mut self, tensor: v1::Tensor) -> Result<u64, ClientError> {
+        let sequence = self.next_sequence;
+        self.queue(WriteRequest {
+            writer_id: self.writer_id.clone(),
+            sequence,
+            run_id: self.run_id.clone(),
+            scalars: None,
+            tensor: Some(tensor),
+        })
+        .await?;
+        Ok(sequence)
+    }
+
+    async fn queue(&mut self, request: WriteRequest) -> Result<(), ClientError> {
+        self.next_sequence = self.next_sequence.max(request.sequence + 1);
         let tx = self.tx.as_ref().ok_or(ClientError::StreamClosed)?;
         if tx.send(request).await.is_err() {
             // The stream has ended early; `finish` returns the reason.

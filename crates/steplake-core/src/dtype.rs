@@ -132,3 +132,61 @@ mod tests {
         );
     }
 }
+
+/// Widens an IEEE binary16 value (its bits) to f32 exactly. NaN payloads are
+/// kept bit for bit in the top of the f32 mantissa, signaling NaNs included
+/// (hardware conversions set the quiet bit), so [`narrow_f16`] restores the
+/// original bits of every f16.
+pub fn widen_f16(bits: u16) -> f32 {
+    let sign = ((bits & 0x8000) as u32) << 16;
+    let exponent = (bits >> 10) & 0x1F;
+    let mantissa = (bits & 0x3FF) as u32;
+    match exponent {
+        0x1F => f32::from_bits(sign | 0x7F80_0000 | mantissa << 13),
+        0 => {
+            // Zero or subnormal: mantissa × 2^-24, exact in f32.
+            let magnitude = mantissa as f32 * f32::from_bits(0x3380_0000);
+            f32::from_bits(sign | magnitude.to_bits())
+        }
+        _ => f32::from_bits(sign | ((exponent as u32 + 112) << 23) | mantissa << 13),
+    }
+}
+
+/// The f16 bits of an f32 made by [`widen_f16`].
+pub fn narrow_f16(value: f32) -> u16 {
+    let bits = value.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let exponent = ((bits >> 23) & 0xFF) as i32;
+    let mantissa = bits & 0x7F_FFFF;
+    if exponent == 0xFF {
+        return sign | 0x7C00 | (mantissa >> 13) as u16;
+    }
+    if exponent == 0 && mantissa == 0 {
+        return sign;
+    }
+    let unbiased = exponent - 127;
+    if unbiased >= -14 {
+        sign | (((unbiased + 15) as u16) << 10) | (mantissa >> 13) as u16
+    } else {
+        // Subnormal in f16: value / 2^-24 is an integer ≤ 1023.
+        let magnitude = f32::from_bits(bits & 0x7FFF_FFFF) / f32::from_bits(0x3380_0000);
+        sign | magnitude as u16
+    }
+}
+
+#[cfg(test)]
+mod f16_tests {
+    use super::*;
+
+    #[test]
+    fn every_f16_widens_and_narrows_back_bit_exactly() {
+        for bits in 0..=u16::MAX {
+            let wide = widen_f16(bits);
+            assert_eq!(narrow_f16(wide), bits, "{bits:#06x}");
+            let reference = half::f16::from_bits(bits);
+            if !reference.is_nan() {
+                assert_eq!(wide, reference.to_f32(), "{bits:#06x}");
+            }
+        }
+    }
+}

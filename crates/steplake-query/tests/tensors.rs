@@ -110,3 +110,38 @@ async fn tensors_are_queryable_before_and_after_a_flush() {
         store.flush().expect("flush");
     }
 }
+
+#[tokio::test]
+async fn signaling_nan_bits_survive_sql() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(Store::open(dir.path(), StoreOptions::default()).expect("open"));
+    store
+        .create_run(CreateRun {
+            run_id: Some("r".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("run");
+    store
+        .write_tensor(part(1, "h", 0, DType::F16, vec![0x40, 0x7C, 0x00, 0x3C]))
+        .await
+        .expect("tensor");
+    let engine = QueryEngine::new(store.clone()).expect("engine");
+    for query in [
+        "SELECT tensor FROM tensors",
+        "SELECT name, tensor FROM tensors ORDER BY name",
+    ] {
+        let (_, batches) = engine.sql_collect(query).await.expect("query");
+        let column = batches[0]
+            .column(batches[0].num_columns() - 1)
+            .as_list::<i32>();
+        let bits: Vec<u32> = column
+            .value(0)
+            .as_primitive::<Float32Type>()
+            .values()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        assert_eq!(bits, vec![0x7F88_0000, 0x3F80_0000], "{query}");
+    }
+}

@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use steplake_core::ScalarBatch;
+use steplake_core::tensor::HISTOGRAM_BINS;
+use steplake_core::{CoreError, DType, ScalarBatch, TensorStats};
 use steplake_proto::v1::ingest_server::Ingest;
 use steplake_proto::v1::{
-    CreateRunRequest, CreateRunResponse, FinishRunRequest, FinishRunResponse, WriteRequest,
+    CreateRunRequest, CreateRunResponse, FinishRunRequest, FinishRunResponse, Tensor, WriteRequest,
     WriteResponse,
 };
-use steplake_store::{now_us, CreateRun, PendingAck, Store};
+use steplake_store::{now_us, CreateRun, PendingAck, Store, TensorPart, FLAG_STATS_ONLY};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -50,22 +51,94 @@ fn scalar_batch(request: &mut WriteRequest) -> Result<ScalarBatch, Status> {
     })
 }
 
+/// Turns the wire tensor into the store's tensor part.
+fn tensor_part(request: &mut WriteRequest, tensor: Tensor) -> Result<TensorPart, Status> {
+    let field = format!("tensor {:?} at step {}", tensor.name, tensor.step);
+    let dtype: DType = tensor
+        .dtype
+        .parse()
+        .map_err(|e: CoreError| Status::invalid_argument(format!("invalid {field}: {e}")))?;
+    let shape = tensor
+        .shape
+        .iter()
+        .map(|&d| u64::try_from(d))
+        .collect::<Result<Vec<u64>, _>>()
+        .map_err(|_| {
+            Status::invalid_argument(format!(
+                "invalid {field}: shape {:?} has a negative dimension",
+                tensor.shape
+            ))
+        })?;
+    let stats = tensor.stats.map(|s| TensorStats {
+        numel: s.numel,
+        mean: s.mean,
+        std: s.std,
+        min: s.min,
+        max: s.max,
+        l2: s.l2,
+        abs_max: s.abs_max,
+        nan_count: s.nan_count,
+        inf_count: s.inf_count,
+        zero_frac: s.zero_frac,
+        quantiles: (!s.quantiles.is_empty()).then_some(s.quantiles),
+        histogram: s.histogram,
+    });
+    if let Some(stats) = &stats {
+        if stats.histogram.len() != HISTOGRAM_BINS {
+            return Err(Status::invalid_argument(format!(
+                "invalid {field}: statistics need a {HISTOGRAM_BINS}-bin histogram, got {} bins",
+                stats.histogram.len()
+            )));
+        }
+    }
+    Ok(TensorPart {
+        writer_id: std::mem::take(&mut request.writer_id),
+        sequence: request.sequence,
+        run_id: std::mem::take(&mut request.run_id),
+        name: tensor.name,
+        step: tensor.step,
+        wall_time_us: if tensor.wall_time_us == 0 {
+            now_us()
+        } else {
+            tensor.wall_time_us
+        },
+        dtype,
+        shape,
+        total_len: tensor.total_bytes,
+        offset: tensor.offset,
+        flags: if tensor.stats_only {
+            FLAG_STATS_ONLY
+        } else {
+            0
+        },
+        stats,
+        data: tensor.data.to_vec(),
+    })
+}
+
 fn submit(store: &Store, mut request: WriteRequest) -> Result<PendingAck, Status> {
-    let batch = scalar_batch(&mut request)?;
-    store
-        .submit_scalars(&request.writer_id, request.sequence, &request.run_id, batch)
-        .map_err(|e| {
-            let status = store_status(e);
-            Status::new(
-                status.code(),
-                format!(
-                    "batch {} of writer {:?}: {}",
-                    request.sequence,
-                    request.writer_id,
-                    status.message()
-                ),
-            )
-        })
+    let (writer_id, sequence) = (request.writer_id.clone(), request.sequence);
+    let submitted = match request.tensor.take() {
+        Some(_) if request.scalars.is_some() => Err(Status::invalid_argument(
+            "invalid request: it carries both scalars and a tensor; send them in separate requests",
+        )),
+        Some(tensor) => tensor_part(&mut request, tensor)
+            .and_then(|part| store.submit_tensor(part).map_err(store_status)),
+        None => scalar_batch(&mut request).and_then(|batch| {
+            store
+                .submit_scalars(&request.writer_id, request.sequence, &request.run_id, batch)
+                .map_err(store_status)
+        }),
+    };
+    submitted.map_err(|status| {
+        Status::new(
+            status.code(),
+            format!(
+                "batch {sequence} of writer {writer_id:?}: {}",
+                status.message()
+            ),
+        )
+    })
 }
 
 #[tonic::async_trait]

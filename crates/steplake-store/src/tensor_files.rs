@@ -380,12 +380,12 @@ fn write_row(
     Ok(())
 }
 
-/// An f32, bf16 or f16 element widened (exactly) to f32.
+/// An f32, bf16 or f16 element widened (exactly, NaN payloads included) to f32.
 fn element_as_f32(dtype: DType, e: &[u8]) -> f32 {
     match (dtype, e) {
         (DType::F32, [a, b, c, d]) => f32::from_le_bytes([*a, *b, *c, *d]),
         (DType::Bf16, [a, b]) => f32::from_bits((u16::from_le_bytes([*a, *b]) as u32) << 16),
-        (DType::F16, [a, b]) => half::f16::from_le_bytes([*a, *b]).to_f32(),
+        (DType::F16, [a, b]) => steplake_core::dtype::widen_f16(u16::from_le_bytes([*a, *b])),
         _ => f32::NAN,
     }
 }
@@ -464,5 +464,37 @@ impl PageWriter for CodecPageWriter<'_> {
 
     fn close(&mut self) -> Result<(), ParquetError> {
         self.inner.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::AsArray;
+    use arrow::datatypes::Float32Type;
+
+    #[test]
+    fn signaling_nan_payloads_survive_widening() {
+        let stats = steplake_codec::stats::tensor_stats(&[0x40, 0x7C], DType::F16);
+        let record = TensorRecord {
+            name: "n".into(),
+            step: 0,
+            wall_time_us: 0,
+            dtype: DType::F16,
+            shape: vec![1],
+            stats,
+            values: Some(vec![0x40, 0x7C]),
+        };
+        let batch = tensors_batch(&[("r", &record)]).expect("batch");
+        let list = batch
+            .column_by_name("tensor")
+            .expect("tensor")
+            .as_list::<i32>();
+        let bits = list
+            .value(0)
+            .as_primitive::<Float32Type>()
+            .value(0)
+            .to_bits();
+        assert_eq!(bits, 0x7F88_0000);
     }
 }

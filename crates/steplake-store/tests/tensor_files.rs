@@ -93,7 +93,7 @@ fn restore(dtype: DType, column: &dyn Array) -> Vec<u8> {
             .as_primitive::<Float32Type>()
             .values()
             .iter()
-            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .flat_map(|v| steplake_core::dtype::narrow_f16(*v).to_le_bytes())
             .collect(),
         DType::F64 => column
             .as_primitive::<Float64Type>()
