@@ -213,7 +213,7 @@ e2e_test! {
             shape: vec![1000],
             total_bytes: 4000,
             offset,
-            data: vec![0u8; 1000].into(),
+            data: vec![0u8; 1000],
             ..Default::default()
         };
         writer.send_tensor_message(chunk(0)).await.unwrap();

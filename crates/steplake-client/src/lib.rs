@@ -360,7 +360,7 @@ impl ScalarWriter {
             let sequence = self.next_sequence;
             let tensor = v1::Tensor {
                 offset: offset as u64,
-                data: data[offset..end].to_vec().into(),
+                data: data[offset..end].to_vec(),
                 ..header.clone()
             };
             self.queue(WriteRequest {
