@@ -2,7 +2,7 @@
 //! WAL → Parquet → SQL, across kill -9 and a graceful restart; bad tensors are
 //! refused with the tensor's name and the problem, losing nothing acknowledged.
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Float32Type, Float64Type, Int64Type};
 use steplake_client::v1::CreateRunRequest;
 use steplake_client::{Client, ClientError};
@@ -185,7 +185,9 @@ e2e_test! {
             .create_run(CreateRunRequest { run_id: "t".into(), ..Default::default() })
             .await
             .unwrap();
-        let cases: Vec<(&str, &str, Vec<i64>, Vec<u8>, &str)> = vec![
+        // (name, dtype, shape, bytes, expected reason)
+        type Case = (&'static str, &'static str, Vec<i64>, Vec<u8>, &'static str);
+        let cases: Vec<Case> = vec![
             ("short", "f32", vec![4], vec![0; 12], "needs 16 bytes"),
             ("weird", "complex64", vec![1], vec![0; 8], "unknown dtype"),
             ("negative", "f32", vec![-1, 4], vec![0; 16], "negative dimension"),
