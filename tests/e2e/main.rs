@@ -4,6 +4,7 @@ mod harness;
 mod ingest;
 mod python_clients;
 mod sql;
+mod tensor_functions;
 mod tensors;
 
 /// Always multi-threaded: the client's ack task runs beside the test body.

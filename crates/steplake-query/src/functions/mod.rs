@@ -8,7 +8,9 @@
 //! - [`changepoints`]: `changepoints`, regime changes by PELT or binary segmentation;
 //! - [`spikes`]: `spike_rate`, the fraction of points `is_spike` flags;
 //! - [`downsample`]: `downsample`, min/max/last per step bucket for plots;
-//! - [`power_law`]: `fit_power_law` and `predict_power_law`, early prediction of the final loss.
+//! - [`power_law`]: `fit_power_law` and `predict_power_law`, early prediction of the final loss;
+//! - [`tensor`]: norms, distances, `rel_change`, histograms, quantiles, slices
+//!   and the spectrum of 2-D tensors, over the `tensors` table.
 //!
 //! Every function documents its formula and what it does with NaN and ±Inf.
 
@@ -20,6 +22,7 @@ pub mod points;
 pub mod power_law;
 pub mod series;
 pub mod spikes;
+pub mod tensor;
 
 use std::sync::Arc;
 
@@ -39,6 +42,9 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udaf(downsample::Downsample::udaf());
     ctx.register_udaf(power_law::FitPowerLaw::udaf());
     ctx.register_udf(power_law::PredictPowerLaw::udf());
+    for function in tensor::TensorFunction::ALL {
+        ctx.register_udf(function.udf());
+    }
 }
 
 /// The value of an aggregate's constant argument `index` (`None` when the
