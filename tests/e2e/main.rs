@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `steplake` binary, real clients, loopback only.
 
 mod harness;
+mod import;
 mod ingest;
 mod python_clients;
 mod sql;

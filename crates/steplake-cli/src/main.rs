@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 failure (server unreachable, I/O, internal);
 //! 2 bad input (malformed file line, SQL error, statement not allowed, bad flag).
 
+mod import;
 mod output;
 mod points;
 mod serve;
@@ -29,6 +30,9 @@ enum Command {
     Write(write::WriteArgs),
     /// Run a read-only SQL query against a server or a data directory.
     Sql(sql::SqlArgs),
+    /// Import tensors from checkpoint files into a run.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
 }
 
 /// A failure that ends the command, with the exit code it maps to.
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Write(args) => write::run(args).await,
             Command::Sql(args) => sql::run(args).await,
+            Command::Import(command) => import::run(command).await,
         }
     });
     match result {

@@ -486,7 +486,7 @@ fn scalar(f: TensorFunction, arrays: &[ArrayRef], row: usize) -> Result<Option<f
 }
 
 fn histogram(t: &[f64], bins: i64, lo: f64, hi: f64, f: TensorFunction) -> Result<Vec<i64>> {
-    if bins < 1 || bins > 1 << 20 || lo.is_nan() || hi.is_nan() || hi <= lo {
+    if !(1..=1 << 20).contains(&bins) || lo.is_nan() || hi.is_nan() || hi <= lo {
         return exec_err!(
             "{}: needs 1 <= bins <= 1048576 and lo < hi, got bins {bins}, lo {lo}, hi {hi}",
             f.name()
