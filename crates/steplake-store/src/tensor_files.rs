@@ -64,6 +64,9 @@ pub fn tensors_writer_properties() -> WriterProperties {
         .set_writer_version(WriterVersion::PARQUET_2_0)
         .set_compression(Compression::ZSTD(zstd))
         .set_statistics_enabled(EnabledStatistics::Page)
+        // One row per page: the page index then lets a reader that wants one
+        // tensor (run, name, step) skip every other tensor's values page.
+        .set_data_page_row_count_limit(1)
         .set_dictionary_enabled(false)
         .set_column_dictionary_enabled(ColumnPath::from("run_id"), true)
         .set_column_dictionary_enabled(ColumnPath::from("name"), true)
