@@ -178,3 +178,35 @@ fn compress_planes_keeps_blocks_inside_planes() {
     // The zero plane costs a few bytes (RLE blocks), the random one its size.
     assert!(frame.len() < 200_000 + 100, "{}", frame.len());
 }
+
+/// all-MiniLM-L6-v2's fp32 weights (scripts/fetch-minilm.sh; scripts/test.sh
+/// runs it and sets STEPLAKE_MINILM).
+fn minilm() -> std::path::PathBuf {
+    let path = match std::env::var_os("STEPLAKE_MINILM") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/steplake/minilm/model.safetensors"),
+    };
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/fetch-minilm.sh (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn real_weights_fp32_and_bf16_decode_with_libzstd() {
+    let file = std::fs::read(minilm()).expect("read checkpoint");
+    let entries =
+        steplake_core::safetensors::parse_header(&file, file.len() as u64).expect("header");
+    for entry in entries
+        .iter()
+        .filter(|e| e.dtype == steplake_core::DType::F32)
+    {
+        let weights = &file[entry.range.clone()];
+        check(weights, 4, &format!("{} (fp32)", entry.name));
+        let bf16: Vec<u8> = weights.chunks_exact(4).flat_map(|v| [v[2], v[3]]).collect();
+        check(&bf16, 2, &format!("{} (bf16)", entry.name));
+    }
+}
