@@ -35,7 +35,7 @@ use steplake_core::schema::{
 };
 use steplake_core::{RunInfo, TensorRecord};
 use steplake_store::tensor_files::tensors_batch;
-use steplake_store::{BufferedRows, FileRef, ScalarsView, SeriesFilter, Store};
+use steplake_store::{BufferedRows, FileRef, ScalarsView, SeriesFilter, Store, TensorsView};
 
 use crate::filters::series_filter;
 
@@ -371,6 +371,67 @@ async fn parquet_scan(
     Ok(Some(table.scan(state, projection, filters, limit).await?))
 }
 
+/// The buffered tensors of `view` as one full-schema batch (None when none).
+fn buffered_tensors(view: &TensorsView) -> Result<Option<RecordBatch>> {
+    if view.buffered.is_empty() {
+        return Ok(None);
+    }
+    let rows: Vec<(&str, &TensorRecord)> = view
+        .buffered
+        .iter()
+        .map(|(run, t)| (run.as_ref(), t.as_ref()))
+        .collect();
+    tensors_batch(&rows)
+        .map(Some)
+        .map_err(|e| DataFusionError::External(Box::new(e)))
+}
+
+/// Some (run, name, step) is held more than once: read every matching row
+/// (files by id, then the buffer, which is the order of writes), keep the last
+/// row of each (run, name, step) and serve the result from memory.
+async fn latest_tensors_scan(
+    state: &dyn Session,
+    view: &TensorsView,
+    projection: Option<&Vec<usize>>,
+    filters: &[Expr],
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let mut batches = Vec::new();
+    for file in &view.files {
+        let path = [view.data_dir.join(&file.path)];
+        if let Some(plan) =
+            parquet_scan(state, &path, tensors_schema(), None, filters, None).await?
+        {
+            batches.extend(collect(plan, state.task_ctx()).await?);
+        }
+    }
+    batches.extend(buffered_tensors(view)?);
+    let all = arrow::compute::concat_batches(&tensors_schema(), &batches)?;
+    let runs = all.column(0).as_string::<i32>();
+    let names = all.column(1).as_string::<i32>();
+    let steps = all.column(2).as_primitive::<Int64Type>();
+    let mut last: BTreeMap<(&str, &str, i64), usize> = BTreeMap::new();
+    for row in 0..all.num_rows() {
+        last.insert((runs.value(row), names.value(row), steps.value(row)), row);
+    }
+    let indices = Int64Array::from_iter_values(last.into_values().map(|i| i as i64));
+    let columns = all
+        .columns()
+        .iter()
+        .map(|c| arrow::compute::take(c.as_ref(), &indices, None))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let latest = RecordBatch::try_new(tensors_schema(), columns)?;
+    let latest = match projection {
+        Some(p) => latest.project(p)?,
+        None => latest,
+    };
+    let schema = latest.schema();
+    Ok(MemorySourceConfig::try_new_exec(
+        &[vec![latest]],
+        schema,
+        None,
+    )?)
+}
+
 /// The `tensors` table: one row per tensor per step, from tensor files and
 /// the buffer. Statistics always; the whole tensor in `tensor` (f32, bf16,
 /// f16), `tensor_f64` or `tensor_int` when it was sent.
@@ -416,6 +477,9 @@ impl TableProvider for TensorsTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let view = self.store.tensors_view(&series_filter(filters));
+        if view.repeated {
+            return latest_tensors_scan(state, &view, projection, filters).await;
+        }
         let paths: Vec<PathBuf> = view
             .files
             .iter()
@@ -431,19 +495,12 @@ impl TableProvider for TensorsTable {
             Some(p) => Arc::new(tensors_schema().project(p)?),
             None => tensors_schema(),
         };
-        let rows: Vec<(&str, &TensorRecord)> = view
-            .buffered
-            .iter()
-            .map(|(run, t)| (run.as_ref(), t.as_ref()))
-            .collect();
-        let buffered = if rows.is_empty() {
-            vec![]
-        } else {
-            let batch = tensors_batch(&rows).map_err(|e| DataFusionError::External(Box::new(e)))?;
-            vec![match projection {
+        let buffered = match buffered_tensors(&view)? {
+            Some(batch) => vec![match projection {
                 Some(p) => batch.project(p)?,
                 None => batch,
-            }]
+            }],
+            None => vec![],
         };
         if !buffered.is_empty() || inputs.is_empty() {
             inputs.push(MemorySourceConfig::try_new_exec(&[buffered], schema, None)?);

@@ -27,12 +27,8 @@ fn part(sequence: u64, name: &str, step: i64, dtype: DType, data: Vec<u8>) -> Te
     }
 }
 
-fn f32s(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-#[tokio::test]
-async fn tensors_are_queryable_before_and_after_a_flush() {
+/// A store in a temporary directory with run `r`.
+async fn store_with_run() -> (tempfile::TempDir, Arc<Store>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(Store::open(dir.path(), StoreOptions::default()).expect("open"));
     store
@@ -42,6 +38,16 @@ async fn tensors_are_queryable_before_and_after_a_flush() {
         })
         .await
         .expect("run");
+    (dir, store)
+}
+
+fn f32s(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+#[tokio::test]
+async fn tensors_are_queryable_before_and_after_a_flush() {
+    let (_dir, store) = store_with_run().await;
     store
         .write_tensor(part(1, "w0", 0, DType::F32, f32s(&[3.0, 4.0])))
         .await
@@ -113,15 +119,7 @@ async fn tensors_are_queryable_before_and_after_a_flush() {
 
 #[tokio::test]
 async fn signaling_nan_bits_survive_sql() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(Store::open(dir.path(), StoreOptions::default()).expect("open"));
-    store
-        .create_run(CreateRun {
-            run_id: Some("r".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("run");
+    let (_dir, store) = store_with_run().await;
     store
         .write_tensor(part(1, "h", 0, DType::F16, vec![0x40, 0x7C, 0x00, 0x3C]))
         .await
@@ -144,4 +142,43 @@ async fn signaling_nan_bits_survive_sql() {
             .collect();
         assert_eq!(bits, vec![0x7F88_0000, 0x3F80_0000], "{query}");
     }
+}
+
+#[tokio::test]
+async fn a_step_written_again_shows_its_latest_write() {
+    let (_dir, store) = store_with_run().await;
+    let engine = QueryEngine::new(store.clone()).expect("engine");
+    let latest = || async {
+        let (schema, batches) = engine
+            .sql_collect("SELECT step, l2 FROM tensors WHERE name = 'w' ORDER BY step")
+            .await
+            .expect("query");
+        let batch = arrow::compute::concat_batches(&schema, &batches).expect("concat");
+        let steps = batch.column(0).as_primitive::<Int64Type>();
+        let l2 = batch.column(1).as_primitive::<Float64Type>();
+        (0..batch.num_rows())
+            .map(|i| (steps.value(i), l2.value(i)))
+            .collect::<Vec<_>>()
+    };
+    store
+        .write_tensor(part(1, "w", 5, DType::F32, f32s(&[3.0, 4.0])))
+        .await
+        .expect("write");
+    store
+        .write_tensor(part(2, "w", 6, DType::F32, f32s(&[1.0])))
+        .await
+        .expect("write");
+    store.flush().expect("flush");
+    // Step 5 again (a resumed run), twice in the buffer; step 6 again after it.
+    store
+        .write_tensor(part(3, "w", 5, DType::F32, f32s(&[6.0, 8.0])))
+        .await
+        .expect("write");
+    store
+        .write_tensor(part(4, "w", 5, DType::F32, f32s(&[0.0, 2.0])))
+        .await
+        .expect("write");
+    assert_eq!(latest().await, vec![(5, 2.0), (6, 1.0)], "file + buffer");
+    store.flush().expect("flush");
+    assert_eq!(latest().await, vec![(5, 2.0), (6, 1.0)], "two files");
 }

@@ -271,8 +271,11 @@ pub struct TensorsView {
     pub data_dir: PathBuf,
     /// Tensor files that can hold matching rows, oldest first.
     pub files: Vec<FileRef>,
-    /// Buffered tensors with their runs, oldest first.
+    /// Buffered tensors with their runs, oldest first (all newer than the files).
     pub buffered: Vec<(Arc<str>, Arc<TensorRecord>)>,
+    /// Whether some (run, name, step) may be held more than once among these
+    /// sources (a step written again): the reader must keep the latest.
+    pub repeated: bool,
 }
 
 /// A data file as a query needs it: its version and where it is.
@@ -777,7 +780,7 @@ impl Store {
                 path: f.path.clone(),
             })
             .collect();
-        let buffered = state
+        let buffered: Vec<(Arc<str>, Arc<TensorRecord>)> = state
             .frozen
             .iter()
             .map(|f| f.buffer.as_ref())
@@ -788,10 +791,12 @@ impl Store {
             })
             .cloned()
             .collect();
+        let repeated = tensors_repeat(&state.manifest, filter, &buffered);
         TensorsView {
             data_dir: self.shared.data_dir.clone(),
             files,
             buffered,
+            repeated,
         }
     }
 
@@ -1606,14 +1611,64 @@ fn flush_one(shared: &Shared, job: &FlushJob) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Tensors sorted by (run, name, step); a repeated step keeps arrival order.
+/// Tensors sorted by (run, name, step); of a step written more than once
+/// only the latest write is kept.
 fn sorted_tensors(tensors: &[(Arc<str>, Arc<TensorRecord>)]) -> Vec<(String, TensorRecord)> {
     let mut rows: Vec<(String, TensorRecord)> = tensors
         .iter()
         .map(|(run, t)| (run.to_string(), TensorRecord::clone(t)))
         .collect();
+    // Stable: equal keys stay in arrival order, so the last of a run is the latest.
     rows.sort_by(|a, b| (&a.0, &a.1.name, a.1.step).cmp(&(&b.0, &b.1.name, b.1.step)));
-    rows
+    let mut latest: Vec<(String, TensorRecord)> = Vec::with_capacity(rows.len());
+    for row in rows {
+        match latest.last_mut() {
+            Some(last)
+                if (&last.0, &last.1.name, last.1.step) == (&row.0, &row.1.name, row.1.step) =>
+            {
+                *last = row
+            }
+            _ => latest.push(row),
+        }
+    }
+    latest
+}
+
+/// Whether a (run, name, step) matching `filter` may be held twice: by two
+/// tensor files with overlapping step ranges of a series, by a file and the
+/// buffer, or twice in the buffer.
+fn tensors_repeat(
+    manifest: &Manifest,
+    filter: &SeriesFilter,
+    buffered: &[(Arc<str>, Arc<TensorRecord>)],
+) -> bool {
+    let mut spans: HashMap<(&str, &str), Vec<(i64, i64)>> = HashMap::new();
+    let ranges = manifest
+        .files
+        .iter()
+        .filter(|f| f.table == Table::Tensors)
+        .flat_map(|f| f.series.iter())
+        .filter(|r| filter.matches_range(r));
+    for r in ranges {
+        spans
+            .entry((r.run_id.as_str(), r.name.as_str()))
+            .or_default()
+            .push((r.min_step, r.max_step));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (run, t) in buffered {
+        if !seen.insert((run.as_ref(), t.name.as_str(), t.step)) {
+            return true;
+        }
+        spans
+            .entry((run.as_ref(), t.name.as_str()))
+            .or_default()
+            .push((t.step, t.step));
+    }
+    spans.into_values().any(|mut s| {
+        s.sort_unstable();
+        s.windows(2).any(|w| w[1].0 <= w[0].1)
+    })
 }
 
 /// Per (run, name) step ranges of sorted tensors.
