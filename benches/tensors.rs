@@ -4,6 +4,8 @@
 //! Run: `cargo bench -p steplake-cli --bench tensors`
 //! Scale with STEPLAKE_BENCH_TENSOR_STEPS (default 1000) and
 //! STEPLAKE_BENCH_TENSOR_KIB (KiB per tensor, default 1024): 1 GiB by default.
+//! `STEPLAKE_BENCH_TENSOR_STEPS=1 STEPLAKE_BENCH_TENSOR_KIB=1048576` sends one
+//! 1 GiB tensor (128 chunks of 8 MiB).
 //!
 //! It starts the real release `steplake serve` on loopback (default fsync
 //! policy), streams one f32 tensor per step through the Rust client (the
@@ -85,8 +87,9 @@ async fn main() {
     let n = kib * 1024 / 4;
     let dir = tempfile::tempdir().expect("temp dir");
     eprintln!("generating {steps} tensors of {kib} KiB ...");
-    // Sixteen distinct tensors reused across steps keep generation out of the timing.
-    let pool: Vec<Vec<u8>> = (0..16).map(|s| tensor(s, n)).collect();
+    // Up to sixteen distinct tensors reused across steps keep generation out
+    // of the timing.
+    let pool: Vec<Vec<u8>> = (0..steps.clamp(1, 16)).map(|s| tensor(s, n)).collect();
 
     let (server, url) = start_server(dir.path());
     let client = Client::connect(&url).await.expect("connect");
