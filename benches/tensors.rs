@@ -117,7 +117,8 @@ async fn main() {
     }
     let summary = writer.finish().await.expect("acks");
     let ingest = started.elapsed();
-    assert_eq!(summary.batches as usize, steps);
+    let chunks_per_tensor = (n * 4).div_ceil(steplake_client::TENSOR_CHUNK_BYTES);
+    assert_eq!(summary.batches as usize, steps * chunks_per_tensor);
     let stop_started = Instant::now();
     stop_server(server);
     let final_flush = stop_started.elapsed();
@@ -142,7 +143,10 @@ async fn main() {
     stop_server(server);
 
     let raw = (steps * n * 4) as f64;
-    println!("steplake tensor benchmark: {steps} steps x 1 tensor of {kib} KiB (f32) = {:.2} GB, fsync=batch", raw / 1e9);
+    println!(
+        "steplake tensor benchmark: {steps} steps x 1 tensor of {kib} KiB (f32, {chunks_per_tensor} chunk(s) each) = {:.2} GB, fsync=batch",
+        raw / 1e9
+    );
     println!(
         "ingest (Rust client, loopback, until last ack): {:.2} s = {:.3} GB/s of raw tensor data",
         ingest.as_secs_f64(),
