@@ -12,13 +12,15 @@
 //! Parquet), restarts it, and times queries through Flight SQL. Values are
 //! noisy decaying curves rounded to float32 precision, like real losses.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use steplake_client::v1::{CreateRunRequest, ScalarBatch};
 use steplake_client::Client;
+
+#[path = "common/server.rs"]
+mod server;
+use server::{start_server, stop_server};
 
 const RUN: &str = "bench";
 /// Steps per batch; a batch holds steps × series points.
@@ -29,39 +31,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-fn start_server(data_dir: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_steplake"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("STEPLAKE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start steplake serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    let addr = line.split_whitespace().nth(3).expect("address").to_string();
-    Server {
-        child,
-        url: format!("http://{addr}"),
-    }
-}
-
-fn stop_server(mut server: Server) {
-    Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .expect("SIGTERM");
-    let status = server.child.wait().expect("wait for server");
-    assert!(status.success(), "server exited with {status}");
 }
 
 /// Cheap deterministic noise in [-1, 1).

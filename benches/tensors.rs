@@ -13,44 +13,20 @@
 //! stops the server with SIGTERM (which flushes every tensor to Parquet with
 //! steplake-codec), restarts it and times SQL through Flight.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use steplake_client::v1::CreateRunRequest;
 use steplake_client::Client;
+
+#[path = "common/server.rs"]
+mod server;
+use server::{start_server, stop_server};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn start_server(data_dir: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_steplake"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("STEPLAKE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start steplake serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    let addr = line.split_whitespace().nth(3).expect("address").to_string();
-    (child, format!("http://{addr}"))
-}
-
-fn stop_server(mut child: Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("SIGTERM");
-    let status = child.wait().expect("wait for server");
-    assert!(status.success(), "server exited with {status}");
 }
 
 /// Weight-like f32 values (a smooth function plus deterministic noise).
@@ -91,8 +67,8 @@ async fn main() {
     // of the timing.
     let pool: Vec<Vec<u8>> = (0..steps.clamp(1, 16)).map(|s| tensor(s, n)).collect();
 
-    let (server, url) = start_server(dir.path());
-    let client = Client::connect(&url).await.expect("connect");
+    let server = start_server(dir.path());
+    let client = Client::connect(&server.url).await.expect("connect");
     client
         .create_run(CreateRunRequest {
             run_id: "bench".into(),
@@ -130,8 +106,8 @@ async fn main() {
         .map(|m| m.len())
         .sum();
 
-    let (server, url) = start_server(dir.path());
-    let client = Client::connect(&url).await.expect("connect");
+    let server = start_server(dir.path());
+    let client = Client::connect(&server.url).await.expect("connect");
     let step = steps / 2;
     let one = format!(
         "SELECT tensor FROM tensors WHERE run_id = 'bench' AND name = 'layer.0.weight' AND step = {step}"

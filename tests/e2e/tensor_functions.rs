@@ -5,7 +5,6 @@ use std::process::{Command, Stdio};
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Float64Type, Int64Type};
-use steplake_client::v1::CreateRunRequest;
 use steplake_client::Client;
 
 use crate::e2e_test;
@@ -41,7 +40,7 @@ e2e_test! {
         let dir = tempfile::tempdir().unwrap();
         let server = TestServer::start(dir.path(), &[]);
         let client = Client::connect(&server.url).await.unwrap();
-        client.create_run(CreateRunRequest { run_id: "f".into(), ..Default::default() }).await.unwrap();
+        client.ensure_run("f", "default").await.unwrap();
         let tensors = [("a", vec![24i64, 16], 1u64), ("b", vec![24, 16], 2), ("x", vec![32, 8], 3), ("y", vec![32, 5], 4)];
         let mut writer = client.writer("f").await.unwrap();
         let mut input = serde_json::Map::new();

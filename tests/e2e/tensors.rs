@@ -4,7 +4,6 @@
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Float32Type, Float64Type, Int64Type};
-use steplake_client::v1::CreateRunRequest;
 use steplake_client::{Client, ClientError};
 
 use crate::e2e_test;
@@ -148,10 +147,7 @@ e2e_test! {
         let dir = tempfile::tempdir().unwrap();
         let server = TestServer::start(dir.path(), &[]);
         let client = Client::connect(&server.url).await.unwrap();
-        client
-            .create_run(CreateRunRequest { run_id: "t".into(), ..Default::default() })
-            .await
-            .unwrap();
+        client.ensure_run("t", "default").await.unwrap();
         let expected = tensors();
         let mut writer = client.writer_with_id("t", "w-tensors", 1).await.unwrap();
         for (name, dtype, shape, bytes) in &expected {
@@ -181,10 +177,7 @@ e2e_test! {
         let dir = tempfile::tempdir().unwrap();
         let server = TestServer::start(dir.path(), &[]);
         let client = Client::connect(&server.url).await.unwrap();
-        client
-            .create_run(CreateRunRequest { run_id: "t".into(), ..Default::default() })
-            .await
-            .unwrap();
+        client.ensure_run("t", "default").await.unwrap();
         // (name, dtype, shape, bytes, expected reason)
         type Case = (&'static str, &'static str, Vec<i64>, Vec<u8>, &'static str);
         let cases: Vec<Case> = vec![

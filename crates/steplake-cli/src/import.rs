@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use steplake_client::v1::CreateRunRequest;
 use steplake_client::{Client, DEFAULT_SERVER};
 use steplake_core::safetensors::{parse_header, SafetensorsEntry, MAX_HEADER_LEN};
 
@@ -91,14 +90,7 @@ async fn import_safetensors(args: SafetensorsArgs) -> Result<(), CliError> {
         .flat_map(|(_, _, entries)| entries.iter().map(|e| e.range.len() as u64))
         .sum();
     let client = Client::connect(&args.server).await?;
-    client
-        .create_run(CreateRunRequest {
-            run_id: args.run.clone(),
-            project: args.project.clone(),
-            name: args.run.clone(),
-            ..Default::default()
-        })
-        .await?;
+    client.ensure_run(&args.run, &args.project).await?;
     let progress = ProgressBar::new(total).with_style(
         ProgressStyle::with_template(
             "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",

@@ -5,7 +5,6 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 
 use clap::Args;
-use steplake_client::v1::CreateRunRequest;
 use steplake_client::{BatchBuilder, Client, ClientError, DEFAULT_SERVER};
 
 use crate::points::{InputFormat, PointReader};
@@ -60,14 +59,7 @@ pub async fn run(args: WriteArgs) -> Result<(), CliError> {
     let format = args.format.unwrap_or_else(|| guess_format(&args.file));
     let input = open_input(&args.file)?;
     let client = Client::connect(&args.server).await?;
-    client
-        .create_run(CreateRunRequest {
-            run_id: args.run.clone(),
-            project: args.project.clone(),
-            name: args.run.clone(),
-            ..Default::default()
-        })
-        .await?;
+    client.ensure_run(&args.run, &args.project).await?;
     let mut writer = client.writer(&args.run).await?;
     let mut builder = BatchBuilder::default();
     let mut bad_line = None;

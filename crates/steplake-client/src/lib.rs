@@ -166,6 +166,22 @@ impl Client {
         Ok(self.ingest().create_run(request).await?.into_inner())
     }
 
+    /// Creates the run `run_id` in `project` (named after its id), or resumes
+    /// it when it exists: what command-line writers do before streaming.
+    pub async fn ensure_run(
+        &self,
+        run_id: &str,
+        project: &str,
+    ) -> Result<v1::CreateRunResponse, ClientError> {
+        self.create_run(CreateRunRequest {
+            run_id: run_id.to_string(),
+            project: project.to_string(),
+            name: run_id.to_string(),
+            ..Default::default()
+        })
+        .await
+    }
+
     /// Marks a run finished with `status` ("finished" when empty).
     pub async fn finish_run(&self, run_id: &str, status: &str) -> Result<(), ClientError> {
         self.ingest()
@@ -357,20 +373,13 @@ impl ScalarWriter {
         let mut offset = 0;
         loop {
             let end = (offset + chunk_bytes.max(1)).min(data.len());
-            let sequence = self.next_sequence;
-            let tensor = v1::Tensor {
-                offset: offset as u64,
-                data: data[offset..end].to_vec(),
-                ..header.clone()
-            };
-            self.queue(WriteRequest {
-                writer_id: self.writer_id.clone(),
-                sequence,
-                run_id: self.run_id.clone(),
-                scalars: None,
-                tensor: Some(tensor),
-            })
-            .await?;
+            let sequence = self
+                .send_tensor_message(v1::Tensor {
+                    offset: offset as u64,
+                    data: data[offset..end].to_vec(),
+                    ..header.clone()
+                })
+                .await?;
             offset = end;
             if offset >= data.len() {
                 return Ok(sequence);

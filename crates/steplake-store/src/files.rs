@@ -68,23 +68,30 @@ pub fn scalars_writer_properties() -> WriterProperties {
 ///
 /// Returns the file's size in bytes.
 pub fn write_scalars_file(final_path: &Path, batches: &[RecordBatch]) -> Result<u64, StoreError> {
+    write_atomically(final_path, |file| {
+        let mut writer =
+            ArrowWriter::try_new(file, scalars_schema(), Some(scalars_writer_properties()))?;
+        for batch in batches {
+            writer.write(batch)?;
+        }
+        writer.into_inner()
+    })
+}
+
+/// Writes a data file so that it is either whole or absent: `write` fills a
+/// temporary file, which is fsynced, renamed to `final_path`, and its
+/// directory fsynced. Returns the file's size in bytes.
+pub fn write_atomically(
+    final_path: &Path,
+    write: impl FnOnce(File) -> Result<File, parquet::errors::ParquetError>,
+) -> Result<u64, StoreError> {
     let dir = final_path
         .parent()
         .ok_or_else(|| StoreError::io(final_path, std::io::Error::other("no parent directory")))?;
     fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     let tmp_path = final_path.with_extension("parquet.tmp");
     let file = File::create(&tmp_path).map_err(|e| StoreError::io(&tmp_path, e))?;
-    let mut writer =
-        ArrowWriter::try_new(file, scalars_schema(), Some(scalars_writer_properties()))
-            .map_err(|e| StoreError::parquet(&tmp_path, e))?;
-    for batch in batches {
-        writer
-            .write(batch)
-            .map_err(|e| StoreError::parquet(&tmp_path, e))?;
-    }
-    let file = writer
-        .into_inner()
-        .map_err(|e| StoreError::parquet(&tmp_path, e))?;
+    let file = write(file).map_err(|e| StoreError::parquet(&tmp_path, e))?;
     file.sync_all().map_err(|e| StoreError::io(&tmp_path, e))?;
     let bytes = file
         .metadata()

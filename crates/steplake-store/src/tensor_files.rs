@@ -11,7 +11,7 @@
 //! column chunk is then declared ZSTD, which is what the frames are: pyarrow,
 //! DuckDB and DataFusion read these files with their own zstd.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -33,7 +33,6 @@ use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 use steplake_core::schema::{tensors_schema, TIMESTAMP_TZ};
 use steplake_core::{DType, TensorRecord};
 
-use crate::wal::sync_dir;
 use crate::StoreError;
 
 /// File name of the tensors file with this id.
@@ -94,22 +93,7 @@ pub fn write_tensors_file(
     final_path: &Path,
     rows: &[(String, TensorRecord)],
 ) -> Result<u64, StoreError> {
-    let dir = final_path
-        .parent()
-        .ok_or_else(|| StoreError::io(final_path, std::io::Error::other("no parent directory")))?;
-    fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-    let tmp_path = final_path.with_extension("parquet.tmp");
-    let file = File::create(&tmp_path).map_err(|e| StoreError::io(&tmp_path, e))?;
-    let file = write_tensors(file, rows).map_err(|e| StoreError::parquet(&tmp_path, e))?;
-    file.sync_all().map_err(|e| StoreError::io(&tmp_path, e))?;
-    let bytes = file
-        .metadata()
-        .map_err(|e| StoreError::io(&tmp_path, e))?
-        .len();
-    drop(file);
-    fs::rename(&tmp_path, final_path).map_err(|e| StoreError::io(final_path, e))?;
-    sync_dir(dir)?;
-    Ok(bytes)
+    crate::files::write_atomically(final_path, |file| write_tensors(file, rows))
 }
 
 /// Writes the Parquet bytes of `rows` to `file`, one row group.
