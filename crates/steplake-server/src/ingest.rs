@@ -112,7 +112,7 @@ fn tensor_part(request: &mut WriteRequest, tensor: Tensor) -> Result<TensorPart,
             0
         },
         stats,
-        data: tensor.data.to_vec(),
+        data: tensor.data,
     })
 }
 
