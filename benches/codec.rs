@@ -225,6 +225,16 @@ fn main() {
     println!("steplake-codec benchmark (one core, each tensor on its own, median of 3)");
     bench("all-MiniLM-L6-v2 fp32", &fp32, 4);
     stages(&fp32, 4);
+    let raw: usize = fp32.iter().map(Vec::len).sum();
+    let (time, _) = median_time(|| {
+        fp32.iter()
+            .map(|t| steplake_codec::stats::tensor_stats(t, DType::F32).numel as usize)
+            .sum()
+    });
+    println!(
+        "  statistics (tensor_stats, fp32): {:.0} MB/s",
+        raw as f64 / time.as_secs_f64() / 1e6
+    );
     bench("all-MiniLM-L6-v2 truncated to bf16", &bf16, 2);
     // bf16 as stored in Parquet: widened to FLOAT; ratio against the bf16 bytes.
     let widened: Vec<Vec<u8>> = bf16

@@ -88,6 +88,50 @@ struct FirstPass {
     max: f64,
 }
 
+/// Sums, extremes and zero count of finite values.
+struct Lanes {
+    sum: f64,
+    squares: f64,
+    min: f64,
+    max: f64,
+    zeros: u64,
+}
+
+/// [`Lanes`] of `chunk`, every element finite, in four independent lanes.
+fn finite_lanes(chunk: &[f64]) -> Lanes {
+    let mut sum = [0.0f64; 4];
+    let mut squares = [0.0f64; 4];
+    let mut min = [f64::INFINITY; 4];
+    let mut max = [f64::NEG_INFINITY; 4];
+    let mut zeros = [0u64; 4];
+    let quads = chunk.chunks_exact(4);
+    let tail = quads.remainder();
+    for quad in quads {
+        for lane in 0..4 {
+            let x = quad[lane];
+            sum[lane] += x;
+            squares[lane] += x * x;
+            min[lane] = if x < min[lane] { x } else { min[lane] };
+            max[lane] = if x > max[lane] { x } else { max[lane] };
+            zeros[lane] += (x == 0.0) as u64;
+        }
+    }
+    for (lane, &x) in tail.iter().enumerate() {
+        sum[lane] += x;
+        squares[lane] += x * x;
+        min[lane] = if x < min[lane] { x } else { min[lane] };
+        max[lane] = if x > max[lane] { x } else { max[lane] };
+        zeros[lane] += (x == 0.0) as u64;
+    }
+    Lanes {
+        sum: (sum[0] + sum[1]) + (sum[2] + sum[3]),
+        squares: (squares[0] + squares[1]) + (squares[2] + squares[3]),
+        min: min.iter().fold(f64::INFINITY, |m, &x| m.min(x)),
+        max: max.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x)),
+        zeros: zeros.iter().sum(),
+    }
+}
+
 /// Elements of a tensor, read as f64.
 struct Elements<'a> {
     bytes: &'a [u8],
@@ -139,6 +183,18 @@ impl Elements<'_> {
             max: f64::NEG_INFINITY,
         };
         self.for_each_chunk(|chunk| {
+            pass.count += chunk.len() as u64;
+            if chunk.iter().all(|x| x.is_finite()) {
+                // The common case: four independent lanes the compiler can
+                // keep in vector registers, no per-element branch.
+                let lanes = finite_lanes(chunk);
+                pass.sum += lanes.sum;
+                pass.sum_squares += lanes.squares;
+                pass.min = pass.min.min(lanes.min);
+                pass.max = pass.max.max(lanes.max);
+                pass.zeros += lanes.zeros;
+                return;
+            }
             let (mut sum, mut squares) = (0.0, 0.0);
             for &x in chunk {
                 if x.is_finite() {
@@ -153,7 +209,6 @@ impl Elements<'_> {
                     pass.inf += 1;
                 }
             }
-            pass.count += chunk.len() as u64;
             pass.sum += sum;
             pass.sum_squares += squares;
         });
