@@ -20,7 +20,7 @@ use steplake_client::Client;
 
 #[path = "common/server.rs"]
 mod server;
-use server::{start_server, stop_server};
+use server::{start_server, stop_server, time_query};
 
 const RUN: &str = "bench";
 /// Steps per batch; a batch holds steps × series points.
@@ -70,23 +70,6 @@ fn generate(series: usize, steps: usize) -> Vec<ScalarBatch> {
         batches.push(b);
     }
     batches
-}
-
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort();
-    xs[xs.len() / 2]
-}
-
-async fn time_query(client: &Client, sql: &str, repeats: usize) -> (Duration, usize) {
-    let mut times = Vec::new();
-    let mut rows = 0;
-    for _ in 0..repeats {
-        let started = Instant::now();
-        let (_, batches) = client.sql(sql).await.expect("query");
-        times.push(started.elapsed());
-        rows = batches.iter().map(|b| b.num_rows()).sum();
-    }
-    (median(times), rows)
 }
 
 fn dir_bytes(dir: &Path, extension: &str) -> u64 {

@@ -13,14 +13,14 @@
 //! stops the server with SIGTERM (which flushes every tensor to Parquet with
 //! steplake-codec), restarts it and times SQL through Flight.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use steplake_client::v1::CreateRunRequest;
 use steplake_client::Client;
 
 #[path = "common/server.rs"]
 mod server;
-use server::{start_server, stop_server};
+use server::{start_server, stop_server, time_query};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -41,19 +41,6 @@ fn tensor(step: usize, n: usize) -> Vec<u8> {
             ((((i as f64) * 0.001).sin() * 0.02 + noise * 0.01) as f32).to_le_bytes()
         })
         .collect()
-}
-
-async fn median_query(client: &Client, sql: &str, repeats: usize) -> (Duration, usize) {
-    let mut times = Vec::new();
-    let mut rows = 0;
-    for _ in 0..repeats {
-        let started = Instant::now();
-        let (_, batches) = client.sql(sql).await.expect("query");
-        times.push(started.elapsed());
-        rows = batches.iter().map(|b| b.num_rows()).sum();
-    }
-    times.sort();
-    (times[times.len() / 2], rows)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -112,10 +99,10 @@ async fn main() {
     let one = format!(
         "SELECT tensor FROM tensors WHERE run_id = 'bench' AND name = 'layer.0.weight' AND step = {step}"
     );
-    let (t_one, rows_one) = median_query(&client, &one, 5).await;
+    let (t_one, rows_one) = time_query(&client, &one, 5).await;
     assert_eq!(rows_one, 1);
     let curve = "SELECT step, l2, std FROM tensors WHERE name = 'layer.0.weight' ORDER BY step";
-    let (t_curve, rows_curve) = median_query(&client, curve, 5).await;
+    let (t_curve, rows_curve) = time_query(&client, curve, 5).await;
     stop_server(server);
 
     let raw = (steps * n * 4) as f64;

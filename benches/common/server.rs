@@ -1,9 +1,13 @@
 //! The real `steplake serve` for benchmarks: started on a free loopback port,
-//! stopped with SIGTERM (which flushes the buffer to Parquet).
+//! stopped with SIGTERM (which flushes the buffer to Parquet), and timed
+//! queries against it.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use steplake_client::Client;
 
 /// A running server and its URL.
 pub struct Server {
@@ -40,4 +44,19 @@ pub fn stop_server(mut server: Server) {
         .expect("SIGTERM");
     let status = server.child.wait().expect("wait for server");
     assert!(status.success(), "server exited with {status}");
+}
+
+/// Runs `sql` `repeats` times through Flight SQL; returns the median time and
+/// the row count.
+pub async fn time_query(client: &Client, sql: &str, repeats: usize) -> (Duration, usize) {
+    let mut times = Vec::new();
+    let mut rows = 0;
+    for _ in 0..repeats {
+        let started = Instant::now();
+        let (_, batches) = client.sql(sql).await.expect("query");
+        times.push(started.elapsed());
+        rows = batches.iter().map(|b| b.num_rows()).sum();
+    }
+    times.sort();
+    (times[times.len() / 2], rows)
 }

@@ -154,8 +154,7 @@ impl TableProvider for ScalarsTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        // Filters prune files, pages and buffered series; DataFusion still applies them.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        Ok(prunes_only(filters))
     }
 
     async fn scan(
@@ -326,6 +325,11 @@ fn projected_scalars_schema(projection: Option<&Vec<usize>>) -> Result<SchemaRef
     })
 }
 
+/// Filters prune files, pages and buffered series; DataFusion still applies them.
+fn prunes_only(filters: &[&Expr]) -> Vec<TableProviderFilterPushDown> {
+    vec![TableProviderFilterPushDown::Inexact; filters.len()]
+}
+
 /// A Parquet scan of the scalars `files` of `view` (None when there are none).
 async fn files_scan(
     state: &dyn Session,
@@ -466,7 +470,7 @@ impl TableProvider for TensorsTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        Ok(prunes_only(filters))
     }
 
     async fn scan(

@@ -412,36 +412,31 @@ mod tests {
             .collect()
     }
 
+    /// Holds that cross word boundaries (64), and "to the end".
+    const HOLDS: [Option<usize>; 7] = [
+        None,
+        Some(1),
+        Some(2),
+        Some(7),
+        Some(64),
+        Some(65),
+        Some(300),
+    ];
+
     fn answers(series: &ConditionSeries) -> Vec<Option<i64>> {
-        [
-            None,
-            Some(1),
-            Some(2),
-            Some(7),
-            Some(64),
-            Some(65),
-            Some(300),
-        ]
-        .into_iter()
-        .map(|hold| series.clone().first_sustained(hold))
-        .collect()
+        HOLDS
+            .into_iter()
+            .map(|hold| series.clone().first_sustained(hold))
+            .collect()
     }
 
     fn reference(points: &[(i64, bool)]) -> Vec<Option<i64>> {
         let mut sorted = points.to_vec();
         sorted.sort_by_key(|&(step, _)| step);
-        [
-            None,
-            Some(1),
-            Some(2),
-            Some(7),
-            Some(64),
-            Some(65),
-            Some(300),
-        ]
-        .into_iter()
-        .map(|hold| first_sustained(&sorted, hold))
-        .collect()
+        HOLDS
+            .into_iter()
+            .map(|hold| first_sustained(&sorted, hold))
+            .collect()
     }
 
     #[test]
