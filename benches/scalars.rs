@@ -13,7 +13,7 @@
 //! noisy decaying curves rounded to float32 precision, like real losses.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use steplake_client::v1::{CreateRunRequest, ScalarBatch};
 use steplake_client::Client;
