@@ -1,6 +1,8 @@
 //! zstd frames (RFC 8878 §3.1.1) made of raw, RLE and literal-only
 //! compressed blocks, written from [`BlockPlan`]s.
 
+use std::ops::Range;
+
 use crate::huffman;
 use crate::plan::{literals_header_size, BlockPlan, HuffmanPlan, BLOCK_SIZE, SINGLE_STREAM_LIMIT};
 
@@ -23,63 +25,88 @@ pub fn write_header(out: &mut Vec<u8>, content_size: u64) {
     out.extend_from_slice(&field);
 }
 
-fn write_block_header(out: &mut Vec<u8>, last: bool, block_type: u32, size: usize) {
+/// Appends a 3-byte block header.
+pub fn write_block_header(out: &mut Vec<u8>, last: bool, block_type: u32, size: usize) {
     debug_assert!(size <= BLOCK_SIZE);
     let header = last as u32 | block_type << 1 | (size as u32) << 3;
     out.extend_from_slice(&header.to_le_bytes()[..3]);
 }
 
+/// Block type of raw blocks.
+pub const RAW_BLOCK: u32 = 0;
+/// Block type of RLE blocks.
+pub const RLE_BLOCK: u32 = 1;
+
 /// Writes one block of `data` (≤ 128 KiB) as `plan` decided.
 pub fn write_block(out: &mut Vec<u8>, data: &[u8], plan: &BlockPlan, last: bool) {
     match plan {
         BlockPlan::Raw => {
-            write_block_header(out, last, 0, data.len());
+            write_block_header(out, last, RAW_BLOCK, data.len());
             out.extend_from_slice(data);
         }
         BlockPlan::Rle(byte) => {
-            write_block_header(out, last, 1, data.len());
+            write_block_header(out, last, RLE_BLOCK, data.len());
             out.push(*byte);
         }
         BlockPlan::Huffman(huffman) => {
-            let header_at = out.len();
-            out.extend_from_slice(&[0; 3]);
-            let literals = write_huffman_literals(out, data, huffman);
-            let block = literals + 1;
-            let header = last as u32 | 2 << 1 | (block as u32) << 3;
-            out[header_at..header_at + 3].copy_from_slice(&header.to_le_bytes()[..3]);
-            // Sequences section: zero sequences, the block is all literals.
-            out.push(0);
+            let streams = if data.len() > SINGLE_STREAM_LIMIT {
+                let [first, second, third, fourth] = segment_ranges(data.len()).map(|r| &data[r]);
+                huffman::encode_four_streams([first, second, third, fourth], &huffman.codes)
+            } else {
+                vec![huffman::encode_stream(data, &huffman.codes)]
+            };
+            let sizes: Vec<usize> = streams.iter().map(Vec::len).collect();
+            out.extend(huffman_block_prefix(last, data.len(), huffman, &sizes));
+            for stream in &streams {
+                out.extend_from_slice(stream);
+            }
+            out.push(SEQUENCES_NONE);
         }
     }
 }
 
-/// Appends the literals section of a compressed block (header, tree
-/// description, jump table, one or four Huffman streams); returns its size.
-fn write_huffman_literals(out: &mut Vec<u8>, data: &[u8], plan: &HuffmanPlan) -> usize {
-    let start = out.len();
-    let header_size = literals_header_size(data.len());
-    out.resize(start + header_size, 0);
-    out.extend_from_slice(&plan.description);
-    let four_streams = data.len() > SINGLE_STREAM_LIMIT;
-    let streams = if four_streams {
-        let segment = data.len().div_ceil(4);
-        let (first, rest) = data.split_at(segment);
-        let (second, rest) = rest.split_at(segment);
-        let (third, fourth) = rest.split_at(segment);
-        huffman::encode_four_streams([first, second, third, fourth], &plan.codes)
+/// The Sequences section of a literal-only block: zero sequences. It ends
+/// every Huffman block.
+pub const SEQUENCES_NONE: u8 = 0;
+
+/// The ranges of a block's Huffman streams: one stream up to
+/// [`SINGLE_STREAM_LIMIT`] bytes, else zstd's split in four (three of
+/// `ceil(len / 4)` bytes, then the rest). The GPU path cuts streams the same
+/// way.
+pub fn stream_ranges(len: usize) -> Vec<Range<usize>> {
+    if len > SINGLE_STREAM_LIMIT {
+        segment_ranges(len).to_vec()
     } else {
-        vec![huffman::encode_stream(data, &plan.codes)]
-    };
-    if four_streams {
-        for stream in &streams[..3] {
-            out.extend_from_slice(&(stream.len() as u16).to_le_bytes());
-        }
+        vec![0..len]
     }
-    for stream in &streams {
-        out.extend_from_slice(stream);
-    }
-    let regenerated = data.len() as u64;
-    let compressed = (out.len() - start - header_size) as u64;
+}
+
+fn segment_ranges(len: usize) -> [Range<usize>; 4] {
+    let segment = len.div_ceil(4);
+    [
+        0..segment,
+        segment..2 * segment,
+        2 * segment..3 * segment,
+        3 * segment..len,
+    ]
+}
+
+/// Everything of a Huffman block that precedes its streams, given the streams'
+/// sizes: block header, literals header, tree description and (four streams)
+/// the jump table. The streams and [`SEQUENCES_NONE`] follow it.
+pub fn huffman_block_prefix(
+    last: bool,
+    regenerated: usize,
+    plan: &HuffmanPlan,
+    stream_sizes: &[usize],
+) -> Vec<u8> {
+    let four_streams = stream_sizes.len() == 4;
+    let header_size = literals_header_size(regenerated);
+    let jump_table = if four_streams { 6 } else { 0 };
+    let compressed = plan.description.len() + jump_table + stream_sizes.iter().sum::<usize>();
+    let block_size = header_size + compressed + 1;
+    let mut out = Vec::with_capacity(3 + header_size + plan.description.len() + jump_table);
+    write_block_header(&mut out, last, 2, block_size);
     // Literals_Block_Type 2 (compressed); Size_Format 0: one stream, 10-bit
     // sizes; 1: four streams, 10-bit; 2: 14-bit; 3: 18-bit.
     let (size_format, size_bits) = match (four_streams, header_size) {
@@ -88,7 +115,14 @@ fn write_huffman_literals(out: &mut Vec<u8>, data: &[u8], plan: &HuffmanPlan) ->
         (true, 4) => (2, 14),
         (true, _) => (3, 18),
     };
-    let header = 2 | size_format << 2 | regenerated << 4 | compressed << (4 + size_bits);
-    out[start..start + header_size].copy_from_slice(&header.to_le_bytes()[..header_size]);
-    out.len() - start
+    let header =
+        2 | size_format << 2 | (regenerated as u64) << 4 | (compressed as u64) << (4 + size_bits);
+    out.extend_from_slice(&header.to_le_bytes()[..header_size]);
+    out.extend_from_slice(&plan.description);
+    if four_streams {
+        for size in &stream_sizes[..3] {
+            out.extend_from_slice(&(*size as u16).to_le_bytes());
+        }
+    }
+    out
 }

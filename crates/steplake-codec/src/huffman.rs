@@ -243,9 +243,16 @@ impl Lane {
     }
 }
 
-/// Code and length of each byte in one word: `code | length << 16`.
-fn entry_table(codes: &Codes) -> [u32; 256] {
+/// Code and length of each byte in one word: `code | length << 16` (the
+/// GPU packing kernel's table too).
+pub fn entry_table(codes: &Codes) -> [u32; 256] {
     std::array::from_fn(|s| codes.codes[s] as u32 | (codes.lengths[s] as u32) << 16)
+}
+
+/// Bytes of a stream of `bits` code bits: the end mark, then padding to a
+/// byte.
+pub fn stream_size(bits: u64) -> usize {
+    (bits / 8) as usize + 1
 }
 
 /// Codes `segment` as one Huffman bitstream with its end mark. zstd decoders

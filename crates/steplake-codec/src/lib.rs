@@ -23,6 +23,7 @@
 pub mod bits;
 pub mod frame;
 pub mod fse;
+pub mod gpu;
 pub mod huffman;
 pub mod plan;
 pub mod stats;

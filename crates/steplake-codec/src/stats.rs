@@ -19,7 +19,20 @@ const CHUNK: usize = 4096;
 /// `bytes.len()` must be a multiple of the element size.
 pub fn tensor_stats(bytes: &[u8], dtype: DType) -> TensorStats {
     let values = Elements { bytes, dtype };
-    let first = values.first_pass();
+    stats_from_passes(&values.first_pass(), |mean, lo, hi| {
+        values.second_pass(mean, lo, hi)
+    })
+}
+
+/// Assembles [`TensorStats`] from a tensor's [`Moments`] and, when it has a
+/// finite element, its second pass: `second_pass(mean, min, max)` returns
+/// Σ(x − mean)² and the [`HISTOGRAM_BINS`]-bin histogram over `[min, max]`
+/// (bin `⌊(x − min) · bins / (max − min)⌋`, the last bin closed) of the
+/// finite elements. The CPU and the GPU path both end here.
+pub fn stats_from_passes(
+    first: &Moments,
+    second_pass: impl FnOnce(f64, f64, f64) -> (f64, Vec<u64>),
+) -> TensorStats {
     let finite = first.count - first.nan - first.inf;
     let numel = first.count;
     let mut stats = TensorStats {
@@ -40,7 +53,7 @@ pub fn tensor_stats(bytes: &[u8], dtype: DType) -> TensorStats {
         return stats;
     }
     let mean = first.sum / finite as f64;
-    let (deviations, histogram) = values.second_pass(mean, first.min, first.max);
+    let (deviations, histogram) = second_pass(mean, first.min, first.max);
     stats.mean = Some(mean);
     stats.std = Some((deviations / finite as f64).sqrt());
     stats.min = Some(first.min);
@@ -54,6 +67,16 @@ pub fn tensor_stats(bytes: &[u8], dtype: DType) -> TensorStats {
     );
     stats.histogram = histogram;
     stats
+}
+
+/// The scale that maps `[lo, hi]` onto the histogram's bins (0 when the
+/// range is one point: every element lands in bin 0).
+pub fn histogram_scale(lo: f64, hi: f64) -> f64 {
+    if hi > lo {
+        HISTOGRAM_BINS as f64 / (hi - lo)
+    } else {
+        0.0
+    }
 }
 
 /// The `q` quantile estimated from `histogram` over `[lo, hi]`.
@@ -76,16 +99,56 @@ pub fn quantile_from_histogram(histogram: &[u64], lo: f64, hi: f64, q: f64) -> f
     hi
 }
 
-#[derive(Debug)]
-struct FirstPass {
-    count: u64,
-    nan: u64,
-    inf: u64,
-    zeros: u64,
-    sum: f64,
-    sum_squares: f64,
-    min: f64,
-    max: f64,
+/// The first pass over a tensor: counts, and sums and extremes of its finite
+/// elements. Partial moments of pieces of a tensor [`merge`](Moments::merge)
+/// into the tensor's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Moments {
+    /// Elements.
+    pub count: u64,
+    /// NaN elements.
+    pub nan: u64,
+    /// ±Inf elements.
+    pub inf: u64,
+    /// Elements equal to zero.
+    pub zeros: u64,
+    /// Σx over finite elements.
+    pub sum: f64,
+    /// Σx² over finite elements.
+    pub sum_squares: f64,
+    /// Smallest finite element (+∞ when none).
+    pub min: f64,
+    /// Largest finite element (−∞ when none).
+    pub max: f64,
+}
+
+impl Default for Moments {
+    fn default() -> Self {
+        Moments {
+            count: 0,
+            nan: 0,
+            inf: 0,
+            zeros: 0,
+            sum: 0.0,
+            sum_squares: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
+}
+
+impl Moments {
+    /// Adds the moments of another piece of the same tensor.
+    pub fn merge(&mut self, other: &Moments) {
+        self.count += other.count;
+        self.nan += other.nan;
+        self.inf += other.inf;
+        self.zeros += other.zeros;
+        self.sum += other.sum;
+        self.sum_squares += other.sum_squares;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
 }
 
 /// Sums, extremes and zero count of finite values.
@@ -171,17 +234,8 @@ impl Elements<'_> {
         }
     }
 
-    fn first_pass(&self) -> FirstPass {
-        let mut pass = FirstPass {
-            count: 0,
-            nan: 0,
-            inf: 0,
-            zeros: 0,
-            sum: 0.0,
-            sum_squares: 0.0,
-            min: f64::INFINITY,
-            max: f64::NEG_INFINITY,
-        };
+    fn first_pass(&self) -> Moments {
+        let mut pass = Moments::default();
         self.for_each_chunk(|chunk| {
             pass.count += chunk.len() as u64;
             if chunk.iter().all(|x| x.is_finite()) {
@@ -218,11 +272,7 @@ impl Elements<'_> {
     /// Σ(x − mean)² and the histogram over `[lo, hi]`, finite elements only.
     fn second_pass(&self, mean: f64, lo: f64, hi: f64) -> (f64, Vec<u64>) {
         let mut histogram = vec![0u64; HISTOGRAM_BINS];
-        let scale = if hi > lo {
-            HISTOGRAM_BINS as f64 / (hi - lo)
-        } else {
-            0.0
-        };
+        let scale = histogram_scale(lo, hi);
         let mut deviations = 0.0;
         self.for_each_chunk(|chunk| {
             let mut partial = 0.0;
