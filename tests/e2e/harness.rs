@@ -14,9 +14,16 @@ pub fn binary() -> PathBuf {
 pub struct TestServer {
     pub child: Child,
     pub url: String,
+    /// The line the server printed when it started listening.
+    banner: String,
 }
 
 impl TestServer {
+    /// The line the server printed when it started listening.
+    pub fn banner(&self) -> &str {
+        &self.banner
+    }
+
     /// Starts a server on `data_dir` with extra flags; waits until it listens.
     pub fn start(data_dir: &Path, extra: &[&str]) -> TestServer {
         let mut child = Command::new(binary())
@@ -42,6 +49,7 @@ impl TestServer {
         TestServer {
             child,
             url: format!("http://{addr}"),
+            banner: line.trim_end().to_string(),
         }
     }
 

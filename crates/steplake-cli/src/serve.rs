@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use steplake_codec::{Codec, GpuMode};
 use steplake_server::{Server, ServerConfig, DEFAULT_LISTEN, DEFAULT_MAX_MESSAGE_BYTES};
 use steplake_store::{FsyncPolicy, StoreOptions};
 
@@ -32,10 +33,48 @@ pub struct ServeArgs {
     /// Largest accepted gRPC message in bytes.
     #[arg(long, env = "STEPLAKE_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
     max_message_bytes: usize,
+    /// Compress tensors on a GPU: auto (when the CUDA driver and a GPU are
+    /// found), on (fail at start without one) or off.
+    #[arg(long, env = "STEPLAKE_GPU", default_value = "auto")]
+    gpu: GpuMode,
+    /// Device memory the GPU codec may use, e.g. 4GiB or 512MiB; larger
+    /// tensors are coded on the CPU.
+    #[arg(long, env = "STEPLAKE_GPU_MEMORY", default_value = "4GiB", value_parser = parse_size)]
+    gpu_memory: usize,
+}
+
+/// Parses a byte size: a number with an optional K/M/G (powers of 1000) or
+/// KiB/MiB/GiB (powers of 1024) suffix.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: usize = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size: write e.g. 4GiB, 512MiB or 1000000"))?;
+    let scale: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?}: use KiB, MiB or GiB")),
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// Starts the server and serves until SIGINT or SIGTERM, then flushes and exits.
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
+    let codec = Codec::select(args.gpu, args.gpu_memory)
+        .map_err(|e| CliError::Failure(format!("--gpu {}: {e}", args.gpu)))?;
+    tracing::info!(codec = %codec.describe(), "tensor codec");
+    let codec_description = codec.describe();
     let config = ServerConfig {
         data_dir: args.data_dir.clone(),
         listen: args.listen,
@@ -43,6 +82,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
             fsync: args.fsync,
             flush_rows: args.flush_rows.max(1),
             flush_interval: Duration::from_secs(args.flush_secs.max(1)),
+            codec,
             ..StoreOptions::default()
         },
         max_message_bytes: args.max_message_bytes,
@@ -54,7 +94,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         .local_addr()
         .map_err(|e| CliError::Failure(format!("cannot read the bound address: {e}")))?;
     println!(
-        "steplake listening on {addr} (data dir {})",
+        "steplake listening on {addr} (data dir {}, tensor codec: {codec_description})",
         args.data_dir.display()
     );
     let _ = std::io::stdout().flush();
@@ -86,4 +126,19 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down: flushing the buffer to Parquet");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_and_without_units() {
+        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_size("512 MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("1000000"), Ok(1_000_000));
+        assert_eq!(parse_size("2G"), Ok(2_000_000_000));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("3 parsecs").is_err_and(|e| e.contains("unknown size unit")));
+    }
 }

@@ -17,10 +17,17 @@
 //! [`compress_planes`] runs steps 2–5; [`encode`] runs 1–5. [`stats`]
 //! computes the statistics kept for every tensor.
 //!
+//! Two executors run the same algorithm: this crate's CPU functions, and
+//! [`gpu`] (cudarc; NVRTC kernels for the histograms, statistics and the
+//! Huffman bit-packing, the decisions still made by [`plan_block`]), whose
+//! frames are byte-identical. [`Codec`] is the one chosen at start
+//! (`--gpu auto|on|off`); nothing needs CUDA to build or to run on the CPU.
+//!
 //! Data flows: tensor bytes (steplake-store) → planes → blocks → plans →
 //! zstd frame → a Parquet page's compressed bytes.
 
 pub mod bits;
+pub mod executor;
 pub mod frame;
 pub mod fse;
 pub mod gpu;
@@ -30,6 +37,7 @@ pub mod stats;
 
 use std::ops::Range;
 
+pub use executor::{Codec, GpuMode, DEFAULT_GPU_MEMORY};
 pub use plan::{plan_block, BlockPlan, BLOCK_SIZE};
 
 /// Splits little-endian values of `width` bytes into `width` byte planes,

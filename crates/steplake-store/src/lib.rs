@@ -58,6 +58,7 @@ pub use tensor_record::{TensorPart, FLAG_STATS_ONLY};
 pub use wal::FsyncPolicy;
 
 use record::{decode_scalar_record, encode_scalar_record};
+use steplake_codec::Codec;
 use tensor_parts::{validate_part, Assembler};
 use tensor_record::{decode_tensor_part, encode_tensor_part, FLAG_CARRIED_OVER};
 use wal::{frame_record, frame_record_with_crc, RecordKind, WalWriter};
@@ -162,6 +163,9 @@ pub struct StoreOptions {
     pub flush_interval: Duration,
     /// Start a new WAL segment past this size.
     pub wal_segment_bytes: u64,
+    /// Compresses tensors and computes their statistics: the CPU, or a GPU
+    /// chosen with [`Codec::select`].
+    pub codec: Codec,
 }
 
 impl Default for StoreOptions {
@@ -172,6 +176,7 @@ impl Default for StoreOptions {
             flush_tensor_bytes: 256 << 20,
             flush_interval: Duration::from_secs(60),
             wal_segment_bytes: 64 << 20,
+            codec: Codec::cpu(),
         }
     }
 }
@@ -353,12 +358,15 @@ struct Shared {
     flush_finished: Condvar,
     /// Set by [`Store::shutdown`]: the flusher stops retrying a failing flush.
     shutting_down: AtomicBool,
+    /// Compresses tensors and computes their statistics (CPU or GPU).
+    codec: Codec,
 }
 
 impl Shared {
-    fn new(data_dir: PathBuf, state: State) -> Self {
+    fn new(data_dir: PathBuf, state: State, codec: Codec) -> Self {
         Shared {
             data_dir,
+            codec,
             state: RwLock::new(state),
             stats: StoreStats::default(),
             pending_flushes: Mutex::new(0),
@@ -458,7 +466,7 @@ struct Recovered {
     next_lsn: u64,
 }
 
-fn recover(data_dir: &Path) -> Result<Recovered, StoreError> {
+fn recover(data_dir: &Path, codec: &Codec) -> Result<Recovered, StoreError> {
     let manifest = Manifest::load(data_dir)?;
     for file in &manifest.files {
         let path = data_dir.join(&file.path);
@@ -473,7 +481,7 @@ fn recover(data_dir: &Path) -> Result<Recovered, StoreError> {
     let mut runs = manifest.runs.clone();
     let mut writers = manifest.writers.clone();
     let mut buffer = Buffer::default();
-    let mut assembler = Assembler::default();
+    let mut assembler = Assembler::new(codec.clone());
     let mut replay = wal::replay(&wal::wal_dir(data_dir))?;
     let mut next_lsn = manifest.covered_lsn + 1;
     for record in std::mem::take(&mut replay.records) {
@@ -553,7 +561,7 @@ impl Store {
         let data_files = files::data_files_dir(&data_dir);
         fs::create_dir_all(&data_files).map_err(|e| StoreError::io(&data_files, e))?;
         files::remove_temporary_files(&data_files)?;
-        let recovered = recover(&data_dir)?;
+        let recovered = recover(&data_dir, &options.codec)?;
         remove_orphan_files(&data_dir, &recovered.manifest)?;
         let wal = WalWriter::open(
             &wal::wal_dir(&data_dir),
@@ -579,6 +587,7 @@ impl Store {
                 frozen: Vec::new(),
                 failure: None,
             },
+            options.codec.clone(),
         ));
         let (command_tx, command_rx) = mpsc::channel();
         let (flush_tx, flush_rx) = mpsc::channel();
@@ -626,7 +635,7 @@ impl Store {
             ));
         }
         let lock = lock_data_dir(&data_dir)?;
-        let recovered = recover(&data_dir)?;
+        let recovered = recover(&data_dir, &Codec::cpu())?;
         Ok(Store {
             shared: Arc::new(Shared::new(
                 data_dir,
@@ -637,6 +646,7 @@ impl Store {
                     frozen: Vec::new(),
                     failure: None,
                 },
+                Codec::cpu(),
             )),
             commands: Mutex::new(None),
             threads: Mutex::new(Vec::new()),
@@ -749,7 +759,7 @@ impl Store {
         }
         validate_part(&part)?;
         if part.stats.is_none() && part.offset == 0 && part.data.len() as u64 == part.total_len {
-            part.stats = Some(steplake_codec::stats::tensor_stats(&part.data, part.dtype));
+            part.stats = Some(self.shared.codec.tensor_stats(&part.data, part.dtype));
         }
         let mut payload = Vec::new();
         encode_tensor_part(&mut payload, &part);
@@ -1570,7 +1580,11 @@ fn flush_one(shared: &Shared, job: &FlushJob) -> Result<(), StoreError> {
     let tensors = sorted_tensors(job.buffer.tensors());
     if !tensors.is_empty() {
         let relative = format!("data/{}", tensor_files::tensor_file_name(job.file_id));
-        let bytes = tensor_files::write_tensors_file(&shared.data_dir.join(&relative), &tensors)?;
+        let bytes = tensor_files::write_tensors_file(
+            &shared.data_dir.join(&relative),
+            &tensors,
+            &shared.codec,
+        )?;
         manifest.files.push(DataFile {
             table: Table::Tensors,
             id: job.file_id,

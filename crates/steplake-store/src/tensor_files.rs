@@ -6,7 +6,7 @@
 //! FLOAT, `tensor_f64` DOUBLE, `tensor_int` INT64; one tensor per row, as a
 //! list) are written by parquet's column writer with compression off and
 //! DataPage V2, and [`CodecPageWriter`] compresses each page's values section
-//! with [`steplake_codec::compress_planes`] before it is written: FLOAT and
+//! with steplake-codec (on the CPU or the GPU, [`Codec`]) before it is written: FLOAT and
 //! DOUBLE pages are BYTE_STREAM_SPLIT planes, INT64 pages PLAIN bytes. The
 //! column chunk is then declared ZSTD, which is what the frames are: pyarrow,
 //! DuckDB and DataFusion read these files with their own zstd.
@@ -30,6 +30,7 @@ use parquet::errors::ParquetError;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::{ColumnDescPtr, ColumnPath};
+use steplake_codec::Codec;
 use steplake_core::schema::{tensors_schema, TIMESTAMP_TZ};
 use steplake_core::{DType, TensorRecord};
 
@@ -92,12 +93,17 @@ pub fn tensors_writer_properties() -> WriterProperties {
 pub fn write_tensors_file(
     final_path: &Path,
     rows: &[(String, TensorRecord)],
+    codec: &Codec,
 ) -> Result<u64, StoreError> {
-    crate::files::write_atomically(final_path, |file| write_tensors(file, rows))
+    crate::files::write_atomically(final_path, |file| write_tensors(file, rows, codec))
 }
 
 /// Writes the Parquet bytes of `rows` to `file`, one row group.
-fn write_tensors(file: File, rows: &[(String, TensorRecord)]) -> Result<File, ParquetError> {
+fn write_tensors(
+    file: File,
+    rows: &[(String, TensorRecord)],
+    codec: &Codec,
+) -> Result<File, ParquetError> {
     let schema = tensors_schema();
     let parquet_schema = ArrowSchemaConverter::new().convert(&schema)?;
     let mut props = tensors_writer_properties();
@@ -118,7 +124,8 @@ fn write_tensors(file: File, rows: &[(String, TensorRecord)]) -> Result<File, Pa
         .zip(parquet_schema.columns())
     {
         if VALUE_COLUMNS.contains(&field.name().as_str()) {
-            let (bytes, close) = write_value_column(descr.clone(), &props, field.name(), rows)?;
+            let (bytes, close) =
+                write_value_column(descr.clone(), &props, field.name(), rows, codec)?;
             row_group.append_column(&bytes, close)?;
         } else {
             let column = batch
@@ -291,10 +298,12 @@ fn write_value_column(
     props: &Arc<WriterProperties>,
     column: &str,
     rows: &[(String, TensorRecord)],
+    codec: &Codec,
 ) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
     let mut sink = TrackedWrite::new(Vec::new());
     let close = {
         let page_writer = CodecPageWriter {
+            codec,
             inner: SerializedPageWriter::new(&mut sink),
             width: match column {
                 "tensor" => 4,
@@ -393,6 +402,8 @@ fn element_as_i64(dtype: DType, e: &[u8]) -> i64 {
 /// then hands the page to parquet's page writer.
 struct CodecPageWriter<'a> {
     inner: SerializedPageWriter<'a, Vec<u8>>,
+    /// The executor (CPU or GPU); the frames are the same.
+    codec: &'a Codec,
     /// Bytes per value in the page (the number of byte planes when split).
     width: usize,
     /// Whether the page's values are BYTE_STREAM_SPLIT planes.
@@ -421,7 +432,7 @@ impl PageWriter for CodecPageWriter<'_> {
                 } else {
                     0
                 };
-                let frame = steplake_codec::compress_planes(values, plane_len);
+                let frame = self.codec.compress_planes(values, plane_len);
                 if frame.len() < values.len() {
                     let mut body = Vec::with_capacity(levels + frame.len());
                     body.extend_from_slice(&buf[..levels]);

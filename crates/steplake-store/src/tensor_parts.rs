@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use steplake_codec::stats::tensor_stats;
+use steplake_codec::Codec;
 use steplake_core::tensor::numel;
 use steplake_core::{validate_run_id, CoreError, TensorRecord};
 
@@ -120,9 +120,19 @@ pub fn validate_part(part: &TensorPart) -> Result<(), CoreError> {
 #[derive(Debug, Default)]
 pub struct Assembler {
     partials: HashMap<PartialKey, TensorPart>,
+    /// Computes the statistics of completed tensors that came without them.
+    codec: Codec,
 }
 
 impl Assembler {
+    /// An assembler that computes missing statistics with `codec`.
+    pub fn new(codec: Codec) -> Self {
+        Assembler {
+            partials: HashMap::new(),
+            codec,
+        }
+    }
+
     /// Checks that `part` continues what was received (or starts a tensor).
     pub fn check(&self, part: &TensorPart) -> Result<(), CoreError> {
         if part.offset == 0 {
@@ -187,7 +197,7 @@ impl Assembler {
             }
             self.partials.remove(&key)?
         };
-        Some(into_record(complete))
+        Some(into_record(complete, &self.codec))
     }
 
     /// Every tensor still being received, as one part each (all bytes so far)
@@ -212,11 +222,11 @@ impl Assembler {
 
 /// The record of a complete part, computing statistics when the trainer did
 /// not send them.
-fn into_record(part: TensorPart) -> TensorRecord {
+fn into_record(part: TensorPart, codec: &Codec) -> TensorRecord {
     let stats_only = part.flags & FLAG_STATS_ONLY != 0;
     let stats = match part.stats {
         Some(stats) => stats,
-        None => tensor_stats(&part.data, part.dtype),
+        None => codec.tensor_stats(&part.data, part.dtype),
     };
     TensorRecord {
         name: part.name,

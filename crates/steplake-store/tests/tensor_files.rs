@@ -9,6 +9,7 @@ use arrow::datatypes::{Float32Type, Float64Type, Int64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use steplake_codec::stats::tensor_stats;
+use steplake_codec::Codec;
 use steplake_core::{DType, TensorRecord};
 use steplake_store::tensor_files::write_tensors_file;
 
@@ -115,7 +116,7 @@ fn every_dtype_round_trips_bit_exactly() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("tensors-0000000001.parquet");
     let rows = sample();
-    write_tensors_file(&path, &rows).expect("write");
+    write_tensors_file(&path, &rows, &Codec::cpu()).expect("write");
 
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(File::open(&path).expect("open")).expect("reader");
@@ -194,7 +195,7 @@ fn weights_compress() {
         .into_iter()
         .filter(|(_, r)| r.name == "w.f32")
         .collect();
-    let size = write_tensors_file(&path, &rows).expect("write");
+    let size = write_tensors_file(&path, &rows, &Codec::cpu()).expect("write");
     // 1.2 MB of f32 whose sign and exponent planes are skewed: the codec's
     // Huffman blocks bring the file well below the raw size.
     assert!(size < 1_000_000, "{size} bytes");
@@ -250,7 +251,7 @@ fn pyarrow_and_duckdb_read_the_same_numbers() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("tensors-0000000003.parquet");
     let rows = sample();
-    write_tensors_file(&path, &rows).expect("write");
+    write_tensors_file(&path, &rows, &Codec::cpu()).expect("write");
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/python/read_tensors.py"
