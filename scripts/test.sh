@@ -4,6 +4,8 @@
 # 1. Installs the Python packages the end-to-end tests use (pyarrow, DuckDB,
 #    numpy, ruptures) into a virtual environment under ~/.cache/steplake
 #    (override: STEPLAKE_VENV).
+#    The same environment brings NVRTC, put on LD_LIBRARY_PATH so that the
+#    GPU kernels are compiled by the real CUDA compiler (no GPU needed).
 # 2. Fetches the all-MiniLM-L6-v2 checkpoint the import tests use (once).
 # 3. Runs every Rust test of the workspace: unit tests, the end-to-end tests
 #    in tests/ (which start the real binary on loopback), and doc tests.
@@ -17,6 +19,8 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 export STEPLAKE_PYTHON="$venv/bin/python"
+nvrtc_lib="$("$venv/bin/python" -c 'import importlib.util, os; s = importlib.util.find_spec("nvidia"); print(os.path.join(list(s.submodule_search_locations)[0], "cu13", "lib"))')"
+export LD_LIBRARY_PATH="$nvrtc_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 STEPLAKE_MINILM="$(./scripts/fetch-minilm.sh)"
 export STEPLAKE_MINILM
 

@@ -29,6 +29,7 @@ pub fn start_server(data_dir: &Path) -> Server {
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
         .expect("listening line");
+    eprintln!("{}", line.trim_end());
     let addr = line.split_whitespace().nth(3).expect("address").to_string();
     Server {
         child,

@@ -77,7 +77,7 @@ pub fn stream_ranges(len: usize) -> Vec<Range<usize>> {
     if len > SINGLE_STREAM_LIMIT {
         segment_ranges(len).to_vec()
     } else {
-        vec![0..len]
+        std::iter::once(0..len).collect()
     }
 }
 

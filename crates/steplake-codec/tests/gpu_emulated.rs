@@ -130,6 +130,10 @@ impl Device for Emulated {
         Ok(())
     }
 
+    fn synchronize(&self) -> Result<(), GpuError> {
+        Ok(())
+    }
+
     fn download(&self, buffer: &HostBuffer, out: &mut [u8]) -> Result<(), GpuError> {
         assert!(out.len() <= buffer.len * 8);
         // SAFETY: in bounds, checked above.
@@ -213,5 +217,21 @@ fn a_batch_over_the_memory_budget_is_refused() {
                 .contains("--gpu-memory"));
         }
         other => panic!("expected OverBudget, got {:?}", other.map(|f| f.len())),
+    }
+}
+
+#[test]
+fn tensors_already_on_the_device_encode_the_same() {
+    let Some(pipeline) = pipeline(32) else { return };
+    let cases = common::all_cases(4097);
+    let (staged, placed) = common::stage_on_device(&cases);
+    let values = pipeline.device().upload(&staged).expect("upload");
+    let packed = pipeline.encode_resident(&values, &placed).expect("encode");
+    let frames = pipeline.download_frames(packed).expect("download");
+    for ((label, bytes, dtype), frame) in cases.iter().zip(&frames) {
+        assert!(
+            frame == &steplake_codec::encode(bytes, dtype.size()),
+            "{label}"
+        );
     }
 }

@@ -64,7 +64,8 @@ impl Kernel {
 }
 
 /// A device the pipeline runs on. Work is queued in order; `download` waits
-/// for everything queued before it.
+/// for everything queued before it. Dropping a buffer must not free it
+/// before the work queued on it has run (cudarc frees in stream order).
 pub trait Device {
     /// Device memory.
     type Buffer;
@@ -79,6 +80,8 @@ pub trait Device {
     /// Waits for queued work, then copies the buffer's first `out.len()`
     /// bytes into `out`.
     fn download(&self, buffer: &Self::Buffer, out: &mut [u8]) -> Result<(), GpuError>;
+    /// Waits for queued work.
+    fn synchronize(&self) -> Result<(), GpuError>;
 }
 
 /// Whether the CUDA driver library can be loaded. cudarc panics on its first
@@ -215,6 +218,10 @@ impl Device for CudaDevice {
         // (and so waits) before dropping them.
         unsafe { launch.launch(config) }.map_err(driver)?;
         Ok(())
+    }
+
+    fn synchronize(&self) -> Result<(), GpuError> {
+        self.stream.synchronize().map_err(driver)
     }
 
     fn download(&self, buffer: &CudaSlice<u8>, out: &mut [u8]) -> Result<(), GpuError> {

@@ -146,6 +146,25 @@ impl Layout {
     }
 }
 
+/// Frames packed in device memory, waiting for
+/// [`Pipeline::download_frames`].
+pub struct PackedFrames<D: Device> {
+    output: D::Buffer,
+    layout: Layout,
+}
+
+impl<D: Device> PackedFrames<D> {
+    /// Bytes of all the frames together.
+    pub fn len(&self) -> usize {
+        self.layout.len
+    }
+
+    /// Whether there are no bytes (never: a frame has a header).
+    pub fn is_empty(&self) -> bool {
+        self.layout.len == 0
+    }
+}
+
 /// The codec pipeline on a [`Device`].
 pub struct Pipeline<D: Device> {
     device: D,
@@ -239,16 +258,33 @@ impl<D: Device> Pipeline<D> {
         items: &[(&[u8], usize)],
         offsets: &[usize],
     ) -> Result<(D::Buffer, Vec<Region>), GpuError> {
-        let total = offsets
-            .last()
-            .zip(items.last())
-            .map_or(0, |(o, (v, _))| o + v.len());
+        let placed: Vec<(usize, usize, usize)> = items
+            .iter()
+            .zip(offsets)
+            .map(|((bytes, width), &offset)| (offset, bytes.len(), *width))
+            .collect();
+        self.split_regions(values, &placed)
+    }
+
+    /// Splits `(offset, len, width)` items of `values` into planes, at the
+    /// same offsets in a new buffer.
+    fn split_regions(
+        &self,
+        values: &D::Buffer,
+        items: &[(usize, usize, usize)],
+    ) -> Result<(D::Buffer, Vec<Region>), GpuError> {
+        let total = items.iter().map(|&(o, len, _)| o + len).max().unwrap_or(0);
         let planes = self.device.zeroed(total)?;
         let (from, to) = (self.device.address(values), self.device.address(&planes));
         let mut jobs = Vec::new();
         let mut regions = Vec::with_capacity(items.len());
-        for ((bytes, width), &offset) in items.iter().zip(offsets) {
-            let n = bytes.len() / width;
+        for &(offset, len, width) in items {
+            if width == 0 || !len.is_multiple_of(width) || !offset.is_multiple_of(ALIGN) {
+                return Err(GpuError::Driver(format!(
+                    "tensor at offset {offset} of {len} bytes is not whole {width}-byte values at a {ALIGN}-byte boundary"
+                )));
+            }
+            let n = len / width;
             for first in (0..n).step_by(SPLIT_JOB_VALUES) {
                 let count = SPLIT_JOB_VALUES.min(n - first);
                 jobs.extend([
@@ -257,12 +293,12 @@ impl<D: Device> Pipeline<D> {
                     n as u64,
                     first as u64,
                     count as u64,
-                    *width as u64,
+                    width as u64,
                 ]);
             }
             regions.push(Region {
                 offset,
-                len: bytes.len(),
+                len,
                 plane_len: n,
             });
         }
@@ -279,6 +315,39 @@ impl<D: Device> Pipeline<D> {
 
     /// The zstd frames of `regions` of `data` (device memory).
     fn frames(&self, data: &D::Buffer, regions: &[Region]) -> Result<Vec<Vec<u8>>, GpuError> {
+        let packed = self.pack(data, regions)?;
+        self.download_frames(packed)
+    }
+
+    /// Encodes tensors already in device memory: `(offset, len, width)` of
+    /// each in `values` (offsets multiples of 16). The frames stay on the
+    /// device until [`download_frames`](Pipeline::download_frames).
+    pub fn encode_resident(
+        &self,
+        values: &D::Buffer,
+        items: &[(usize, usize, usize)],
+    ) -> Result<PackedFrames<D>, GpuError> {
+        let (planes, regions) = self.split_regions(values, items)?;
+        self.pack(&planes, &regions)
+    }
+
+    /// Copies packed frames to the host and writes their headers.
+    pub fn download_frames(&self, packed: PackedFrames<D>) -> Result<Vec<Vec<u8>>, GpuError> {
+        let PackedFrames { output, layout } = packed;
+        let mut bytes = vec![0u8; layout.len];
+        self.device.download(&output, &mut bytes)?;
+        for piece in &layout.pieces {
+            bytes[piece.offset..piece.offset + piece.bytes.len()].copy_from_slice(&piece.bytes);
+        }
+        Ok(layout
+            .frames
+            .iter()
+            .map(|&(start, len)| bytes[start..start + len].to_vec())
+            .collect())
+    }
+
+    /// Plans the frames of `regions` of `data` and packs them on the device.
+    fn pack(&self, data: &D::Buffer, regions: &[Region]) -> Result<PackedFrames<D>, GpuError> {
         let base = self.device.address(data);
         // Every block's stream segments, in frame order.
         let mut segments: Vec<u64> = Vec::new();
@@ -417,16 +486,7 @@ impl<D: Device> Pipeline<D> {
             grid(layout.copy.len() / 3)?,
             &[self.device.address(&copy_jobs), out_address],
         )?;
-        let mut bytes = vec![0u8; layout.len];
-        self.device.download(&output, &mut bytes)?;
-        for piece in &layout.pieces {
-            bytes[piece.offset..piece.offset + piece.bytes.len()].copy_from_slice(&piece.bytes);
-        }
-        Ok(layout
-            .frames
-            .iter()
-            .map(|&(start, len)| bytes[start..start + len].to_vec())
-            .collect())
+        Ok(PackedFrames { output, layout })
     }
 
     /// Statistics of each item of `values` (device memory at `offsets`).

@@ -211,7 +211,7 @@ pub fn all_cases(max: usize) -> Vec<(String, Vec<u8>, DType)> {
             .flat_map(|_| ((rng.next() % 2001) as i32 - 1000).to_le_bytes())
             .collect();
         cases.push((format!("i32, {n} elements"), i32s, DType::I32));
-        let bools: Vec<u8> = (0..n).map(|_| (rng.next() % 3 == 0) as u8).collect();
+        let bools: Vec<u8> = (0..n).map(|_| rng.next().is_multiple_of(3) as u8).collect();
         cases.push((format!("bool, {n} elements"), bools, DType::Bool));
     }
     cases.push(("empty".into(), Vec::new(), DType::F32));
@@ -250,4 +250,19 @@ pub fn minilm_cases(max_bytes: usize) -> Vec<(String, Vec<u8>, DType)> {
         ));
     }
     cases
+}
+
+/// The cases laid out as one device buffer would hold them: each at a
+/// multiple of 16 bytes. Returns the bytes and `(offset, len, width)` of each.
+pub fn stage_on_device(
+    cases: &[(String, Vec<u8>, DType)],
+) -> (Vec<u8>, Vec<(usize, usize, usize)>) {
+    let mut staged = Vec::new();
+    let mut placed = Vec::new();
+    for (_, bytes, dtype) in cases {
+        staged.resize(staged.len().next_multiple_of(16), 0);
+        placed.push((staged.len(), bytes.len(), dtype.size()));
+        staged.extend_from_slice(bytes);
+    }
+    (staged, placed)
 }
