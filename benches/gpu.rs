@@ -12,6 +12,8 @@
 //!   frames back to the host;
 //! - a batch of 1,024 tensors of 64 KiB in one call;
 //! - statistics (both passes) of the same tensors, from host memory;
+//! - the host's share: planning every block (`plan_all`, all cores), which
+//!   the device encode includes;
 //! - the CPU path (`steplake_codec::encode`, one core) on the same bytes.
 //!
 //! End to end through the server: `STEPLAKE_GPU=on` and `STEPLAKE_GPU=off`
@@ -67,7 +69,36 @@ fn gbps(bytes: usize, secs: f64) -> f64 {
     bytes as f64 / secs / 1e9
 }
 
+/// Block histograms of `bytes` split into planes, as the device computes them.
+fn block_histograms(bytes: &[u8], width: usize) -> Vec<[u32; 256]> {
+    let planes = steplake_codec::split_planes(bytes, width);
+    steplake_codec::block_ranges(planes.len(), planes.len() / width)
+        .into_iter()
+        .map(|r| steplake_codec::histogram(&planes[r]))
+        .collect()
+}
+
+/// The host's part of the GPU path, measurable without a GPU: planning the
+/// blocks of a 1 GiB tensor on all cores caps the device encode.
+fn print_host_planning() {
+    for dtype in [DType::F32, DType::Bf16] {
+        let bytes = bytes_of(&weights((1 << 30) / dtype.size(), 11), dtype);
+        let histograms = block_histograms(&bytes, dtype.size());
+        let planning = median_secs(3, || {
+            steplake_codec::gpu::plan_all(&histograms).expect("plan");
+        });
+        println!(
+            "host planning of a 1 GiB {dtype} tensor ({} blocks, {} threads): {:.1} ms, caps the GPU path at {:.1} GB/s on this host",
+            histograms.len(),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            planning * 1e3,
+            gbps(bytes.len(), planning)
+        );
+    }
+}
+
 fn main() {
+    print_host_planning();
     let device = match CudaDevice::open(0) {
         Ok(device) => device,
         Err(e) => {
@@ -78,9 +109,9 @@ fn main() {
     println!("device: {}", device.description());
     let pipeline = Pipeline::new(device, 64 << 30);
     println!(
-        "| input | size | device encode (GB/s) | + copy back (GB/s) | CPU encode, 1 core (GB/s) | GPU/CPU |"
+        "| input | size | device encode (GB/s) | + copy back (GB/s) | host planning in it (ms) | CPU encode, 1 core (GB/s) | GPU/CPU |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for dtype in [DType::F32, DType::Bf16] {
         for (label, bytes_len, runs) in [
             ("1 MiB", 1usize << 20, 50),
@@ -103,6 +134,10 @@ fn main() {
             let frames = pipeline
                 .download_frames(pipeline.encode_resident(&values, &items).expect("encode"))
                 .expect("download");
+            let histograms = block_histograms(&bytes, dtype.size());
+            let planning = median_secs(runs, || {
+                steplake_codec::gpu::plan_all(&histograms).expect("plan");
+            });
             let cpu_runs = if bytes_len >= 1 << 30 { 1 } else { 3 };
             let mut cpu_frame = Vec::new();
             let cpu = median_secs(cpu_runs, || {
@@ -113,9 +148,10 @@ fn main() {
                 "GPU and CPU frames differ for {dtype} {label}"
             );
             println!(
-                "| {dtype} | {label} | {:.1} | {:.1} | {:.3} | {:.0}× |",
+                "| {dtype} | {label} | {:.1} | {:.1} | {:.2} | {:.3} | {:.0}× |",
                 gbps(bytes.len(), on_device),
                 gbps(bytes.len(), with_copy),
+                planning * 1e3,
                 gbps(bytes.len(), cpu),
                 cpu / on_device
             );

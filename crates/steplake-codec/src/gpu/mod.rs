@@ -384,6 +384,26 @@ impl<D: Device> Pipeline<D> {
         };
         let segment_histogram = |s: usize| -> &[u32] { &histograms[s * 256..s * 256 + 256] };
 
+        // Every block's histogram, then every block's plan: pure functions
+        // of the histograms, spread over the host's cores.
+        let block_histograms: Vec<[u32; 256]> = blocks
+            .iter()
+            .flatten()
+            .map(|(first_segment, range)| {
+                let mut histogram = [0u32; 256];
+                for s in 0..frame::stream_ranges(range.len()).len() {
+                    for (total, count) in histogram
+                        .iter_mut()
+                        .zip(segment_histogram(first_segment + s))
+                    {
+                        *total += count;
+                    }
+                }
+                histogram
+            })
+            .collect();
+        let mut plans = plan_all(&block_histograms)?.into_iter();
+
         let mut layout = Layout::default();
         for (region, item_blocks) in regions.iter().zip(&blocks) {
             let start = layout.len;
@@ -398,17 +418,11 @@ impl<D: Device> Pipeline<D> {
             for (i, (first_segment, range)) in item_blocks.iter().enumerate() {
                 let last = i + 1 == item_blocks.len();
                 let streams = frame::stream_ranges(range.len());
-                let mut histogram = [0u32; 256];
-                for s in 0..streams.len() {
-                    for (total, count) in histogram
-                        .iter_mut()
-                        .zip(segment_histogram(first_segment + s))
-                    {
-                        *total += count;
-                    }
-                }
                 let address = base + (region.offset + range.start) as u64;
-                match plan_block(&histogram) {
+                let plan = plans
+                    .next()
+                    .ok_or_else(|| GpuError::Driver("a block has no plan".into()))?;
+                match plan {
                     BlockPlan::Raw => {
                         let mut block_header = Vec::new();
                         frame::write_block_header(
@@ -604,6 +618,30 @@ impl<D: Device> Pipeline<D> {
             })
             .collect())
     }
+}
+
+/// [`plan_block`] of each histogram, in order, spread over the host's cores
+/// (planning is the serial part of the GPU path: about 5.7 GB/s per core).
+pub fn plan_all(histograms: &[[u32; 256]]) -> Result<Vec<BlockPlan>, GpuError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads == 1 || histograms.len() < 64 {
+        return Ok(histograms.iter().map(plan_block).collect());
+    }
+    let chunk = histograms.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = histograms
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(plan_block).collect::<Vec<_>>()))
+            .collect();
+        let mut plans = Vec::with_capacity(histograms.len());
+        for worker in workers {
+            let part = worker
+                .join()
+                .map_err(|_| GpuError::Driver("a planning thread panicked".into()))?;
+            plans.extend(part);
+        }
+        Ok(plans)
+    })
 }
 
 /// The kernels' number for `dtype`: its position in [`DType::ALL`].
