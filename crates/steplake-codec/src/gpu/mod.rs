@@ -27,6 +27,7 @@
 
 pub mod device;
 
+use std::ops::Range;
 use std::sync::Mutex;
 
 use steplake_core::DType;
@@ -349,138 +350,13 @@ impl<D: Device> Pipeline<D> {
     /// Plans the frames of `regions` of `data` and packs them on the device.
     fn pack(&self, data: &D::Buffer, regions: &[Region]) -> Result<PackedFrames<D>, GpuError> {
         let base = self.device.address(data);
-        // Every block's stream segments, in frame order.
-        let mut segments: Vec<u64> = Vec::new();
-        let mut blocks: Vec<Vec<(usize, std::ops::Range<usize>)>> = Vec::new();
-        for region in regions {
-            let mut item_blocks = Vec::new();
-            for range in block_ranges(region.len, region.plane_len) {
-                let first_segment = segments.len() / 2;
-                for stream in frame::stream_ranges(range.len()) {
-                    segments.push(base + (region.offset + range.start + stream.start) as u64);
-                    segments.push(stream.len() as u64);
-                }
-                item_blocks.push((first_segment, range));
-            }
-            blocks.push(item_blocks);
-        }
-        let segment_count = segments.len() / 2;
-        let histograms = if segment_count == 0 {
-            Vec::new()
-        } else {
-            let jobs = self.device.upload(&words(&segments))?;
-            let counts = self.device.zeroed(segment_count * 1024)?;
-            self.device.launch(
-                Kernel::Histograms,
-                grid(segment_count)?,
-                &[self.device.address(&jobs), self.device.address(&counts)],
-            )?;
-            let mut bytes = vec![0u8; segment_count * 1024];
-            self.device.download(&counts, &mut bytes)?;
-            bytes
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect::<Vec<u32>>()
-        };
-        let segment_histogram = |s: usize| -> &[u32] { &histograms[s * 256..s * 256 + 256] };
-
-        // Every block's histogram, then every block's plan: pure functions
-        // of the histograms, spread over the host's cores.
-        let block_histograms: Vec<[u32; 256]> = blocks
-            .iter()
-            .flatten()
-            .map(|(first_segment, range)| {
-                let mut histogram = [0u32; 256];
-                for s in 0..frame::stream_ranges(range.len()).len() {
-                    for (total, count) in histogram
-                        .iter_mut()
-                        .zip(segment_histogram(first_segment + s))
-                    {
-                        *total += count;
-                    }
-                }
-                histogram
-            })
-            .collect();
-        let mut plans = plan_all(&block_histograms)?.into_iter();
-
-        let mut layout = Layout::default();
-        for (region, item_blocks) in regions.iter().zip(&blocks) {
-            let start = layout.len;
-            let mut header = Vec::new();
-            frame::write_header(&mut header, region.len as u64);
-            layout.piece(header);
-            if item_blocks.is_empty() {
-                let mut empty = Vec::new();
-                frame::write_block(&mut empty, &[], &BlockPlan::Raw, true);
-                layout.piece(empty);
-            }
-            for (i, (first_segment, range)) in item_blocks.iter().enumerate() {
-                let last = i + 1 == item_blocks.len();
-                let streams = frame::stream_ranges(range.len());
-                let address = base + (region.offset + range.start) as u64;
-                let plan = plans
-                    .next()
-                    .ok_or_else(|| GpuError::Driver("a block has no plan".into()))?;
-                match plan {
-                    BlockPlan::Raw => {
-                        let mut block_header = Vec::new();
-                        frame::write_block_header(
-                            &mut block_header,
-                            last,
-                            frame::RAW_BLOCK,
-                            range.len(),
-                        );
-                        layout.piece(block_header);
-                        layout
-                            .copy
-                            .extend([address, range.len() as u64, layout.len as u64]);
-                        layout.len += range.len();
-                    }
-                    BlockPlan::Rle(byte) => {
-                        let mut block = Vec::new();
-                        frame::write_block_header(&mut block, last, frame::RLE_BLOCK, range.len());
-                        block.push(byte);
-                        layout.piece(block);
-                    }
-                    BlockPlan::Huffman(plan) => {
-                        let sizes: Vec<usize> = (0..streams.len())
-                            .map(|s| {
-                                let bits = plan.codes.cost_in_bits(
-                                    segment_histogram(first_segment + s)
-                                        .try_into()
-                                        .unwrap_or(&[0; 256]),
-                                );
-                                huffman::stream_size(bits)
-                            })
-                            .collect();
-                        layout.piece(frame::huffman_block_prefix(
-                            last,
-                            range.len(),
-                            &plan,
-                            &sizes,
-                        ));
-                        let table = (layout.tables.len() / 256) as u64;
-                        layout.tables.extend(huffman::entry_table(&plan.codes));
-                        for (stream, size) in streams.iter().zip(&sizes) {
-                            layout.pack.extend([
-                                address + stream.start as u64,
-                                stream.len() as u64,
-                                layout.len as u64,
-                                table,
-                            ]);
-                            layout.len += size;
-                        }
-                        layout.piece(vec![SEQUENCES_NONE]);
-                    }
-                }
-            }
-            layout.frames.push((start, layout.len - start));
-        }
+        let blocks = Blocks::of(regions, base);
+        let segment_histograms = self.segment_histograms(&blocks.segments)?;
+        let plans = plan_all(&blocks.histograms(&segment_histograms))?;
+        let layout = lay_out(regions, &blocks, &segment_histograms, plans, base)?;
 
         // Whole 32-bit words for the packing kernel, one spare.
-        let output_len = layout.len.next_multiple_of(4) + 4;
-        let output = self.device.zeroed(output_len)?;
+        let output = self.device.zeroed(layout.len.next_multiple_of(4) + 4)?;
         let out_address = self.device.address(&output);
         let pack_jobs = self.device.upload(&words(&layout.pack))?;
         let tables: Vec<u8> = layout.tables.iter().flat_map(|e| e.to_le_bytes()).collect();
@@ -501,6 +377,28 @@ impl<D: Device> Pipeline<D> {
             &[self.device.address(&copy_jobs), out_address],
         )?;
         Ok(PackedFrames { output, layout })
+    }
+
+    /// One 256-bin histogram per segment (`address, len` pairs), counted on
+    /// the device: 256 counts per segment, in order.
+    fn segment_histograms(&self, segments: &[u64]) -> Result<Vec<u32>, GpuError> {
+        let count = segments.len() / 2;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let jobs = self.device.upload(&words(segments))?;
+        let counts = self.device.zeroed(count * 1024)?;
+        self.device.launch(
+            Kernel::Histograms,
+            grid(count)?,
+            &[self.device.address(&jobs), self.device.address(&counts)],
+        )?;
+        let mut bytes = vec![0u8; count * 1024];
+        self.device.download(&counts, &mut bytes)?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
 
     /// Statistics of each item of `values` (device memory at `offsets`).
@@ -618,6 +516,151 @@ impl<D: Device> Pipeline<D> {
             })
             .collect())
     }
+}
+
+/// The codec blocks of a batch and their Huffman stream segments.
+struct Blocks {
+    /// Per region, its blocks: (index of the first segment, byte range in
+    /// the region).
+    per_region: Vec<Vec<(usize, Range<usize>)>>,
+    /// Segments as `device address, length` pairs, in frame order.
+    segments: Vec<u64>,
+}
+
+impl Blocks {
+    /// The blocks of `regions` of a buffer at device address `base`.
+    fn of(regions: &[Region], base: u64) -> Blocks {
+        let mut segments = Vec::new();
+        let per_region = regions
+            .iter()
+            .map(|region| {
+                block_ranges(region.len, region.plane_len)
+                    .into_iter()
+                    .map(|range| {
+                        let first_segment = segments.len() / 2;
+                        for stream in frame::stream_ranges(range.len()) {
+                            segments
+                                .push(base + (region.offset + range.start + stream.start) as u64);
+                            segments.push(stream.len() as u64);
+                        }
+                        (first_segment, range)
+                    })
+                    .collect()
+            })
+            .collect();
+        Blocks {
+            per_region,
+            segments,
+        }
+    }
+
+    /// Each block's histogram: the sum of its segments'.
+    fn histograms(&self, segment_histograms: &[u32]) -> Vec<[u32; 256]> {
+        self.per_region
+            .iter()
+            .flatten()
+            .map(|(first_segment, range)| {
+                let mut histogram = [0u32; 256];
+                for s in 0..frame::stream_ranges(range.len()).len() {
+                    let counts = segment_histogram(segment_histograms, first_segment + s);
+                    for (total, count) in histogram.iter_mut().zip(counts) {
+                        *total += count;
+                    }
+                }
+                histogram
+            })
+            .collect()
+    }
+}
+
+/// The 256 counts of segment `s`.
+fn segment_histogram(histograms: &[u32], s: usize) -> &[u32; 256] {
+    histograms[s * 256..s * 256 + 256]
+        .try_into()
+        .unwrap_or(&[0; 256])
+}
+
+/// The frames' layout: where every header, stream and raw block goes in the
+/// output, and the packing and copy jobs, from each block's `plans` (in
+/// block order).
+fn lay_out(
+    regions: &[Region],
+    blocks: &Blocks,
+    segment_histograms: &[u32],
+    plans: Vec<BlockPlan>,
+    base: u64,
+) -> Result<Layout, GpuError> {
+    let mut plans = plans.into_iter();
+    let mut layout = Layout::default();
+    for (region, region_blocks) in regions.iter().zip(&blocks.per_region) {
+        let start = layout.len;
+        let mut header = Vec::new();
+        frame::write_header(&mut header, region.len as u64);
+        layout.piece(header);
+        if region_blocks.is_empty() {
+            let mut empty = Vec::new();
+            frame::write_block(&mut empty, &[], &BlockPlan::Raw, true);
+            layout.piece(empty);
+        }
+        for (i, (first_segment, range)) in region_blocks.iter().enumerate() {
+            let last = i + 1 == region_blocks.len();
+            let address = base + (region.offset + range.start) as u64;
+            let plan = plans
+                .next()
+                .ok_or_else(|| GpuError::Driver("a block has no plan".into()))?;
+            match plan {
+                BlockPlan::Raw => {
+                    let mut block_header = Vec::new();
+                    frame::write_block_header(
+                        &mut block_header,
+                        last,
+                        frame::RAW_BLOCK,
+                        range.len(),
+                    );
+                    layout.piece(block_header);
+                    layout
+                        .copy
+                        .extend([address, range.len() as u64, layout.len as u64]);
+                    layout.len += range.len();
+                }
+                BlockPlan::Rle(byte) => {
+                    let mut block = Vec::new();
+                    frame::write_block_header(&mut block, last, frame::RLE_BLOCK, range.len());
+                    block.push(byte);
+                    layout.piece(block);
+                }
+                BlockPlan::Huffman(plan) => {
+                    let streams = frame::stream_ranges(range.len());
+                    let sizes: Vec<usize> = (0..streams.len())
+                        .map(|s| {
+                            let counts = segment_histogram(segment_histograms, first_segment + s);
+                            huffman::stream_size(plan.codes.cost_in_bits(counts))
+                        })
+                        .collect();
+                    layout.piece(frame::huffman_block_prefix(
+                        last,
+                        range.len(),
+                        &plan,
+                        &sizes,
+                    ));
+                    let table = (layout.tables.len() / 256) as u64;
+                    layout.tables.extend(huffman::entry_table(&plan.codes));
+                    for (stream, size) in streams.iter().zip(&sizes) {
+                        layout.pack.extend([
+                            address + stream.start as u64,
+                            stream.len() as u64,
+                            layout.len as u64,
+                            table,
+                        ]);
+                        layout.len += size;
+                    }
+                    layout.piece(vec![SEQUENCES_NONE]);
+                }
+            }
+        }
+        layout.frames.push((start, layout.len - start));
+    }
+    Ok(layout)
 }
 
 /// [`plan_block`] of each histogram, in order, spread over the host's cores
