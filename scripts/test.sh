@@ -7,7 +7,9 @@
 #    The same environment brings NVRTC, put on LD_LIBRARY_PATH so that the
 #    GPU kernels are compiled by the real CUDA compiler (no GPU needed).
 # 2. Fetches the all-MiniLM-L6-v2 checkpoint the import tests use (once).
-# 3. Runs every Rust test of the workspace: unit tests, the end-to-end tests
+# 3. Installs what the dashboard's browser test drives: Debian's Chromium
+#    (apt, when missing) and playwright-core (npm ci in tests/browser).
+# 4. Runs every Rust test of the workspace: unit tests, the end-to-end tests
 #    in tests/ (which start the real binary on loopback), and doc tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,5 +25,13 @@ nvrtc_lib="$("$venv/bin/python" -c 'import importlib.util, os; s = importlib.uti
 export LD_LIBRARY_PATH="$nvrtc_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 STEPLAKE_MINILM="$(./scripts/fetch-minilm.sh)"
 export STEPLAKE_MINILM
+
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing Chromium for the dashboard's browser test" >&2
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 cargo test --workspace

@@ -19,7 +19,14 @@ pub struct Server {
 /// Starts the release `steplake serve` on `data_dir`; waits until it listens.
 pub fn start_server(data_dir: &Path) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_steplake"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(data_dir)
         .env("STEPLAKE_LOG", "warn")
         .stdout(Stdio::piped())

@@ -24,13 +24,26 @@ impl TestServer {
         &self.banner
     }
 
+    /// The dashboard's base URL (`http://host:port`), from the banner.
+    pub fn http_url(&self) -> String {
+        let start = self
+            .banner
+            .find("dashboard http://")
+            .unwrap_or_else(|| panic!("no dashboard in {:?}", self.banner))
+            + "dashboard ".len();
+        let rest = &self.banner[start..];
+        let host = &rest["http://".len()..];
+        let end = host.find('/').unwrap_or(host.len());
+        format!("http://{}", &host[..end])
+    }
+
     /// Starts a server on `data_dir` with extra flags; waits until it listens.
     pub fn start(data_dir: &Path, extra: &[&str]) -> TestServer {
         let mut child = Command::new(binary())
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
             .args(extra)
             .env("STEPLAKE_LOG", "warn")
             .stdout(Stdio::piped())

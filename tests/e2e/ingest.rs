@@ -136,7 +136,7 @@ e2e_test! {
         let dir = tempfile::tempdir().unwrap();
         let _server = TestServer::start(dir.path(), &[]);
         let out = steplake(
-            &["serve", "--data-dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"],
+            &["serve", "--data-dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0", "--http", "off"],
             None,
         );
         assert_eq!(out.status.code(), Some(1));
@@ -292,7 +292,7 @@ e2e_test! {
         let mut bytes = std::fs::read(&segment).unwrap();
         bytes[40] ^= 0xff;
         std::fs::write(&segment, bytes).unwrap();
-        let out = steplake(&["serve", "--data-dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"], None);
+        let out = steplake(&["serve", "--data-dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0", "--http", "off"], None);
         assert_eq!(out.status.code(), Some(1));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("corrupt data in") && stderr.contains("offset"), "{stderr}");

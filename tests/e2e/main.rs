@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `steplake` binary, real clients, loopback only.
 
+mod dashboard;
 mod gpu;
 mod harness;
 mod import;

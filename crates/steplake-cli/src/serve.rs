@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use steplake_codec::{Codec, GpuMode};
+use steplake_http::DEFAULT_HTTP;
 use steplake_server::{Server, ServerConfig, DEFAULT_LISTEN, DEFAULT_MAX_MESSAGE_BYTES};
 use steplake_store::{FsyncPolicy, StoreOptions};
 
@@ -33,6 +34,9 @@ pub struct ServeArgs {
     /// Largest accepted gRPC message in bytes.
     #[arg(long, env = "STEPLAKE_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
     max_message_bytes: usize,
+    /// Dashboard, JSON API and /metrics address; `off` serves none.
+    #[arg(long, env = "STEPLAKE_HTTP", default_value = DEFAULT_HTTP, value_parser = parse_http)]
+    http: HttpAddress,
     /// Compress tensors on a GPU: auto (when the CUDA driver and a GPU are
     /// found), on (fail at start without one) or off.
     #[arg(long, env = "STEPLAKE_GPU", default_value = "auto")]
@@ -41,6 +45,19 @@ pub struct ServeArgs {
     /// tensors are coded on the CPU.
     #[arg(long, env = "STEPLAKE_GPU_MEMORY", default_value = "4GiB", value_parser = parse_size)]
     gpu_memory: usize,
+}
+
+/// `--http`: an address, or `off`.
+#[derive(Debug, Clone, Copy)]
+struct HttpAddress(Option<SocketAddr>);
+
+fn parse_http(text: &str) -> Result<HttpAddress, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(HttpAddress(None));
+    }
+    text.parse()
+        .map(|addr| HttpAddress(Some(addr)))
+        .map_err(|e| format!("{text:?} is not an address like 127.0.0.1:8080 (or off): {e}"))
 }
 
 /// Parses a byte size: a number with an optional K/M/G (powers of 1000) or
@@ -86,6 +103,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
             ..StoreOptions::default()
         },
         max_message_bytes: args.max_message_bytes,
+        http: args.http.0,
     };
     let server = Server::start(config)
         .await
@@ -93,13 +111,17 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let addr = server
         .local_addr()
         .map_err(|e| CliError::Failure(format!("cannot read the bound address: {e}")))?;
+    let dashboard = match server.http_addr() {
+        Some(http) => format!("dashboard http://{http}/"),
+        None => "no dashboard".to_string(),
+    };
     println!(
-        "steplake listening on {addr} (data dir {}, tensor codec: {codec_description})",
+        "steplake listening on {addr} (data dir {}, {dashboard}, tensor codec: {codec_description})",
         args.data_dir.display()
     );
     let _ = std::io::stdout().flush();
     server
-        .run_until(shutdown_signal())
+        .run_until(shutdown_signal(), &codec_description)
         .await
         .map_err(|e| CliError::Failure(e.to_string()))?;
     tracing::info!("flushed and stopped");

@@ -60,6 +60,8 @@ pub enum QueryError {
 /// A DataFusion session over one store, with steplake's tables registered.
 pub struct QueryEngine {
     ctx: SessionContext,
+    /// Statements planned since start (every client: Flight SQL, HTTP, CLI).
+    queries: std::sync::atomic::AtomicU64,
 }
 
 impl QueryEngine {
@@ -86,7 +88,15 @@ impl QueryEngine {
         .map_err(QueryError::Execution)?;
         ctx.register_table("tensors", Arc::new(tables::TensorsTable::new(store)))
             .map_err(QueryError::Execution)?;
-        Ok(QueryEngine { ctx })
+        Ok(QueryEngine {
+            ctx,
+            queries: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// Statements planned since start, refused ones included.
+    pub fn queries_planned(&self) -> u64 {
+        self.queries.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The DataFusion session (for registering functions and tables).
@@ -99,6 +109,8 @@ impl QueryEngine {
     /// Syntax and planning errors are [`QueryError::Plan`]; statements that
     /// would change data are [`QueryError::Forbidden`].
     pub async fn plan(&self, sql: &str) -> Result<DataFrame, QueryError> {
+        self.queries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let state = self.ctx.state();
         let plan = state
             .create_logical_plan(sql)

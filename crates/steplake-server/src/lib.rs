@@ -7,6 +7,9 @@
 //! - Arrow Flight SQL ([`flight::FlightSqlServer`]): read-only SQL over the
 //!   same DataFusion session ([`steplake_query::QueryEngine`]).
 //!
+//! A second address serves the web dashboard, its JSON API and `/metrics`
+//! (steplake-http) over the same store and session.
+//!
 //! Errors from the layers below become gRPC status codes in exactly one
 //! place, [`status`]. [`Server::start`] opens the store, binds the port and
 //! returns at once; [`Server::run_until`] serves until a shutdown signal,
@@ -53,6 +56,14 @@ pub enum ServerError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The dashboard address could not be bound.
+    #[error("cannot listen on {addr} for the dashboard: {source}; is another server using it? pick another with --http")]
+    BindHttp {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The gRPC server failed.
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -69,6 +80,8 @@ pub struct ServerConfig {
     pub store: StoreOptions,
     /// Largest accepted gRPC message, in bytes.
     pub max_message_bytes: usize,
+    /// Dashboard address (`None`: no dashboard).
+    pub http: Option<SocketAddr>,
 }
 
 /// A started server: the store is open and the port bound.
@@ -77,6 +90,8 @@ pub struct Server {
     engine: Arc<QueryEngine>,
     listener: TcpListener,
     max_message_bytes: usize,
+    /// The dashboard's listener, when it has one.
+    http: Option<TcpListener>,
 }
 
 impl Server {
@@ -98,11 +113,20 @@ impl Server {
                     addr: config.listen,
                     source,
                 })?;
+        let http = match config.http {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::BindHttp { addr, source })?,
+            ),
+            None => None,
+        };
         Ok(Server {
             store,
             engine,
             listener,
             max_message_bytes: config.max_message_bytes,
+            http,
         })
     }
 
@@ -111,16 +135,38 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// The dashboard's bound address, when it has one.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// The store this server writes to.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
 
     /// Serves until `shutdown` completes, then flushes and closes the store.
+    /// `codec` describes the tensor codec for the dashboard's `/metrics`.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send,
+        codec: &str,
     ) -> Result<(), ServerError> {
+        // One shutdown signal for both servers.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let dashboard = self.http.map(|listener| {
+            let router =
+                steplake_http::Dashboard::new(self.engine.clone(), self.store.clone(), codec)
+                    .router();
+            let mut stopped = stopped.clone();
+            tokio::spawn(steplake_http::serve(listener, router, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }))
+        });
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
         let limit = self.max_message_bytes;
         let ingest = IngestServer::new(ingest::IngestService::new(self.store.clone()))
             .max_decoding_message_size(limit)
@@ -147,6 +193,13 @@ impl Server {
             .map_err(|e| StoreError::Unavailable {
                 reason: format!("shutdown task failed: {e}"),
             })?;
+        if let Some(dashboard) = dashboard {
+            match dashboard.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "dashboard server failed"),
+                Err(e) => tracing::warn!(error = %e, "dashboard task failed"),
+            }
+        }
         served?;
         closed?;
         Ok(())

@@ -1,0 +1,406 @@
+//! The dashboard's JSON API: read-only views over the same DataFusion
+//! session the Flight SQL service uses. Every handler builds one SQL
+//! statement (values quoted with [`literal`]) and shapes the result for the
+//! page; nothing here can change data.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Query, State};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::columns::{f64s, i64s, int_lists, row_count, strings};
+use crate::error::ApiError;
+use crate::json::Json;
+use crate::Dashboard;
+
+/// A SQL string literal of `text`.
+pub fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Largest chart width the API downsamples to, in buckets.
+pub const MAX_WIDTH: usize = 10_000;
+/// Default buckets when the page does not say.
+pub const DEFAULT_WIDTH: usize = 1_000;
+/// Rows the SQL box returns at most.
+pub const SQL_ROW_LIMIT: usize = 10_000;
+
+/// `GET /api/runs`: every run with its last step and point count.
+pub async fn runs(State(dashboard): State<Dashboard>) -> Result<Json, ApiError> {
+    let (_, batches) = dashboard
+        .engine
+        .sql_collect("SELECT run_id, max(step) AS last_step, count(*) AS points FROM scalars GROUP BY run_id")
+        .await?;
+    let ids = strings(&batches, "run_id")?;
+    let last = i64s(&batches, "last_step")?;
+    let points = i64s(&batches, "points")?;
+    let mut progress = BTreeMap::new();
+    for ((id, last), points) in ids.into_iter().zip(last).zip(points) {
+        if let Some(id) = id {
+            progress.insert(id, (last, points.unwrap_or(0)));
+        }
+    }
+    let mut runs: Vec<Value> = dashboard
+        .store
+        .runs()
+        .into_iter()
+        .map(|run| {
+            let (last_step, points) = progress.get(&run.run_id).cloned().unwrap_or((None, 0));
+            json!({
+                "run_id": run.run_id,
+                "project": run.project,
+                "name": run.name,
+                "status": run.status,
+                "created_at_ms": run.created_at_us / 1000,
+                "ended_at_ms": run.ended_at_us.map(|t| t / 1000),
+                "tags": run.tags,
+                "last_step": last_step,
+                "points": points,
+            })
+        })
+        .collect();
+    runs.sort_by_key(|r| std::cmp::Reverse(r["created_at_ms"].as_i64().unwrap_or(0)));
+    Ok(Json(json!({ "runs": runs })))
+}
+
+/// Runs named by a comma-separated `runs` parameter.
+fn run_list(runs: &str) -> Result<Vec<String>, ApiError> {
+    let list: Vec<String> = runs
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .collect();
+    if list.is_empty() {
+        return Err(ApiError::parameter("runs", "name at least one run id"));
+    }
+    Ok(list)
+}
+
+fn runs_clause(runs: &[String]) -> String {
+    let quoted: Vec<String> = runs.iter().map(|r| literal(r)).collect();
+    format!("run_id IN ({})", quoted.join(", "))
+}
+
+/// Parameters naming runs.
+#[derive(Debug, Deserialize)]
+pub struct RunsParams {
+    runs: String,
+}
+
+/// `GET /api/names?runs=a,b`: the scalar series names of those runs.
+pub async fn names(
+    State(dashboard): State<Dashboard>,
+    Query(params): Query<RunsParams>,
+) -> Result<Json, ApiError> {
+    let runs = run_list(&params.runs)?;
+    let sql = format!(
+        "SELECT DISTINCT name FROM scalars WHERE {} ORDER BY name",
+        runs_clause(&runs)
+    );
+    let (_, batches) = dashboard.engine.sql_collect(&sql).await?;
+    let names: Vec<String> = strings(&batches, "name")?.into_iter().flatten().collect();
+    Ok(Json(json!({ "names": names })))
+}
+
+/// Parameters of `/api/series`.
+#[derive(Debug, Deserialize)]
+pub struct SeriesParams {
+    runs: String,
+    name: String,
+    /// `step` (default) or `wall_time` (milliseconds since the epoch).
+    x: Option<String>,
+    /// First step of the range (inclusive); the whole series when absent.
+    start: Option<i64>,
+    /// Last step of the range (inclusive).
+    end: Option<i64>,
+    /// Buckets to downsample to: the chart's width in pixels.
+    width: Option<usize>,
+}
+
+/// `GET /api/series`: one series of several runs over `[start, end]`.
+///
+/// When the range holds at most two points per bucket the points come back
+/// as they are (`downsampled: false`); otherwise each of `width` buckets of
+/// steps gives its first x, its minimum, its maximum and its last value, so
+/// no spike is lost at any zoom. Zooming in is asking again with a narrower
+/// range: at full resolution once it is narrow enough.
+pub async fn series(
+    State(dashboard): State<Dashboard>,
+    Query(params): Query<SeriesParams>,
+) -> Result<Json, ApiError> {
+    let runs = run_list(&params.runs)?;
+    let width = params.width.unwrap_or(DEFAULT_WIDTH).clamp(1, MAX_WIDTH);
+    let x = match params.x.as_deref().unwrap_or("step") {
+        "step" => "step",
+        "wall_time" => "CAST(CAST(wall_time AS BIGINT) / 1000 AS BIGINT)",
+        other => {
+            return Err(ApiError::parameter(
+                "x",
+                format!("{other:?}: use step or wall_time"),
+            ))
+        }
+    };
+    let mut filter = format!(
+        "{} AND name = {}",
+        runs_clause(&runs),
+        literal(&params.name)
+    );
+    if let Some(start) = params.start {
+        filter.push_str(&format!(" AND step >= {start}"));
+    }
+    if let Some(end) = params.end {
+        filter.push_str(&format!(" AND step <= {end}"));
+    }
+    let (_, range) = dashboard
+        .engine
+        .sql_collect(&format!(
+            "SELECT min(step) AS lo, max(step) AS hi, count(*) AS n FROM scalars WHERE {filter}"
+        ))
+        .await?;
+    let (lo, hi, count) = match (
+        i64s(&range, "lo")?.first().copied().flatten(),
+        i64s(&range, "hi")?.first().copied().flatten(),
+        i64s(&range, "n")?.first().copied().flatten().unwrap_or(0),
+    ) {
+        (Some(lo), Some(hi), n) if n > 0 => (lo, hi, n),
+        _ => {
+            return Ok(Json(json!({
+                "downsampled": false, "points": 0, "start": null, "end": null, "runs": []
+            })))
+        }
+    };
+    let downsampled = count as usize > 2 * width;
+    let sql = if downsampled {
+        let span = (hi - lo + 1) as f64;
+        format!(
+            "SELECT run_id, CAST(floor((CAST(step AS DOUBLE) - {lo}) * {width} / {span}) AS BIGINT) AS bucket, \
+             min({x}) AS x, min(value) AS lo, max(value) AS hi, last_value(value ORDER BY step) AS last \
+             FROM scalars WHERE {filter} GROUP BY run_id, bucket ORDER BY run_id, bucket"
+        )
+    } else {
+        format!(
+            "SELECT run_id, {x} AS x, value AS lo, value AS hi, value AS last \
+             FROM scalars WHERE {filter} ORDER BY run_id, step"
+        )
+    };
+    let (_, batches) = dashboard.engine.sql_collect(&sql).await?;
+    let ids = strings(&batches, "run_id")?;
+    let xs = i64s(&batches, "x")?;
+    let los = f64s(&batches, "lo")?;
+    let his = f64s(&batches, "hi")?;
+    let lasts = f64s(&batches, "last")?;
+    let mut per_run: Vec<(String, [Vec<Value>; 4])> = Vec::new();
+    for i in 0..ids.len() {
+        let id = ids[i].clone().unwrap_or_default();
+        if per_run.last().is_none_or(|(last, _)| *last != id) {
+            per_run.push((id, Default::default()));
+        }
+        if let Some((_, [x, lo, hi, last])) = per_run.last_mut() {
+            x.push(json!(xs[i]));
+            lo.push(json!(los[i]));
+            hi.push(json!(his[i]));
+            last.push(json!(lasts[i]));
+        }
+    }
+    let runs: Vec<Value> = per_run
+        .into_iter()
+        .map(|(id, [x, lo, hi, last])| json!({ "run_id": id, "x": x, "lo": lo, "hi": hi, "last": last }))
+        .collect();
+    Ok(Json(json!({
+        "downsampled": downsampled,
+        "points": count,
+        "start": lo,
+        "end": hi,
+        "runs": runs,
+    })))
+}
+
+/// Parameters naming one series of one run.
+#[derive(Debug, Deserialize)]
+pub struct OneSeriesParams {
+    run: String,
+    name: String,
+}
+
+/// Buckets a series is averaged into before its changepoints are found.
+pub const CHANGEPOINT_BUCKETS: usize = 1_000;
+/// Changepoints marked: those of the largest gain.
+pub const MAX_CHANGEPOINTS: usize = 10;
+
+/// `GET /api/markers?run=R&name=N`: spikes (`is_spike(value, 50, 6)` over
+/// every point) and changepoints (`changepoints(…, 'binseg')` over the
+/// series averaged into [`CHANGEPOINT_BUCKETS`] buckets; the
+/// [`MAX_CHANGEPOINTS`] of largest gain) of one series.
+pub async fn markers(
+    State(dashboard): State<Dashboard>,
+    Query(params): Query<OneSeriesParams>,
+) -> Result<Json, ApiError> {
+    let filter = format!(
+        "run_id = {} AND name = {}",
+        literal(&params.run),
+        literal(&params.name)
+    );
+    let (_, spikes) = dashboard
+        .engine
+        .sql_collect(&format!(
+            "SELECT step, value FROM (SELECT step, value, is_spike(value, 50, 6) OVER (ORDER BY step) AS spike \
+             FROM scalars WHERE {filter}) WHERE spike ORDER BY step LIMIT 1000"
+        ))
+        .await?;
+    // Changepoints of the series averaged into at most CHANGEPOINT_BUCKETS
+    // buckets: bounded work whatever the length (exact binary segmentation
+    // is quadratic on long smooth curves), placed to a bucket's first step.
+    let (_, changes) = dashboard
+        .engine
+        .sql_collect(&format!(
+            "WITH s AS (SELECT step, value FROM scalars WHERE {filter} AND value = value AND abs(value) < 1e308), \
+             r AS (SELECT min(step) AS lo, max(step) AS hi FROM s), \
+             b AS (SELECT min(s.step) AS step, avg(s.value) AS value FROM s CROSS JOIN r \
+                   GROUP BY CAST(floor((CAST(s.step AS DOUBLE) - r.lo) * {CHANGEPOINT_BUCKETS} / (r.hi - r.lo + 1)) AS BIGINT)) \
+             c AS (SELECT cp['step'] AS step, cp['gain'] AS gain FROM (SELECT unnest(cps) AS cp FROM \
+                   (SELECT changepoints(step, value, 'binseg') AS cps FROM b)) \
+                   ORDER BY gain DESC LIMIT {MAX_CHANGEPOINTS}) \
+             SELECT step FROM c ORDER BY step"
+        ))
+        .await?;
+    Ok(Json(json!({
+        "spikes": { "step": i64s(&spikes, "step")?, "value": f64s(&spikes, "value")? },
+        "changepoints": i64s(&changes, "step")?,
+    })))
+}
+
+/// Parameters of `/api/emergence`.
+#[derive(Debug, Deserialize)]
+pub struct EmergenceParams {
+    run: String,
+    name: String,
+    /// `>`, `>=`, `<` or `<=`.
+    op: String,
+    threshold: f64,
+    /// Points the condition must hold (default 1).
+    hold: Option<u64>,
+}
+
+/// `GET /api/emergence`: the first step from which `value op threshold`
+/// holds for `hold` points (`first_sustained`).
+pub async fn emergence(
+    State(dashboard): State<Dashboard>,
+    Query(params): Query<EmergenceParams>,
+) -> Result<Json, ApiError> {
+    let op = match params.op.as_str() {
+        op @ (">" | ">=" | "<" | "<=") => op,
+        other => {
+            return Err(ApiError::parameter(
+                "op",
+                format!("{other:?}: use >, >=, < or <="),
+            ))
+        }
+    };
+    if !params.threshold.is_finite() {
+        return Err(ApiError::parameter("threshold", "must be a finite number"));
+    }
+    let sql = format!(
+        "SELECT first_sustained(step, value {op} {} AND NOT isnan(value), {}) AS step \
+         FROM scalars WHERE run_id = {} AND name = {}",
+        params.threshold,
+        params.hold.unwrap_or(1).max(1),
+        literal(&params.run),
+        literal(&params.name)
+    );
+    let (_, batches) = dashboard.engine.sql_collect(&sql).await?;
+    Ok(Json(
+        json!({ "step": i64s(&batches, "step")?.first().copied().flatten() }),
+    ))
+}
+
+/// Parameters naming one run.
+#[derive(Debug, Deserialize)]
+pub struct RunParams {
+    run: String,
+}
+
+/// `GET /api/tensor_names?run=R`: the tensor names of a run.
+pub async fn tensor_names(
+    State(dashboard): State<Dashboard>,
+    Query(params): Query<RunParams>,
+) -> Result<Json, ApiError> {
+    let sql = format!(
+        "SELECT DISTINCT name FROM tensors WHERE run_id = {} ORDER BY name",
+        literal(&params.run)
+    );
+    let (_, batches) = dashboard.engine.sql_collect(&sql).await?;
+    let names: Vec<String> = strings(&batches, "name")?.into_iter().flatten().collect();
+    Ok(Json(json!({ "names": names })))
+}
+
+/// `GET /api/tensor_stats?run=R&name=N`: a tensor's statistics over steps,
+/// with its 64-bin histogram per step (each over that step's [min, max]).
+pub async fn tensor_stats(
+    State(dashboard): State<Dashboard>,
+    Query(params): Query<OneSeriesParams>,
+) -> Result<Json, ApiError> {
+    let sql = format!(
+        "SELECT step, l2, mean, std, min, max, hist FROM tensors WHERE run_id = {} AND name = {} ORDER BY step",
+        literal(&params.run),
+        literal(&params.name)
+    );
+    let (_, batches) = dashboard.engine.sql_collect(&sql).await?;
+    Ok(Json(json!({
+        "step": i64s(&batches, "step")?,
+        "l2": f64s(&batches, "l2")?,
+        "mean": f64s(&batches, "mean")?,
+        "std": f64s(&batches, "std")?,
+        "min": f64s(&batches, "min")?,
+        "max": f64s(&batches, "max")?,
+        "hist": int_lists(&batches, "hist")?,
+    })))
+}
+
+/// `POST /api/sql` with the statement as the body: read-only SQL, at most
+/// [`SQL_ROW_LIMIT`] rows back as `{columns, rows, truncated}`.
+pub async fn sql(State(dashboard): State<Dashboard>, body: String) -> Result<Json, ApiError> {
+    if body.trim().is_empty() {
+        return Err(ApiError::BadRequest(
+            "send one SQL statement as the request body".into(),
+        ));
+    }
+    let (schema, batches) = dashboard.engine.sql_collect(&body).await?;
+    let total = row_count(&batches);
+    let mut kept = Vec::new();
+    let mut remaining = SQL_ROW_LIMIT;
+    for batch in &batches {
+        if remaining == 0 {
+            break;
+        }
+        let take = batch.num_rows().min(remaining);
+        kept.push(batch.slice(0, take));
+        remaining -= take;
+    }
+    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
+    let refs: Vec<&arrow::array::RecordBatch> = kept.iter().collect();
+    writer
+        .write_batches(&refs)
+        .map_err(|e| ApiError::BadRequest(format!("result cannot be shown as JSON: {e}")))?;
+    writer
+        .finish()
+        .map_err(|e| ApiError::BadRequest(format!("result cannot be shown as JSON: {e}")))?;
+    let bytes = writer.into_inner();
+    let rows: Value = if bytes.is_empty() {
+        json!([])
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| json!([]))
+    };
+    let columns: Vec<Value> = schema
+        .fields()
+        .iter()
+        .map(|f| json!({ "name": f.name(), "type": f.data_type().to_string() }))
+        .collect();
+    Ok(Json(json!({
+        "columns": columns,
+        "rows": rows,
+        "row_count": total,
+        "truncated": total > SQL_ROW_LIMIT,
+    })))
+}

@@ -1,0 +1,103 @@
+//! steplake-http: the web dashboard, on its own address (`--http`).
+//!
+//! It owns three things, all read-only:
+//! - the page ([`assets`]): plain JavaScript modules and uPlot from `web/`,
+//!   bundled by build.rs with npm and embedded in the binary;
+//! - the JSON API the page uses ([`api`]): runs, series names, series over a
+//!   step range downsampled to the chart's width (min, max and last per
+//!   bucket, so no spike is lost), spike and changepoint markers, emergence
+//!   steps, tensor statistics, and a SQL box. Every request becomes a SQL
+//!   statement on the same [`QueryEngine`] as Flight SQL, which refuses
+//!   anything that would change data;
+//! - `/metrics` in Prometheus text ([`metrics`]).
+//!
+//! Data flows: browser → axum handler → SQL → DataFusion (Parquet files and
+//! the store's buffer) → JSON. Errors become HTTP status codes in one place,
+//! [`error::ApiError`].
+
+pub mod api;
+mod assets;
+mod columns;
+pub mod error;
+mod json;
+pub mod metrics;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use steplake_query::QueryEngine;
+use steplake_store::Store;
+use tokio::net::TcpListener;
+
+/// Default dashboard address.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Dashboard {
+    engine: Arc<QueryEngine>,
+    store: Arc<Store>,
+    /// The tensor codec in use, for `/metrics`.
+    codec: Arc<str>,
+    api_requests: Arc<AtomicU64>,
+}
+
+impl Dashboard {
+    /// A dashboard over `engine` and `store`; `codec` describes the tensor
+    /// codec in use.
+    pub fn new(engine: Arc<QueryEngine>, store: Arc<Store>, codec: &str) -> Self {
+        Dashboard {
+            engine,
+            store,
+            codec: codec.into(),
+            api_requests: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The routes: the page, `/api/…` and `/metrics`.
+    pub fn router(self) -> Router {
+        let api = Router::new()
+            .route("/runs", get(api::runs))
+            .route("/names", get(api::names))
+            .route("/series", get(api::series))
+            .route("/markers", get(api::markers))
+            .route("/emergence", get(api::emergence))
+            .route("/tensor_names", get(api::tensor_names))
+            .route("/tensor_stats", get(api::tensor_stats))
+            .route("/sql", post(api::sql))
+            .layer(middleware::from_fn_with_state(self.clone(), count_request));
+        Router::new()
+            .route("/", get(assets::index))
+            .route("/app.js", get(assets::app_js))
+            .route("/app.css", get(assets::app_css))
+            .route("/metrics", get(metrics::metrics))
+            .nest("/api", api)
+            .with_state(self)
+    }
+}
+
+async fn count_request(
+    State(dashboard): State<Dashboard>,
+    request: Request,
+    next: Next,
+) -> Response {
+    dashboard.api_requests.fetch_add(1, Ordering::Relaxed);
+    next.run(request).await
+}
+
+/// Serves `router` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,356 @@
+//! The dashboard against the real binary: the JSON API the page uses
+//! (downsampling that keeps every extreme, zoom at full resolution, markers,
+//! emergence, tensor statistics, read-only SQL), `/metrics`, the page itself,
+//! and the page in headless Chromium (tests/browser/dashboard.mjs).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::harness::{steplake, TestServer};
+
+/// One HTTP/1.1 request; returns the status code and the body.
+pub fn http(base: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let host = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host).expect("connect to the dashboard");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn get_json(base: &str, path: &str) -> Value {
+    let (code, body) = http(base, "GET", path, "");
+    assert_eq!(code, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+}
+
+/// The value written at `step` of the test series: a decaying loss with a
+/// spike at 31,337 and a dip at 70,001.
+fn loss(step: i64) -> f64 {
+    match step {
+        31_337 => 1000.0,
+        70_001 => -500.0,
+        s => 1.0 / (1.0 + s as f64 / 1000.0),
+    }
+}
+
+/// Writes `points` steps of `loss` (and a constant `acc`) to `run`.
+pub fn write_loss(url: &str, run: &str, points: i64) {
+    let mut csv = String::from("name,step,value\n");
+    for step in 0..points {
+        csv.push_str(&format!("loss,{step},{}\n", loss(step)));
+    }
+    csv.push_str("acc,0,0.5\n");
+    let out = steplake(&["write", "--server", url, "--run", run, "-"], Some(&csv));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A safetensors file holding one f32 tensor.
+fn write_safetensors(path: &std::path::Path, name: &str, values: &[f32]) {
+    let header = format!(
+        "{{\"{name}\":{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[0,{}]}}}}",
+        values.len(),
+        values.len() * 4
+    );
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    std::fs::write(path, bytes).expect("write safetensors");
+}
+
+fn numbers(value: &Value) -> Vec<f64> {
+    value
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|v| v.as_f64().unwrap_or(f64::NAN))
+        .collect()
+}
+
+#[test]
+fn series_are_downsampled_keeping_extremes_and_zoom_is_full_resolution() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &[]);
+    write_loss(&server.url, "r1", 100_000);
+    let base = server.http_url();
+
+    let all = get_json(&base, "/api/series?runs=r1&name=loss&width=200");
+    assert_eq!(all["downsampled"], true);
+    assert_eq!(all["points"], 100_000);
+    assert_eq!(
+        (all["start"].as_i64(), all["end"].as_i64()),
+        (Some(0), Some(99_999))
+    );
+    let run = &all["runs"][0];
+    assert_eq!(run["run_id"], "r1");
+    let x = numbers(&run["x"]);
+    assert!(x.len() <= 200 && x.len() >= 190, "{} buckets", x.len());
+    assert!(x.windows(2).all(|w| w[0] < w[1]), "buckets in step order");
+    let hi = numbers(&run["hi"]);
+    let lo = numbers(&run["lo"]);
+    assert_eq!(
+        hi.iter().cloned().fold(f64::MIN, f64::max),
+        1000.0,
+        "the spike survives"
+    );
+    assert_eq!(
+        lo.iter().cloned().fold(f64::MAX, f64::min),
+        -500.0,
+        "the dip survives"
+    );
+    // The last bucket's last value is the series' last point.
+    assert_eq!(numbers(&run["last"]).last().copied(), Some(loss(99_999)));
+
+    let zoom = get_json(
+        &base,
+        "/api/series?runs=r1&name=loss&width=200&start=31300&end=31400",
+    );
+    assert_eq!(zoom["downsampled"], false);
+    let run = &zoom["runs"][0];
+    let steps: Vec<i64> = numbers(&run["x"]).iter().map(|s| *s as i64).collect();
+    assert_eq!(steps, (31_300..=31_400).collect::<Vec<_>>());
+    let values = numbers(&run["last"]);
+    for (step, value) in steps.iter().zip(&values) {
+        // serde_json reads floats to within one ulp.
+        let expected = loss(*step);
+        assert!(
+            (value - expected).abs() <= 1e-15 * expected.abs(),
+            "step {step}: {value} vs {expected}"
+        );
+    }
+    server.stop();
+}
+
+#[test]
+fn runs_names_markers_emergence_and_tensor_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &[]);
+    write_loss(&server.url, "r1", 20_000);
+    let base = server.http_url();
+
+    let runs = get_json(&base, "/api/runs");
+    let run = &runs["runs"][0];
+    assert_eq!(
+        (run["run_id"].as_str(), run["status"].as_str()),
+        (Some("r1"), Some("running"))
+    );
+    assert_eq!(run["last_step"], 19_999);
+    assert_eq!(run["points"], 20_001);
+    assert_eq!(
+        get_json(&base, "/api/names?runs=r1")["names"],
+        serde_json::json!(["acc", "loss"])
+    );
+
+    // The spike is in the markers only if the series reaches it: write past it.
+    write_loss(&server.url, "r2", 40_000);
+    let markers = get_json(&base, "/api/markers?run=r2&name=loss");
+    let spikes: Vec<i64> = numbers(&markers["spikes"]["step"])
+        .iter()
+        .map(|s| *s as i64)
+        .collect();
+    assert!(spikes.contains(&31_337), "{spikes:?}");
+    assert!(markers["changepoints"].is_array());
+
+    // loss < 0.05 first holds from step 19,001 (1/(1+19.001) < 0.05).
+    let emerged = get_json(
+        &base,
+        "/api/emergence?run=r2&name=loss&op=%3C&threshold=0.05&hold=10",
+    );
+    assert_eq!(emerged["step"], 19_001);
+    let (code, body) = http(
+        &base,
+        "GET",
+        "/api/emergence?run=r2&name=loss&op=~&threshold=1",
+        "",
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("use >, >=, < or <="), "{body}");
+
+    // Tensor statistics over steps, histograms included.
+    for (step, scale) in [(0, 1.0f32), (10, 2.0)] {
+        let file = dir.path().join(format!("w{step}.safetensors"));
+        let values: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.01).sin() * scale).collect();
+        write_safetensors(&file, "layer.w", &values);
+        let out = Command::new(crate::harness::binary())
+            .args([
+                "import",
+                "safetensors",
+                "--server",
+                &server.url,
+                "--run",
+                "r1",
+                "--step",
+            ])
+            .arg(step.to_string())
+            .arg(&file)
+            .output()
+            .expect("import");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        get_json(&base, "/api/tensor_names?run=r1")["names"],
+        serde_json::json!(["layer.w"])
+    );
+    let stats = get_json(&base, "/api/tensor_stats?run=r1&name=layer.w");
+    assert_eq!(stats["step"], serde_json::json!([0, 10]));
+    let l2 = numbers(&stats["l2"]);
+    assert!((l2[1] / l2[0] - 2.0).abs() < 1e-9, "{l2:?}");
+    for histogram in stats["hist"].as_array().expect("histograms") {
+        let counts = numbers(histogram);
+        assert_eq!(counts.len(), 64);
+        assert_eq!(counts.iter().sum::<f64>(), 1000.0);
+    }
+    server.stop();
+}
+
+#[test]
+fn the_api_is_read_only_and_says_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &[]);
+    write_loss(&server.url, "r1", 100);
+    let base = server.http_url();
+    for statement in [
+        "CREATE TABLE t AS SELECT 1",
+        "INSERT INTO scalars VALUES ('r', 'n', 1, 1.0, NULL)",
+        "DROP TABLE scalars",
+    ] {
+        let (code, body) = http(&base, "POST", "/api/sql", statement);
+        assert!(code == 403 || code == 400, "{statement}: {code} {body}");
+        assert!(body.contains("error"), "{body}");
+    }
+    let (code, body) = http(
+        &base,
+        "POST",
+        "/api/sql",
+        "SELECT count(*) AS n FROM scalars",
+    );
+    assert_eq!(code, 200, "{body}");
+    let result: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(result["rows"][0]["n"], 101);
+    // Only the SQL box takes POST; nothing takes PUT or DELETE.
+    assert_eq!(http(&base, "POST", "/api/runs", "").0, 405);
+    assert_eq!(
+        http(&base, "DELETE", "/api/series?runs=r1&name=loss", "").0,
+        405
+    );
+    let (code, body) = http(&base, "GET", "/api/series?name=loss", "");
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = http(&base, "GET", "/api/series?runs=r1&name=loss&x=epoch", "");
+    assert_eq!(code, 400);
+    assert!(body.contains("use step or wall_time"), "{body}");
+    assert_eq!(scalar_count(&server.url), "101", "nothing changed");
+    server.stop();
+}
+
+fn scalar_count(url: &str) -> String {
+    crate::harness::scalar(&crate::harness::sql_csv(
+        url,
+        "SELECT count(*) FROM scalars",
+    ))
+}
+
+#[test]
+fn metrics_and_the_page_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &[]);
+    write_loss(&server.url, "r1", 1000);
+    let base = server.http_url();
+    let (code, metrics) = http(&base, "GET", "/metrics", "");
+    assert_eq!(code, 200);
+    for line in [
+        "steplake_points_written_total 1001",
+        "# TYPE steplake_points_written_total counter",
+        "steplake_buffered_rows 1001",
+        "# TYPE steplake_wal_bytes gauge",
+        "steplake_files_flushed_total 0",
+        "steplake_flush_seconds_total",
+        "steplake_queries_total",
+        "steplake_http_requests_total",
+        "steplake_tensor_codec_info{path=\"cpu",
+    ] {
+        assert!(metrics.contains(line), "{line:?} missing from:\n{metrics}");
+    }
+    let (code, page) = http(&base, "GET", "/", "");
+    assert_eq!(code, 200);
+    assert!(page.contains("<title>steplake</title>"), "{page}");
+    let (code, script) = http(&base, "GET", "/app.js", "");
+    assert_eq!(code, 200);
+    assert!(
+        script.len() > 20_000,
+        "the bundle (uPlot and our modules) is {} bytes",
+        script.len()
+    );
+    server.stop();
+}
+
+/// Where the browser test's screenshot goes.
+fn artifacts() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    std::fs::create_dir_all(&dir).expect("artifact dir");
+    dir
+}
+
+#[test]
+fn the_dashboard_in_headless_chromium() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let script = root.join("tests/browser/dashboard.mjs");
+    let modules = root.join("tests/browser/node_modules/playwright-core");
+    let chromium =
+        std::env::var("STEPLAKE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !modules.exists() || !PathBuf::from(&chromium).exists() {
+        eprintln!(
+            "skipped: the browser test needs Chromium ({chromium}) and tests/browser/node_modules; ./scripts/test.sh installs both"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &[]);
+    // One run of 1M points with a spike, beside a small one.
+    write_loss(&server.url, "big", 1_000_000);
+    write_loss(&server.url, "small", 5_000);
+    let out = Command::new("node")
+        .arg(&script)
+        .env("STEPLAKE_URL", server.http_url())
+        .env("STEPLAKE_CHROMIUM", &chromium)
+        .env("STEPLAKE_ARTIFACTS", artifacts())
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("chart of 1000000 points drawn in"),
+        "{stdout}"
+    );
+    server.stop();
+}

@@ -1,0 +1,21 @@
+// The dashboard's API client: every call goes to the read-only JSON API of
+// the steplake server that served this page.
+
+async function check(response) {
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.error || `${response.status} ${response.statusText}`);
+  return body;
+}
+
+export async function get(path, params = {}) {
+  const query = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== '') query.set(key, value);
+  }
+  const url = query.toString() ? `/api/${path}?${query}` : `/api/${path}`;
+  return check(await fetch(url));
+}
+
+export async function sql(statement) {
+  return check(await fetch('/api/sql', { method: 'POST', body: statement }));
+}
