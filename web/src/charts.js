@@ -179,10 +179,10 @@ export async function render(view) {
       const base = 1 + 4 * k;
       series.push(
         { label: `${r.run_id} raw`, stroke: color + '55', width: 1, points: { show: false } },
-        { label: `${r.run_id} min`, stroke: 'transparent', points: { show: false } },
-        { label: `${r.run_id} max`, stroke: 'transparent', points: { show: false } },
+        { label: `${r.run_id} min`, stroke: color + '44', width: 1, points: { show: false } },
+        { label: `${r.run_id} max`, stroke: color + '44', width: 1, points: { show: false } },
         { label: r.run_id, stroke: color, width: 2, points: { show: false } });
-      bands.push({ series: [base + 2, base + 1], fill: color + '22' });
+      bands.push({ series: [base + 2, base + 1], fill: color + '33' });
     });
     const options = {
       width: Math.max(300, chartBox.clientWidth - 2),

@@ -258,7 +258,7 @@ pub async fn markers(
             "WITH s AS (SELECT step, value FROM scalars WHERE {filter} AND value = value AND abs(value) < 1e308), \
              r AS (SELECT min(step) AS lo, max(step) AS hi FROM s), \
              b AS (SELECT min(s.step) AS step, avg(s.value) AS value FROM s CROSS JOIN r \
-                   GROUP BY CAST(floor((CAST(s.step AS DOUBLE) - r.lo) * {CHANGEPOINT_BUCKETS} / (r.hi - r.lo + 1)) AS BIGINT)) \
+                   GROUP BY CAST(floor((CAST(s.step AS DOUBLE) - r.lo) * {CHANGEPOINT_BUCKETS} / (r.hi - r.lo + 1)) AS BIGINT)), \
              c AS (SELECT cp['step'] AS step, cp['gain'] AS gain FROM (SELECT unnest(cps) AS cp FROM \
                    (SELECT changepoints(step, value, 'binseg') AS cps FROM b)) \
                    ORDER BY gain DESC LIMIT {MAX_CHANGEPOINTS}) \
