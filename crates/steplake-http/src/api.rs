@@ -95,10 +95,16 @@ pub async fn names(
     Query(params): Query<RunsParams>,
 ) -> Result<Json, ApiError> {
     let runs = run_list(&params.runs)?;
-    let sql = format!(
-        "SELECT DISTINCT name FROM scalars WHERE {} ORDER BY name",
-        runs_clause(&runs)
-    );
+    distinct_names(&dashboard, "scalars", &runs_clause(&runs)).await
+}
+
+/// `{"names": [...]}`: the distinct names in `table` of rows matching `filter`.
+async fn distinct_names(
+    dashboard: &Dashboard,
+    table: &str,
+    filter: &str,
+) -> Result<Json, ApiError> {
+    let sql = format!("SELECT DISTINCT name FROM {table} WHERE {filter} ORDER BY name");
     let (_, batches) = dashboard.engine.sql_collect(&sql).await?;
     let names: Vec<String> = strings(&batches, "name")?.into_iter().flatten().collect();
     Ok(Json(json!({ "names": names })))
@@ -326,13 +332,8 @@ pub async fn tensor_names(
     State(dashboard): State<Dashboard>,
     Query(params): Query<RunParams>,
 ) -> Result<Json, ApiError> {
-    let sql = format!(
-        "SELECT DISTINCT name FROM tensors WHERE run_id = {} ORDER BY name",
-        literal(&params.run)
-    );
-    let (_, batches) = dashboard.engine.sql_collect(&sql).await?;
-    let names: Vec<String> = strings(&batches, "name")?.into_iter().flatten().collect();
-    Ok(Json(json!({ "names": names })))
+    let filter = format!("run_id = {}", literal(&params.run));
+    distinct_names(&dashboard, "tensors", &filter).await
 }
 
 /// `GET /api/tensor_stats?run=R&name=N`: a tensor's statistics over steps,
