@@ -89,8 +89,10 @@ struct Region {
     plane_len: usize,
 }
 
-/// Concatenates `items`, each starting at a multiple of [`ALIGN`].
-fn stage<'a>(items: impl Iterator<Item = &'a [u8]>) -> (Vec<u8>, Vec<usize>) {
+/// Concatenates `items`, each starting at a multiple of 16 bytes: the layout
+/// of a batch in device memory (and of buffers for
+/// [`Pipeline::encode_resident`]). Returns the bytes and each item's offset.
+pub fn stage<'a>(items: impl Iterator<Item = &'a [u8]>) -> (Vec<u8>, Vec<usize>) {
     let mut bytes = Vec::new();
     let mut offsets = Vec::new();
     for item in items {
@@ -116,6 +118,14 @@ fn read_words(bytes: &[u8]) -> Vec<u64> {
 /// raw, plus headers.
 fn frame_bound(len: usize) -> usize {
     len + 3 * (len / crate::BLOCK_SIZE + 1) + 32
+}
+
+/// Device memory a batch of `len` staged bytes needs to be framed: `copies`
+/// copies of the input (values, and planes when split on the device), the
+/// output, and the segment histograms (1 KiB per 32 KiB segment, rounded up
+/// generously to 1 KiB per 8 KiB).
+fn frames_budget(len: usize, copies: usize) -> usize {
+    copies * len + frame_bound(len) + 1024 * len / 8192
 }
 
 /// Where the host writes what the kernels do not: headers and RLE bytes.
@@ -200,7 +210,7 @@ impl<D: Device> Pipeline<D> {
     /// [`crate::compress_planes`] of each `(data, plane_len)`, in one batch.
     pub fn compress_planes(&self, items: &[(&[u8], usize)]) -> Result<Vec<Vec<u8>>, GpuError> {
         let (staged, offsets) = stage(items.iter().map(|(data, _)| *data));
-        self.check_budget(staged.len() + frame_bound(staged.len()) + 1024 * staged.len() / 8192)?;
+        self.check_budget(frames_budget(staged.len(), 1))?;
         let data = self.device.upload(&staged)?;
         let regions: Vec<Region> = items
             .iter()
@@ -218,9 +228,7 @@ impl<D: Device> Pipeline<D> {
     /// are split into planes on the device.
     pub fn encode(&self, items: &[(&[u8], usize)]) -> Result<Vec<Vec<u8>>, GpuError> {
         let (staged, offsets) = stage(items.iter().map(|(values, _)| *values));
-        self.check_budget(
-            2 * staged.len() + frame_bound(staged.len()) + 1024 * staged.len() / 8192,
-        )?;
+        self.check_budget(frames_budget(staged.len(), 2))?;
         let values = self.device.upload(&staged)?;
         let (planes, regions) = self.split(&values, items, &offsets)?;
         self.frames(&planes, &regions)
@@ -232,9 +240,7 @@ impl<D: Device> Pipeline<D> {
         items: &[(&[u8], DType)],
     ) -> Result<Vec<(Vec<u8>, TensorStats)>, GpuError> {
         let (staged, offsets) = stage(items.iter().map(|(values, _)| *values));
-        self.check_budget(
-            2 * staged.len() + frame_bound(staged.len()) + 1024 * staged.len() / 8192,
-        )?;
+        self.check_budget(frames_budget(staged.len(), 2))?;
         let values = self.device.upload(&staged)?;
         let stats = self.stats_on_device(&values, items, &offsets)?;
         let widths: Vec<(&[u8], usize)> = items.iter().map(|(v, d)| (*v, d.size())).collect();

@@ -252,17 +252,17 @@ pub fn minilm_cases(max_bytes: usize) -> Vec<(String, Vec<u8>, DType)> {
     cases
 }
 
-/// The cases laid out as one device buffer would hold them: each at a
-/// multiple of 16 bytes. Returns the bytes and `(offset, len, width)` of each.
+/// The cases laid out as one device buffer would hold them (the pipeline's
+/// own staging). Returns the bytes and `(offset, len, width)` of each.
 pub fn stage_on_device(
     cases: &[(String, Vec<u8>, DType)],
 ) -> (Vec<u8>, Vec<(usize, usize, usize)>) {
-    let mut staged = Vec::new();
-    let mut placed = Vec::new();
-    for (_, bytes, dtype) in cases {
-        staged.resize(staged.len().next_multiple_of(16), 0);
-        placed.push((staged.len(), bytes.len(), dtype.size()));
-        staged.extend_from_slice(bytes);
-    }
+    let (staged, offsets) =
+        steplake_codec::gpu::stage(cases.iter().map(|(_, bytes, _)| bytes.as_slice()));
+    let placed = cases
+        .iter()
+        .zip(offsets)
+        .map(|((_, bytes, dtype), offset)| (offset, bytes.len(), dtype.size()))
+        .collect();
     (staged, placed)
 }
