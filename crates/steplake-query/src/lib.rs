@@ -29,9 +29,11 @@ pub mod tables;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use futures::TryStreamExt;
 use steplake_store::Store;
@@ -109,10 +111,65 @@ impl QueryEngine {
     /// Syntax and planning errors are [`QueryError::Plan`]; statements that
     /// would change data are [`QueryError::Forbidden`].
     pub async fn plan(&self, sql: &str) -> Result<DataFrame, QueryError> {
+        self.plan_with_parameters(sql, Vec::new()).await
+    }
+
+    /// Plans a read-only SQL statement whose placeholders `$1`, `$2`, ...
+    /// take `parameters` in order (none: the statement has no placeholders).
+    pub async fn plan_with_parameters(
+        &self,
+        sql: &str,
+        parameters: Vec<ScalarValue>,
+    ) -> Result<DataFrame, QueryError> {
+        let mut plan = self.checked_plan(sql).await?;
+        if !parameters.is_empty() {
+            plan = plan
+                .with_param_values(parameters)
+                .map_err(QueryError::Plan)?;
+        }
+        self.ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(QueryError::Plan)
+    }
+
+    /// Prepares a read-only statement: the schema of its result and the
+    /// schema of its parameters (one field per placeholder, `$1` first; type
+    /// `Null` where SQL leaves it open).
+    pub async fn prepare(&self, sql: &str) -> Result<Prepared, QueryError> {
+        let plan = self.checked_plan(sql).await?;
+        let mut parameters: Vec<(usize, String, DataType)> = plan
+            .get_parameter_types()
+            .map_err(QueryError::Plan)?
+            .into_iter()
+            .map(|(id, data_type)| {
+                let position = id
+                    .trim_start_matches('$')
+                    .parse::<usize>()
+                    .unwrap_or(usize::MAX);
+                (position, id, data_type.unwrap_or(DataType::Null))
+            })
+            .collect();
+        parameters.sort();
+        let parameters = Schema::new(
+            parameters
+                .into_iter()
+                .map(|(_, id, data_type)| Field::new(id, data_type, true))
+                .collect::<Vec<_>>(),
+        );
+        Ok(Prepared {
+            result: Arc::new(plan.schema().as_arrow().clone()),
+            parameters: Arc::new(parameters),
+        })
+    }
+
+    /// Parses and plans `sql`, refusing anything but reads.
+    async fn checked_plan(&self, sql: &str) -> Result<LogicalPlan, QueryError> {
         self.queries
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let state = self.ctx.state();
-        let plan = state
+        let plan = self
+            .ctx
+            .state()
             .create_logical_plan(sql)
             .await
             .map_err(QueryError::Plan)?;
@@ -122,10 +179,45 @@ impl QueryEngine {
             .with_allow_statements(false)
             .verify_plan(&plan)
             .map_err(|e| QueryError::Forbidden(forbidden_reason(&e)))?;
-        self.ctx
-            .execute_logical_plan(plan)
-            .await
-            .map_err(QueryError::Plan)
+        Ok(plan)
+    }
+
+    /// Every table SQL can name, with its schema, in catalog order.
+    pub async fn tables(&self) -> Result<Vec<TableEntry>, QueryError> {
+        let Some(catalog) = self.ctx.catalog(CATALOG) else {
+            return Ok(Vec::new());
+        };
+        let mut entries = Vec::new();
+        let mut schema_names = catalog.schema_names();
+        schema_names.sort();
+        for schema_name in schema_names {
+            let Some(schema) = catalog.schema(&schema_name) else {
+                continue;
+            };
+            let mut table_names = schema.table_names();
+            table_names.sort();
+            for table_name in table_names {
+                let Some(table) = schema
+                    .table(&table_name)
+                    .await
+                    .map_err(QueryError::Execution)?
+                else {
+                    continue;
+                };
+                entries.push(TableEntry {
+                    catalog: CATALOG.to_string(),
+                    schema: schema_name.clone(),
+                    kind: if schema_name == "information_schema" {
+                        "VIEW"
+                    } else {
+                        "TABLE"
+                    },
+                    name: table_name,
+                    columns: table.schema(),
+                });
+            }
+        }
+        Ok(entries)
     }
 
     /// The result schema a read-only SQL statement would produce.
@@ -140,7 +232,16 @@ impl QueryEngine {
         &self,
         sql: &str,
     ) -> Result<(SchemaRef, SendableRecordBatchStream), QueryError> {
-        let frame = self.plan(sql).await?;
+        self.sql_with_parameters(sql, Vec::new()).await
+    }
+
+    /// [`QueryEngine::sql`] with values for the placeholders `$1`, `$2`, ...
+    pub async fn sql_with_parameters(
+        &self,
+        sql: &str,
+        parameters: Vec<ScalarValue>,
+    ) -> Result<(SchemaRef, SendableRecordBatchStream), QueryError> {
+        let frame = self.plan_with_parameters(sql, parameters).await?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
         let stream = frame
             .execute_stream()
@@ -158,6 +259,30 @@ impl QueryEngine {
         let batches = stream.try_collect().await.map_err(QueryError::Execution)?;
         Ok((schema, batches))
     }
+}
+
+/// What [`QueryEngine::prepare`] learns about a statement before it runs.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The schema of the result.
+    pub result: SchemaRef,
+    /// One nullable field per placeholder, named `$1`, `$2`, ... in order.
+    pub parameters: SchemaRef,
+}
+
+/// One table of the catalog, as [`QueryEngine::tables`] lists it.
+#[derive(Debug, Clone)]
+pub struct TableEntry {
+    /// The catalog (always [`CATALOG`]).
+    pub catalog: String,
+    /// The schema: [`SCHEMA`] or `information_schema`.
+    pub schema: String,
+    /// The table name.
+    pub name: String,
+    /// `TABLE` for steplake's tables, `VIEW` for `information_schema`.
+    pub kind: &'static str,
+    /// Its columns.
+    pub columns: SchemaRef,
 }
 
 /// DataFusion's message for a refused plan, without its "Error during planning" prefix.
