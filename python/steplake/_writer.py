@@ -1,0 +1,559 @@
+"""The logger thread: batches points, streams them, retries, spools.
+
+Data flow::
+
+    log() ──lock──▶ ScalarColumns ──(every flush_interval or batch_points)──▶
+    WriteRequest(writer_id, sequence) ──▶ Write stream ──ack──▶ forgotten
+                                     └──▶ spool (disk) when the server is
+                                          unreachable or too slow; sent from
+                                          there, in order, once it is back
+
+Only the logger thread touches the stream, the in-flight table and the spool;
+``log()`` only appends to the pending columns under a lock, and the thread that
+reads acknowledgements only hands them over as events. Every request keeps its
+(writer id, sequence) for life, and requests reach the server in sequence
+order, so a retried request is applied once (the server acknowledges it as a
+duplicate).
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import grpc
+import numpy as np
+
+from steplake import _wire
+from steplake._spool import Spool
+from steplake.v1 import ingest_pb2 as pb
+
+#: Status codes after which the same request may succeed later.
+_RETRYABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.ABORTED,
+}
+
+_MAX_MESSAGE_BYTES = 64 << 20
+_CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+]
+
+
+def channel_target(server: str) -> str:
+    """``host:port`` for grpc, from ``host:port``, ``http://host:port`` or ``grpc://host:port``."""
+    for prefix in ("http://", "grpc://", "grpc+tcp://"):
+        if server.startswith(prefix):
+            return server[len(prefix) :].rstrip("/")
+    return server.rstrip("/")
+
+
+def open_channel(server: str) -> grpc.Channel:
+    """An insecure channel to a steplake server."""
+    return grpc.insecure_channel(channel_target(server), options=_CHANNEL_OPTIONS)
+
+
+def write_call(channel: grpc.Channel) -> Callable[..., Any]:
+    """The Write stream method, taking already serialized requests."""
+    return channel.stream_stream(
+        "/steplake.v1.Ingest/Write",
+        request_serializer=None,
+        response_deserializer=pb.WriteResponse.FromString,
+    )
+
+
+@dataclass
+class _Outgoing:
+    sequence: int
+    payload: bytes
+    points: int
+    on_disk: bool
+
+
+class _Stream:
+    """One open Write stream: a queue of requests and a thread reading acks."""
+
+    _CLOSE = object()
+
+    def __init__(self, channel: grpc.Channel, generation: int, events: Callable[[tuple], None]):
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._generation = generation
+        self._events = events
+        self._responses = write_call(channel)(iter(self._queue.get, self._CLOSE))
+        self._reader = threading.Thread(target=self._read, name="steplake-acks", daemon=True)
+        self._reader.start()
+
+    def send(self, payload: bytes) -> None:
+        self._queue.put(payload)
+
+    def close(self) -> None:
+        self._queue.put(self._CLOSE)
+
+    def cancel(self) -> None:
+        self._queue.put(self._CLOSE)
+        try:
+            self._responses.cancel()
+        except Exception:  # noqa: BLE001 - the stream may already be gone
+            pass
+
+    def _read(self) -> None:
+        try:
+            for response in self._responses:
+                self._events(("ack", self._generation, response.sequence))
+            self._events(("end", self._generation, None))
+        except grpc.RpcError as error:
+            self._events(("error", self._generation, error))
+        except Exception as error:  # noqa: BLE001 - report, never raise in a thread
+            self._events(("error", self._generation, error))
+
+
+class Writer:
+    """Delivers one logger's points and tensors to the server (see module doc)."""
+
+    def __init__(
+        self,
+        server: str,
+        run: dict[str, Any],
+        writer_id: str,
+        spool: Spool,
+        *,
+        batch_points: int = 50_000,
+        flush_interval: float = 0.1,
+        max_inflight_bytes: int = 64 << 20,
+        max_queued_points: int = 5_000_000,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        self.server = server
+        self.run = run
+        self.writer_id = writer_id
+        self.spool = spool
+        self.batch_points = batch_points
+        self.flush_interval = flush_interval
+        self.max_inflight_bytes = max_inflight_bytes
+        self.max_queued_points = max_queued_points
+        self.connect_timeout = connect_timeout
+
+        # Shared with the caller's thread (under _cond).
+        self._cond = threading.Condition()
+        self._pending = _wire.ScalarColumns()
+        self._tensors: list[pb.Tensor] = []
+        self._names: list[str] = []
+        self._name_ids: dict[str, int] = {}
+        self._key_cache: dict[tuple, list[int]] = {}
+        self._events: list[tuple] = []
+        self._stop_status: str | None = None
+        self._finish_timeout = 30.0
+        self._flush_waiters = 0
+        self._delivered_through = 0
+        self._cut_through = 0
+        self._in_hand = False
+
+        # The logger thread's own state.
+        self._next_sequence = 1
+        self._inflight: collections.OrderedDict[int, _Outgoing] = collections.OrderedDict()
+        self._inflight_bytes = 0
+        self._spooled: collections.deque[int] = collections.deque(spool.sequences())
+        if self._spooled:
+            self._next_sequence = self._spooled[-1] + 1
+        self._channel: grpc.Channel | None = None
+        self._stream: _Stream | None = None
+        self._generation = 0
+        self._connecting: tuple[dict[str, grpc.ChannelConnectivity], float] | None = None
+        self._next_attempt = 0.0
+        self._failures = 0
+        self._run_created = False
+        self.resumed = False
+        self._warned: set[str] = set()
+        self._last_cut = time.monotonic()
+        self.points_logged = 0
+        self.points_delivered = 0
+        self.points_dropped = 0
+
+        self._thread = threading.Thread(target=self._loop, name="steplake-logger", daemon=True)
+        self._thread.start()
+
+    # ---- caller side -------------------------------------------------------
+
+    def add_scalars(self, metrics: dict[str, Any], step: int, wall_us: int) -> None:
+        """Queues one step's metrics (called by ``Run.log``)."""
+        keys = tuple(metrics)
+        with self._cond:
+            indices = self._key_cache.get(keys)
+            if indices is None:
+                indices = self._register(keys)
+            self._pending.add(indices, metrics.values(), step, wall_us)
+            if self._pending.points >= self.batch_points:
+                self._cond.notify()
+                if self._pending.points >= self.max_queued_points:
+                    self._wait_for_room()
+
+    def add_columns(self, names: list[str], index: Any, steps: Any, values: Any, wall_us: Any) -> None:
+        """Queues many points at once (``Run.log_many``); ``index`` points into ``names``."""
+        with self._cond:
+            ids = np.asarray(self._register(tuple(names)), dtype=np.int64)
+            self._pending.add_columns(ids[index], steps, values, wall_us)
+            self._cond.notify()
+            if self._pending.points >= self.max_queued_points:
+                self._wait_for_room()
+
+    def add_tensor_messages(self, tensors: list[pb.Tensor]) -> None:
+        """Queues tensor messages (one request each)."""
+        with self._cond:
+            self._tensors.extend(tensors)
+            self._cond.notify()
+
+    def _register(self, keys: tuple) -> list[int]:
+        indices = []
+        for key in keys:
+            name = key if isinstance(key, str) else str(key)
+            index = self._name_ids.get(name)
+            if index is None:
+                index = len(self._names)
+                self._names.append(name)
+                self._name_ids[name] = index
+            indices.append(index)
+        if len(self._key_cache) < 10_000:
+            self._key_cache[keys] = indices
+        return indices
+
+    def _wait_for_room(self) -> None:
+        """Back-pressure, only when the logger thread cannot keep up at all."""
+        deadline = time.monotonic() + 5.0
+        while self._pending.points >= self.max_queued_points and time.monotonic() < deadline:
+            self._cond.wait(0.05)
+
+    def flush(self, timeout: float) -> bool:
+        """Waits until everything queued so far is acknowledged; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._flush_waiters += 1
+            self._cond.notify_all()
+            try:
+                # Let the logger thread cut what is pending, then wait for its acks.
+                while self._pending.points or self._tensors or self._in_hand:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not self._thread.is_alive():
+                        return False
+                    self._cond.wait(min(remaining, 0.1))
+                target = self._cut_through
+                while self._delivered_through < target:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not self._thread.is_alive():
+                        return False
+                    self._cond.wait(min(remaining, 0.1))
+                return True
+            finally:
+                self._flush_waiters -= 1
+
+    def finish(self, status: str, timeout: float) -> None:
+        """Delivers what is left (or spools it) and ends the run; returns when done."""
+        with self._cond:
+            self._stop_status = status
+            self._finish_timeout = timeout
+            self._cond.notify_all()
+        self._thread.join(timeout + 10.0)
+
+    # ---- logger thread -----------------------------------------------------
+
+    def _post_event(self, event: tuple) -> None:
+        with self._cond:
+            self._events.append(event)
+            self._cond.notify_all()
+
+    def _loop(self) -> None:
+        try:
+            self._run_loop()
+        except Exception as error:  # noqa: BLE001 - never let the logger die silently
+            self._warn_once("crash", f"the logger thread failed ({error!r}); "
+                            f"later points are not sent")
+
+    def _run_loop(self) -> None:
+        deadline: float | None = None
+        while True:
+            with self._cond:
+                if not self._work_ready():
+                    self._cond.wait(self.flush_interval / 2)
+                events, self._events = self._events, []
+                scalars = None
+                due = time.monotonic() - self._last_cut >= self.flush_interval
+                if self._pending.points and (
+                    due or self._pending.points >= self.batch_points
+                    or self._stop_status is not None or self._flush_waiters
+                ):
+                    scalars, self._pending = self._pending, _wire.ScalarColumns()
+                    names = list(self._names)
+                tensors, self._tensors = self._tensors, []
+                self._in_hand = scalars is not None or bool(tensors)
+                stopping = self._stop_status is not None
+                if stopping and deadline is None:
+                    deadline = time.monotonic() + self._finish_timeout
+                self._cond.notify_all()
+            for event in events:
+                self._handle_event(event)
+            if scalars is not None:
+                self._last_cut = time.monotonic()
+                self._cut_scalars(scalars, names)
+            for tensor in tensors:
+                self._route(pb.WriteRequest(tensor=tensor), 1)
+            if self._in_hand:
+                with self._cond:
+                    self._in_hand = False
+                    self._cond.notify_all()
+            self._pump()
+            if stopping:
+                delivered = not (self._inflight or self._spooled)
+                with self._cond:
+                    nothing_left = not (self._pending.points or self._tensors or self._events)
+                if (delivered and nothing_left) or (deadline is not None and time.monotonic() >= deadline):
+                    self._finish_run()
+                    return
+
+    def _work_ready(self) -> bool:
+        return bool(
+            self._events or self._stop_status is not None or self._flush_waiters
+            or self._tensors or self._pending.points >= self.batch_points
+        )
+
+    def _cut_scalars(self, columns: _wire.ScalarColumns, names: list[str]) -> None:
+        batches, dropped = columns.encode(names, self.batch_points)
+        if dropped:
+            self.points_dropped += dropped
+            self._warn_once("values", f"{dropped} logged values were not numbers and were dropped")
+        for batch in batches:
+            self._route(pb.WriteRequest(scalars=batch), len(batch.steps))
+
+    def _route(self, request: pb.WriteRequest, points: int) -> None:
+        """Gives the request its identity and sends it, or spools it."""
+        request.writer_id = self.writer_id
+        request.sequence = self._next_sequence
+        request.run_id = self.run["run_id"]
+        self._next_sequence += 1
+        self.points_logged += points
+        outgoing = _Outgoing(request.sequence, request.SerializeToString(), points, False)
+        with self._cond:
+            self._cut_through = outgoing.sequence
+        if self._stream is None or self._spooled or self._inflight_bytes >= self.max_inflight_bytes:
+            self._to_spool(outgoing)
+        else:
+            self._send(outgoing)
+
+    def _to_spool(self, outgoing: _Outgoing) -> None:
+        if not outgoing.on_disk:
+            self.spool.write_run(self.run, self.writer_id, self.server)
+            self.spool.put(outgoing.sequence, outgoing.payload)
+        self._spooled.append(outgoing.sequence)
+
+    def _send(self, outgoing: _Outgoing) -> None:
+        assert self._stream is not None
+        self._inflight[outgoing.sequence] = outgoing
+        self._inflight_bytes += len(outgoing.payload)
+        self._stream.send(outgoing.payload)
+
+    def _pump(self) -> None:
+        """Connects when due, then sends spooled requests while there is room."""
+        if self._stream is None:
+            self._try_connect()
+        if self._stream is None:
+            return
+        while self._spooled and self._inflight_bytes < self.max_inflight_bytes:
+            sequence = self._spooled.popleft()
+            try:
+                payload = self.spool.get(sequence)
+            except OSError as error:
+                self._warn_once("spool-read", f"cannot read spooled batch {sequence}: {error}")
+                continue
+            points = _points_in(payload)
+            self._send(_Outgoing(sequence, payload, points, True))
+
+    def _try_connect(self) -> None:
+        """Advances a non-blocking connection attempt by one step."""
+        now = time.monotonic()
+        if self._connecting is None:
+            if now < self._next_attempt:
+                return
+            self._channel = open_channel(self.server)
+            state: dict[str, grpc.ChannelConnectivity] = {}
+            self._channel.subscribe(lambda s: state.__setitem__("now", s), try_to_connect=True)
+            self._connecting = (state, now + self.connect_timeout)
+            return
+        state, give_up = self._connecting
+        current = state.get("now")
+        if current == grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+            self._connect_failed("connection refused or lost")
+            return
+        if current != grpc.ChannelConnectivity.READY:
+            if now >= give_up:
+                self._connect_failed(f"no answer within {self.connect_timeout:g} s")
+            return
+        self._connecting = None
+        try:
+            if not self._run_created:
+                self._create_run()
+        except grpc.RpcError as error:
+            self._connect_failed(_describe(error), error)
+            return
+        except Exception as error:  # noqa: BLE001
+            self._connect_failed(repr(error))
+            return
+        self._generation += 1
+        assert self._channel is not None
+        self._stream = _Stream(self._channel, self._generation, self._post_event)
+        if self._failures and "unreachable" in self._warned:
+            print(f"steplake: reconnected to {self.server}; sending "
+                  f"{len(self._spooled)} spooled batches", file=sys.stderr)
+        self._failures = 0
+
+    def _create_run(self) -> None:
+        assert self._channel is not None
+        stub = self._channel.unary_unary(
+            "/steplake.v1.Ingest/CreateRun",
+            request_serializer=pb.CreateRunRequest.SerializeToString,
+            response_deserializer=pb.CreateRunResponse.FromString,
+        )
+        response = stub(create_run_request(self.run), timeout=10.0)
+        self.resumed = response.resumed
+        self._run_created = True
+
+    def _connect_failed(self, reason: str, error: grpc.RpcError | None = None) -> None:
+        self._connecting = None
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        self._failures += 1
+        self._next_attempt = time.monotonic() + min(0.1 * 2 ** self._failures, 5.0)
+        if error is not None and error.code() not in _RETRYABLE:
+            self._warn_once("create-run", f"the server refused to create run "
+                            f"{self.run['run_id']!r}: {reason}")
+        self._warn_once(
+            "unreachable",
+            f"cannot reach the steplake server at {self.server} ({reason}); "
+            f"points are kept in {self.spool.directory} and sent when it is back "
+            f"(or upload them later with `steplake sync {self.spool.directory}`)",
+        )
+
+    def _handle_event(self, event: tuple) -> None:
+        kind, generation, value = event
+        if generation != self._generation or self._stream is None:
+            return  # from a stream already abandoned
+        if kind == "ack":
+            outgoing = self._inflight.pop(value, None)
+            if outgoing is None:
+                return
+            self._inflight_bytes -= len(outgoing.payload)
+            if outgoing.on_disk:
+                self.spool.remove(outgoing.sequence)
+            self.points_delivered += outgoing.points
+            with self._cond:
+                self._delivered_through = max(self._delivered_through, outgoing.sequence)
+                self._cond.notify_all()
+            return
+        # The stream ended (server gone, or it refused a request).
+        error = value if kind == "error" else None
+        if isinstance(error, grpc.RpcError) and error.code() not in _RETRYABLE and self._inflight:
+            refused = next(iter(self._inflight.values()))
+            self._drop(refused, _describe(error))
+        self._disconnect(_describe(error) if error is not None else "the stream ended")
+
+    def _drop(self, outgoing: _Outgoing, reason: str) -> None:
+        self._inflight.pop(outgoing.sequence, None)
+        self._inflight_bytes -= len(outgoing.payload)
+        if outgoing.on_disk:
+            self.spool.remove(outgoing.sequence)
+        self.points_dropped += outgoing.points
+        with self._cond:
+            self._delivered_through = max(self._delivered_through, outgoing.sequence)
+        print(f"steplake: the server refused a batch of {outgoing.points} points "
+              f"and it was dropped: {reason}", file=sys.stderr)
+
+    def _disconnect(self, reason: str) -> None:
+        """Puts everything in flight back in the spool, in order; retries soon."""
+        if self._stream is not None:
+            self._stream.cancel()
+            self._stream = None
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        waiting = list(self._spooled)
+        self._spooled.clear()
+        for outgoing in self._inflight.values():
+            self._to_spool(outgoing)
+        self._spooled.extend(waiting)
+        self._inflight.clear()
+        self._inflight_bytes = 0
+        self._generation += 1
+        self._failures += 1
+        self._next_attempt = time.monotonic() + 0.1
+
+    def _finish_run(self) -> None:
+        status = self._stop_status or "finished"
+        if self._stream is not None:
+            self._stream.close()
+        delivered = self._stream is not None and not (self._inflight or self._spooled)
+        if delivered:
+            try:
+                assert self._channel is not None
+                stub = self._channel.unary_unary(
+                    "/steplake.v1.Ingest/FinishRun",
+                    request_serializer=pb.FinishRunRequest.SerializeToString,
+                    response_deserializer=pb.FinishRunResponse.FromString,
+                )
+                stub(pb.FinishRunRequest(run_id=self.run["run_id"], status=status), timeout=10.0)
+                self.spool.remove_all()
+                return
+            except grpc.RpcError as error:
+                reason = _describe(error)
+        else:
+            reason = "the server did not acknowledge everything in time"
+        for outgoing in self._inflight.values():
+            self._to_spool(outgoing)
+        self._inflight.clear()
+        self.spool.write_run(self.run, self.writer_id, self.server)
+        self.spool.mark_finished(status)
+        print(f"steplake: run {self.run['run_id']} is not fully delivered ({reason}); "
+              f"{len(self._spooled)} batches are kept in {self.spool.directory}: "
+              f"upload them with `steplake sync {self.spool.directory}`", file=sys.stderr)
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            print(f"steplake: {message}", file=sys.stderr)
+
+
+def create_run_request(run: dict[str, Any]) -> pb.CreateRunRequest:
+    """The CreateRun request for a run as ``Run`` describes it."""
+    request = pb.CreateRunRequest(
+        project=run.get("project") or "",
+        name=run.get("name") or "",
+        config_json=run.get("config_json") or "",
+        tags=list(run.get("tags") or []),
+        run_id=run["run_id"],
+        parent_run_id=run.get("parent_run_id") or "",
+    )
+    if run.get("fork_step") is not None:
+        request.fork_step = int(run["fork_step"])
+    return request
+
+
+def _points_in(payload: bytes) -> int:
+    request = pb.WriteRequest.FromString(payload)
+    return len(request.scalars.steps) if request.HasField("scalars") else 1
+
+
+def _describe(error: BaseException | None) -> str:
+    if isinstance(error, grpc.RpcError):
+        try:
+            return f"{error.code().name}: {error.details()}"
+        except Exception:  # noqa: BLE001
+            pass
+    return repr(error)

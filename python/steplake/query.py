@@ -1,0 +1,164 @@
+"""``steplake.connect(server).sql(...)``: SQL from a notebook, over Flight SQL.
+
+Results arrive as Arrow record batches (no row-by-row conversion) and come
+back as a :class:`QueryResult`: the ``pyarrow.Table`` itself is
+``result.arrow()`` (and ``pa.table(result)`` works, through the Arrow
+PyCapsule interface), ``result.df()`` is a pandas DataFrame, ``result.pl()``
+a polars DataFrame. Tensors: when a result has the ``tensors`` table's
+``dtype`` and ``shape`` columns next to its value columns, ``df()`` and
+:meth:`QueryResult.tensors` give each stored tensor back as a numpy array of
+its original dtype and shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from steplake._wire import numpy_dtype
+from steplake.run import server_address
+
+_STATEMENT_QUERY = "type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
+#: Value columns of the tensors table, by the kind of dtype they hold.
+_TENSOR_COLUMNS = ("tensor", "tensor_f64", "tensor_int")
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def statement_command(sql: str) -> bytes:
+    """``Any(CommandStatementQuery(query=sql))``, encoded: a Flight SQL query descriptor."""
+    command = _field(1, sql.encode("utf-8"))
+    return _field(1, _STATEMENT_QUERY.encode()) + _field(2, command)
+
+
+class QueryResult:
+    """The result of a query: Arrow data with pandas, polars and numpy views."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self._table = table
+
+    def arrow(self) -> pa.Table:
+        """The result as a ``pyarrow.Table``."""
+        return self._table
+
+    def df(self) -> Any:
+        """The result as a pandas DataFrame; stored tensors as numpy arrays."""
+        frame = self._table.to_pandas()
+        if self._has_tensors():
+            frame = frame.drop(columns=[c for c in _TENSOR_COLUMNS if c in frame.columns])
+            frame["tensor"] = self.tensors()
+        return frame
+
+    def pl(self) -> Any:
+        """The result as a polars DataFrame (tensor values stay lists)."""
+        import polars as pl
+
+        return pl.from_arrow(self._table)
+
+    def tensors(self) -> list[np.ndarray | None]:
+        """Per row, the stored tensor with its dtype and shape; None where only
+        statistics were stored. Needs the ``dtype`` and ``shape`` columns."""
+        if not self._has_tensors():
+            raise ValueError(
+                "the result needs the tensors table's dtype and shape columns and a "
+                "value column (tensor, tensor_f64 or tensor_int)"
+            )
+        dtypes = self._table.column("dtype").to_pylist()
+        shapes = self._table.column("shape").to_pylist()
+        value_columns = [
+            self._table.column(c) for c in _TENSOR_COLUMNS if c in self._table.column_names
+        ]
+        out: list[np.ndarray | None] = []
+        for row, (dtype, shape) in enumerate(zip(dtypes, shapes)):
+            out.append(_restore(dtype, shape, [column[row] for column in value_columns]))
+        return out
+
+    def _has_tensors(self) -> bool:
+        names = set(self._table.column_names)
+        return {"dtype", "shape"} <= names and any(c in names for c in _TENSOR_COLUMNS)
+
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
+        return self._table.__arrow_c_stream__(requested_schema)
+
+    def __len__(self) -> int:
+        return self._table.num_rows
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self._table.to_pylist())
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything else a pyarrow.Table offers: num_rows, schema, column(), ...
+        return getattr(self._table, name)
+
+    def __repr__(self) -> str:
+        return f"steplake.QueryResult\n{self._table}"
+
+
+def _restore(dtype: str | None, shape: list[int] | None, cells: list[Any]) -> np.ndarray | None:
+    if dtype is None or shape is None:
+        return None
+    for cell in cells:
+        if cell.is_valid:
+            values = cell.values.to_numpy(zero_copy_only=False)
+            target = numpy_dtype(dtype)
+            return values.astype(target, copy=False).reshape(shape)
+    return None
+
+
+class Connection:
+    """A Flight SQL connection to a steplake server."""
+
+    def __init__(self, server: str | None = None) -> None:
+        address = server_address(server)
+        for prefix in ("http://", "grpc://", "grpc+tcp://"):
+            if address.startswith(prefix):
+                address = address[len(prefix) :]
+        #: The server, as ``host:port``.
+        self.server = address.rstrip("/")
+        self._client = flight.FlightClient(f"grpc://{self.server}")
+
+    def sql(self, query: str) -> QueryResult:
+        """Runs a read-only SQL query; the whole result, as a :class:`QueryResult`.
+
+        Raises ``pyarrow.flight.FlightError`` subclasses with the server's
+        message (``FlightServerError`` for a bad query).
+        """
+        descriptor = flight.FlightDescriptor.for_command(statement_command(query))
+        info = self._client.get_flight_info(descriptor)
+        tables = [self._client.do_get(endpoint.ticket).read_all() for endpoint in info.endpoints]
+        if not tables:
+            return QueryResult(info.schema.empty_table())
+        return QueryResult(pa.concat_tables(tables) if len(tables) > 1 else tables[0])
+
+    def close(self) -> None:
+        """Closes the connection."""
+        self._client.close()
+
+    def __enter__(self) -> "Connection":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def connect(server: str | None = None) -> Connection:
+    """A SQL connection to ``server`` (default ``STEPLAKE_SERVER``, else ``127.0.0.1:50051``)."""
+    return Connection(server)

@@ -1,0 +1,270 @@
+"""``steplake.init`` and :class:`Run`: logging from a training loop.
+
+A run never blocks or breaks training: ``log`` appends to an in-memory
+batch and returns; a background thread (:mod:`steplake._writer`) streams
+batches to the server, retries with the same writer id and sequence numbers,
+and spools to disk while the server is unreachable. Every exception inside
+the logger is caught and reported once on stderr.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import re
+import sys
+import threading
+import uuid
+import weakref
+from types import TracebackType
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from steplake import _wire
+from steplake._spool import Spool, spool_root
+from steplake._writer import Writer
+from steplake.v1 import ingest_pb2 as pb
+
+#: The server address when neither ``server=`` nor ``STEPLAKE_SERVER`` is given.
+DEFAULT_SERVER = "127.0.0.1:50051"
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_live_runs: "weakref.WeakSet[Run]" = weakref.WeakSet()
+_crashed = False
+
+
+def server_address(server: str | None) -> str:
+    """The server to use: the argument, else ``STEPLAKE_SERVER``, else the default."""
+    return server or os.environ.get("STEPLAKE_SERVER") or DEFAULT_SERVER
+
+
+class Run:
+    """One training run being logged. Create it with :func:`steplake.init`."""
+
+    def __init__(
+        self,
+        *,
+        project: str | None = None,
+        name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        tags: Sequence[str] = (),
+        server: str | None = None,
+        resume: str | None = None,
+        run_id: str | None = None,
+        parent_run_id: str | None = None,
+        fork_step: int | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
+        batch_points: int = 50_000,
+        flush_interval: float = 0.1,
+    ) -> None:
+        run_id = resume or run_id or uuid.uuid4().hex
+        if not _RUN_ID.match(run_id):
+            raise ValueError(
+                f"run id {run_id!r} must be 1-128 characters of letters, digits, '-', '_' or '.'"
+            )
+        #: The run's id (the ``run_id`` column); pass it to ``resume=`` to continue the run.
+        self.id = run_id
+        #: The server address this run logs to.
+        self.server = server_address(server)
+        self.project = project or "default"
+        self.name = name or run_id
+        self._finished = False
+        self._finish_lock = threading.Lock()
+        self._next_step = 0
+        self._warned: set[str] = set()
+        writer_id = f"{run_id}-{uuid.uuid4().hex[:12]}"
+        meta = {
+            "run_id": run_id,
+            "project": self.project,
+            "name": self.name,
+            "config_json": json.dumps(dict(config or {}), default=str),
+            "tags": list(tags),
+            "parent_run_id": parent_run_id,
+            "fork_step": fork_step,
+        }
+        spool = Spool(spool_root(spool_dir) / run_id / writer_id)
+        self._writer = Writer(
+            self.server, meta, writer_id, spool,
+            batch_points=batch_points, flush_interval=flush_interval,
+        )
+        _live_runs.add(self)
+
+    # ---- logging ----------------------------------------------------------
+
+    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Logs scalar metrics at ``step`` (default: one past the last step logged).
+
+        Values may be Python or numpy numbers, or 0-d tensors; NaN and ±Inf
+        are kept. Never raises: a problem is reported once on stderr.
+        """
+        try:
+            if step is None:
+                step = self._next_step
+            elif step < 0:
+                raise ValueError(f"step {step} is negative; steps start at 0")
+            if step >= self._next_step:
+                self._next_step = step + 1
+            if metrics:
+                self._writer.add_scalars(metrics, step, _wire.now_us())  # type: ignore[arg-type]
+        except Exception as error:  # noqa: BLE001 - never break the training loop
+            self._warn_once("log", f"run.log failed and the points were dropped: {error!r}")
+
+    def log_many(
+        self,
+        metrics: Mapping[str, Any],
+        steps: Any,
+        wall_times_us: Any | None = None,
+    ) -> None:
+        """Logs whole series at once: ``{"loss": values, ...}`` at ``steps``.
+
+        Each value array has one entry per step. The fast path for importing
+        or for logging from a vectorised loop. Never raises.
+        """
+        try:
+            steps_array = np.asarray(steps, dtype=np.int64).ravel()
+            n = len(steps_array)
+            if n == 0 or not metrics:
+                return
+            if steps_array.min() < 0:
+                raise ValueError("steps must be >= 0")
+            names = list(metrics)
+            values = np.concatenate(
+                [np.asarray(metrics[name], dtype=np.float64).ravel() for name in names]
+            )
+            if len(values) != n * len(names):
+                raise ValueError(f"every series needs one value per step ({n} steps)")
+            if wall_times_us is None:
+                wall = np.full(n, _wire.now_us(), dtype=np.int64)
+            else:
+                wall = np.asarray(wall_times_us, dtype=np.int64).ravel()
+            index = np.repeat(np.arange(len(names), dtype=np.int64), n)
+            self._writer.add_columns(
+                names, index, np.tile(steps_array, len(names)), values, np.tile(wall, len(names))
+            )
+            self._next_step = max(self._next_step, int(steps_array.max()) + 1)
+        except Exception as error:  # noqa: BLE001
+            self._warn_once("log_many", f"run.log_many failed and the points were dropped: {error!r}")
+
+    def log_tensor(self, name: str, array: Any, step: int | None = None) -> None:
+        """Logs a whole tensor (numpy array, or torch tensor on any device).
+
+        The tensor is copied to host memory at once, so it may change
+        afterwards; the server computes its statistics. Never raises.
+        """
+        try:
+            step = self._next_step - 1 if step is None else step
+            step = max(step, 0)
+            dtype, shape, data = _wire.tensor_bytes(array)
+            self._writer.add_tensor_messages(
+                list(_wire.tensor_requests(name, step, dtype, shape, data, _wire.now_us()))
+            )
+        except Exception as error:  # noqa: BLE001
+            self._warn_once(f"log_tensor:{name}", f"run.log_tensor({name!r}) failed: {error!r}")
+
+    def log_tensor_stats(
+        self, name: str, stats: pb.TensorStatistics, step: int, dtype: str, shape: Sequence[int]
+    ) -> None:
+        """Logs statistics a trainer computed itself (e.g. on its GPU), without the data."""
+        try:
+            message = _wire.stats_only_tensor(name, step, dtype, shape, stats, _wire.now_us())
+            self._writer.add_tensor_messages([message])
+        except Exception as error:  # noqa: BLE001
+            self._warn_once(f"stats:{name}", f"logging statistics of {name!r} failed: {error!r}")
+
+    # ---- ending -----------------------------------------------------------
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Waits until everything logged so far is acknowledged by the server.
+
+        Returns False when that did not happen within ``timeout`` seconds
+        (the points are still retried, or spooled).
+        """
+        return self._writer.flush(timeout)
+
+    def finish(self, status: str = "finished", timeout: float = 30.0) -> None:
+        """Sends what is left, marks the run ended, and stops the logger.
+
+        Waits up to ``timeout`` seconds for the server; what it has not
+        acknowledged by then stays in the spool for ``steplake sync``.
+        Called at interpreter exit for runs not finished by then.
+        """
+        with self._finish_lock:
+            if self._finished:
+                return
+            self._finished = True
+        try:
+            self._writer.finish(status, timeout)
+        except Exception as error:  # noqa: BLE001
+            self._warn_once("finish", f"run.finish failed: {error!r}")
+
+    @property
+    def resumed(self) -> bool:
+        """True when the server reported that an existing run was resumed."""
+        return self._writer.resumed
+
+    @property
+    def points_logged(self) -> int:
+        """Points handed to the logger thread so far."""
+        return self._writer.points_logged
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.finish("failed" if exc_type is not None else "finished")
+
+    def __repr__(self) -> str:
+        return f"<steplake.Run {self.id} project={self.project!r} name={self.name!r} server={self.server}>"
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            print(f"steplake: {message}", file=sys.stderr)
+
+
+def init(
+    project: str | None = None,
+    name: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    *,
+    tags: Sequence[str] = (),
+    server: str | None = None,
+    resume: str | None = None,
+    run_id: str | None = None,
+    spool_dir: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> Run:
+    """Starts (or, with ``resume=RUN_ID``, continues) a run and returns it.
+
+    ``server`` defaults to ``STEPLAKE_SERVER``, else ``127.0.0.1:50051``.
+    Returns at once: the run is created on the server in the background, and
+    its id is chosen here (``run.id``). Writing a step again in a resumed run
+    replaces the earlier value.
+    """
+    return Run(
+        project=project, name=name, config=config, tags=tags, server=server,
+        resume=resume, run_id=run_id, spool_dir=spool_dir, **options,
+    )
+
+
+def _excepthook(exc_type: Any, exc: Any, tb: Any) -> None:
+    global _crashed
+    _crashed = True
+    _previous_excepthook(exc_type, exc, tb)
+
+
+def _finish_at_exit() -> None:
+    for run in list(_live_runs):
+        run.finish("crashed" if _crashed else "finished")
+
+
+_previous_excepthook = sys.excepthook
+sys.excepthook = _excepthook
+atexit.register(_finish_at_exit)

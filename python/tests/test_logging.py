@@ -1,0 +1,140 @@
+"""Logging through the package into the real server, read back with SQL."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import steplake
+
+
+def rows(server, sql: str) -> list[dict]:
+    return steplake.connect(server.address).sql(sql).arrow().to_pylist()
+
+
+def test_log_finish_and_read_back(server):
+    with steplake.init(project="proj", name="first", config={"lr": 0.001, "layers": 2},
+                       tags=["a", "b"], server=server.address) as run:
+        for step in range(1000):
+            run.log({"loss": 1.0 / (step + 1), "acc": step / 1000}, step=step)
+        run.log({"loss": float("nan")}, step=1000)
+        run.log({"loss": float("-inf")}, step=1001)
+    counts = rows(server, "SELECT name, count(*) AS n, max(step) AS last FROM scalars "
+                          f"WHERE run_id = '{run.id}' GROUP BY name ORDER BY name")
+    assert counts == [{"name": "acc", "n": 1000, "last": 999}, {"name": "loss", "n": 1002, "last": 1001}]
+    values = rows(server, "SELECT step, value FROM scalars WHERE name = 'loss' AND step IN (0, 999, 1000, 1001) ORDER BY step")
+    assert values[0]["value"] == 1.0
+    assert values[1]["value"] == 1.0 / 1000
+    assert math.isnan(values[2]["value"])
+    assert values[3]["value"] == float("-inf")
+    meta = rows(server, f"SELECT project, name, status, config, tags FROM runs WHERE run_id = '{run.id}'")
+    assert meta == [{"project": "proj", "name": "first", "status": "finished",
+                     "config": '{"lr": 0.001, "layers": 2}', "tags": ["a", "b"]}]
+
+
+def test_steps_default_to_one_past_the_last(server):
+    run = steplake.init(server=server.address)
+    run.log({"x": 1.0})
+    run.log({"x": 2.0})
+    run.log({"x": 3.0}, step=10)
+    run.log({"x": 4.0})
+    run.finish()
+    assert rows(server, "SELECT step, value FROM scalars ORDER BY step") == [
+        {"step": 0, "value": 1.0}, {"step": 1, "value": 2.0},
+        {"step": 10, "value": 3.0}, {"step": 11, "value": 4.0},
+    ]
+
+
+def test_numpy_scalars_and_bad_values_never_raise(server, capfd):
+    run = steplake.init(server=server.address)
+    run.log({"f32": np.float32(0.5), "i64": np.int64(3), "flag": True}, step=0)
+    run.log({"bad": "not a number", "good": 1.5}, step=1)
+    run.log({"x": 1.0}, step=-5)
+    run.log(None)  # type: ignore[arg-type]
+    run.log_tensor("weird", np.zeros(3, dtype=np.complex64), step=0)
+    run.finish()
+    got = {r["name"]: r["value"] for r in rows(server, "SELECT name, value FROM scalars")}
+    assert got == {"f32": 0.5, "i64": 3.0, "flag": 1.0, "good": 1.5}
+    err = capfd.readouterr().err
+    assert "not numbers" in err
+    assert "negative" in err
+    assert "complex64" in err
+
+
+def test_bulk_logging(server):
+    steps = np.arange(100_000)
+    run = steplake.init(server=server.address, batch_points=30_000)
+    run.log_many({"a": np.sin(steps / 100), "b": steps * 2.0}, steps=steps)
+    run.finish()
+    got = rows(server, "SELECT name, count(*) AS n, sum(value) AS s FROM scalars GROUP BY name ORDER BY name")
+    assert got[0]["name"] == "a" and got[0]["n"] == 100_000
+    assert got[0]["s"] == pytest.approx(float(np.sin(steps / 100).sum()))
+    assert got[1] == {"name": "b", "n": 100_000, "s": float((steps * 2.0).sum())}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "float64", "int8", "int32", "int64", "uint8", "bool"])
+def test_tensors_come_back_with_dtype_and_shape(server, dtype):
+    rng = np.random.default_rng(7)
+    array = (rng.standard_normal((3, 5, 7)) * 10).astype(dtype)
+    run = steplake.init(server=server.address)
+    run.log_tensor("layer.weight", array, step=3)
+    run.finish()
+    result = steplake.connect(server.address).sql(
+        "SELECT name, step, dtype, shape, tensor, tensor_f64, tensor_int FROM tensors")
+    (restored,) = result.tensors()
+    assert restored.dtype == np.dtype(dtype)
+    assert restored.shape == (3, 5, 7)
+    np.testing.assert_array_equal(restored, array)
+    frame = result.df()
+    np.testing.assert_array_equal(frame["tensor"][0], array)
+
+
+def test_large_tensors_go_in_chunks(server):
+    array = np.arange(3_000_000, dtype=np.float32)  # 12 MB: three 4 MiB chunks
+    run = steplake.init(server=server.address)
+    run.log_tensor("big", array, step=0)
+    run.finish()
+    (restored,) = steplake.connect(server.address).sql(
+        "SELECT dtype, shape, tensor FROM tensors WHERE name = 'big'").tensors()
+    np.testing.assert_array_equal(restored, array)
+
+
+def test_resume_continues_and_rewritten_steps_replace(server):
+    run = steplake.init(name="long", server=server.address)
+    for step in range(10):
+        run.log({"loss": 10.0 - step}, step=step)
+    run.finish("crashed")
+    resumed = steplake.init(resume=run.id, server=server.address)
+    for step in range(5, 15):  # back to the checkpoint at step 5
+        resumed.log({"loss": 100.0 + step}, step=step)
+    assert resumed.flush()
+    assert resumed.resumed
+    resumed.finish()
+    got = rows(server, f"SELECT step, value FROM scalars WHERE run_id = '{run.id}' ORDER BY step")
+    assert [r["step"] for r in got] == list(range(15))
+    assert [r["value"] for r in got[:5]] == [10.0, 9.0, 8.0, 7.0, 6.0]
+    assert [r["value"] for r in got[5:]] == [100.0 + s for s in range(5, 15)]
+    assert rows(server, f"SELECT status FROM runs WHERE run_id = '{run.id}'") == [{"status": "finished"}]
+
+
+def test_server_from_the_environment(server, monkeypatch):
+    monkeypatch.setenv("STEPLAKE_SERVER", server.address)
+    with steplake.init(name="env") as run:
+        run.log({"x": 1.0}, step=0)
+    assert rows(server, "SELECT name FROM runs") == [{"name": "env"}]
+    assert steplake.connect().sql("SELECT count(*) AS n FROM scalars").arrow().to_pylist() == [{"n": 1}]
+
+
+def test_an_exception_in_the_block_marks_the_run_failed(server):
+    with pytest.raises(RuntimeError):
+        with steplake.init(server=server.address) as run:
+            run.log({"x": 1.0}, step=0)
+            raise RuntimeError("diverged")
+    assert rows(server, "SELECT status FROM runs") == [{"status": "failed"}]
+
+
+def test_a_bad_run_id_is_refused_at_once():
+    with pytest.raises(ValueError, match="letters, digits"):
+        steplake.init(run_id="no spaces please")
