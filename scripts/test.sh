@@ -11,6 +11,9 @@
 #    (apt, when missing) and playwright-core (npm ci in tests/browser).
 # 4. Runs every Rust test of the workspace: unit tests, the end-to-end tests
 #    in tests/ (which start the real binary on loopback), and doc tests.
+# 5. Installs the Python package from python/ (as a user would, not
+#    editable) and runs its pytest suite against the binary cargo just built.
+#    Tests that need PyTorch, Lightning or transformers skip without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,3 +38,7 @@ fi
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 cargo test --workspace
+
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps ./python
+export STEPLAKE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/steplake"
+"$venv/bin/python" -m pytest -q -rs -p no:cacheprovider python/tests

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from steplake.query import Connection, QueryResult, connect
+from steplake.query import Connection, QueryError, QueryResult, connect
 from steplake.run import DEFAULT_SERVER, Run, init
 
 __version__ = "0.1.0"
@@ -29,6 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_SERVER",
     "Connection",
+    "QueryError",
     "QueryResult",
     "Run",
     "connect",

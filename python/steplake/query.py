@@ -49,6 +49,18 @@ def statement_command(sql: str) -> bytes:
     return _field(1, _STATEMENT_QUERY.encode()) + _field(2, command)
 
 
+class QueryError(Exception):
+    """The server refused or failed a query; the message is the server's reason."""
+
+
+def _query_error(error: Exception) -> QueryError:
+    message = str(error)
+    marker = "with message: "
+    if marker in message:
+        message = message.split(marker, 1)[1]
+    return QueryError(message.strip())
+
+
 class QueryResult:
     """The result of a query: Arrow data with pandas, polars and numpy views."""
 
@@ -138,12 +150,15 @@ class Connection:
     def sql(self, query: str) -> QueryResult:
         """Runs a read-only SQL query; the whole result, as a :class:`QueryResult`.
 
-        Raises ``pyarrow.flight.FlightError`` subclasses with the server's
-        message (``FlightServerError`` for a bad query).
+        Raises :class:`QueryError` with the server's reason when the query is
+        refused (a syntax error, an unknown column, a write) or fails.
         """
         descriptor = flight.FlightDescriptor.for_command(statement_command(query))
-        info = self._client.get_flight_info(descriptor)
-        tables = [self._client.do_get(endpoint.ticket).read_all() for endpoint in info.endpoints]
+        try:
+            info = self._client.get_flight_info(descriptor)
+            tables = [self._client.do_get(e.ticket).read_all() for e in info.endpoints]
+        except pa.ArrowException as error:
+            raise _query_error(error) from error
         if not tables:
             return QueryResult(info.schema.empty_table())
         return QueryResult(pa.concat_tables(tables) if len(tables) > 1 else tables[0])

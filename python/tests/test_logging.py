@@ -138,3 +138,13 @@ def test_an_exception_in_the_block_marks_the_run_failed(server):
 def test_a_bad_run_id_is_refused_at_once():
     with pytest.raises(ValueError, match="letters, digits"):
         steplake.init(run_id="no spaces please")
+
+
+def test_framework_modules_explain_what_they_need():
+    import importlib.util
+
+    for module, framework in [("steplake.lightning", "lightning"), ("steplake.huggingface", "transformers")]:
+        if importlib.util.find_spec(framework) is not None:
+            continue
+        with pytest.raises(ImportError, match=f"pip install {framework}"):
+            __import__(module)

@@ -232,7 +232,7 @@ e2e_test! {
 
         let info = client.get_table_types().await.expect("GetTableTypes");
         let batches = check_command(&mut client, "GetTableTypes", info, &[utf8("table_type", false)]).await;
-        assert_eq!(strings(&batches, "table_type"), ["TABLE", "VIEW"]);
+        assert_eq!(strings(&batches, "table_type"), ["TABLE"]);
 
         let info = client
             .get_sql_info(vec![SqlInfo::FlightSqlServerName, SqlInfo::FlightSqlServerReadOnly])

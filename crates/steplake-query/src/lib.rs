@@ -207,11 +207,7 @@ impl QueryEngine {
                 entries.push(TableEntry {
                     catalog: CATALOG.to_string(),
                     schema: schema_name.clone(),
-                    kind: if schema_name == "information_schema" {
-                        "VIEW"
-                    } else {
-                        "TABLE"
-                    },
+                    kind: "TABLE",
                     name: table_name,
                     columns: table.schema(),
                 });
@@ -275,11 +271,11 @@ pub struct Prepared {
 pub struct TableEntry {
     /// The catalog (always [`CATALOG`]).
     pub catalog: String,
-    /// The schema: [`SCHEMA`] or `information_schema`.
+    /// The schema ([`SCHEMA`]).
     pub schema: String,
     /// The table name.
     pub name: String,
-    /// `TABLE` for steplake's tables, `VIEW` for `information_schema`.
+    /// The table type Flight SQL reports (`TABLE`).
     pub kind: &'static str,
     /// Its columns.
     pub columns: SchemaRef,

@@ -3,8 +3,8 @@
 //! describes (column names, types and nullability exactly as in
 //! `FlightSql.proto`).
 //!
-//! steplake has one catalog, `steplake`, with the schemas `public` (tables
-//! `runs`, `scalars`, `tensors`) and `information_schema` (views). It has no
+//! steplake has one catalog, `steplake`, with one schema, `public` (tables
+//! `runs`, `scalars`, `tensors`). It has no
 //! primary or foreign keys, so the key commands answer with an empty batch of
 //! the spec's schema.
 
@@ -26,7 +26,7 @@ use super::wire_schema;
 use crate::status::query_status;
 
 /// The table types steplake lists, in the order GetTableTypes returns them.
-const TABLE_TYPES: [&str; 2] = ["TABLE", "VIEW"];
+const TABLE_TYPES: [&str; 1] = ["TABLE"];
 
 /// The answer to a metadata command, or `None` when `command` is not one.
 pub async fn metadata_batch(
