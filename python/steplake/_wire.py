@@ -8,7 +8,7 @@ must copy before the caller changes the tensor) or on the logger's thread
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -133,6 +133,80 @@ def stats_only_tensor(
     )
 
 
+class EncodedScalars(NamedTuple):
+    """A serialized ``ScalarBatch`` and the points in it."""
+
+    payload: bytes
+    points: int
+
+
+_VARINT_LIMITS = np.array([1 << (7 * k) for k in range(1, 10)], dtype=np.uint64)
+_VARINT_SHIFTS = np.arange(0, 70, 7, dtype=np.uint64)
+
+
+def varints(values: np.ndarray) -> bytes:
+    """Protobuf base-128 varints of non-negative integers, vectorised.
+
+    The same bytes protobuf writes for a packed ``int64``/``uint32`` field of
+    non-negative values (negative values never occur: steps, wall times and
+    indices are >= 0).
+    """
+    x = np.ascontiguousarray(values, dtype=np.uint64)
+    if len(x) == 0:
+        return b""
+    length = np.searchsorted(_VARINT_LIMITS, x, side="right") + 1
+    width = int(length.max())
+    groups = ((x[:, None] >> _VARINT_SHIFTS[None, :width]) & np.uint64(0x7F)).astype(np.uint8)
+    if int(length.min()) == width:  # one width for all (the usual case): no gather
+        groups[:, :-1] |= 0x80
+        return groups.tobytes()
+    position = np.arange(width)
+    groups[position[None, :] < (length[:, None] - 1)] |= 0x80
+    return groups[position[None, :] < length[:, None]].tobytes()
+
+
+def _varint(n: int) -> bytes:
+    return varints(np.array([n], dtype=np.uint64))
+
+
+def length_delimited(field: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (strings, bytes, messages, packed)."""
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def varint_field(field: int, value: int) -> bytes:
+    """One varint protobuf field."""
+    return _varint(field << 3) + _varint(value)
+
+
+def encode_scalar_batch(
+    names: Sequence[str], index: np.ndarray, steps: np.ndarray, values: np.ndarray, wall_us: np.ndarray
+) -> bytes:
+    """A serialized ``steplake.v1.ScalarBatch``, built with numpy.
+
+    Byte-identical to ``pb.ScalarBatch(...).SerializeToString()`` (a test
+    checks it) and an order of magnitude faster for large batches, which
+    is what lets bulk logging stream millions of points per second.
+    """
+    parts = [length_delimited(1, name.encode("utf-8")) for name in names]
+    if len(steps):
+        parts.append(length_delimited(2, varints(index)))
+        parts.append(length_delimited(3, varints(steps)))
+        parts.append(length_delimited(4, np.ascontiguousarray(values, dtype="<f8").tobytes()))
+        parts.append(length_delimited(5, varints(wall_us)))
+    return b"".join(parts)
+
+
+def encode_write_request(writer_id: str, sequence: int, run_id: str, scalars: bytes) -> bytes:
+    """A serialized ``steplake.v1.WriteRequest`` carrying an encoded ScalarBatch."""
+    return b"".join([
+        length_delimited(1, writer_id.encode("utf-8")),
+        varint_field(2, sequence),
+        length_delimited(3, run_id.encode("utf-8")),
+        length_delimited(4, scalars),
+    ])
+
+
 class ScalarColumns:
     """Points being gathered for the next batch.
 
@@ -168,10 +242,10 @@ class ScalarColumns:
         self.columns.append((indices, steps, values, wall_us))
         self.points += len(steps)
 
-    def encode(self, names: Sequence[str], max_points: int) -> tuple[list[pb.ScalarBatch], int]:
-        """The points as ``ScalarBatch`` messages of at most ``max_points``
-        each, carrying only the names they use, and the number of values
-        dropped because they were not numbers."""
+    def encode(self, names: Sequence[str], max_points: int) -> tuple[list["EncodedScalars"], int]:
+        """The points as serialized ``ScalarBatch`` messages of at most
+        ``max_points`` each, carrying only the names they use, and the number
+        of values dropped because they were not numbers."""
         calls = np.array(self.calls, dtype=np.int64).reshape(-1, 3)
         counts = calls[:, 2]
         index = [np.asarray(self.name_index, dtype=np.int64)]
@@ -197,12 +271,12 @@ class ScalarColumns:
             part = slice(start, start + max_points)
             used, local = np.unique(all_index[part], return_inverse=True)
             batches.append(
-                pb.ScalarBatch(
-                    names=[names[i] for i in used.tolist()],
-                    name_index=local.tolist(),
-                    steps=all_steps[part].tolist(),
-                    values=all_values[part].tolist(),
-                    wall_times_us=all_wall[part].tolist(),
+                EncodedScalars(
+                    encode_scalar_batch(
+                        [names[i] for i in used.tolist()], local,
+                        all_steps[part], all_values[part], all_wall[part],
+                    ),
+                    len(local),
                 )
             )
         return batches, dropped

@@ -305,7 +305,7 @@ class Writer:
                 self._last_cut = time.monotonic()
                 self._cut_scalars(scalars, names)
             for tensor in tensors:
-                self._route(pb.WriteRequest(tensor=tensor), 1)
+                self._route(tensor, 1)
             if self._in_hand:
                 with self._cond:
                     self._in_hand = False
@@ -331,16 +331,23 @@ class Writer:
             self.points_dropped += dropped
             self._warn_once("values", f"{dropped} logged values were not numbers and were dropped")
         for batch in batches:
-            self._route(pb.WriteRequest(scalars=batch), len(batch.steps))
+            self._route(batch.payload, batch.points)
 
-    def _route(self, request: pb.WriteRequest, points: int) -> None:
-        """Gives the request its identity and sends it, or spools it."""
-        request.writer_id = self.writer_id
-        request.sequence = self._next_sequence
-        request.run_id = self.run["run_id"]
+    def _route(self, body: bytes | pb.Tensor, points: int) -> None:
+        """Wraps an encoded scalar batch or a tensor in a WriteRequest with
+        this writer's identity and the next sequence number; sends it, or
+        spools it."""
+        sequence = self._next_sequence
         self._next_sequence += 1
+        if isinstance(body, bytes):
+            payload = _wire.encode_write_request(self.writer_id, sequence, self.run["run_id"], body)
+        else:
+            request = pb.WriteRequest(
+                writer_id=self.writer_id, sequence=sequence, run_id=self.run["run_id"], tensor=body
+            )
+            payload = request.SerializeToString()
         self.points_logged += points
-        outgoing = _Outgoing(request.sequence, request.SerializeToString(), points, False)
+        outgoing = _Outgoing(sequence, payload, points, False)
         with self._cond:
             self._cut_through = outgoing.sequence
         if self._stream is None or self._spooled or self._inflight_bytes >= self.max_inflight_bytes:
@@ -496,6 +503,18 @@ class Writer:
         self._next_attempt = time.monotonic() + 0.1
 
     def _finish_run(self) -> None:
+        try:
+            self._deliver_finish()
+        finally:
+            if self._stream is not None:
+                self._stream.cancel()
+                self._stream = None
+            if self._channel is not None:
+                # An open channel makes grpc wait in its finaliser at exit.
+                self._channel.close()
+                self._channel = None
+
+    def _deliver_finish(self) -> None:
         status = self._stop_status or "finished"
         if self._stream is not None:
             self._stream.close()

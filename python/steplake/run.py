@@ -188,7 +188,8 @@ class Run:
 
         Waits up to ``timeout`` seconds for the server; what it has not
         acknowledged by then stays in the spool for ``steplake sync``.
-        Called at interpreter exit for runs not finished by then.
+        Called at interpreter exit for runs not finished by then (waiting
+        up to 10 s for the server).
         """
         with self._finish_lock:
             if self._finished:
@@ -262,7 +263,7 @@ def _excepthook(exc_type: Any, exc: Any, tb: Any) -> None:
 
 def _finish_at_exit() -> None:
     for run in list(_live_runs):
-        run.finish("crashed" if _crashed else "finished")
+        run.finish("crashed" if _crashed else "finished", timeout=10.0)
 
 
 _previous_excepthook = sys.excepthook

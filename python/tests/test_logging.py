@@ -148,3 +148,34 @@ def test_framework_modules_explain_what_they_need():
             continue
         with pytest.raises(ImportError, match=f"pip install {framework}"):
             __import__(module)
+
+
+def test_a_script_that_never_calls_finish_exits_and_delivers(server):
+    import subprocess
+    import sys
+
+    script = (
+        "import steplake\n"
+        f"run = steplake.init(name='no-finish', server='{server.address}')\n"
+        "for step in range(2000):\n"
+        "    run.log({'x': float(step)}, step=step)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert rows(server, "SELECT count(*) AS n FROM scalars") == [{"n": 2000}]
+    assert rows(server, "SELECT status FROM runs") == [{"status": "finished"}]
+
+
+def test_an_uncaught_exception_marks_the_run_crashed(server):
+    import subprocess
+    import sys
+
+    script = (
+        "import steplake\n"
+        f"run = steplake.init(server='{server.address}')\n"
+        "run.log({'x': 1.0}, step=0)\n"
+        "raise SystemExit(__import__('math').sqrt(-1))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert rows(server, "SELECT status FROM runs") == [{"status": "crashed"}]
