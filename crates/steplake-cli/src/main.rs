@@ -1,4 +1,4 @@
-//! The `steplake` command: `serve`, `write`, `sql`.
+//! The `steplake` command: `serve`, `write`, `sql`, `import`, `sync`.
 //!
 //! Exit codes: 0 success; 1 failure (server unreachable, I/O, internal);
 //! 2 bad input (malformed file line, SQL error, statement not allowed, bad flag).
@@ -8,6 +8,7 @@ mod output;
 mod points;
 mod serve;
 mod sql;
+mod sync;
 mod write;
 
 use std::process::ExitCode;
@@ -33,6 +34,8 @@ enum Command {
     /// Import tensors from checkpoint files into a run.
     #[command(subcommand)]
     Import(import::ImportCommand),
+    /// Upload what Python runs spooled to disk while the server was unreachable.
+    Sync(sync::SyncArgs),
 }
 
 /// A failure that ends the command, with the exit code it maps to.
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
             Command::Write(args) => write::run(args).await,
             Command::Sql(args) => sql::run(args).await,
             Command::Import(command) => import::run(command).await,
+            Command::Sync(args) => sync::run(args).await,
         }
     });
     match result {

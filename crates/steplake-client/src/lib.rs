@@ -402,6 +402,13 @@ impl ScalarWriter {
         Ok(sequence)
     }
 
+    /// Queues a request exactly as it was recorded, with its own writer id,
+    /// sequence number and run (replaying a spool: what the server already
+    /// applied is acknowledged as a duplicate).
+    pub async fn send_recorded(&mut self, request: WriteRequest) -> Result<(), ClientError> {
+        self.queue(request).await
+    }
+
     async fn queue(&mut self, request: WriteRequest) -> Result<(), ClientError> {
         self.next_sequence = self.next_sequence.max(request.sequence + 1);
         let tx = self.tx.as_ref().ok_or(ClientError::StreamClosed)?;
