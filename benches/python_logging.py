@@ -13,8 +13,8 @@ Then one metric's full history is read into pandas: steplake's
 ``connect().sql(...).df()`` vs TensorBoard's ``EventAccumulator`` (size
 guidance 0: keep every point). Prints points/s, seconds and the ratios.
 
-Run:  python benches/python_logging.py   (scripts/bench-python.sh sets it up:
-a venv with the package and tensorboard, and the release server)
+Run:  ./scripts/bench-python.sh   (builds the release server, installs the
+package and tensorboard, then runs this file; STEPLAKE_BIN names the server)
 Targets (issue 6): run.log >= 30x TensorBoard; bulk >= 1M points/s.
 """
 

@@ -158,6 +158,7 @@ class Writer:
         self._delivered_through = 0
         self._cut_through = 0
         self._in_hand = False
+        self._wake = False
 
         # The logger thread's own state.
         self._next_sequence = 1
@@ -166,6 +167,10 @@ class Writer:
         self._spooled: collections.deque[int] = collections.deque(spool.sequences())
         if self._spooled:
             self._next_sequence = self._spooled[-1] + 1
+        # Cut before the first connection attempt resolved: kept in memory
+        # (not spooled) until we know whether the server is there.
+        self._waiting: collections.deque[_Outgoing] = collections.deque()
+        self._unreachable = False
         self._channel: grpc.Channel | None = None
         self._stream: _Stream | None = None
         self._generation = 0
@@ -238,6 +243,7 @@ class Writer:
         deadline = time.monotonic() + timeout
         with self._cond:
             self._flush_waiters += 1
+            self._wake = True
             self._cond.notify_all()
             try:
                 # Let the logger thread cut what is pending, then wait for its acks.
@@ -261,6 +267,7 @@ class Writer:
         with self._cond:
             self._stop_status = status
             self._finish_timeout = timeout
+            self._wake = True
             self._cond.notify_all()
         self._thread.join(timeout + 10.0)
 
@@ -284,6 +291,7 @@ class Writer:
             with self._cond:
                 if not self._work_ready():
                     self._cond.wait(self.flush_interval / 2)
+                self._wake = False
                 events, self._events = self._events, []
                 scalars = None
                 due = time.monotonic() - self._last_cut >= self.flush_interval
@@ -312,7 +320,7 @@ class Writer:
                     self._cond.notify_all()
             self._pump()
             if stopping:
-                delivered = not (self._inflight or self._spooled)
+                delivered = not (self._inflight or self._spooled or self._waiting)
                 with self._cond:
                     nothing_left = not (self._pending.points or self._tensors or self._events)
                 if (delivered and nothing_left) or (deadline is not None and time.monotonic() >= deadline):
@@ -321,8 +329,8 @@ class Writer:
 
     def _work_ready(self) -> bool:
         return bool(
-            self._events or self._stop_status is not None or self._flush_waiters
-            or self._tensors or self._pending.points >= self.batch_points
+            self._events or self._wake or self._tensors
+            or self._pending.points >= self.batch_points
         )
 
     def _cut_scalars(self, columns: _wire.ScalarColumns, names: list[str]) -> None:
@@ -350,10 +358,12 @@ class Writer:
         outgoing = _Outgoing(sequence, payload, points, False)
         with self._cond:
             self._cut_through = outgoing.sequence
-        if self._stream is None or self._spooled or self._inflight_bytes >= self.max_inflight_bytes:
-            self._to_spool(outgoing)
-        else:
+        if self._stream is not None and not self._spooled and self._inflight_bytes < self.max_inflight_bytes:
             self._send(outgoing)
+        elif self._stream is None and not self._unreachable and not self._spooled:
+            self._waiting.append(outgoing)
+        else:
+            self._to_spool(outgoing)
 
     def _to_spool(self, outgoing: _Outgoing) -> None:
         if not outgoing.on_disk:
@@ -373,6 +383,8 @@ class Writer:
             self._try_connect()
         if self._stream is None:
             return
+        while self._waiting:
+            self._send(self._waiting.popleft())
         while self._spooled and self._inflight_bytes < self.max_inflight_bytes:
             sequence = self._spooled.popleft()
             try:
@@ -416,6 +428,7 @@ class Writer:
         self._generation += 1
         assert self._channel is not None
         self._stream = _Stream(self._channel, self._generation, self._post_event)
+        self._unreachable = False
         if self._failures and "unreachable" in self._warned:
             print(f"steplake: reconnected to {self.server}; sending "
                   f"{len(self._spooled)} spooled batches", file=sys.stderr)
@@ -434,6 +447,9 @@ class Writer:
 
     def _connect_failed(self, reason: str, error: grpc.RpcError | None = None) -> None:
         self._connecting = None
+        self._unreachable = True
+        while self._waiting:
+            self._to_spool(self._waiting.popleft())
         if self._channel is not None:
             self._channel.close()
             self._channel = None
@@ -467,7 +483,11 @@ class Writer:
             return
         # The stream ended (server gone, or it refused a request).
         error = value if kind == "error" else None
-        if isinstance(error, grpc.RpcError) and error.code() not in _RETRYABLE and self._inflight:
+        if isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.NOT_FOUND:
+            # The server does not know the run (e.g. a fresh data directory):
+            # create it again, then resend.
+            self._run_created = False
+        elif isinstance(error, grpc.RpcError) and error.code() not in _RETRYABLE and self._inflight:
             refused = next(iter(self._inflight.values()))
             self._drop(refused, _describe(error))
         self._disconnect(_describe(error) if error is not None else "the stream ended")
@@ -498,6 +518,7 @@ class Writer:
         self._spooled.extend(waiting)
         self._inflight.clear()
         self._inflight_bytes = 0
+        self._unreachable = True
         self._generation += 1
         self._failures += 1
         self._next_attempt = time.monotonic() + 0.1
@@ -518,7 +539,7 @@ class Writer:
         status = self._stop_status or "finished"
         if self._stream is not None:
             self._stream.close()
-        delivered = self._stream is not None and not (self._inflight or self._spooled)
+        delivered = self._stream is not None and not (self._inflight or self._spooled or self._waiting)
         if delivered:
             try:
                 assert self._channel is not None
@@ -534,9 +555,10 @@ class Writer:
                 reason = _describe(error)
         else:
             reason = "the server did not acknowledge everything in time"
-        for outgoing in self._inflight.values():
+        for outgoing in [*self._inflight.values(), *self._waiting]:
             self._to_spool(outgoing)
         self._inflight.clear()
+        self._waiting.clear()
         self.spool.write_run(self.run, self.writer_id, self.server)
         self.spool.mark_finished(status)
         print(f"steplake: run {self.run['run_id']} is not fully delivered ({reason}); "

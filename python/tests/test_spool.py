@@ -100,3 +100,23 @@ def test_sync_of_a_missing_directory_says_so(tmp_path, uploader):
                           capture_output=True, text=True)
     assert done.returncode in (1, 2)
     assert "not a directory" in done.stderr or "does not exist" in done.stderr
+
+
+def test_a_server_that_lost_the_run_gets_it_created_again(tmp_path):
+    port = free_port()
+    first = Server(tmp_path / "first", port=port).start()
+    run = steplake.init(name="moved", server=f"127.0.0.1:{port}")
+    for step in range(100):
+        run.log({"x": float(step)}, step=step)
+    assert run.flush()
+    first.kill()
+    second = Server(tmp_path / "second", port=port).start()  # a fresh data directory
+    try:
+        for step in range(100, 200):
+            run.log({"x": float(step)}, step=step)
+        run.finish(timeout=60)
+        assert count(second.address, run.id) == 100
+        names = steplake.connect(second.address).sql("SELECT name, status FROM runs").arrow().to_pylist()
+        assert names == [{"name": "moved", "status": "finished"}]
+    finally:
+        second.kill()
