@@ -470,16 +470,10 @@ class Writer:
         if generation != self._generation or self._stream is None:
             return  # from a stream already abandoned
         if kind == "ack":
-            outgoing = self._inflight.pop(value, None)
-            if outgoing is None:
-                return
-            self._inflight_bytes -= len(outgoing.payload)
-            if outgoing.on_disk:
-                self.spool.remove(outgoing.sequence)
-            self.points_delivered += outgoing.points
-            with self._cond:
-                self._delivered_through = max(self._delivered_through, outgoing.sequence)
-                self._cond.notify_all()
+            outgoing = self._inflight.get(value)
+            if outgoing is not None:
+                self._settle(outgoing)
+                self.points_delivered += outgoing.points
             return
         # The stream ended (server gone, or it refused a request).
         error = value if kind == "error" else None
@@ -492,14 +486,19 @@ class Writer:
             self._drop(refused, _describe(error))
         self._disconnect(_describe(error) if error is not None else "the stream ended")
 
-    def _drop(self, outgoing: _Outgoing, reason: str) -> None:
+    def _settle(self, outgoing: _Outgoing) -> None:
+        """Forgets a request the server is done with (applied, or refused)."""
         self._inflight.pop(outgoing.sequence, None)
         self._inflight_bytes -= len(outgoing.payload)
         if outgoing.on_disk:
             self.spool.remove(outgoing.sequence)
-        self.points_dropped += outgoing.points
         with self._cond:
             self._delivered_through = max(self._delivered_through, outgoing.sequence)
+            self._cond.notify_all()
+
+    def _drop(self, outgoing: _Outgoing, reason: str) -> None:
+        self._settle(outgoing)
+        self.points_dropped += outgoing.points
         print(f"steplake: the server refused a batch of {outgoing.points} points "
               f"and it was dropped: {reason}", file=sys.stderr)
 

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from steplake._wire import numpy_dtype
+from steplake._wire import length_delimited, numpy_dtype
 from steplake.run import server_address
 
 _STATEMENT_QUERY = "type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
@@ -26,27 +26,10 @@ _STATEMENT_QUERY = "type.googleapis.com/arrow.flight.protocol.sql.CommandStateme
 _TENSOR_COLUMNS = ("tensor", "tensor_f64", "tensor_int")
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
 def statement_command(sql: str) -> bytes:
     """``Any(CommandStatementQuery(query=sql))``, encoded: a Flight SQL query descriptor."""
-    command = _field(1, sql.encode("utf-8"))
-    return _field(1, _STATEMENT_QUERY.encode()) + _field(2, command)
+    command = length_delimited(1, sql.encode("utf-8"))
+    return length_delimited(1, _STATEMENT_QUERY.encode()) + length_delimited(2, command)
 
 
 class QueryError(Exception):

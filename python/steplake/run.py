@@ -234,25 +234,18 @@ def init(
     project: str | None = None,
     name: str | None = None,
     config: Mapping[str, Any] | None = None,
-    *,
-    tags: Sequence[str] = (),
-    server: str | None = None,
-    resume: str | None = None,
-    run_id: str | None = None,
-    spool_dir: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> Run:
     """Starts (or, with ``resume=RUN_ID``, continues) a run and returns it.
 
-    ``server`` defaults to ``STEPLAKE_SERVER``, else ``127.0.0.1:50051``.
-    Returns at once: the run is created on the server in the background, and
-    its id is chosen here (``run.id``). Writing a step again in a resumed run
-    replaces the earlier value.
+    Keyword options are those of :class:`Run`: ``tags``, ``server`` (default
+    ``STEPLAKE_SERVER``, else ``127.0.0.1:50051``), ``resume``, ``run_id``,
+    ``parent_run_id``, ``fork_step``, ``spool_dir``, ``batch_points``,
+    ``flush_interval``. Returns at once: the run is created on the server in
+    the background, and its id is chosen here (``run.id``). Writing a step
+    again in a resumed run replaces the earlier value.
     """
-    return Run(
-        project=project, name=name, config=config, tags=tags, server=server,
-        resume=resume, run_id=run_id, spool_dir=spool_dir, **options,
-    )
+    return Run(project=project, name=name, config=config, **options)
 
 
 def _excepthook(exc_type: Any, exc: Any, tb: Any) -> None:
