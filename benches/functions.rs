@@ -213,13 +213,10 @@ async fn main() {
             "python3".into()
         }
     });
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../benches/ruptures_time.py"
-    );
+    let script = format!("{}/../../benches/ruptures_time.py", manifest_dir());
     let out = Command::new(&python)
         .args([
-            script,
+            script.as_str(),
             input.to_str().expect("utf-8 path"),
             &penalty.to_string(),
         ])
@@ -243,4 +240,11 @@ async fn main() {
         ),
         Err(e) => println!("ruptures comparison skipped: cannot run {python}: {e}"),
     }
+}
+
+/// This package's directory. Cargo sets it when it runs the target, so it
+/// stays right when one target directory serves checkouts at several paths
+/// (the compile-time value is only the fallback).
+fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string())
 }

@@ -318,7 +318,7 @@ fn artifacts() -> PathBuf {
 
 #[test]
 fn the_dashboard_in_headless_chromium() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = crate::harness::repo_file("");
     let script = root.join("tests/browser/dashboard.mjs");
     let modules = root.join("tests/browser/node_modules/playwright-core");
     let chromium =

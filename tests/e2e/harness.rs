@@ -5,6 +5,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// A file of the repository, by its path from the root. Resolved at run time
+/// (cargo sets `CARGO_MANIFEST_DIR` when it runs the tests), so it stays right
+/// when one target directory serves checkouts at several paths.
+pub fn repo_file(relative: &str) -> PathBuf {
+    let manifest = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    PathBuf::from(manifest).join("../..").join(relative)
+}
+
 /// Path of the `steplake` binary under test.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_steplake"))

@@ -40,7 +40,7 @@ e2e_test! {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let ours = String::from_utf8(out.stdout).unwrap();
 
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/python/read_parquet.py");
+        let script = crate::harness::repo_file("tests/python/read_parquet.py");
         let out = Command::new(python())
             .arg(script)
             .args(&files)
@@ -122,10 +122,11 @@ e2e_test! {
         let server = TestServer::start(dir.path(), &[]);
         let csv = "name,step,value\nloss,0,2.5\nloss,1,1.5\nacc,0,0.25\n";
         assert!(steplake(&["write", "--server", &server.url, "--run", "fl", "-"], Some(csv)).status.success());
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/python/flight_query.py");
+        let script = crate::harness::repo_file("tests/python/flight_query.py");
         let address = server.url.trim_start_matches("http://");
         let out = Command::new(python())
-            .args([script, address, "SELECT name, step, value FROM scalars WHERE name = 'loss' ORDER BY step"])
+            .arg(script)
+            .args([address, "SELECT name, step, value FROM scalars WHERE name = 'loss' ORDER BY step"])
             .output()
             .expect("run python3 (scripts/test.sh installs pyarrow)");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -145,7 +146,7 @@ e2e_test! {
 
 e2e_test! {
     async fn changepoints_pelt_matches_ruptures() {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/python/ruptures_reference.py");
+        let script = crate::harness::repo_file("tests/python/ruptures_reference.py");
         let out = Command::new(python()).arg(script).output().expect("run python3 (scripts/test.sh installs ruptures)");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let cases: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

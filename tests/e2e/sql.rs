@@ -19,8 +19,9 @@ fn refused(url_or_dir: &[&str], sql: &str, needle: &str) {
 
 /// The statements of a file in sql/, comment lines removed.
 fn sql_file_statements(file: &str) -> Vec<String> {
-    let path = format!("{}/../../sql/{file}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    let path = crate::harness::repo_file(&format!("sql/{file}"));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let code: String = text
         .lines()
         .filter(|l| !l.trim_start().starts_with("--"))

@@ -54,7 +54,7 @@ e2e_test! {
         writer.finish().await.unwrap();
 
         let mut child = Command::new(python())
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/python/tensor_reference.py"))
+            .arg(crate::harness::repo_file("tests/python/tensor_reference.py"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

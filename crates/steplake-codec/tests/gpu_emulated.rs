@@ -23,7 +23,7 @@ fn library() -> Option<&'static libloading::Library> {
     static LIBRARY: OnceLock<Option<libloading::Library>> = OnceLock::new();
     LIBRARY
         .get_or_init(|| {
-            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            let root = PathBuf::from(manifest_dir());
             let out =
                 PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("libsteplake_kernels_emulated.so");
             let status = Command::new("g++")
@@ -234,4 +234,11 @@ fn tensors_already_on_the_device_encode_the_same() {
             "{label}"
         );
     }
+}
+
+/// This package's directory. Cargo sets it when it runs the target, so it
+/// stays right when one target directory serves checkouts at several paths
+/// (the compile-time value is only the fallback).
+fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string())
 }

@@ -104,7 +104,7 @@ impl AsyncDB for Steplake {
 }
 
 fn main() {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../sql/slt"));
+    let dir = PathBuf::from(manifest_dir()).join("../../sql/slt");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("sql/slt exists")
         .flatten()
@@ -132,4 +132,11 @@ fn main() {
     if failed > 0 {
         std::process::exit(1);
     }
+}
+
+/// This package's directory. Cargo sets it when it runs the target, so it
+/// stays right when one target directory serves checkouts at several paths
+/// (the compile-time value is only the fallback).
+fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string())
 }
