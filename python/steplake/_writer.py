@@ -450,9 +450,7 @@ class Writer:
         self._unreachable = True
         while self._waiting:
             self._to_spool(self._waiting.popleft())
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
+        self._close_connection()
         self._failures += 1
         self._next_attempt = time.monotonic() + min(0.1 * 2 ** self._failures, 5.0)
         if error is not None and error.code() not in _RETRYABLE:
@@ -484,7 +482,7 @@ class Writer:
         elif isinstance(error, grpc.RpcError) and error.code() not in _RETRYABLE and self._inflight:
             refused = next(iter(self._inflight.values()))
             self._drop(refused, _describe(error))
-        self._disconnect(_describe(error) if error is not None else "the stream ended")
+        self._disconnect()
 
     def _settle(self, outgoing: _Outgoing) -> None:
         """Forgets a request the server is done with (applied, or refused)."""
@@ -502,14 +500,19 @@ class Writer:
         print(f"steplake: the server refused a batch of {outgoing.points} points "
               f"and it was dropped: {reason}", file=sys.stderr)
 
-    def _disconnect(self, reason: str) -> None:
-        """Puts everything in flight back in the spool, in order; retries soon."""
+    def _close_connection(self) -> None:
+        """Ends the stream and closes the channel (an open channel also makes
+        grpc wait in its finaliser at interpreter exit)."""
         if self._stream is not None:
             self._stream.cancel()
             self._stream = None
         if self._channel is not None:
             self._channel.close()
             self._channel = None
+
+    def _disconnect(self) -> None:
+        """Puts everything in flight back in the spool, in order; retries soon."""
+        self._close_connection()
         waiting = list(self._spooled)
         self._spooled.clear()
         for outgoing in self._inflight.values():
@@ -526,13 +529,7 @@ class Writer:
         try:
             self._deliver_finish()
         finally:
-            if self._stream is not None:
-                self._stream.cancel()
-                self._stream = None
-            if self._channel is not None:
-                # An open channel makes grpc wait in its finaliser at exit.
-                self._channel.close()
-                self._channel = None
+            self._close_connection()
 
     def _deliver_finish(self) -> None:
         status = self._stop_status or "finished"
