@@ -51,10 +51,16 @@ class Spool:
     def _request_path(self, sequence: int) -> Path:
         return self.directory / f"{sequence:020d}.req"
 
-    def write_run(self, run: dict[str, Any], writer_id: str, server: str) -> None:
-        """Records how to create the run (once per spool)."""
+    def has_run(self) -> bool:
+        """Whether run.json was written."""
+        return (self.directory / "run.json").exists()
+
+    def write_run(
+        self, run: dict[str, Any], writer_id: str, server: str, replace: bool = False
+    ) -> None:
+        """Records how to create the run (once per spool, unless ``replace``)."""
         path = self.directory / "run.json"
-        if path.exists():
+        if path.exists() and not replace:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         meta = {"server": server, "writer_id": writer_id, "run": run}

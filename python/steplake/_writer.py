@@ -159,6 +159,7 @@ class Writer:
         self._cut_through = 0
         self._in_hand = False
         self._wake = False
+        self._config_update: str | None = None
 
         # The logger thread's own state.
         self._next_sequence = 1
@@ -211,6 +212,13 @@ class Writer:
             self._cond.notify()
             if self._pending.points >= self.max_queued_points:
                 self._wait_for_room()
+
+    def update_config(self, config_json: str) -> None:
+        """Replaces the run's configuration; the server merges it (CreateRun again)."""
+        with self._cond:
+            self._config_update = config_json
+            self._wake = True
+            self._cond.notify_all()
 
     def add_tensor_messages(self, tensors: list[pb.Tensor]) -> None:
         """Queues tensor messages (one request each)."""
@@ -292,6 +300,7 @@ class Writer:
                 if not self._work_ready():
                     self._cond.wait(self.flush_interval / 2)
                 self._wake = False
+                config_update, self._config_update = self._config_update, None
                 events, self._events = self._events, []
                 scalars = None
                 due = time.monotonic() - self._last_cut >= self.flush_interval
@@ -309,6 +318,11 @@ class Writer:
                 self._cond.notify_all()
             for event in events:
                 self._handle_event(event)
+            if config_update is not None:
+                self.run["config_json"] = config_update
+                self._run_created = False  # CreateRun again: the server merges the config
+                if self.spool.has_run():
+                    self.spool.write_run(self.run, self.writer_id, self.server, replace=True)
             if scalars is not None:
                 self._last_cut = time.monotonic()
                 self._cut_scalars(scalars, names)
@@ -383,6 +397,12 @@ class Writer:
             self._try_connect()
         if self._stream is None:
             return
+        if not self._run_created and time.monotonic() >= self._next_attempt:
+            try:
+                self._create_run()
+            except grpc.RpcError as error:
+                self._next_attempt = time.monotonic() + 1.0
+                self._warn_once("config", f"cannot update the run's configuration: {_describe(error)}")
         while self._waiting:
             self._send(self._waiting.popleft())
         while self._spooled and self._inflight_bytes < self.max_inflight_bytes:

@@ -60,8 +60,10 @@ class SteplakeLogger(Logger):
 
     @rank_zero_only
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-        values = params if isinstance(params, Mapping) else vars(params)
-        self._config.update({k: v for k, v in values.items()})
+        values = dict(params if isinstance(params, Mapping) else vars(params))
+        self._config.update(values)
+        if self._run is not None:  # Lightning may have created it already
+            self._run.update_config(values)
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:

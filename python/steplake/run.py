@@ -75,11 +75,12 @@ class Run:
         self._next_step = 0
         self._warned: set[str] = set()
         writer_id = f"{run_id}-{uuid.uuid4().hex[:12]}"
+        self._config = dict(config or {})
         meta = {
             "run_id": run_id,
             "project": self.project,
             "name": self.name,
-            "config_json": json.dumps(dict(config or {}), default=str),
+            "config_json": json.dumps(self._config, default=str),
             "tags": list(tags),
             "parent_run_id": parent_run_id,
             "fork_step": fork_step,
@@ -172,6 +173,15 @@ class Run:
             self._writer.add_tensor_messages([message])
         except Exception as error:  # noqa: BLE001
             self._warn_once(f"stats:{name}", f"logging statistics of {name!r} failed: {error!r}")
+
+    def update_config(self, values: Mapping[str, Any]) -> None:
+        """Adds keys to the run's configuration, or changes them (e.g.
+        hyperparameters known only once training starts). Never raises."""
+        try:
+            self._config.update(values)
+            self._writer.update_config(json.dumps(self._config, default=str))
+        except Exception as error:  # noqa: BLE001
+            self._warn_once("config", f"run.update_config failed: {error!r}")
 
     # ---- ending -----------------------------------------------------------
 

@@ -64,18 +64,72 @@ def test_bf16_tensors_keep_their_dtype(server):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("lightning") is None, reason="Lightning is not installed")
-def test_lightning_logger_is_a_logger():
-    from lightning.pytorch.loggers.logger import Logger
+def test_lightning_logger_logs_a_training_run(server, tmp_path):
+    import lightning
 
     from steplake.lightning import SteplakeLogger
 
-    assert issubclass(SteplakeLogger, Logger)
+    class Regression(lightning.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.save_hyperparameters({"lr": 0.05})
+            self.layer = torch.nn.Linear(3, 1)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            loss = torch.nn.functional.mse_loss(self.layer(x), y)
+            self.log("train/loss", loss)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.05)
+
+    data = torch.utils.data.TensorDataset(torch.randn(64, 3), torch.randn(64, 1))
+    logger = SteplakeLogger(project="lightning", name="regression", server=server.address)
+    trainer = lightning.Trainer(
+        max_epochs=2, logger=logger, log_every_n_steps=1, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+    )
+    trainer.fit(Regression(), torch.utils.data.DataLoader(data, batch_size=8))
+    points = rows(server, "SELECT count(*) AS n FROM scalars WHERE name = 'train/loss'")
+    assert points[0]["n"] == 16
+    run = rows(server, "SELECT project, name, status, config FROM runs")
+    assert run[0]["project"] == "lightning" and run[0]["status"] == "finished"
+    assert '"lr": 0.05' in run[0]["config"]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="transformers is not installed")
-def test_huggingface_callback_is_a_callback():
-    from transformers import TrainerCallback
+def test_huggingface_callback_logs_a_trainer_run(server, tmp_path):
+    import transformers
 
     from steplake.huggingface import SteplakeCallback
 
-    assert issubclass(SteplakeCallback, TrainerCallback)
+    config = transformers.BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=16, num_labels=2,
+    )
+    model = transformers.BertForSequenceClassification(config)
+
+    class Tiny(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 32
+
+        def __getitem__(self, i: int) -> dict:
+            return {"input_ids": torch.tensor([1 + i % 7, 2, 3, 4]), "labels": torch.tensor(i % 2)}
+
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, num_train_epochs=1,
+        logging_steps=2, report_to=[], save_strategy="no", use_cpu=True, run_name="tiny-bert",
+    )
+    trainer = transformers.Trainer(
+        model=model, args=args, train_dataset=Tiny(),
+        callbacks=[SteplakeCallback(project="hf", server=server.address, watch=4)],
+    )
+    trainer.train()
+    names = {r["name"] for r in rows(server, "SELECT DISTINCT name FROM scalars")}
+    assert "loss" in names and "learning_rate" in names
+    steps = [r["step"] for r in rows(server, "SELECT step FROM scalars WHERE name = 'loss' ORDER BY step")]
+    assert steps == [2, 4, 6, 8]
+    run = rows(server, "SELECT project, name, status FROM runs")
+    assert run == [{"project": "hf", "name": "tiny-bert", "status": "finished"}]
+    assert rows(server, "SELECT count(*) AS n FROM tensors")[0]["n"] > 0

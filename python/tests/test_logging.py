@@ -179,3 +179,15 @@ def test_an_uncaught_exception_marks_the_run_crashed(server):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert rows(server, "SELECT status FROM runs") == [{"status": "crashed"}]
+
+
+def test_config_can_grow_after_the_run_started(server):
+    run = steplake.init(config={"lr": 0.1, "layers": 2}, server=server.address)
+    run.log({"x": 1.0}, step=0)
+    assert run.flush()
+    run.update_config({"lr": 0.05, "seed": 7})
+    run.finish()
+    import json
+
+    config = json.loads(rows(server, "SELECT config FROM runs")[0]["config"])
+    assert config == {"lr": 0.05, "layers": 2, "seed": 7}

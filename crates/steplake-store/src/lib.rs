@@ -1292,6 +1292,7 @@ impl WalThread {
             let mut run = existing.clone();
             run.status = RUN_STATUS_RUNNING.into();
             run.ended_at_us = None;
+            run.config_json = merged_config(&run.config_json, &request.config_json);
             return (run, true);
         }
         let run_id = request.run_id.unwrap_or_else(random_id);
@@ -1504,6 +1505,24 @@ fn reject(command: Command, reason: &str) {
             let _ = reply.send(Err(reason.to_string()));
         }
     }
+}
+
+/// The configuration of a resumed run: the keys of `update` (a JSON object,
+/// validated before it got here) replace or join those of `existing`. An
+/// empty update, or one that is not an object, leaves `existing` as it is.
+fn merged_config(existing: &str, update: &str) -> String {
+    let Ok(serde_json::Value::Object(update)) = serde_json::from_str(update) else {
+        return existing.to_string();
+    };
+    if update.is_empty() {
+        return existing.to_string();
+    }
+    let mut merged = match serde_json::from_str(existing) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    merged.extend(update);
+    serde_json::Value::Object(merged).to_string()
 }
 
 fn non_empty_or(value: String, default: &str) -> String {
@@ -1721,4 +1740,20 @@ fn series_range_of(batch: &RecordBatch) -> Option<SeriesRange> {
         max_step: steps.value(batch.num_rows() - 1),
         rows: batch.num_rows() as u64,
     })
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::merged_config;
+
+    #[test]
+    fn a_resumed_run_merges_new_config_keys() {
+        assert_eq!(
+            merged_config(r#"{"lr":0.1,"layers":2}"#, r#"{"lr":0.05,"seed":7}"#),
+            r#"{"layers":2,"lr":0.05,"seed":7}"#
+        );
+        assert_eq!(merged_config(r#"{"lr":0.1}"#, ""), r#"{"lr":0.1}"#);
+        assert_eq!(merged_config(r#"{"lr":0.1}"#, "{}"), r#"{"lr":0.1}"#);
+        assert_eq!(merged_config(r#"{"lr":0.1}"#, "[1]"), r#"{"lr":0.1}"#);
+    }
 }
