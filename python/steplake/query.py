@@ -101,6 +101,8 @@ class QueryResult:
 
     def __getattr__(self, name: str) -> Any:
         # Everything else a pyarrow.Table offers: num_rows, schema, column(), ...
+        if name.startswith("__") or name == "_table":
+            raise AttributeError(name)
         return getattr(self._table, name)
 
     def __repr__(self) -> str:
