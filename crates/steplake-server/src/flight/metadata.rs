@@ -28,11 +28,8 @@ use crate::status::query_status;
 /// The table types steplake lists, in the order GetTableTypes returns them.
 const TABLE_TYPES: [&str; 1] = ["TABLE"];
 
-/// The answer to a metadata command, or `None` when `command` is not one.
-pub async fn metadata_batch(
-    engine: &QueryEngine,
-    command: Command,
-) -> Option<Result<RecordBatch, Status>> {
+/// The answer to a metadata command; `Unimplemented` when `command` is not one.
+pub async fn metadata_batch(engine: &QueryEngine, command: Command) -> Result<RecordBatch, Status> {
     let batch = match command {
         Command::CommandGetCatalogs(query) => {
             let mut builder = query.into_builder();
@@ -40,10 +37,7 @@ pub async fn metadata_batch(
             builder.build()
         }
         Command::CommandGetDbSchemas(query) => {
-            let tables = match engine.tables().await {
-                Ok(tables) => tables,
-                Err(e) => return Some(Err(query_status(e))),
-            };
+            let tables = engine.tables().await.map_err(query_status)?;
             let mut builder = query.into_builder();
             let mut seen = std::collections::BTreeSet::new();
             for table in &tables {
@@ -54,22 +48,19 @@ pub async fn metadata_batch(
             builder.build()
         }
         Command::CommandGetTables(query) => {
-            let tables = match engine.tables().await {
-                Ok(tables) => tables,
-                Err(e) => return Some(Err(query_status(e))),
-            };
+            let tables = engine.tables().await.map_err(query_status)?;
             let mut builder = query.into_builder();
             for table in &tables {
                 let columns = wire_schema(&table.columns);
-                if let Err(e) = builder.append(
-                    &table.catalog,
-                    &table.schema,
-                    &table.name,
-                    table.kind,
-                    &columns,
-                ) {
-                    return Some(Err(internal(e)));
-                }
+                builder
+                    .append(
+                        &table.catalog,
+                        &table.schema,
+                        &table.name,
+                        table.kind,
+                        &columns,
+                    )
+                    .map_err(internal)?;
             }
             builder.build()
         }
@@ -86,9 +77,14 @@ pub async fn metadata_batch(
         Command::CommandGetExportedKeys(_)
         | Command::CommandGetImportedKeys(_)
         | Command::CommandGetCrossReference(_) => Ok(RecordBatch::new_empty(foreign_keys_schema())),
-        _ => return None,
+        other => {
+            return Err(Status::unimplemented(format!(
+                "{} is not supported",
+                other.type_url()
+            )))
+        }
     };
-    Some(batch.map_err(internal))
+    batch.map_err(internal)
 }
 
 fn internal(error: impl std::fmt::Display) -> Status {

@@ -140,10 +140,7 @@ impl FlightSqlServer {
     }
 
     async fn metadata(&self, command: Command) -> Result<RecordBatch, Status> {
-        let name = command.type_url().to_string();
-        metadata::metadata_batch(&self.engine, command)
-            .await
-            .unwrap_or_else(|| Err(Status::unimplemented(format!("{name} is not supported"))))
+        metadata::metadata_batch(&self.engine, command).await
     }
 }
 
