@@ -7,6 +7,7 @@ mod harness;
 mod import;
 mod ingest;
 mod python_clients;
+mod shutdown;
 mod sql;
 mod tensor_functions;
 mod tensors;

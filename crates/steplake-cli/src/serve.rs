@@ -88,9 +88,12 @@ fn parse_size(text: &str) -> Result<usize, String> {
 
 /// Starts the server and serves until SIGINT or SIGTERM, then flushes and exits.
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
+    // Before any port opens: a SIGTERM that arrives the moment the listening
+    // line is out must reach our handler (and flush), not kill the process.
+    let shutdown = ShutdownSignal::install()
+        .map_err(|e| CliError::Failure(format!("cannot install the signal handlers: {e}")))?;
     let codec = Codec::select(args.gpu, args.gpu_memory)
         .map_err(|e| CliError::Failure(format!("--gpu {}: {e}", args.gpu)))?;
-    tracing::info!(codec = %codec.describe(), "tensor codec");
     let codec_description = codec.describe();
     let config = ServerConfig {
         data_dir: args.data_dir.clone(),
@@ -121,33 +124,48 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     );
     let _ = std::io::stdout().flush();
     server
-        .run_until(shutdown_signal(), &codec_description)
+        .run_until(shutdown.received(), &codec_description)
         .await
         .map_err(|e| CliError::Failure(e.to_string()))?;
     tracing::info!("flushed and stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGINT and SIGTERM, registered with the OS when installed (tokio's
+/// `ctrl_c()` would register only at its first poll, too late for a signal
+/// sent right after start).
+struct ShutdownSignal {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(ShutdownSignal {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        #[cfg(not(unix))]
+        Ok(ShutdownSignal {})
     }
-    tracing::info!("shutting down: flushing the buffer to Parquet");
+
+    /// Completes at the first SIGINT or SIGTERM.
+    async fn received(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {},
+            _ = self.terminate.recv() => {},
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: flushing the buffer to Parquet");
+    }
 }
 
 #[cfg(test)]

@@ -482,7 +482,7 @@ fn recover(data_dir: &Path, codec: &Codec) -> Result<Recovered, StoreError> {
     let mut writers = manifest.writers.clone();
     let mut buffer = Buffer::default();
     let mut assembler = Assembler::new(codec.clone());
-    let mut replay = wal::replay(&wal::wal_dir(data_dir))?;
+    let mut replay = wal::replay(&wal::wal_dir(data_dir), manifest.covered_lsn)?;
     let mut next_lsn = manifest.covered_lsn + 1;
     for record in std::mem::take(&mut replay.records) {
         next_lsn = next_lsn.max(record.lsn + 1);
@@ -1110,7 +1110,12 @@ impl WalThread {
             }
             self.process(group);
         }
-        let _ = self.wal.sync();
+        // A clean stop flushed everything first: then no segment is left for
+        // the next start (or an embedded reader) to replay.
+        let covered_lsn = read_state(&self.shared).manifest.covered_lsn;
+        if let Err(e) = self.wal.close(covered_lsn) {
+            tracing::warn!(error = %e, "closing the write-ahead log failed; the next start replays it");
+        }
     }
 
     fn process(&mut self, group: Vec<Command>) {

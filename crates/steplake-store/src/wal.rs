@@ -129,12 +129,16 @@ pub struct Replay {
     pub torn_tail: Option<(PathBuf, u64)>,
 }
 
-/// Reads all records of the log, in order.
+/// Reads the records of the log that may be past `covered_lsn`, in order.
 ///
-/// A torn tail is reported (not an error); corruption anywhere else is
-/// [`StoreError::Corrupt`].
-pub fn replay(dir: &Path) -> Result<Replay, StoreError> {
-    let segments = list_segments(dir)?;
+/// Segments all of whose records are at or below `covered_lsn` (the ones
+/// [`delete_covered_segments`] would delete) are skipped unread: what the
+/// manifest covers is never replayed. A torn tail is reported (not an
+/// error); corruption anywhere else is [`StoreError::Corrupt`].
+pub fn replay(dir: &Path, covered_lsn: u64) -> Result<Replay, StoreError> {
+    let mut segments = list_segments(dir)?;
+    let covered = covered_segment_count(&segments, covered_lsn);
+    segments.drain(..covered);
     let mut replay = Replay::default();
     let mut expected_lsn: Option<u64> = None;
     for (i, (first_lsn, path)) in segments.iter().enumerate() {
@@ -388,6 +392,19 @@ impl WalWriter {
         self.len
     }
 
+    /// Closes the log at a clean stop. When the manifest covers every record
+    /// written (`covered_lsn` is the last LSN assigned), every segment goes,
+    /// the newest one included, so nothing is left to replay at the next
+    /// start; otherwise the covered ones go and the rest is synced.
+    pub fn close(mut self, covered_lsn: u64) -> Result<usize, StoreError> {
+        self.sync()?;
+        if covered_lsn + 1 >= self.next_lsn {
+            let segments = list_segments(&self.dir)?;
+            return delete_segments(&self.dir, &segments);
+        }
+        delete_covered_segments(&self.dir, covered_lsn)
+    }
+
     /// Forces everything written so far to disk.
     pub fn sync(&mut self) -> Result<(), StoreError> {
         self.file
@@ -396,25 +413,34 @@ impl WalWriter {
     }
 }
 
+/// How many of `segments` (oldest first) hold only records at or below
+/// `covered_lsn`, judged by where the next segment starts; the newest
+/// segment is never counted, since only its writer knows where it ends.
+fn covered_segment_count(segments: &[(u64, PathBuf)], covered_lsn: u64) -> usize {
+    segments
+        .windows(2)
+        .take_while(|pair| pair[1].0 <= covered_lsn + 1)
+        .count()
+}
+
 /// Deletes segments all of whose records have LSN <= `covered_lsn`.
 ///
 /// A segment is covered when the segment after it starts at or below
 /// `covered_lsn + 1`; the newest segment is never deleted.
 pub fn delete_covered_segments(dir: &Path, covered_lsn: u64) -> Result<usize, StoreError> {
     let segments = list_segments(dir)?;
-    let mut deleted = 0;
-    for pair in segments.windows(2) {
-        let (_, path) = &pair[0];
-        let (next_first, _) = pair[1];
-        if next_first <= covered_lsn + 1 {
-            fs::remove_file(path).map_err(|e| StoreError::io(path, e))?;
-            deleted += 1;
-        }
+    let covered = covered_segment_count(&segments, covered_lsn);
+    delete_segments(dir, &segments[..covered])
+}
+
+fn delete_segments(dir: &Path, segments: &[(u64, PathBuf)]) -> Result<usize, StoreError> {
+    for (_, path) in segments {
+        fs::remove_file(path).map_err(|e| StoreError::io(path, e))?;
     }
-    if deleted > 0 {
+    if !segments.is_empty() {
         sync_dir(dir)?;
     }
-    Ok(deleted)
+    Ok(segments.len())
 }
 
 /// Total bytes of all segments.
@@ -439,7 +465,7 @@ mod tests {
     use super::*;
 
     fn write_records(dir: &Path, n: u64) -> PathBuf {
-        let replay = replay(dir).unwrap();
+        let replay = replay(dir, 0).unwrap();
         let mut w = WalWriter::open(dir, &replay, 1, 1 << 20, FsyncPolicy::Off).unwrap();
         let mut buf = Vec::new();
         for _ in 0..n {
@@ -459,7 +485,7 @@ mod tests {
     fn records_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         write_records(dir.path(), 3);
-        let r = replay(dir.path()).unwrap();
+        let r = replay(dir.path(), 0).unwrap();
         assert_eq!(r.records.len(), 3);
         assert_eq!(r.records[2].lsn, 3);
         assert_eq!(r.records[2].payload, b"payload 3");
@@ -473,7 +499,7 @@ mod tests {
         let len = fs::metadata(&path).unwrap().len();
         let f = OpenOptions::new().write(true).open(&path).unwrap();
         f.set_len(len - 3).unwrap();
-        let r = replay(dir.path()).unwrap();
+        let r = replay(dir.path(), 0).unwrap();
         assert_eq!(r.records.len(), 2);
         assert!(r.torn_tail.is_some());
     }
@@ -485,7 +511,7 @@ mod tests {
         let mut bytes = fs::read(&path).unwrap();
         bytes[HEADER_LEN + 10] ^= 0xff; // inside the first record's payload
         fs::write(&path, bytes).unwrap();
-        let err = replay(dir.path()).unwrap_err().to_string();
+        let err = replay(dir.path(), 0).unwrap_err().to_string();
         assert!(err.contains("CRC") && err.contains("offset 0"), "{err}");
     }
 
@@ -498,5 +524,58 @@ mod tests {
         assert_eq!(delete_covered_segments(dir.path(), 15).unwrap(), 1);
         assert_eq!(delete_covered_segments(dir.path(), 100).unwrap(), 1);
         assert_eq!(list_segments(dir.path()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn covered_segments_are_not_even_read() {
+        let dir = tempfile::tempdir().unwrap();
+        // Records 1..=3 in the first segment, 4..=5 in the second.
+        let first = write_records(dir.path(), 3);
+        let replay_so_far = replay(dir.path(), 0).unwrap();
+        let mut w =
+            WalWriter::open(dir.path(), &replay_so_far, 4, 1 << 20, FsyncPolicy::Off).unwrap();
+        let mut buf = Vec::new();
+        for _ in 0..2 {
+            let lsn = w.assign_lsn();
+            frame_record(&mut buf, lsn, RecordKind::Run, b"later");
+        }
+        w.append(&buf, 4).unwrap();
+        // Damage the covered segment: a replay that read it would fail.
+        fs::write(&first, b"not a record").unwrap();
+        let r = replay(dir.path(), 3).unwrap();
+        assert_eq!(r.records.iter().map(|r| r.lsn).collect::<Vec<_>>(), [4, 5]);
+        assert!(
+            replay(dir.path(), 2).is_err(),
+            "a segment not fully covered is read"
+        );
+    }
+
+    #[test]
+    fn a_clean_close_with_everything_covered_leaves_no_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        write_records(dir.path(), 3);
+        let r = replay(dir.path(), 0).unwrap();
+        let mut w = WalWriter::open(dir.path(), &r, 4, 1 << 20, FsyncPolicy::Off).unwrap();
+        let mut buf = Vec::new();
+        let lsn = w.assign_lsn();
+        frame_record(&mut buf, lsn, RecordKind::Run, b"x");
+        w.append(&buf, lsn).unwrap();
+        assert_eq!(w.close(4).unwrap(), 2);
+        assert!(list_segments(dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_close_with_uncovered_records_keeps_them() {
+        let dir = tempfile::tempdir().unwrap();
+        write_records(dir.path(), 3);
+        let r = replay(dir.path(), 0).unwrap();
+        let mut w = WalWriter::open(dir.path(), &r, 4, 1 << 20, FsyncPolicy::Off).unwrap();
+        let mut buf = Vec::new();
+        let lsn = w.assign_lsn();
+        frame_record(&mut buf, lsn, RecordKind::Run, b"x");
+        w.append(&buf, lsn).unwrap();
+        assert_eq!(w.close(3).unwrap(), 1, "only the first segment is covered");
+        let r = replay(dir.path(), 3).unwrap();
+        assert_eq!(r.records.len(), 1);
     }
 }

@@ -100,6 +100,45 @@ fn a_flush_moves_points_to_parquet_and_deletes_covered_wal_segments() {
 }
 
 #[test]
+fn a_graceful_shutdown_leaves_no_wal_to_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    create(&store);
+    block_on(store.write_scalars("w", 1, "r", batch(0..1000))).unwrap();
+    store.shutdown().unwrap();
+    drop(store);
+    assert!(
+        list_segments(&wal_dir(dir.path())).unwrap().is_empty(),
+        "every segment was covered by the final flush"
+    );
+    let reader = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(rows(&reader), 0, "nothing is replayed");
+    assert_eq!(
+        reader
+            .scalars_view(&SeriesFilter::default(), None)
+            .files
+            .len(),
+        1
+    );
+    drop(reader);
+    // The next writer continues the LSNs and the writer's sequence.
+    let store = open(dir.path());
+    let ack = block_on(store.write_scalars("w", 1, "r", batch(0..1000))).unwrap();
+    assert!(
+        ack.duplicate,
+        "the writer's sequence survives in the manifest"
+    );
+    block_on(store.write_scalars("w", 2, "r", batch(1000..1010))).unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(
+        rows(&store),
+        10,
+        "the new records replay after the old ones"
+    );
+}
+
+#[test]
 fn writes_to_unknown_runs_and_bad_batches_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
