@@ -154,7 +154,7 @@ fn runs_names_markers_emergence_and_tensor_statistics() {
     let run = &runs["runs"][0];
     assert_eq!(
         (run["run_id"].as_str(), run["status"].as_str()),
-        (Some("r1"), Some("running"))
+        (Some("r1"), Some("finished"))
     );
     assert_eq!(run["last_step"], 19_999);
     assert_eq!(run["points"], 20_001);
@@ -244,6 +244,11 @@ fn the_api_is_read_only_and_says_what_is_wrong() {
         assert!(code == 403 || code == 400, "{statement}: {code} {body}");
         assert!(body.contains("error"), "{body}");
     }
+    // A statement that used to overflow a stack is a 400 with a reason.
+    let deep = format!("SELECT {}", vec!["1"; 2_000].join("+"));
+    let (code, body) = http(&base, "POST", "/api/sql", &deep);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("more than 1000 levels"), "{body}");
     let (code, body) = http(
         &base,
         "POST",

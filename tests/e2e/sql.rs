@@ -50,7 +50,7 @@ e2e_test! {
         for sql in FORBIDDEN {
             refused(&["--server", &server.url], sql, "not allowed");
         }
-        refused(&["--server", &server.url], "SELEC 1", "SQL error");
+        refused(&["--server", &server.url], "SELEC 1", "syntax error");
         refused(&["--server", &server.url], "SELECT nope FROM scalars", "nope");
         assert!(!std::path::Path::new("/tmp/steplake-copy-test.csv").exists());
         // Reading still works after refusals.
@@ -76,6 +76,49 @@ e2e_test! {
         // Reading a data dir changes nothing: the WAL is still there for the next server.
         let server = TestServer::start(dir.path(), &[]);
         assert_eq!(sql_csv(&server.url, "SELECT count(*) AS n FROM scalars"), "n\n1\n");
+    }
+}
+
+/// The stderr of a refused statement, asserting exit code 2.
+fn refusal(url: &str, sql: &str) -> String {
+    let out = steplake(&["sql", "--server", url, "-"], Some(sql));
+    assert_eq!(out.status.code(), Some(2), "{sql:.80} must exit 2");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+e2e_test! {
+    async fn sql_errors_are_one_clean_line_that_says_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path(), &[]);
+        let stderr = refusal(&server.url, "SELEC name FROM scalars");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("error: syntax error: Expected: an SQL statement, found: SELEC"), "{stderr}");
+        for noise in ["SQL error: SQL error", "ParserError(", "invalid argument"] {
+            assert!(!stderr.contains(noise), "{stderr:?} contains {noise:?}");
+        }
+        let stderr = refusal(&server.url, "SELECT * FROM nope");
+        assert!(stderr.contains("no table \"nope\"") && stderr.contains("runs, scalars, tensors"), "{stderr}");
+    }
+}
+
+e2e_test! {
+    async fn deep_and_huge_statements_are_refused_and_the_server_keeps_answering() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path(), &[]);
+        let chain = |terms: usize, op: &str| format!("SELECT {} AS x", vec!["1"; terms].join(op));
+        // Each of these used to overflow a worker's stack and abort the server.
+        let plus = refusal(&server.url, &chain(2_000, "+"));
+        assert!(plus.contains("more than 1000 levels"), "{plus}");
+        let or = refusal(&server.url, &format!("SELECT 1 WHERE {}", vec!["1 = 1"; 5_000].join(" OR ")));
+        assert!(or.contains("more than 1000 levels"), "{or}");
+        let concat = refusal(&server.url, &chain(10_000, "||").replace('1', "'a'"));
+        assert!(concat.contains("more than 1000 levels"), "{concat}");
+        // Longer than the size limit: refused before it is parsed.
+        let huge = refusal(&server.url, &chain(200_000, "+"));
+        assert!(huge.contains("bytes; the limit is 262144 bytes"), "{huge}");
+        // Within the limits, a deep chain plans and runs.
+        assert_eq!(sql_csv(&server.url, &chain(999, "+")), "x\n999\n");
+        assert_eq!(sql_csv(&server.url, "SELECT 1 AS one"), "one\n1\n");
     }
 }
 

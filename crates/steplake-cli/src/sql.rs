@@ -72,7 +72,9 @@ async fn query_data_dir(
         })?;
     let engine = QueryEngine::new(Arc::new(store)).map_err(|e| CliError::Failure(e.to_string()))?;
     engine.sql_collect(sql).await.map_err(|e| match e {
-        QueryError::Plan(_) | QueryError::Forbidden(_) => CliError::Input(e.to_string()),
+        QueryError::Plan(_) | QueryError::TooComplex(_) | QueryError::Forbidden(_) => {
+            CliError::Input(e.to_string())
+        }
         QueryError::Execution(_) => CliError::Failure(e.to_string()),
     })
 }

@@ -25,7 +25,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Query(QueryError::Plan(_)) => StatusCode::BAD_REQUEST,
+            ApiError::Query(QueryError::Plan(_) | QueryError::TooComplex(_)) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::Query(QueryError::Forbidden(_)) => StatusCode::FORBIDDEN,
             ApiError::Query(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

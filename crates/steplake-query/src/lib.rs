@@ -21,9 +21,18 @@
 //! DDL, DML (`INSERT`, `COPY`), and statements (`SET`, transactions) with
 //! [`QueryError::Forbidden`] before anything runs. No table function that
 //! reads files is registered, and DataFusion's URL tables are off.
+//!
+//! A statement cannot take the server down: its size and nesting are
+//! limited ([`StatementLimits`]) before it is planned, and it is planned and
+//! run on a query runtime of its own ([`executor`]) whose threads have
+//! large stacks and are not the ones that acknowledge writes. Dropping a
+//! result stream cancels its query.
 
+mod error;
+mod executor;
 pub mod filters;
 pub mod functions;
+mod limits;
 pub mod tables;
 
 use std::sync::Arc;
@@ -31,54 +40,69 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
-use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use futures::TryStreamExt;
 use steplake_store::Store;
 
+pub use error::QueryError;
+pub use executor::QUERY_STACK_BYTES;
+pub use limits::StatementLimits;
+
 /// The catalog name SQL sees.
 pub const CATALOG: &str = "steplake";
 /// The schema name SQL sees.
 pub const SCHEMA: &str = "public";
 
-/// Errors of the query layer.
-#[derive(Debug, thiserror::Error)]
-pub enum QueryError {
-    /// The SQL could not be parsed or planned (syntax, unknown column, ...).
-    #[error("SQL error: {0}")]
-    Plan(DataFusionError),
-    /// The statement would change data or read outside the store.
-    #[error(
-        "statement not allowed: {0}. steplake SQL is read-only: use SELECT, WITH, EXPLAIN or SHOW"
-    )]
-    Forbidden(String),
-    /// Running the query failed.
-    #[error("query failed: {0}")]
-    Execution(DataFusionError),
+/// How a [`QueryEngine`] runs statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryOptions {
+    /// Size and nesting limits of one statement.
+    pub limits: StatementLimits,
+    /// Threads of the query runtime (default: one per core).
+    pub threads: usize,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        QueryOptions {
+            limits: StatementLimits::default(),
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
 }
 
 /// A DataFusion session over one store, with steplake's tables registered.
+///
+/// Every statement is parsed, planned and run on the engine's own query
+/// runtime ([`executor`]), never on the caller's threads.
 pub struct QueryEngine {
     ctx: SessionContext,
+    limits: StatementLimits,
+    runtime: executor::QueryRuntime,
     /// Statements planned since start (every client: Flight SQL, HTTP, CLI).
-    queries: std::sync::atomic::AtomicU64,
+    queries: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl QueryEngine {
-    /// Creates a session over `store`.
+    /// Creates a session over `store` with the default [`QueryOptions`].
     pub fn new(store: Arc<Store>) -> Result<Self, QueryError> {
+        Self::with_options(store, QueryOptions::default())
+    }
+
+    /// Creates a session over `store`.
+    pub fn with_options(store: Arc<Store>, options: QueryOptions) -> Result<Self, QueryError> {
         let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, SCHEMA)
             .with_information_schema(true)
-            .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
-        let options = config.options_mut();
+            .with_target_partitions(options.threads.max(1));
+        let session = config.options_mut();
         // Strings come back as Utf8, the type Flight SQL clients (JDBC) expect.
-        options.execution.parquet.schema_force_view_types = false;
-        options.execution.parquet.pushdown_filters = true;
-        options.execution.parquet.reorder_filters = true;
-        options.sql_parser.map_string_types_to_utf8view = false;
+        session.execution.parquet.schema_force_view_types = false;
+        session.execution.parquet.pushdown_filters = true;
+        session.execution.parquet.reorder_filters = true;
+        session.sql_parser.map_string_types_to_utf8view = false;
         let ctx = SessionContext::new_with_config(config);
         functions::register(&ctx);
         ctx.register_table("runs", Arc::new(tables::RunsTable::new(store.clone())))
@@ -92,7 +116,9 @@ impl QueryEngine {
             .map_err(QueryError::Execution)?;
         Ok(QueryEngine {
             ctx,
-            queries: std::sync::atomic::AtomicU64::new(0),
+            limits: options.limits,
+            runtime: executor::QueryRuntime::new(options.threads)?,
+            queries: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         })
     }
 
@@ -106,80 +132,24 @@ impl QueryEngine {
         &self.ctx
     }
 
-    /// Plans a read-only SQL statement without running it.
-    ///
-    /// Syntax and planning errors are [`QueryError::Plan`]; statements that
-    /// would change data are [`QueryError::Forbidden`].
-    pub async fn plan(&self, sql: &str) -> Result<DataFrame, QueryError> {
-        self.plan_with_parameters(sql, Vec::new()).await
-    }
-
-    /// Plans a read-only SQL statement whose placeholders `$1`, `$2`, ...
-    /// take `parameters` in order (none: the statement has no placeholders).
-    pub async fn plan_with_parameters(
-        &self,
-        sql: &str,
-        parameters: Vec<ScalarValue>,
-    ) -> Result<DataFrame, QueryError> {
-        let mut plan = self.checked_plan(sql).await?;
-        if !parameters.is_empty() {
-            plan = plan
-                .with_param_values(parameters)
-                .map_err(QueryError::Plan)?;
+    /// What a query task needs to parse and plan a statement.
+    fn planner(&self) -> Planner {
+        Planner {
+            ctx: self.ctx.clone(),
+            limits: self.limits,
+            queries: self.queries.clone(),
         }
-        self.ctx
-            .execute_logical_plan(plan)
-            .await
-            .map_err(QueryError::Plan)
     }
 
     /// Prepares a read-only statement: the schema of its result and the
     /// schema of its parameters (one field per placeholder, `$1` first; type
     /// `Null` where SQL leaves it open).
     pub async fn prepare(&self, sql: &str) -> Result<Prepared, QueryError> {
-        let plan = self.checked_plan(sql).await?;
-        let mut parameters: Vec<(usize, String, DataType)> = plan
-            .get_parameter_types()
-            .map_err(QueryError::Plan)?
-            .into_iter()
-            .map(|(id, data_type)| {
-                let position = id
-                    .trim_start_matches('$')
-                    .parse::<usize>()
-                    .unwrap_or(usize::MAX);
-                (position, id, data_type.unwrap_or(DataType::Null))
-            })
-            .collect();
-        parameters.sort();
-        let parameters = Schema::new(
-            parameters
-                .into_iter()
-                .map(|(_, id, data_type)| Field::new(id, data_type, true))
-                .collect::<Vec<_>>(),
-        );
-        Ok(Prepared {
-            result: Arc::new(plan.schema().as_arrow().clone()),
-            parameters: Arc::new(parameters),
-        })
-    }
-
-    /// Parses and plans `sql`, refusing anything but reads.
-    async fn checked_plan(&self, sql: &str) -> Result<LogicalPlan, QueryError> {
-        self.queries
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let plan = self
-            .ctx
-            .state()
-            .create_logical_plan(sql)
+        let planner = self.planner();
+        let sql = sql.to_string();
+        self.runtime
+            .run(async move { prepared(&planner.checked_plan(&sql).await?) })
             .await
-            .map_err(QueryError::Plan)?;
-        SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false)
-            .verify_plan(&plan)
-            .map_err(|e| QueryError::Forbidden(forbidden_reason(&e)))?;
-        Ok(plan)
     }
 
     /// Every table SQL can name, with its schema, in catalog order.
@@ -218,12 +188,28 @@ impl QueryEngine {
 
     /// The result schema a read-only SQL statement would produce.
     pub async fn schema_of(&self, sql: &str) -> Result<SchemaRef, QueryError> {
-        let frame = self.plan(sql).await?;
-        Ok(Arc::new(frame.schema().as_arrow().clone()))
+        self.schema_with_parameters(sql, Vec::new()).await
+    }
+
+    /// The result schema of a read-only statement with its placeholders
+    /// `$1`, `$2`, ... bound to `parameters`.
+    pub async fn schema_with_parameters(
+        &self,
+        sql: &str,
+        parameters: Vec<ScalarValue>,
+    ) -> Result<SchemaRef, QueryError> {
+        let planner = self.planner();
+        let sql = sql.to_string();
+        self.runtime
+            .run(async move {
+                let frame = planner.frame(&sql, parameters).await?;
+                Ok(Arc::new(frame.schema().as_arrow().clone()) as SchemaRef)
+            })
+            .await
     }
 
     /// Plans a read-only SQL statement and starts it; returns the result schema
-    /// and a stream of batches.
+    /// and a stream of batches. Dropping the stream cancels the query.
     pub async fn sql(
         &self,
         sql: &str,
@@ -237,13 +223,21 @@ impl QueryEngine {
         sql: &str,
         parameters: Vec<ScalarValue>,
     ) -> Result<(SchemaRef, SendableRecordBatchStream), QueryError> {
-        let frame = self.plan_with_parameters(sql, parameters).await?;
-        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let stream = frame
-            .execute_stream()
-            .await
-            .map_err(QueryError::Execution)?;
-        Ok((schema, stream))
+        let planner = self.planner();
+        let sql = sql.to_string();
+        let (schema, stream) = self
+            .runtime
+            .run(async move {
+                let frame = planner.frame(&sql, parameters).await?;
+                let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+                let stream = frame
+                    .execute_stream()
+                    .await
+                    .map_err(QueryError::Execution)?;
+                Ok((schema, stream))
+            })
+            .await?;
+        Ok((schema, self.runtime.stream(stream)))
     }
 
     /// Runs a read-only SQL statement and collects every batch.
@@ -255,6 +249,104 @@ impl QueryEngine {
         let batches = stream.try_collect().await.map_err(QueryError::Execution)?;
         Ok((schema, batches))
     }
+}
+
+/// Parses and plans statements on a query thread.
+struct Planner {
+    ctx: SessionContext,
+    limits: StatementLimits,
+    queries: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Planner {
+    /// Plans a read-only statement whose placeholders `$1`, `$2`, ... take
+    /// `parameters` in order (none: the statement has no placeholders).
+    async fn frame(
+        &self,
+        sql: &str,
+        parameters: Vec<ScalarValue>,
+    ) -> Result<DataFrame, QueryError> {
+        let mut plan = self.checked_plan(sql).await?;
+        if !parameters.is_empty() {
+            plan = plan
+                .with_param_values(parameters)
+                .map_err(QueryError::Plan)?;
+        }
+        self.ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(QueryError::Plan)
+    }
+
+    /// Parses and plans `sql` within the limits, refusing anything but reads.
+    async fn checked_plan(&self, sql: &str) -> Result<LogicalPlan, QueryError> {
+        self.queries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.limits.check_size(sql)?;
+        let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state
+            .sql_to_statement(sql, &dialect)
+            .map_err(QueryError::Plan)?;
+        self.limits.check_depth(&statement)?;
+        let plan = state
+            .statement_to_plan(statement)
+            .await
+            .map_err(|e| self.explain_plan_error(e))?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|e| QueryError::Forbidden(forbidden_reason(&e)))?;
+        Ok(plan)
+    }
+
+    /// A planning error, told with what would have been right where the
+    /// session knows it (the tables there are, for a missing one).
+    fn explain_plan_error(&self, error: datafusion::error::DataFusionError) -> QueryError {
+        let Some(missing) = error::missing_table(&error) else {
+            return QueryError::Plan(error);
+        };
+        let mut names: Vec<String> = self
+            .ctx
+            .catalog(CATALOG)
+            .and_then(|c| c.schema(SCHEMA))
+            .map(|s| s.table_names())
+            .unwrap_or_default();
+        names.sort();
+        QueryError::Plan(datafusion::error::DataFusionError::Plan(format!(
+            "there is no table {missing:?}; the tables are {} (and information_schema.tables)",
+            names.join(", ")
+        )))
+    }
+}
+
+/// The result and parameter schemas of a planned statement.
+fn prepared(plan: &LogicalPlan) -> Result<Prepared, QueryError> {
+    let mut parameters: Vec<(usize, String, DataType)> = plan
+        .get_parameter_types()
+        .map_err(QueryError::Plan)?
+        .into_iter()
+        .map(|(id, data_type)| {
+            let position = id
+                .trim_start_matches('$')
+                .parse::<usize>()
+                .unwrap_or(usize::MAX);
+            (position, id, data_type.unwrap_or(DataType::Null))
+        })
+        .collect();
+    parameters.sort();
+    let parameters = Schema::new(
+        parameters
+            .into_iter()
+            .map(|(_, id, data_type)| Field::new(id, data_type, true))
+            .collect::<Vec<_>>(),
+    );
+    Ok(Prepared {
+        result: Arc::new(plan.schema().as_arrow().clone()),
+        parameters: Arc::new(parameters),
+    })
 }
 
 /// What [`QueryEngine::prepare`] learns about a statement before it runs.
@@ -282,7 +374,7 @@ pub struct TableEntry {
 }
 
 /// DataFusion's message for a refused plan, without its "Error during planning" prefix.
-fn forbidden_reason(error: &DataFusionError) -> String {
+fn forbidden_reason(error: &datafusion::error::DataFusionError) -> String {
     let message = error.to_string();
     message
         .strip_prefix("Error during planning: ")

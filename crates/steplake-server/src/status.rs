@@ -22,7 +22,7 @@ pub fn store_status(error: StoreError) -> Status {
 pub fn query_status(error: QueryError) -> Status {
     let message = error.to_string();
     match error {
-        QueryError::Plan(_) => Status::invalid_argument(message),
+        QueryError::Plan(_) | QueryError::TooComplex(_) => Status::invalid_argument(message),
         QueryError::Forbidden(_) => Status::permission_denied(message),
         QueryError::Execution(_) => Status::internal(message),
     }

@@ -81,12 +81,12 @@ impl FlightSqlServer {
 
     /// Plans `handle`'s statement with its parameters: the wire schema of the result.
     async fn statement_schema(&self, handle: &StatementHandle) -> Result<SchemaRef, Status> {
-        let frame = self
+        let schema = self
             .engine
-            .plan_with_parameters(&handle.sql, handle.parameter_values()?)
+            .schema_with_parameters(&handle.sql, handle.parameter_values()?)
             .await
             .map_err(query_status)?;
-        Ok(wire_schema(frame.schema().as_arrow()))
+        Ok(wire_schema(&schema))
     }
 
     /// Runs `handle`'s statement and streams its result.

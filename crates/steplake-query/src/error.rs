@@ -1,0 +1,107 @@
+//! The errors of the query layer, and the one place where DataFusion's
+//! messages are turned into text a person reads.
+
+use datafusion::error::DataFusionError;
+use datafusion::sql::sqlparser::parser::ParserError;
+
+/// Errors of the query layer.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The SQL could not be parsed or planned (syntax, unknown column, ...).
+    #[error("{}", describe(.0))]
+    Plan(DataFusionError),
+    /// The statement is larger or nests deeper than the server accepts.
+    #[error("{0}")]
+    TooComplex(String),
+    /// The statement would change data or read outside the store.
+    #[error(
+        "statement not allowed: {0}. steplake SQL is read-only: use SELECT, WITH, EXPLAIN or SHOW"
+    )]
+    Forbidden(String),
+    /// Running the query failed.
+    #[error("query failed: {}", describe(.0))]
+    Execution(DataFusionError),
+}
+
+/// Prefixes DataFusion puts before a message that only repeat its kind.
+const NOISE_PREFIXES: &[&str] = &[
+    "Error during planning: ",
+    "Schema error: ",
+    "Execution error: ",
+    "Optimizer rule",
+];
+
+/// One clean line for a DataFusion error: the innermost cause, without
+/// DataFusion's kind prefixes or Rust debug formatting.
+pub(crate) fn describe(error: &DataFusionError) -> String {
+    match error.find_root() {
+        DataFusionError::SQL(parser, _) => match parser.as_ref() {
+            ParserError::ParserError(message) | ParserError::TokenizerError(message) => {
+                format!("syntax error: {message}")
+            }
+            ParserError::RecursionLimitExceeded => {
+                "the statement nests parentheses or subqueries too deeply; flatten it".to_string()
+            }
+        },
+        DataFusionError::NotImplemented(message) => format!("not supported: {message}"),
+        DataFusionError::ResourcesExhausted(message) => {
+            format!("the query needs more resources than it may use: {message}")
+        }
+        root => {
+            let mut text = root.to_string();
+            for prefix in NOISE_PREFIXES {
+                if let Some(rest) = text.strip_prefix(prefix) {
+                    text = rest.to_string();
+                }
+            }
+            text
+        }
+    }
+}
+
+/// The name in DataFusion's "table 'catalog.schema.name' not found", when
+/// `error` is that error.
+pub(crate) fn missing_table(error: &DataFusionError) -> Option<String> {
+    let DataFusionError::Plan(message) = error.find_root() else {
+        return None;
+    };
+    let quoted = message
+        .strip_prefix("table '")?
+        .strip_suffix("' not found")?;
+    Some(quoted.rsplit('.').next().unwrap_or(quoted).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_errors_read_as_one_clean_line() {
+        let error = DataFusionError::SQL(
+            Box::new(ParserError::ParserError(
+                "Expected: an SQL statement, found: SELEC".into(),
+            )),
+            None,
+        );
+        let text = QueryError::Plan(error).to_string();
+        assert_eq!(
+            text,
+            "syntax error: Expected: an SQL statement, found: SELEC"
+        );
+    }
+
+    #[test]
+    fn planning_prefixes_are_dropped() {
+        let error = DataFusionError::Plan("table 'steplake.public.nope' not found".into());
+        assert_eq!(missing_table(&error).as_deref(), Some("nope"));
+        assert_eq!(
+            QueryError::Plan(error).to_string(),
+            "table 'steplake.public.nope' not found"
+        );
+        let wrapped = DataFusionError::Context(
+            "while planning".into(),
+            Box::new(DataFusionError::Plan("no such thing".into())),
+        );
+        assert_eq!(describe(&wrapped), "no such thing");
+    }
+}
