@@ -43,7 +43,7 @@ e2e_test! {
         let rows = sql_csv(&server.url, "SELECT name, step, value FROM scalars ORDER BY name, step");
         assert_eq!(rows, "name,step,value\nacc,0,0.1\nloss,0,2.5\nloss,1,NaN\nloss,2,inf\n");
         let runs = sql_csv(&server.url, "SELECT run_id, project, status FROM runs");
-        assert_eq!(runs, "run_id,project,status\nr1,default,running\n");
+        assert_eq!(runs, "run_id,project,status\nr1,default,finished\n");
     }
 }
 
@@ -218,6 +218,30 @@ e2e_test! {
         let out = steplake(&["write", "--server", &server.url, "--run", "j", "--format", "jsonl", "-"], Some(&good));
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(scalar(&sql_csv(&server.url, "SELECT count(*) FROM scalars")), "4");
+    }
+}
+
+e2e_test! {
+    async fn write_finishes_the_run_unless_it_is_told_to_keep_it_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path(), &[]);
+        let one = "name,step,value\nloss,0,1\n";
+        let out = steplake(&["write", "--server", &server.url, "--run", "kept", "--keep-running", "-"], Some(one));
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("wrote 1 point to run kept"), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = steplake(&["write", "--server", &server.url, "--run", "done", "-"], Some(one));
+        assert!(out.status.success());
+        let runs = sql_csv(&server.url, "SELECT run_id, status FROM runs ORDER BY run_id");
+        assert_eq!(runs, "run_id,status\ndone,finished\nkept,running\n");
+        // A bad line leaves the run running: the input is not complete.
+        let out = steplake(&["write", "--server", &server.url, "--run", "broken", "-"], Some("name,step,value\nloss,x,1\n"));
+        assert_eq!(out.status.code(), Some(2));
+        let status = sql_csv(&server.url, "SELECT status FROM runs WHERE run_id = 'broken'");
+        assert_eq!(status, "status\nrunning\n");
+        // A missing input file is an I/O failure: exit 1, as the README says.
+        let out = steplake(&["write", "--server", &server.url, "--run", "x", "/nonexistent/points.csv"], None);
+        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open /nonexistent/points.csv"));
     }
 }
 

@@ -1,5 +1,5 @@
-//! Parsing scalar points from CSV and JSONL input, one line at a time, with
-//! errors that name the line and the problem.
+//! Parsing scalar points from CSV and JSONL input, streaming in constant
+//! memory, with errors that name the line and the problem.
 //!
 //! - CSV: a header with `name,step,value` and optionally `wall_time`, in any order.
 //! - JSONL, long form: `{"name": "loss", "step": 10, "value": 1.2}`.
@@ -8,22 +8,36 @@
 //! Values may be numbers or the words `nan`, `inf`, `-inf` (any case; as JSON
 //! strings in JSONL). Steps are non-negative integers. `wall_time` is Unix
 //! seconds (fractions allowed) or RFC 3339.
+//!
+//! The input is read through one CSV reader (or one reused line buffer for
+//! JSONL) and each point is handed to a [`PointSink`] as borrowed text: no
+//! allocation per line. A line's points reach the sink only once the whole
+//! line has parsed, so a bad line never leaves half of itself behind.
 
+use std::borrow::Cow;
 use std::io::BufRead;
 
-/// One parsed point.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Point {
-    pub name: String,
-    pub step: i64,
-    pub value: f64,
-    pub wall_time_us: Option<i64>,
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+
+/// Where parsed points go.
+pub trait PointSink {
+    /// Takes one point.
+    fn point(&mut self, name: &str, step: i64, value: f64, wall_time_us: Option<i64>);
+}
+
+impl PointSink for steplake_client::BatchBuilder {
+    fn point(&mut self, name: &str, step: i64, value: f64, wall_time_us: Option<i64>) {
+        self.push(name, step, value, wall_time_us);
+    }
 }
 
 /// A line that could not be parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LineError {
+    /// 1-based line number in the input.
     pub line: u64,
+    /// What is wrong with it.
     pub reason: String,
 }
 
@@ -36,12 +50,7 @@ pub enum InputFormat {
 
 fn parse_value(text: &str) -> Result<f64, String> {
     let t = text.trim();
-    match t.to_ascii_lowercase().as_str() {
-        "nan" => return Ok(f64::NAN),
-        "inf" | "+inf" | "infinity" => return Ok(f64::INFINITY),
-        "-inf" | "-infinity" => return Ok(f64::NEG_INFINITY),
-        _ => {}
-    }
+    // Rust's parser also takes nan, inf and infinity, signed, in any case.
     t.parse::<f64>()
         .map_err(|_| format!("value {t:?} is not a number (use digits, nan, inf or -inf)"))
 }
@@ -55,11 +64,20 @@ fn parse_step(text: &str) -> Result<i64, String> {
     }
 }
 
+fn seconds_to_us(seconds: f64) -> Result<i64, String> {
+    let us = (seconds * 1e6).round();
+    if us.is_finite() && us >= i64::MIN as f64 && us <= i64::MAX as f64 {
+        Ok(us as i64)
+    } else {
+        Err(format!("wall_time {seconds} is out of range"))
+    }
+}
+
 fn parse_wall_time(text: &str) -> Result<i64, String> {
     let t = text.trim();
     if let Ok(seconds) = t.parse::<f64>() {
         if seconds.is_finite() {
-            return Ok((seconds * 1e6).round() as i64);
+            return seconds_to_us(seconds);
         }
     }
     chrono::DateTime::parse_from_rfc3339(t)
@@ -71,12 +89,22 @@ fn check_name(name: &str) -> Result<(), String> {
     steplake_core::validate_series_name("name", name).map_err(|e| e.to_string())
 }
 
-/// Reads points line by line; each item is the points of one input line.
+/// Streams points out of CSV or JSONL input.
 pub struct PointReader {
-    format: InputFormat,
-    lines: std::io::Lines<Box<dyn BufRead>>,
-    line_no: u64,
-    csv_columns: Option<CsvColumns>,
+    source: Source,
+}
+
+enum Source {
+    Csv {
+        reader: csv::Reader<Box<dyn BufRead>>,
+        record: csv::ByteRecord,
+        columns: Option<CsvColumns>,
+    },
+    Jsonl {
+        input: Box<dyn BufRead>,
+        line: String,
+        line_no: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -89,178 +117,362 @@ struct CsvColumns {
 }
 
 impl PointReader {
+    /// A reader of `input` in `format`.
     pub fn new(format: InputFormat, input: Box<dyn BufRead>) -> Self {
-        PointReader {
-            format,
-            lines: input.lines(),
-            line_no: 0,
-            csv_columns: None,
-        }
-    }
-
-    fn csv_header(&mut self, line: &str) -> Result<(), String> {
-        let fields = split_csv(line)?;
-        let find = |n: &str| fields.iter().position(|f| f.trim() == n);
-        let (Some(name), Some(step), Some(value)) = (find("name"), find("step"), find("value"))
-        else {
-            return Err(format!(
-                "the CSV header is {line:?}; it must name the columns name,step,value (and optionally wall_time)"
-            ));
+        let source = match format {
+            InputFormat::Csv => Source::Csv {
+                reader: csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .flexible(true)
+                    .from_reader(input),
+                record: csv::ByteRecord::new(),
+                columns: None,
+            },
+            InputFormat::Jsonl => Source::Jsonl {
+                input,
+                line: String::new(),
+                line_no: 0,
+            },
         };
-        self.csv_columns = Some(CsvColumns {
-            name,
-            step,
-            value,
-            wall_time: find("wall_time"),
-            count: fields.len(),
-        });
-        Ok(())
+        PointReader { source }
     }
 
-    fn csv_line(&self, columns: CsvColumns, line: &str) -> Result<Vec<Point>, String> {
-        let fields = split_csv(line)?;
-        if fields.len() != columns.count {
-            return Err(format!(
-                "has {} fields but the header has {}",
-                fields.len(),
-                columns.count
-            ));
+    /// Parses whole lines into `sink` until at least `max_points` points
+    /// were added or the input ends. Returns the number of points added: 0
+    /// means the input is exhausted. On a bad line, the points of the lines
+    /// before it are in `sink` and the error names the line.
+    pub fn read_into(
+        &mut self,
+        sink: &mut impl PointSink,
+        max_points: usize,
+    ) -> Result<usize, LineError> {
+        match &mut self.source {
+            Source::Csv {
+                reader,
+                record,
+                columns,
+            } => read_csv(reader, record, columns, sink, max_points),
+            Source::Jsonl {
+                input,
+                line,
+                line_no,
+            } => read_jsonl(input.as_mut(), line, line_no, sink, max_points),
         }
-        let name = fields[columns.name].trim().to_string();
-        check_name(&name)?;
-        Ok(vec![Point {
-            step: parse_step(&fields[columns.step])?,
-            value: parse_value(&fields[columns.value])?,
-            wall_time_us: columns
-                .wall_time
-                .map(|i| parse_wall_time(&fields[i]))
-                .transpose()?,
-            name,
-        }])
-    }
-
-    fn jsonl_line(&self, line: &str) -> Result<Vec<Point>, String> {
-        let object: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(line).map_err(|e| format!("is not a JSON object: {e}"))?;
-        let step = match object.get("step") {
-            Some(v) => json_step(v)?,
-            None => return Err("has no \"step\"".into()),
-        };
-        let wall_time_us = object.get("wall_time").map(json_wall_time).transpose()?;
-        if let Some(name) = object.get("name") {
-            let name = name
-                .as_str()
-                .ok_or("\"name\" must be a string")?
-                .to_string();
-            check_name(&name)?;
-            let value = object.get("value").ok_or("has \"name\" but no \"value\"")?;
-            return Ok(vec![Point {
-                name,
-                step,
-                value: json_value(value)?,
-                wall_time_us,
-            }]);
-        }
-        let mut points = Vec::new();
-        for (key, value) in &object {
-            if key == "step" || key == "wall_time" {
-                continue;
-            }
-            check_name(key)?;
-            points.push(Point {
-                name: key.clone(),
-                step,
-                value: json_value(value).map_err(|e| format!("{key}: {e}"))?,
-                wall_time_us,
-            });
-        }
-        if points.is_empty() {
-            return Err("holds a step but no metric".into());
-        }
-        Ok(points)
     }
 }
 
-fn json_step(v: &serde_json::Value) -> Result<i64, String> {
+fn read_csv(
+    reader: &mut csv::Reader<Box<dyn BufRead>>,
+    record: &mut csv::ByteRecord,
+    columns: &mut Option<CsvColumns>,
+    sink: &mut impl PointSink,
+    max_points: usize,
+) -> Result<usize, LineError> {
+    let mut added = 0;
+    while added < max_points {
+        let more = reader.read_byte_record(record).map_err(|e| LineError {
+            line: e.position().map_or(0, |p| p.line()),
+            reason: format!("is not valid CSV: {e}"),
+        })?;
+        if !more {
+            break;
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        let blank = record.len() == 1 && record[0].iter().all(u8::is_ascii_whitespace);
+        if blank {
+            continue;
+        }
+        let at_line = |reason: String| LineError { line, reason };
+        match columns {
+            None => *columns = Some(csv_header(record).map_err(at_line)?),
+            Some(columns) => {
+                csv_point(*columns, record, sink).map_err(at_line)?;
+                added += 1;
+            }
+        }
+    }
+    Ok(added)
+}
+
+fn csv_field(record: &csv::ByteRecord, index: usize) -> Result<&str, String> {
+    std::str::from_utf8(&record[index]).map_err(|_| format!("field {} is not UTF-8", index + 1))
+}
+
+fn csv_header(record: &csv::ByteRecord) -> Result<CsvColumns, String> {
+    let fields: Vec<String> = record
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).trim().to_string())
+        .collect();
+    let find = |n: &str| fields.iter().position(|f| f == n);
+    let (Some(name), Some(step), Some(value)) = (find("name"), find("step"), find("value")) else {
+        return Err(format!(
+            "the CSV header is {:?}; it must name the columns name,step,value (and optionally wall_time)",
+            fields.join(",")
+        ));
+    };
+    Ok(CsvColumns {
+        name,
+        step,
+        value,
+        wall_time: find("wall_time"),
+        count: fields.len(),
+    })
+}
+
+fn csv_point(
+    columns: CsvColumns,
+    record: &csv::ByteRecord,
+    sink: &mut impl PointSink,
+) -> Result<(), String> {
+    if record.len() != columns.count {
+        return Err(format!(
+            "has {} fields but the header has {}",
+            record.len(),
+            columns.count
+        ));
+    }
+    let name = csv_field(record, columns.name)?.trim();
+    check_name(name)?;
+    let step = parse_step(csv_field(record, columns.step)?)?;
+    let value = parse_value(csv_field(record, columns.value)?)?;
+    let wall_time_us = match columns.wall_time {
+        Some(i) => Some(parse_wall_time(csv_field(record, i)?)?),
+        None => None,
+    };
+    sink.point(name, step, value, wall_time_us);
+    Ok(())
+}
+
+fn read_jsonl(
+    input: &mut dyn BufRead,
+    line: &mut String,
+    line_no: &mut u64,
+    sink: &mut impl PointSink,
+    max_points: usize,
+) -> Result<usize, LineError> {
+    let mut added = 0;
+    while added < max_points {
+        line.clear();
+        let read = input.read_line(line).map_err(|e| LineError {
+            line: *line_no + 1,
+            reason: format!("cannot be read: {e}"),
+        })?;
+        if read == 0 {
+            break;
+        }
+        *line_no += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        added += jsonl_points(line, sink).map_err(|reason| LineError {
+            line: *line_no,
+            reason,
+        })?;
+    }
+    Ok(added)
+}
+
+/// Parses one JSONL line and hands its points to `sink`; returns how many.
+fn jsonl_points(line: &str, sink: &mut impl PointSink) -> Result<usize, String> {
+    let object: JsonLine<'_> =
+        serde_json::from_str(line).map_err(|e| format!("is not a JSON object: {e}"))?;
+    let step = match &object.step {
+        Some(v) => json_step(v)?,
+        None => return Err("has no \"step\"".into()),
+    };
+    let wall_time_us = object.wall_time.as_ref().map(json_wall_time).transpose()?;
+    if let Some(name) = &object.name {
+        let JsonScalar::Str(name) = name else {
+            return Err("\"name\" must be a string".into());
+        };
+        check_name(name)?;
+        let value = object
+            .value
+            .as_ref()
+            .ok_or("has \"name\" but no \"value\"")?;
+        sink.point(name, step, json_value(value)?, wall_time_us);
+        return Ok(1);
+    }
+    if object.metrics.is_empty() {
+        return Err("holds a step but no metric".into());
+    }
+    for (key, value) in &object.metrics {
+        check_name(key)?;
+        json_value(value).map_err(|e| format!("{key}: {e}"))?;
+    }
+    for (key, value) in &object.metrics {
+        // Checked above.
+        let value = json_value(value).unwrap_or(f64::NAN);
+        sink.point(key, step, value, wall_time_us);
+    }
+    Ok(object.metrics.len())
+}
+
+/// One JSONL line: the reserved keys, and every other key as a metric.
+#[derive(Default)]
+struct JsonLine<'a> {
+    step: Option<JsonScalar<'a>>,
+    wall_time: Option<JsonScalar<'a>>,
+    name: Option<JsonScalar<'a>>,
+    value: Option<JsonScalar<'a>>,
+    metrics: Vec<(Cow<'a, str>, JsonScalar<'a>)>,
+}
+
+/// A JSON value as far as points care: a number, a string, or something else.
+enum JsonScalar<'a> {
+    Int(i64),
+    Uint(u64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    /// Anything else, described for the error message.
+    Other(&'static str),
+}
+
+impl std::fmt::Display for JsonScalar<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JsonScalar::Int(v) => write!(f, "{v}"),
+            JsonScalar::Uint(v) => write!(f, "{v}"),
+            JsonScalar::Float(v) => write!(f, "{v}"),
+            JsonScalar::Str(s) => write!(f, "{s:?}"),
+            JsonScalar::Other(what) => f.write_str(what),
+        }
+    }
+}
+
+/// A JSON string key, borrowed from the line when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonScalar<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+        impl<'de> Visitor<'de> for ScalarVisitor {
+            type Value = JsonScalar<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Uint(v))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Float(v))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Str(Cow::Owned(v.to_string())))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Other(if v { "true" } else { "false" }))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Other("null"))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(JsonScalar::Other("an array"))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(JsonScalar::Other("an object"))
+            }
+        }
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonLine<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LineVisitor;
+        impl<'de> Visitor<'de> for LineVisitor {
+            type Value = JsonLine<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut line = JsonLine::default();
+                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                    let value = map.next_value::<JsonScalar<'de>>()?;
+                    let slot = match key.as_ref() {
+                        "step" => &mut line.step,
+                        "wall_time" => &mut line.wall_time,
+                        "name" => &mut line.name,
+                        "value" => &mut line.value,
+                        _ => {
+                            // A repeated key: the last one wins, as in JSON objects.
+                            line.metrics.retain(|(k, _)| *k != key);
+                            line.metrics.push((key, value));
+                            continue;
+                        }
+                    };
+                    *slot = Some(value);
+                }
+                Ok(line)
+            }
+        }
+        deserializer.deserialize_map(LineVisitor)
+    }
+}
+
+fn json_step(v: &JsonScalar<'_>) -> Result<i64, String> {
     match v {
-        serde_json::Value::Number(n) => match n.as_i64() {
-            Some(s) if s >= 0 => Ok(s),
-            Some(s) => Err(format!("step {s} is negative; steps must be >= 0")),
-            None => Err(format!("step {n} is not a non-negative integer")),
-        },
-        serde_json::Value::String(s) => parse_step(s),
+        JsonScalar::Int(s) if *s >= 0 => Ok(*s),
+        JsonScalar::Int(s) => Err(format!("step {s} is negative; steps must be >= 0")),
+        JsonScalar::Uint(s) => {
+            i64::try_from(*s).map_err(|_| format!("step {s} is larger than the largest step"))
+        }
+        JsonScalar::Str(s) => parse_step(s),
         other => Err(format!("step {other} is not a non-negative integer")),
     }
 }
 
-fn json_value(v: &serde_json::Value) -> Result<f64, String> {
+fn json_value(v: &JsonScalar<'_>) -> Result<f64, String> {
     match v {
-        serde_json::Value::Number(n) => n
-            .as_f64()
-            .ok_or_else(|| format!("value {n} is not a number")),
-        serde_json::Value::String(s) => parse_value(s),
-        other => Err(format!(
-            "value {other} is not a number (use a number, \"nan\", \"inf\" or \"-inf\")"
+        JsonScalar::Int(n) => Ok(*n as f64),
+        JsonScalar::Uint(n) => Ok(*n as f64),
+        JsonScalar::Float(n) => Ok(*n),
+        JsonScalar::Str(s) => parse_value(s),
+        JsonScalar::Other(what) => Err(format!(
+            "value {what} is not a number (use a number, \"nan\", \"inf\" or \"-inf\")"
         )),
     }
 }
 
-fn json_wall_time(v: &serde_json::Value) -> Result<i64, String> {
+fn json_wall_time(v: &JsonScalar<'_>) -> Result<i64, String> {
     match v {
-        serde_json::Value::Number(n) => n
-            .as_f64()
-            .map(|s| (s * 1e6).round() as i64)
-            .ok_or_else(|| format!("wall_time {n} is not a number")),
-        serde_json::Value::String(s) => parse_wall_time(s),
-        other => Err(format!(
-            "wall_time {other} is neither Unix seconds nor an RFC 3339 time"
+        JsonScalar::Int(n) => seconds_to_us(*n as f64),
+        JsonScalar::Uint(n) => seconds_to_us(*n as f64),
+        JsonScalar::Float(n) => seconds_to_us(*n),
+        JsonScalar::Str(s) => parse_wall_time(s),
+        JsonScalar::Other(what) => Err(format!(
+            "wall_time {what} is neither Unix seconds nor an RFC 3339 time"
         )),
-    }
-}
-
-/// Splits one CSV line, honouring double quotes.
-fn split_csv(line: &str) -> Result<Vec<String>, String> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_reader(line.as_bytes());
-    match reader.records().next() {
-        Some(Ok(record)) => Ok(record.iter().map(str::to_string).collect()),
-        Some(Err(e)) => Err(format!("is not valid CSV: {e}")),
-        None => Ok(Vec::new()),
-    }
-}
-
-impl Iterator for PointReader {
-    type Item = Result<Vec<Point>, LineError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            let line = match self.lines.next()? {
-                Ok(line) => line,
-                Err(e) => {
-                    return Some(Err(LineError {
-                        line: self.line_no + 1,
-                        reason: format!("cannot be read: {e}"),
-                    }))
-                }
-            };
-            self.line_no += 1;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let parsed = match (self.format, self.csv_columns) {
-                (InputFormat::Csv, None) => match self.csv_header(&line) {
-                    Ok(()) => continue,
-                    Err(reason) => Err(reason),
-                },
-                (InputFormat::Csv, Some(columns)) => self.csv_line(columns, &line),
-                (InputFormat::Jsonl, _) => self.jsonl_line(&line),
-            };
-            return Some(parsed.map_err(|reason| LineError {
-                line: self.line_no,
-                reason,
-            }));
-        }
     }
 }
 
@@ -268,50 +480,123 @@ impl Iterator for PointReader {
 mod tests {
     use super::*;
 
-    fn read(format: InputFormat, text: &str) -> Vec<Result<Vec<Point>, LineError>> {
-        PointReader::new(format, Box::new(std::io::Cursor::new(text.to_string()))).collect()
+    /// A parsed point, owned, for assertions.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Point {
+        name: String,
+        step: i64,
+        value: f64,
+        wall_time_us: Option<i64>,
+    }
+
+    impl PointSink for Vec<Point> {
+        fn point(&mut self, name: &str, step: i64, value: f64, wall_time_us: Option<i64>) {
+            self.push(Point {
+                name: name.to_string(),
+                step,
+                value,
+                wall_time_us,
+            });
+        }
+    }
+
+    /// Every point up to the first error, and that error.
+    fn read(format: InputFormat, text: &str) -> (Vec<Point>, Option<LineError>) {
+        let mut reader = PointReader::new(format, Box::new(std::io::Cursor::new(text.to_string())));
+        let mut points = Vec::new();
+        loop {
+            match reader.read_into(&mut points, 2) {
+                Ok(0) => return (points, None),
+                Ok(_) => {}
+                Err(e) => return (points, Some(e)),
+            }
+        }
     }
 
     #[test]
     fn csv_with_special_values() {
-        let out = read(
+        let (points, error) = read(
             InputFormat::Csv,
-            "name,step,value\nloss,1,nan\nloss,2,-inf\n\"a,b\",3,1.5\n",
+            "name,step,value\nloss,1,nan\nloss,2,-inf\n\"a,b\",3,1.5\n\n  \nacc, 4 ,Infinity\n",
         );
-        let points: Vec<Point> = out.into_iter().flat_map(Result::unwrap).collect();
+        assert_eq!(error, None);
         assert!(points[0].value.is_nan());
         assert_eq!(points[1].value, f64::NEG_INFINITY);
         assert_eq!(points[2].name, "a,b");
+        assert_eq!(points[3].step, 4);
+        assert_eq!(points[3].value, f64::INFINITY);
+        assert_eq!(points.len(), 4);
     }
 
     #[test]
-    fn csv_errors_name_the_line() {
-        let out = read(
+    fn csv_columns_in_any_order_with_wall_time() {
+        let (points, error) = read(
+            InputFormat::Csv,
+            "value,wall_time,step,name\n0.5,1.5,3,loss\n0.25,2024-01-01T00:00:00Z,4,loss\n",
+        );
+        assert_eq!(error, None);
+        assert_eq!(points[0].wall_time_us, Some(1_500_000));
+        assert_eq!(points[1].wall_time_us, Some(1_704_067_200_000_000));
+        assert_eq!(points[1].step, 4);
+    }
+
+    #[test]
+    fn csv_errors_name_the_line_and_keep_the_lines_before() {
+        let (points, error) = read(
             InputFormat::Csv,
             "name,step,value\nloss,1,0.5\nloss,-3,0.5\n",
         );
-        let err = out[1].clone().unwrap_err();
-        assert_eq!(err.line, 3);
-        assert!(err.reason.contains("negative"), "{}", err.reason);
-        let out = read(InputFormat::Csv, "name,step,value\nloss,1.5,0.5\n");
-        assert!(out[0].clone().unwrap_err().reason.contains("integer"));
+        let error = error.expect("a negative step is an error");
+        assert_eq!(error.line, 3);
+        assert!(error.reason.contains("negative"), "{}", error.reason);
+        assert_eq!(points.len(), 1);
+        let (_, error) = read(InputFormat::Csv, "name,step,value\nloss,1.5,0.5\n");
+        assert!(error.expect("error").reason.contains("integer"));
+        let (_, error) = read(InputFormat::Csv, "name,step,value\nloss,1\n");
+        let error = error.expect("short line");
+        assert_eq!(error.line, 2);
+        assert!(error.reason.contains("2 fields but the header has 3"));
+        let (_, error) = read(InputFormat::Csv, "a,b\n");
+        assert!(error
+            .expect("bad header")
+            .reason
+            .contains("name,step,value"));
     }
 
     #[test]
     fn jsonl_long_and_wide() {
-        let out = read(
+        let (points, error) = read(
             InputFormat::Jsonl,
-            "{\"name\":\"loss\",\"step\":1,\"value\":2.5}\n{\"step\":2,\"loss\":1.0,\"acc\":\"nan\"}\n",
+            "{\"name\":\"loss\",\"step\":1,\"value\":2.5}\n\n{\"step\":2,\"loss\":1.0,\"acc\":\"nan\",\"wall_time\":3}\n{\"step\":\"3\",\"a\\u0062\":7}\n",
         );
-        assert_eq!(out[0].as_ref().unwrap().len(), 1);
-        let wide = out[1].as_ref().unwrap();
-        assert_eq!(wide.len(), 2);
-        assert!(wide.iter().any(|p| p.name == "acc" && p.value.is_nan()));
+        assert_eq!(error, None);
+        assert_eq!(points.len(), 4);
+        assert_eq!(points[0].name, "loss");
+        assert!(points
+            .iter()
+            .any(|p| p.name == "acc" && p.value.is_nan() && p.wall_time_us == Some(3_000_000)));
+        assert_eq!(points[3].name, "ab");
+        assert_eq!(points[3].step, 3);
     }
 
     #[test]
-    fn jsonl_rejects_missing_step() {
-        let out = read(InputFormat::Jsonl, "{\"loss\": 1}\n");
-        assert!(out[0].clone().unwrap_err().reason.contains("step"));
+    fn jsonl_errors_name_the_line_and_drop_no_half_lines() {
+        let (points, error) = read(InputFormat::Jsonl, "{\"loss\": 1}\n");
+        assert!(error.expect("no step").reason.contains("step"));
+        assert!(points.is_empty());
+        let (points, error) = read(
+            InputFormat::Jsonl,
+            "{\"step\":1,\"a\":1}\n{\"step\":2,\"a\":1,\"b\":true}\n",
+        );
+        let error = error.expect("a bool is not a value");
+        assert_eq!(error.line, 2);
+        assert!(error.reason.contains("b: value true"), "{}", error.reason);
+        assert_eq!(points.len(), 1, "no point of the bad line is kept");
+        let (_, error) = read(InputFormat::Jsonl, "[1, 2]\n");
+        assert!(error.expect("array").reason.contains("JSON object"));
+        let (_, error) = read(InputFormat::Jsonl, "{\"step\": -1, \"a\": 1}\n");
+        assert!(error.expect("negative").reason.contains("negative"));
+        let (_, error) = read(InputFormat::Jsonl, "{\"step\": 1.5, \"a\": 1}\n");
+        assert!(error.expect("fraction").reason.contains("integer"));
     }
 }

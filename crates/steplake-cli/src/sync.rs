@@ -207,8 +207,9 @@ pub async fn run(args: SyncArgs) -> Result<(), CliError> {
         duplicates += already;
     }
     println!(
-        "uploaded {batches} batches of {} runs ({duplicates} the server already had)",
-        directories.len()
+        "uploaded {} of {} ({duplicates} the server already had)",
+        steplake_core::counted(batches, "batch", "batches"),
+        steplake_core::counted(directories.len() as u64, "run", "runs")
     );
     Ok(())
 }

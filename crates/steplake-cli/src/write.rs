@@ -9,6 +9,7 @@ use steplake_client::{BatchBuilder, Client, ClientError, DEFAULT_SERVER};
 
 use crate::points::{InputFormat, PointReader};
 use crate::CliError;
+use steplake_core::counted as count;
 
 /// Flags of `steplake write`.
 #[derive(Args)]
@@ -28,6 +29,10 @@ pub struct WriteArgs {
     /// Points per batch sent to the server.
     #[arg(long, default_value_t = 10_000)]
     batch_size: usize,
+    /// Leave the run `running` at the end (more writers will follow);
+    /// otherwise a complete input marks it `finished`.
+    #[arg(long)]
+    keep_running: bool,
     /// Input file; `-` or absent reads stdin.
     file: Option<PathBuf>,
 }
@@ -38,7 +43,7 @@ fn open_input(file: &Option<PathBuf>) -> Result<Box<dyn BufRead>, CliError> {
         Some(p) if p.as_os_str() == "-" => Ok(Box::new(BufReader::new(std::io::stdin()))),
         Some(p) => File::open(p)
             .map(|f| Box::new(BufReader::with_capacity(1 << 20, f)) as Box<dyn BufRead>)
-            .map_err(|e| CliError::Input(format!("cannot open {}: {e}", p.display()))),
+            .map_err(|e| CliError::Failure(format!("cannot open {}: {e}", p.display()))),
     }
 }
 
@@ -54,7 +59,8 @@ fn guess_format(file: &Option<PathBuf>) -> InputFormat {
 }
 
 /// Parses the input and streams it; a malformed line stops the command after
-/// the points before it are acknowledged.
+/// the points before it are acknowledged. A complete input finishes the run
+/// unless `--keep-running` is given.
 pub async fn run(args: WriteArgs) -> Result<(), CliError> {
     let format = args.format.unwrap_or_else(|| guess_format(&args.file));
     let input = open_input(&args.file)?;
@@ -62,39 +68,44 @@ pub async fn run(args: WriteArgs) -> Result<(), CliError> {
     client.ensure_run(&args.run, &args.project).await?;
     let mut writer = client.writer(&args.run).await?;
     let mut builder = BatchBuilder::default();
-    let mut bad_line = None;
+    let mut reader = PointReader::new(format, input);
     let batch_size = args.batch_size.max(1);
-    for line in PointReader::new(format, input) {
-        match line {
-            Ok(points) => {
-                for p in points {
-                    builder.push(&p.name, p.step, p.value, p.wall_time_us);
+    let bad_line = loop {
+        match reader.read_into(&mut builder, batch_size) {
+            Ok(0) => break None,
+            Ok(_) => {
+                if send(&mut writer, &mut builder).await.is_err() {
+                    // The stream has ended: finish() below reports why.
+                    break None;
                 }
             }
-            Err(e) => {
-                bad_line = Some(e);
-                break;
-            }
+            Err(e) => break Some(e),
         }
-        if builder.len() >= batch_size && send(&mut writer, &mut builder).await.is_err() {
-            break;
-        }
-    }
+    };
     if !builder.is_empty() {
-        // An error here ended the stream: finish() below reports it.
+        // The points of the lines before a bad one; an error here ended the
+        // stream, and finish() below reports it.
         let _ = send(&mut writer, &mut builder).await;
     }
     let summary = writer.finish().await?;
-    match bad_line {
-        Some(e) => Err(CliError::Input(format!(
-            "line {}: {}\n{} points before that line were acknowledged; fix the line and run the command again (rewritten points replace the earlier ones, nothing is duplicated)",
-            e.line, e.reason, summary.points
-        ))),
-        None => {
-            eprintln!("wrote {} points to run {}", summary.points, args.run);
-            Ok(())
-        }
+    if let Some(e) = bad_line {
+        return Err(CliError::Input(format!(
+            "line {}: {}\n{} acknowledged before that line; fix the line and run the command again (rewritten points replace the earlier ones, nothing is duplicated)",
+            e.line,
+            e.reason,
+            count(summary.points, "point", "points")
+        )));
     }
+    if !args.keep_running {
+        client.finish_run(&args.run, "finished").await?;
+    }
+    eprintln!(
+        "wrote {} to run {}{}",
+        count(summary.points, "point", "points"),
+        args.run,
+        if args.keep_running { "" } else { " (finished)" }
+    );
+    Ok(())
 }
 
 async fn send(

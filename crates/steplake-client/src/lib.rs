@@ -56,11 +56,13 @@ pub enum ClientError {
         reason: String,
     },
     /// The server answered with an error.
-    #[error("{}: {}", code_name(.0.code()), .0.message())]
+    #[error("{}", status_text(.0))]
     Status(Status),
     /// A write stream ended with an error after acknowledging some batches.
     #[error(
-        "{status}; {acked_points} points in {acked_batches} batches were acknowledged before it"
+        "{status}; {} in {} were acknowledged before it",
+        steplake_core::counted(*.acked_points, "point", "points"),
+        steplake_core::counted(*.acked_batches, "batch", "batches")
     )]
     Stream {
         /// The error.
@@ -90,15 +92,27 @@ impl ClientError {
     }
 }
 
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::InvalidArgument => "invalid argument",
-        Code::NotFound => "not found",
-        Code::PermissionDenied => "not allowed",
-        Code::Unavailable => "unavailable",
-        Code::OutOfRange | Code::ResourceExhausted => "too large",
-        Code::FailedPrecondition => "failed precondition",
-        _ => "server error",
+/// What a user reads for a status: the server writes the messages of
+/// refused requests for people, so they stand alone; failures of the
+/// system say which kind they are.
+fn status_text(status: &Status) -> String {
+    let kind = match status.code() {
+        Code::InvalidArgument
+        | Code::NotFound
+        | Code::PermissionDenied
+        | Code::OutOfRange
+        | Code::ResourceExhausted
+        | Code::FailedPrecondition
+        | Code::AlreadyExists => None,
+        Code::Unavailable => Some("server unavailable"),
+        Code::Unauthenticated => Some("not authenticated"),
+        Code::DeadlineExceeded => Some("timed out"),
+        Code::Cancelled => Some("cancelled"),
+        _ => Some("server error"),
+    };
+    match kind {
+        Some(kind) => format!("{kind}: {}", status.message()),
+        None => status.message().to_string(),
     }
 }
 

@@ -54,6 +54,15 @@ impl CoreError {
     }
 }
 
+/// `n` followed by `one` when it is 1, else by `many`: "1 batch", "2 batches".
+pub fn counted(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
 /// Checks a run id: 1..=128 bytes of ASCII letters, digits, `-`, `_`, `.`.
 ///
 /// Run ids appear in file names and URLs, so they are kept to a portable alphabet.
