@@ -18,13 +18,13 @@ fn gpu_auto_serves_with_the_cpu_codec_when_there_is_no_gpu() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start(dir.path(), &["--gpu", "auto"]);
+    // One short word on a machine without a GPU, not a call to install a driver.
     assert!(
-        server
-            .banner()
-            .contains("tensor codec: cpu (no GPU: the CUDA driver library"),
+        server.banner().contains("tensor codec: cpu (no GPU found)"),
         "{}",
         server.banner()
     );
+    assert!(!server.banner().contains("install"), "{}", server.banner());
     server.stop();
 }
 

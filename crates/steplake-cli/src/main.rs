@@ -123,3 +123,23 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .init();
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_help_summary_names_every_command() {
+        let command = super::Cli::command();
+        let about = command
+            .get_about()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        for sub in command.get_subcommands() {
+            let name = sub.get_name();
+            if name != "help" {
+                assert!(about.contains(name), "{about:?} does not name {name:?}");
+            }
+        }
+    }
+}

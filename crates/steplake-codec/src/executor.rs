@@ -88,10 +88,22 @@ impl Codec {
             GpuMode::On => Ok(Codec::with_gpu(GpuCodec::open(memory_budget)?)),
             GpuMode::Auto => match GpuCodec::open(memory_budget) {
                 Ok(gpu) => Ok(Codec::with_gpu(gpu)),
-                Err(reason) => Ok(Codec {
-                    cpu_reason: Some(reason.to_string()),
-                    ..Codec::default()
-                }),
+                Err(reason) => {
+                    // No GPU is the normal case on most machines: one short
+                    // word, the detail at debug level. A GPU that is there
+                    // but unusable is worth a warning.
+                    let cpu_reason = if matches!(reason, GpuError::NoDriver | GpuError::NoDevice) {
+                        tracing::debug!(%reason, "no GPU: tensors are coded on the CPU");
+                        "no GPU found".to_string()
+                    } else {
+                        tracing::warn!(%reason, "a GPU was found but cannot be used: tensors are coded on the CPU");
+                        format!("GPU not usable: {reason}")
+                    };
+                    Ok(Codec {
+                        cpu_reason: Some(cpu_reason),
+                        ..Codec::default()
+                    })
+                }
             },
         }
     }
@@ -113,7 +125,7 @@ impl Codec {
     pub fn describe(&self) -> String {
         match (&self.gpu, &self.cpu_reason) {
             (Some(gpu), _) => format!("gpu: {}", gpu.description()),
-            (None, Some(reason)) => format!("cpu (no GPU: {reason})"),
+            (None, Some(reason)) => format!("cpu ({reason})"),
             (None, None) => "cpu".to_string(),
         }
     }
