@@ -19,10 +19,14 @@ uploads what a run left in its spool while the server was unreachable.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from steplake.query import Connection, QueryError, QueryResult, connect
-from steplake.run import DEFAULT_SERVER, Run, init
+from steplake._address import DEFAULT_SERVER
+
+if TYPE_CHECKING:
+    from steplake.query import Connection, QueryError, QueryResult, connect
+    from steplake.run import Run, init
 
 __version__ = "0.1.0"
 
@@ -37,6 +41,30 @@ __all__ = [
     "watch",
     "__version__",
 ]
+
+# Imported on first use, so that ``import steplake`` is quick: queries need
+# pyarrow.flight and logging needs grpc, and neither needs the other.
+_LAZY = {
+    "Connection": "steplake.query",
+    "QueryError": "steplake.query",
+    "QueryResult": "steplake.query",
+    "connect": "steplake.query",
+    "Run": "steplake.run",
+    "init": "steplake.run",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'steplake' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def watch(model: Any, run: Run, **options: Any) -> Any:

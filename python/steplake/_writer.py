@@ -132,6 +132,7 @@ class Writer:
         flush_interval: float = 0.1,
         max_inflight_bytes: int = 64 << 20,
         max_queued_points: int = 5_000_000,
+        max_queued_tensor_bytes: int = 64 << 20,
         connect_timeout: float = 2.0,
     ) -> None:
         self.server = server
@@ -142,12 +143,16 @@ class Writer:
         self.flush_interval = flush_interval
         self.max_inflight_bytes = max_inflight_bytes
         self.max_queued_points = max_queued_points
+        self.max_queued_tensor_bytes = max_queued_tensor_bytes
         self.connect_timeout = connect_timeout
 
         # Shared with the caller's thread (under _cond).
         self._cond = threading.Condition()
         self._pending = _wire.ScalarColumns()
         self._tensors: list[pb.Tensor] = []
+        # Tensor bytes logged and not yet sent or spooled (queued, or in the
+        # logger thread's hand).
+        self._tensor_bytes_queued = 0
         self._names: list[str] = []
         self._name_ids: dict[str, int] = {}
         self._key_cache: dict[tuple, list[int]] = {}
@@ -221,10 +226,31 @@ class Writer:
             self._cond.notify_all()
 
     def add_tensor_messages(self, tensors: list[pb.Tensor]) -> None:
-        """Queues tensor messages (one request each)."""
+        """Queues tensor messages (one request each).
+
+        Back-pressure: waits while the tensor bytes already queued and these
+        would exceed ``max_queued_tensor_bytes`` (a tensor larger than the
+        budget waits for an empty queue), so logging tensors faster than they
+        can be sent or spooled holds the trainer's memory at the budget.
+        """
+        size = sum(len(t.data) for t in tensors)
         with self._cond:
+            while (
+                self._tensor_bytes_queued
+                and self._tensor_bytes_queued + size > self.max_queued_tensor_bytes
+                and self._thread.is_alive()
+            ):
+                self._cond.notify()
+                self._cond.wait(0.05)
             self._tensors.extend(tensors)
+            self._tensor_bytes_queued += size
             self._cond.notify()
+
+    @property
+    def tensor_bytes_queued(self) -> int:
+        """Tensor bytes logged and not yet sent or spooled."""
+        with self._cond:
+            return self._tensor_bytes_queued
 
     def _register(self, keys: tuple) -> list[int]:
         indices = []
@@ -328,6 +354,10 @@ class Writer:
                 self._cut_scalars(scalars, names)
             for tensor in tensors:
                 self._route(tensor, 1)
+                with self._cond:
+                    self._tensor_bytes_queued -= len(tensor.data)
+                    self._cond.notify_all()
+            del tensors
             if self._in_hand:
                 with self._cond:
                     self._in_hand = False

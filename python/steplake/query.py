@@ -12,18 +12,36 @@ its original dtype and shape.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from steplake._wire import length_delimited, numpy_dtype
-from steplake.run import server_address
+from steplake._address import server_address
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _STATEMENT_QUERY = "type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
 #: Value columns of the tensors table, by the kind of dtype they hold.
 _TENSOR_COLUMNS = ("tensor", "tensor_f64", "tensor_int")
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def length_delimited(field: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (a string, bytes or a message)."""
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
 
 
 def statement_command(sql: str) -> bytes:
@@ -56,6 +74,7 @@ class QueryResult:
 
     def df(self) -> Any:
         """The result as a pandas DataFrame; stored tensors as numpy arrays."""
+        _require("pandas", "df()")
         frame = self._table.to_pandas()
         if self._has_tensors():
             frame = frame.drop(columns=[c for c in _TENSOR_COLUMNS if c in frame.columns])
@@ -64,6 +83,7 @@ class QueryResult:
 
     def pl(self) -> Any:
         """The result as a polars DataFrame (tensor values stay lists)."""
+        _require("polars", "pl()")
         import polars as pl
 
         return pl.from_arrow(self._table)
@@ -109,7 +129,23 @@ class QueryResult:
         return f"steplake.QueryResult\n{self._table}"
 
 
+def _require(package: str, method: str) -> None:
+    """Raises an ImportError that says what to install when ``package`` is missing."""
+    import importlib
+
+    try:
+        importlib.import_module(package)
+    except ImportError as error:
+        raise ImportError(
+            f"QueryResult.{method} needs {package}, which is not installed: "
+            f"pip install 'steplake[{package}]' (or pip install {package}); "
+            "QueryResult.arrow() needs nothing more"
+        ) from error
+
+
 def _restore(dtype: str | None, shape: list[int] | None, cells: list[Any]) -> np.ndarray | None:
+    from steplake._wire import numpy_dtype
+
     if dtype is None or shape is None:
         return None
     for cell in cells:

@@ -23,21 +23,16 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from steplake import _wire
+from steplake._address import DEFAULT_SERVER, server_address
 from steplake._spool import Spool, spool_root
 from steplake._writer import Writer
 from steplake.v1 import ingest_pb2 as pb
 
-#: The server address when neither ``server=`` nor ``STEPLAKE_SERVER`` is given.
-DEFAULT_SERVER = "127.0.0.1:50051"
+__all__ = ["DEFAULT_SERVER", "Run", "init", "server_address"]
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _live_runs: "weakref.WeakSet[Run]" = weakref.WeakSet()
 _crashed = False
-
-
-def server_address(server: str | None) -> str:
-    """The server to use: the argument, else ``STEPLAKE_SERVER``, else the default."""
-    return server or os.environ.get("STEPLAKE_SERVER") or DEFAULT_SERVER
 
 
 class Run:
@@ -58,6 +53,7 @@ class Run:
         spool_dir: str | os.PathLike[str] | None = None,
         batch_points: int = 50_000,
         flush_interval: float = 0.1,
+        max_queued_tensor_bytes: int = 64 << 20,
     ) -> None:
         run_id = resume or run_id or uuid.uuid4().hex
         if not _RUN_ID.match(run_id):
@@ -89,6 +85,7 @@ class Run:
         self._writer = Writer(
             self.server, meta, writer_id, spool,
             batch_points=batch_points, flush_interval=flush_interval,
+            max_queued_tensor_bytes=max_queued_tensor_bytes,
         )
         _live_runs.add(self)
 
@@ -152,7 +149,10 @@ class Run:
         """Logs a whole tensor (numpy array, or torch tensor on any device).
 
         The tensor is copied to host memory at once, so it may change
-        afterwards; the server computes its statistics. Never raises.
+        afterwards; the server computes its statistics. Never raises. Waits
+        while more than ``max_queued_tensor_bytes`` (default 64 MiB) of
+        tensors are queued and not yet sent or spooled, so the trainer's
+        memory stays bounded however fast it logs.
         """
         try:
             step = self._next_step - 1 if step is None else step
@@ -251,7 +251,9 @@ def init(
     Keyword options are those of :class:`Run`: ``tags``, ``server`` (default
     ``STEPLAKE_SERVER``, else ``127.0.0.1:50051``), ``resume``, ``run_id``,
     ``parent_run_id``, ``fork_step``, ``spool_dir``, ``batch_points``,
-    ``flush_interval``. Returns at once: the run is created on the server in
+    ``flush_interval``, ``max_queued_tensor_bytes`` (64 MiB: ``log_tensor``
+    waits while more tensor bytes than this are queued and not yet sent or
+    spooled). Returns at once: the run is created on the server in
     the background, and its id is chosen here (``run.id``). Writing a step
     again in a resumed run replaces the earlier value.
     """

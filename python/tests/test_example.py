@@ -1,7 +1,9 @@
-"""examples/grokking.py runs as the README says and prints the emergence step."""
+"""The examples run as the README says: examples/grokking.py prints the
+emergence step, and the README's Python snippet runs as written."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -20,3 +22,18 @@ def test_grokking_example_prints_when_test_accuracy_emerged(server):
     assert int(emerged["train/acc"]) < 300
     assert int(emerged["test/acc"]) > int(emerged["train/acc"]) + 500
     assert "grokking" in done.stdout
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_readme_python_snippet_runs_as_written(server):
+    text = README.read_text()
+    section = text[text.index("## From Python"):]
+    snippet = section[section.index("```python\n") + len("```python\n"):]
+    snippet = snippet[: snippet.index("```")]
+    done = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "STEPLAKE_SERVER": server.address})
+    assert done.returncode == 0, done.stdout + done.stderr
+    # The last three steps of the loss, as pandas prints them.
+    assert "9999" in done.stdout, done.stdout

@@ -101,6 +101,22 @@ def test_large_tensors_go_in_chunks(server):
     np.testing.assert_array_equal(restored, array)
 
 
+def test_log_tensor_waits_on_a_byte_budget(server):
+    # Logged far faster than they can be sent: the queue stays within the
+    # budget (it used to hold every tensor logged, 939 MiB for 200 x 4 MiB).
+    budget = 4 << 20
+    tensor = np.ones(1 << 18, dtype=np.float32)  # 1 MiB
+    with steplake.init(name="tensor-budget", server=server.address,
+                       max_queued_tensor_bytes=budget) as run:
+        peak = 0
+        for step in range(40):
+            run.log_tensor("w", tensor * step, step=step)
+            peak = max(peak, run._writer.tensor_bytes_queued)
+        assert peak <= budget
+    n = rows(server, f"SELECT count(*) AS n FROM tensors WHERE run_id = '{run.id}'")
+    assert n == [{"n": 40}], "nothing is dropped by waiting"
+
+
 def test_resume_continues_and_rewritten_steps_replace(server):
     run = steplake.init(name="long", server=server.address)
     for step in range(10):

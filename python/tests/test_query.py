@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -72,3 +75,27 @@ def test_bad_sql_raises_with_the_servers_reason(logged):
     assert not str(caught.value).startswith("Flight returned")
     with pytest.raises(steplake.QueryError, match="read-only"):
         connection.sql("DROP TABLE scalars")
+
+
+def test_df_without_pandas_says_what_to_install(logged, monkeypatch):
+    server, _ = logged
+    result = steplake.connect(server.address).sql("SELECT 1 AS x")
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'steplake\[pandas\]'"):
+        result.df()
+    assert result.arrow().num_rows == 1
+
+
+def test_import_steplake_loads_neither_grpc_nor_flight_nor_pandas():
+    # What a first query pays for: only what it uses, imported on first use.
+    code = (
+        "import sys, steplake\n"
+        "heavy = ('grpc', 'pyarrow.flight', 'pandas', 'polars', 'google.protobuf')\n"
+        "print([m for m in heavy if m in sys.modules])\n"
+        "steplake.connect\n"
+        "print([m for m in heavy if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    at_import, after_connect = out.stdout.splitlines()
+    assert at_import == "[]"
+    assert after_connect == "['pyarrow.flight']"
