@@ -14,6 +14,10 @@
 # 5. Installs the Python package from python/ (as a user would, not
 #    editable) and runs its pytest suite against the binary cargo just built.
 #    Tests that need PyTorch, Lightning or transformers skip without them.
+#
+# A failing test stops nothing: every test binary and the pytest suite run,
+# every failure is listed again at the end, and the exit status is non-zero
+# if anything failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,8 +41,24 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
-cargo test --workspace
+log_dir="$(mktemp -d)"
+trap 'rm -rf "$log_dir"' EXIT
+failed_suites=()
+
+if ! cargo test --workspace --no-fail-fast 2>&1 | tee "$log_dir/cargo.log"; then
+  failed_suites+=("cargo test --workspace")
+fi
 
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps ./python
 export STEPLAKE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/steplake"
-"$venv/bin/python" -m pytest -q -rs -p no:cacheprovider python/tests
+if ! "$venv/bin/python" -m pytest -q -rfEs -p no:cacheprovider python/tests 2>&1 | tee "$log_dir/pytest.log"; then
+  failed_suites+=("pytest python/tests")
+fi
+
+if [ "${#failed_suites[@]}" -gt 0 ]; then
+  echo
+  echo "=== failed: ${failed_suites[*]}"
+  grep -E '^test .* FAILED$|^error: .*target.* failed|^    `' "$log_dir/cargo.log" || true
+  grep -E '^(FAILED|ERROR) ' "$log_dir/pytest.log" || true
+  exit 1
+fi
