@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from steplake._address import counted
 from steplake.sync import SyncError, sync
 
 
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     except SyncError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"uploaded {report.batches} batches of {report.runs} runs "
+    print(f"uploaded {counted(report.batches, 'batch', 'batches')} of {counted(report.runs, 'run', 'runs')} "
           f"({report.duplicates} the server already had)")
     return 0
 

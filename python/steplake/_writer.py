@@ -30,6 +30,7 @@ import grpc
 import numpy as np
 
 from steplake import _wire
+from steplake._address import counted
 from steplake._spool import Spool
 from steplake.v1 import ingest_pb2 as pb
 
@@ -547,7 +548,7 @@ class Writer:
     def _drop(self, outgoing: _Outgoing, reason: str) -> None:
         self._settle(outgoing)
         self.points_dropped += outgoing.points
-        print(f"steplake: the server refused a batch of {outgoing.points} points "
+        print(f"steplake: the server refused a batch of {counted(outgoing.points, 'point', 'points')} "
               f"and it was dropped: {reason}", file=sys.stderr)
 
     def _close_connection(self) -> None:
@@ -608,7 +609,7 @@ class Writer:
         self.spool.write_run(self.run, self.writer_id, self.server)
         self.spool.mark_finished(status)
         print(f"steplake: run {self.run['run_id']} is not fully delivered ({reason}); "
-              f"{len(self._spooled)} batches are kept in {self.spool.directory}: "
+              f"{counted(len(self._spooled), 'batch is', 'batches are')} kept in {self.spool.directory}: "
               f"upload them with `steplake sync {self.spool.directory}`", file=sys.stderr)
 
     def _warn_once(self, kind: str, message: str) -> None:

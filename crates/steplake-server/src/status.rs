@@ -11,7 +11,9 @@ pub fn store_status(error: StoreError) -> Status {
         StoreError::Invalid(_) => Status::invalid_argument(message),
         StoreError::RunNotFound { .. } => Status::not_found(message),
         StoreError::Unavailable { .. } => Status::unavailable(message),
-        StoreError::Locked { .. } => Status::failed_precondition(message),
+        StoreError::Locked { .. } | StoreError::ManifestMissing { .. } => {
+            Status::failed_precondition(message)
+        }
         StoreError::Io { .. } | StoreError::Parquet { .. } | StoreError::Corrupt { .. } => {
             Status::internal(message)
         }

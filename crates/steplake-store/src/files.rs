@@ -31,9 +31,24 @@ pub fn data_files_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("data")
 }
 
-/// File name of the data file with this id.
-pub fn data_file_name(id: u64) -> String {
-    format!("scalars-{id:010}.parquet")
+/// File name of the data file with this id, written by the store opened as
+/// `incarnation` (random per open, so two processes never share a name).
+pub fn data_file_name(id: u64, incarnation: &str) -> String {
+    format!("scalars-{id:010}-{incarnation}.parquet")
+}
+
+/// The `.parquet` files in `dir` (none when it does not exist).
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    files
 }
 
 /// Writer settings for `scalars` files.

@@ -36,8 +36,7 @@ pub mod tensor_record;
 pub mod wal;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs::{self, File, OpenOptions};
-use std::io::Write as _;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, RwLock};
@@ -99,6 +98,14 @@ pub enum StoreError {
         dir: PathBuf,
         /// " (pid N)" when known.
         holder: String,
+    },
+    /// `manifest.json` is missing but the directory holds data it described.
+    #[error("{dir} has no manifest.json, but it holds {found}: the manifest was lost or deleted, and starting as if the directory were new would hide every flushed point. Nothing was changed; restore manifest.json from a backup")]
+    ManifestMissing {
+        /// The data directory.
+        dir: PathBuf,
+        /// What was found instead.
+        found: String,
     },
     /// The input was rejected by validation.
     #[error(transparent)]
@@ -360,6 +367,9 @@ struct Shared {
     shutting_down: AtomicBool,
     /// Compresses tensors and computes their statistics (CPU or GPU).
     codec: Codec,
+    /// Random per open, part of every data file name: files written by two
+    /// processes (should the lock ever be defeated) never share a name.
+    incarnation: String,
 }
 
 impl Shared {
@@ -367,6 +377,7 @@ impl Shared {
         Shared {
             data_dir,
             codec,
+            incarnation: random_id(),
             state: RwLock::new(state),
             stats: StoreStats::default(),
             pending_flushes: Mutex::new(0),
@@ -413,7 +424,7 @@ pub struct Store {
     shared: Arc<Shared>,
     commands: Mutex<Option<mpsc::Sender<Command>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    _lock: File,
+    _lock: DirLock,
 }
 
 /// Microseconds since the Unix epoch, now.
@@ -424,20 +435,23 @@ pub fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
-fn lock_data_dir(dir: &Path) -> Result<File, StoreError> {
+/// An exclusive lock on a data directory, held while open.
+///
+/// The lock is on the directory itself, not on a file inside it, so
+/// deleting `LOCK` cannot let a second process in. `LOCK` only holds the
+/// owner's pid, for the message a second process prints.
+struct DirLock {
+    _dir: File,
+}
+
+fn lock_data_dir(dir: &Path) -> Result<DirLock, StoreError> {
     fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-    let path = dir.join("LOCK");
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| StoreError::io(&path, e))?;
-    match file.try_lock() {
+    let directory = File::open(dir).map_err(|e| StoreError::io(dir, e))?;
+    let pid_path = dir.join("LOCK");
+    match directory.try_lock() {
         Ok(()) => {}
         Err(fs::TryLockError::WouldBlock) => {
-            let holder = fs::read_to_string(&path)
+            let holder = fs::read_to_string(&pid_path)
                 .ok()
                 .map(|pid| pid.trim().to_string())
                 .filter(|pid| !pid.is_empty())
@@ -448,11 +462,42 @@ fn lock_data_dir(dir: &Path) -> Result<File, StoreError> {
                 holder,
             });
         }
-        Err(fs::TryLockError::Error(e)) => return Err(StoreError::io(&path, e)),
+        Err(fs::TryLockError::Error(e)) => return Err(StoreError::io(dir, e)),
     }
-    file.set_len(0).map_err(|e| StoreError::io(&path, e))?;
-    write!(file, "{}", std::process::id()).map_err(|e| StoreError::io(&path, e))?;
-    Ok(file)
+    // Best effort: the pid is for messages only, and a read-only directory
+    // (an embedded reader of a backup) has no use for it.
+    let _ = fs::write(&pid_path, std::process::id().to_string());
+    Ok(DirLock { _dir: directory })
+}
+
+/// Refuses a directory whose manifest is gone while data it described is
+/// still there: treating it as new would hide (and once deleted every)
+/// flushed file. Nothing is changed.
+fn check_manifest_present(data_dir: &Path) -> Result<(), StoreError> {
+    if Manifest::exists(data_dir) {
+        return Ok(());
+    }
+    let data_files = files::parquet_files(&files::data_files_dir(data_dir));
+    let first_lsn = wal::list_segments(&wal::wal_dir(data_dir))?
+        .first()
+        .map(|(lsn, _)| *lsn);
+    let wal_started_late = first_lsn.is_some_and(|lsn| lsn > 1);
+    if data_files.is_empty() && !wal_started_late {
+        return Ok(());
+    }
+    let mut found = Vec::new();
+    if !data_files.is_empty() {
+        found.push(format!("{} Parquet files in data/", data_files.len()));
+    }
+    if let Some(lsn) = first_lsn.filter(|_| wal_started_late) {
+        found.push(format!(
+            "a write-ahead log that starts at LSN {lsn}, after records already flushed"
+        ));
+    }
+    Err(StoreError::ManifestMissing {
+        dir: data_dir.to_path_buf(),
+        found: found.join(" and "),
+    })
 }
 
 /// The state rebuilt from the manifest and the WAL.
@@ -467,6 +512,7 @@ struct Recovered {
 }
 
 fn recover(data_dir: &Path, codec: &Codec) -> Result<Recovered, StoreError> {
+    check_manifest_present(data_dir)?;
     let manifest = Manifest::load(data_dir)?;
     for file in &manifest.files {
         let path = data_dir.join(&file.path);
@@ -562,7 +608,7 @@ impl Store {
         fs::create_dir_all(&data_files).map_err(|e| StoreError::io(&data_files, e))?;
         files::remove_temporary_files(&data_files)?;
         let recovered = recover(&data_dir, &options.codec)?;
-        remove_orphan_files(&data_dir, &recovered.manifest)?;
+        warn_about_unlisted_files(&data_dir, &recovered.manifest);
         let wal = WalWriter::open(
             &wal::wal_dir(&data_dir),
             &recovered.replay,
@@ -991,23 +1037,21 @@ fn write_state(shared: &Shared) -> std::sync::RwLockWriteGuard<'_, State> {
 
 /// Deletes data files that a crash left on disk before they reached the manifest
 /// (their points are still in the WAL and will be flushed again).
-fn remove_orphan_files(data_dir: &Path, manifest: &Manifest) -> Result<(), StoreError> {
-    let dir = files::data_files_dir(data_dir);
-    let Ok(entries) = fs::read_dir(&dir) else {
-        return Ok(());
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if !name.ends_with(".parquet") {
+/// Warns about data files the manifest does not list. Such a file was left
+/// by a flush that a crash interrupted after the file was in place and
+/// before the manifest named it; its points are still in the WAL and are
+/// replayed, so it is never read. It is kept, not deleted: only temporary
+/// files are provably garbage.
+fn warn_about_unlisted_files(data_dir: &Path, manifest: &Manifest) {
+    for path in files::parquet_files(&files::data_files_dir(data_dir)) {
+        let Some(name) = path.file_name().map(|n| n.to_string_lossy().to_string()) else {
             continue;
-        }
+        };
         let relative = format!("data/{name}");
         if !manifest.files.iter().any(|f| f.path == relative) {
-            tracing::warn!(file = %name, "removing a data file that never reached the manifest");
-            fs::remove_file(entry.path()).map_err(|e| StoreError::io(&entry.path(), e))?;
+            tracing::warn!(file = %name, "a data file is not in the manifest (a flush interrupted by a crash); it is not read, and its points come from the write-ahead log");
         }
     }
-    Ok(())
 }
 
 /// A random id of 16 hex digits.
@@ -1589,7 +1633,10 @@ fn flush_one(shared: &Shared, job: &FlushJob) -> Result<(), StoreError> {
     let mut manifest = read_state(shared).manifest.clone();
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     if rows > 0 {
-        let relative = format!("data/{}", files::data_file_name(job.file_id));
+        let relative = format!(
+            "data/{}",
+            files::data_file_name(job.file_id, &shared.incarnation)
+        );
         let bytes = files::write_scalars_file(&shared.data_dir.join(&relative), &batches)?;
         manifest.files.push(DataFile {
             table: Table::Scalars,
@@ -1603,7 +1650,10 @@ fn flush_one(shared: &Shared, job: &FlushJob) -> Result<(), StoreError> {
     }
     let tensors = sorted_tensors(job.buffer.tensors());
     if !tensors.is_empty() {
-        let relative = format!("data/{}", tensor_files::tensor_file_name(job.file_id));
+        let relative = format!(
+            "data/{}",
+            tensor_files::tensor_file_name(job.file_id, &shared.incarnation)
+        );
         let bytes = tensor_files::write_tensors_file(
             &shared.data_dir.join(&relative),
             &tensors,

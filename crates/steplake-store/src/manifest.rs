@@ -108,6 +108,11 @@ fn manifest_path(data_dir: &Path) -> PathBuf {
 }
 
 impl Manifest {
+    /// Whether `data_dir` has a manifest file.
+    pub fn exists(data_dir: &Path) -> bool {
+        manifest_path(data_dir).exists()
+    }
+
     /// Loads the manifest of `data_dir`; an empty one when there is none yet.
     pub fn load(data_dir: &Path) -> Result<Self, StoreError> {
         let path = manifest_path(data_dir);

@@ -36,9 +36,10 @@ use steplake_core::{DType, TensorRecord};
 
 use crate::StoreError;
 
-/// File name of the tensors file with this id.
-pub fn tensor_file_name(id: u64) -> String {
-    format!("tensors-{id:010}.parquet")
+/// File name of the tensors file with this id, written by the store opened
+/// as `incarnation` (see [`crate::files::data_file_name`]).
+pub fn tensor_file_name(id: u64, incarnation: &str) -> String {
+    format!("tensors-{id:010}-{incarnation}.parquet")
 }
 
 /// The value columns, by position in [`tensors_schema`].

@@ -166,6 +166,96 @@ fn a_second_open_of_the_same_directory_is_refused() {
     );
 }
 
+#[test]
+fn deleting_the_lock_file_does_not_let_a_second_process_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = open(dir.path());
+    std::fs::remove_file(dir.path().join("LOCK")).expect("LOCK exists");
+    let err = Store::open(dir.path(), StoreOptions::default())
+        .err()
+        .expect("still locked");
+    assert!(
+        matches!(err, steplake_store::StoreError::Locked { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn data_files_of_two_opens_never_share_a_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut names = Vec::new();
+    for seq in 1..=2u64 {
+        let store = open(dir.path());
+        if seq == 1 {
+            create(&store);
+        }
+        let first = (seq as i64) * 100;
+        block_on(store.write_scalars("w", seq, "r", batch(first..first + 10))).unwrap();
+        store.shutdown().unwrap();
+        drop(store);
+        names = steplake_store::files::parquet_files(&dir.path().join("data"));
+    }
+    assert_eq!(names.len(), 2);
+    let stem = |p: &std::path::PathBuf| p.file_name().unwrap().to_string_lossy().to_string();
+    assert_ne!(
+        stem(&names[0]).split('-').nth(2),
+        stem(&names[1]).split('-').nth(2)
+    );
+}
+
+#[test]
+fn a_lost_manifest_stops_start_up_and_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    create(&store);
+    block_on(store.write_scalars("w", 1, "r", batch(0..100))).unwrap();
+    store.shutdown().unwrap();
+    drop(store);
+    let files = steplake_store::files::parquet_files(&dir.path().join("data"));
+    assert_eq!(files.len(), 1);
+    std::fs::remove_file(dir.path().join("manifest.json")).unwrap();
+    let err = Store::open(dir.path(), StoreOptions::default())
+        .err()
+        .expect("refused");
+    let message = err.to_string();
+    assert!(
+        message.contains("no manifest.json") && message.contains("1 Parquet files"),
+        "{message}"
+    );
+    assert!(
+        Store::open_read_only(dir.path()).is_err(),
+        "an embedded reader refuses too"
+    );
+    assert_eq!(
+        steplake_store::files::parquet_files(&dir.path().join("data")),
+        files,
+        "nothing was deleted"
+    );
+}
+
+#[test]
+fn a_data_file_the_manifest_does_not_list_is_kept_and_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    create(&store);
+    block_on(store.write_scalars("w", 1, "r", batch(0..100))).unwrap();
+    store.shutdown().unwrap();
+    drop(store);
+    // As if a flush had put a file in place and crashed before the manifest.
+    let stray = dir
+        .path()
+        .join("data/scalars-0000000099-feedfacefeedface.parquet");
+    let listed = steplake_store::files::parquet_files(&dir.path().join("data"));
+    std::fs::copy(&listed[0], &stray).unwrap();
+    let store = open(dir.path());
+    assert!(
+        stray.exists(),
+        "only temporary files are deleted at start-up"
+    );
+    let view = store.scalars_view(&SeriesFilter::default(), None);
+    assert_eq!(view.files.len(), 1, "the stray file is not read");
+}
+
 /// The WAL format is an on-disk contract: a change here must be deliberate
 /// (and come with a format version and a way to read old segments).
 #[test]
