@@ -182,17 +182,30 @@ pub fn replay(dir: &Path, covered_lsn: u64) -> Result<Replay, StoreError> {
                         ParseProblem::BadCrc { end } => end >= bytes.len(),
                         ParseProblem::BadLength | ParseProblem::BadKind => false,
                     };
-                    if is_newest && ends_file {
+                    // A torn write can only be the very end of the log: an
+                    // unfinished record with nothing valid after it. A damaged
+                    // length field looks unfinished too, but records follow.
+                    let followed =
+                        ends_file && valid_record_follows(&bytes, offset + 1, expected_lsn);
+                    if is_newest && ends_file && !followed {
                         replay.torn_tail = Some((path.clone(), offset as u64));
                         break;
                     }
+                    let what = if followed {
+                        format!(
+                            "{}, yet valid records follow it, so it is damage, not a torn write",
+                            problem.describe()
+                        )
+                    } else {
+                        problem.describe().to_string()
+                    };
                     return Err(StoreError::corrupt(
                         path,
                         offset as u64,
                         format!(
-                            "{}; the log cannot be replayed past it. Restore the data directory from a backup, \
-                             or move this segment away to start with the records before it",
-                            problem.describe()
+                            "{what}; the log cannot be replayed past it and the segment was left as it is. \
+                             Restore the data directory from a backup, or move this segment away to start \
+                             with the records before it"
                         ),
                     ));
                 }
@@ -203,6 +216,33 @@ pub fn replay(dir: &Path, covered_lsn: u64) -> Result<Replay, StoreError> {
         }
     }
     Ok(replay)
+}
+
+/// Whether a whole, valid record starts anywhere in `bytes` at or after
+/// `from` (with an LSN at or past `expected_lsn`, when known). Cheap checks
+/// (length, kind, LSN) come before the CRC, so the scan is linear.
+fn valid_record_follows(bytes: &[u8], from: usize, expected_lsn: Option<u64>) -> bool {
+    let mut offset = from;
+    while offset + HEADER_LEN + 9 <= bytes.len() {
+        let at = &bytes[offset..];
+        let body_len = u32::from_le_bytes([at[0], at[1], at[2], at[3]]) as usize;
+        let plausible = (9..=MAX_RECORD_LEN).contains(&body_len)
+            && HEADER_LEN + body_len <= at.len()
+            && RecordKind::from_u8(at[HEADER_LEN + 8]).is_some()
+            && expected_lsn.is_none_or(|expected| {
+                let lsn = u64::from_le_bytes(
+                    at[HEADER_LEN..HEADER_LEN + 8]
+                        .try_into()
+                        .unwrap_or([0xff; 8]),
+                );
+                lsn >= expected && lsn - expected < 1 << 32
+            });
+        if plausible && parse_record(at).is_ok() {
+            return true;
+        }
+        offset += 1;
+    }
+    false
 }
 
 enum ParseProblem {
@@ -577,5 +617,25 @@ mod tests {
         assert_eq!(w.close(3).unwrap(), 1, "only the first segment is covered");
         let r = replay(dir.path(), 3).unwrap();
         assert_eq!(r.records.len(), 1);
+    }
+
+    #[test]
+    fn a_damaged_length_with_records_after_it_is_corruption_not_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_records(dir.path(), 5);
+        let mut bytes = fs::read(&path).unwrap();
+        // The first record's length now points far past the end of the file.
+        bytes[3] ^= 0x01;
+        fs::write(&path, &bytes).unwrap();
+        let err = replay(dir.path(), 0).unwrap_err().to_string();
+        assert!(
+            err.contains("offset 0") && err.contains("valid records follow"),
+            "{err}"
+        );
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            bytes,
+            "the segment is left as it is"
+        );
     }
 }
