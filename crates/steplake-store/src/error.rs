@@ -1,0 +1,100 @@
+//! The storage layer's one error type.
+
+use std::path::{Path, PathBuf};
+
+use steplake_core::CoreError;
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An operating-system I/O call failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// File or directory involved.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Writing or reading a Parquet file failed.
+    #[error("Parquet error on {path}: {source}")]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// The Parquet error.
+        source: parquet::errors::ParquetError,
+    },
+    /// Stored data is damaged; start-up cannot continue safely.
+    #[error("corrupt data in {path} at offset {offset}: {reason}")]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// Byte offset of the damage.
+        offset: u64,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// Another process holds the data directory.
+    #[error("data directory {dir} is in use by another steplake process{holder}; stop it, or use another --data-dir")]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+        /// " (pid N)" when known.
+        holder: String,
+    },
+    /// `manifest.json` is missing but the directory holds data it described.
+    #[error("{dir} has no manifest.json, but it holds {found}: the manifest was lost or deleted, and starting as if the directory were new would hide every flushed point. Nothing was changed; restore manifest.json from a backup")]
+    ManifestMissing {
+        /// The data directory.
+        dir: PathBuf,
+        /// What was found instead.
+        found: String,
+    },
+    /// The input was rejected by validation.
+    #[error(transparent)]
+    Invalid(#[from] CoreError),
+    /// A write or finish named a run that does not exist.
+    #[error("run {run_id:?} does not exist; create it first (CreateRun)")]
+    RunNotFound {
+        /// The unknown run id.
+        run_id: String,
+    },
+    /// The store is shutting down or stopped after a failure.
+    #[error("the store is not accepting writes: {reason}")]
+    Unavailable {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// A Parquet error on `path`.
+    pub fn parquet(path: &Path, source: parquet::errors::ParquetError) -> Self {
+        StoreError::Parquet {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Damage in `path` at `offset`.
+    pub fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> Self {
+        StoreError::Corrupt {
+            path: path.to_path_buf(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn closed() -> Self {
+        StoreError::Unavailable {
+            reason: "the server is shutting down".into(),
+        }
+    }
+}

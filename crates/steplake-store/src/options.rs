@@ -1,0 +1,52 @@
+//! How a store is tuned, and the counters it keeps.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use steplake_codec::Codec;
+
+use crate::wal::FsyncPolicy;
+
+/// Tuning of a writable store. The defaults suit a workstation.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// When appends are fsynced.
+    pub fsync: FsyncPolicy,
+    /// Freeze and flush the buffer once it holds this many points.
+    pub flush_rows: usize,
+    /// Freeze and flush the buffer once it holds this many bytes of tensors.
+    pub flush_tensor_bytes: usize,
+    /// Freeze and flush the buffer once its oldest point is this old.
+    pub flush_interval: Duration,
+    /// Start a new WAL segment past this size.
+    pub wal_segment_bytes: u64,
+    /// Compresses tensors and computes their statistics: the CPU, or a GPU
+    /// chosen with [`Codec::select`].
+    pub codec: Codec,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            fsync: FsyncPolicy::Batch,
+            flush_rows: 8 << 20,
+            flush_tensor_bytes: 256 << 20,
+            flush_interval: Duration::from_secs(60),
+            wal_segment_bytes: 64 << 20,
+            codec: Codec::cpu(),
+        }
+    }
+}
+
+/// Counters for monitoring.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Points acknowledged since start.
+    pub points_written: AtomicU64,
+    /// Batches acknowledged since start (duplicates included).
+    pub batches_written: AtomicU64,
+    /// Parquet files written since start.
+    pub files_flushed: AtomicU64,
+    /// Total milliseconds spent writing Parquet files since start.
+    pub flush_millis: AtomicU64,
+}

@@ -1,0 +1,157 @@
+//! Recovery: the state rebuilt from the manifest and the WAL at open.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use steplake_codec::Codec;
+use steplake_core::RunInfo;
+
+use crate::buffer::Buffer;
+use crate::record::decode_scalar_record;
+use crate::tensor_parts::Assembler;
+use crate::tensor_record::{decode_tensor_part, FLAG_CARRIED_OVER};
+use crate::wal::{self, RecordKind};
+use crate::{files, now_us, Manifest, StoreError, WriterState};
+
+/// Refuses a directory whose manifest is gone while data it described is
+/// still there: treating it as new would hide (and once deleted every)
+/// flushed file. Nothing is changed.
+pub(crate) fn check_manifest_present(data_dir: &Path) -> Result<(), StoreError> {
+    if Manifest::exists(data_dir) {
+        return Ok(());
+    }
+    let data_files = files::parquet_files(&files::data_files_dir(data_dir));
+    let first_lsn = wal::list_segments(&wal::wal_dir(data_dir))?
+        .first()
+        .map(|(lsn, _)| *lsn);
+    let wal_started_late = first_lsn.is_some_and(|lsn| lsn > 1);
+    if data_files.is_empty() && !wal_started_late {
+        return Ok(());
+    }
+    let mut found = Vec::new();
+    if !data_files.is_empty() {
+        found.push(format!("{} Parquet files in data/", data_files.len()));
+    }
+    if let Some(lsn) = first_lsn.filter(|_| wal_started_late) {
+        found.push(format!(
+            "a write-ahead log that starts at LSN {lsn}, after records already flushed"
+        ));
+    }
+    Err(StoreError::ManifestMissing {
+        dir: data_dir.to_path_buf(),
+        found: found.join(" and "),
+    })
+}
+
+/// The state rebuilt from the manifest and the WAL.
+pub(crate) struct Recovered {
+    pub(crate) manifest: Manifest,
+    pub(crate) runs: BTreeMap<String, RunInfo>,
+    pub(crate) writers: BTreeMap<String, WriterState>,
+    pub(crate) buffer: Buffer,
+    pub(crate) assembler: Assembler,
+    pub(crate) replay: wal::Replay,
+    pub(crate) next_lsn: u64,
+}
+
+pub(crate) fn recover(data_dir: &Path, codec: &Codec) -> Result<Recovered, StoreError> {
+    check_manifest_present(data_dir)?;
+    let manifest = Manifest::load(data_dir)?;
+    for file in &manifest.files {
+        let path = data_dir.join(&file.path);
+        if !path.exists() {
+            return Err(StoreError::corrupt(
+                &path,
+                0,
+                "the manifest lists this data file but it is missing; restore it from a backup",
+            ));
+        }
+    }
+    let mut runs = manifest.runs.clone();
+    let mut writers = manifest.writers.clone();
+    let mut buffer = Buffer::default();
+    let mut assembler = Assembler::new(codec.clone());
+    let mut replay = wal::replay(&wal::wal_dir(data_dir), manifest.covered_lsn)?;
+    let mut next_lsn = manifest.covered_lsn + 1;
+    for record in std::mem::take(&mut replay.records) {
+        next_lsn = next_lsn.max(record.lsn + 1);
+        if record.lsn <= manifest.covered_lsn {
+            continue;
+        }
+        let bad = |what: &str| {
+            StoreError::corrupt(
+                &wal::wal_dir(data_dir),
+                0,
+                format!("WAL record {} holds an undecodable {what}", record.lsn),
+            )
+        };
+        match record.kind {
+            RecordKind::Run => {
+                let run: RunInfo =
+                    serde_json::from_slice(&record.payload).map_err(|_| bad("run"))?;
+                runs.insert(run.run_id.clone(), run);
+            }
+            RecordKind::Scalars => {
+                let rec =
+                    decode_scalar_record(&record.payload).ok_or_else(|| bad("scalar batch"))?;
+                let seen = writers.get(&rec.writer_id).map_or(0, |w| w.sequence);
+                if rec.sequence > seen {
+                    writers.insert(
+                        rec.writer_id.clone(),
+                        WriterState {
+                            sequence: rec.sequence,
+                            last_seen_us: now_us(),
+                        },
+                    );
+                    buffer.apply(&rec.run_id, &rec.batch);
+                }
+            }
+            RecordKind::Tensor => {
+                let part = decode_tensor_part(&record.payload).ok_or_else(|| bad("tensor"))?;
+                let seen = writers.get(&part.writer_id).map_or(0, |w| w.sequence);
+                let carried_over = part.flags & FLAG_CARRIED_OVER != 0;
+                if part.sequence > seen || carried_over {
+                    if !carried_over {
+                        writers.insert(
+                            part.writer_id.clone(),
+                            WriterState {
+                                sequence: part.sequence,
+                                last_seen_us: now_us(),
+                            },
+                        );
+                    }
+                    let run_id = part.run_id.clone();
+                    if let Some(tensor) = assembler.apply(part) {
+                        buffer.apply_tensor(&run_id, tensor);
+                    }
+                }
+            }
+        }
+    }
+    Ok(Recovered {
+        manifest,
+        runs,
+        writers,
+        buffer,
+        assembler,
+        replay,
+        next_lsn,
+    })
+}
+
+/// Warns about data files the manifest does not list. Such a file was left
+/// by a flush that a crash interrupted after the file was in place and
+/// before the manifest named it; its points are still in the WAL and are
+/// replayed, so it is never read. It is kept, not deleted: only temporary
+/// files are provably garbage.
+pub(crate) fn warn_about_unlisted_files(data_dir: &Path, manifest: &Manifest) {
+    for path in files::parquet_files(&files::data_files_dir(data_dir)) {
+        let Some(name) = path.file_name().map(|n| n.to_string_lossy().to_string()) else {
+            continue;
+        };
+        let relative = format!("data/{name}");
+        if !manifest.files.iter().any(|f| f.path == relative) {
+            tracing::warn!(file = %name, "a data file is not in the manifest (a flush interrupted by a crash); it is not read, and its points come from the write-ahead log");
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The state the WAL thread, the flusher and readers share: what readers
+//! see ([`State`]) behind one lock, and the flush backpressure.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+
+use steplake_codec::Codec;
+use steplake_core::RunInfo;
+
+use crate::{random_id, Buffer, Manifest, StoreStats};
+
+pub(crate) struct Frozen {
+    pub(crate) file_id: u64,
+    pub(crate) buffer: Arc<Buffer>,
+}
+
+/// What readers see; changed by the WAL thread (apply, freeze) and the flusher (publish).
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) manifest: Manifest,
+    pub(crate) runs: BTreeMap<String, RunInfo>,
+    pub(crate) active: Buffer,
+    pub(crate) frozen: Vec<Frozen>,
+    pub(crate) failure: Option<String>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) state: RwLock<State>,
+    pub(crate) stats: StoreStats,
+    /// Flush jobs handed to the flusher and not yet finished.
+    pub(crate) pending_flushes: Mutex<usize>,
+    pub(crate) flush_finished: Condvar,
+    /// Set by [`Store::shutdown`]: the flusher stops retrying a failing flush.
+    pub(crate) shutting_down: AtomicBool,
+    /// Compresses tensors and computes their statistics (CPU or GPU).
+    pub(crate) codec: Codec,
+    /// Random per open, part of every data file name: files written by two
+    /// processes (should the lock ever be defeated) never share a name.
+    pub(crate) incarnation: String,
+}
+
+impl Shared {
+    pub(crate) fn new(data_dir: PathBuf, state: State, codec: Codec) -> Self {
+        Shared {
+            data_dir,
+            codec,
+            incarnation: random_id(),
+            state: RwLock::new(state),
+            stats: StoreStats::default(),
+            pending_flushes: Mutex::new(0),
+            flush_finished: Condvar::new(),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    /// Waits until fewer than [`MAX_PENDING_FLUSHES`] flushes are pending, then
+    /// counts one more. This is the write path's backpressure: when flushing
+    /// falls behind, acknowledgements slow down instead of memory growing.
+    pub(crate) fn reserve_flush_slot(&self) {
+        let mut pending = self
+            .pending_flushes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if *pending >= MAX_PENDING_FLUSHES {
+            tracing::debug!("flushing is behind ingest; waiting before freezing another buffer");
+        }
+        while *pending >= MAX_PENDING_FLUSHES {
+            pending = self
+                .flush_finished
+                .wait(pending)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        *pending += 1;
+    }
+
+    pub(crate) fn release_flush_slot(&self) {
+        let mut pending = self
+            .pending_flushes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *pending = pending.saturating_sub(1);
+        self.flush_finished.notify_all();
+    }
+}
+
+/// Frozen buffers that may wait for the flusher at once.
+pub(crate) const MAX_PENDING_FLUSHES: usize = 2;
+
+pub(crate) fn read_state(shared: &Shared) -> std::sync::RwLockReadGuard<'_, State> {
+    shared
+        .state
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub(crate) fn write_state(shared: &Shared) -> std::sync::RwLockWriteGuard<'_, State> {
+    shared
+        .state
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,206 @@
+//! Views for queries: what one scan reads, taken under one lock.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use steplake_core::TensorRecord;
+
+use crate::shared::read_state;
+use crate::{Manifest, SeriesFilter, SeriesRange, Store, Table};
+
+/// A source of buffered rows as returned by [`Store::scalars_view`].
+#[derive(Debug, Clone)]
+pub struct BufferedRows {
+    /// Larger versions hold later writes. Frozen buffers carry the id their
+    /// file will get; the active buffer `u64::MAX`.
+    pub version: u64,
+    /// Visible rows, one batch per series, sorted by (run, name, step).
+    pub batches: Vec<RecordBatch>,
+}
+
+/// A consistent view of the `scalars` table for one query.
+#[derive(Debug, Clone)]
+pub struct ScalarsView {
+    /// The data directory (file paths are relative to it).
+    pub data_dir: PathBuf,
+    /// Data files that can hold matching rows, oldest first.
+    pub files: Vec<FileRef>,
+    /// Buffered rows, oldest source first.
+    pub buffered: Vec<BufferedRows>,
+}
+
+impl ScalarsView {
+    /// Absolute path of a data file.
+    pub fn file_path(&self, file: &FileRef) -> PathBuf {
+        self.data_dir.join(&file.path)
+    }
+}
+
+/// A consistent view of the `tensors` table for one query.
+#[derive(Debug, Clone)]
+pub struct TensorsView {
+    /// The data directory (file paths are relative to it).
+    pub data_dir: PathBuf,
+    /// Tensor files that can hold matching rows, oldest first.
+    pub files: Vec<FileRef>,
+    /// Buffered tensors with their runs, oldest first (all newer than the files).
+    pub buffered: Vec<(Arc<str>, Arc<TensorRecord>)>,
+    /// Whether some (run, name, step) may be held more than once among these
+    /// sources (a step written again): the reader must keep the latest.
+    pub repeated: bool,
+}
+
+/// A data file as a query needs it: its version and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRef {
+    /// The file id, which is also its version: larger ids hold later writes.
+    pub id: u64,
+    /// Path relative to the data directory.
+    pub path: String,
+}
+
+impl Store {
+    /// The tensor files and buffered tensors that can match `filter`, taken
+    /// at one instant (buffered ones with their runs, oldest first).
+    pub fn tensors_view(&self, filter: &SeriesFilter) -> TensorsView {
+        let state = read_state(&self.shared);
+        let files = state
+            .manifest
+            .files
+            .iter()
+            .filter(|f| f.table == Table::Tensors)
+            .filter(|f| f.series.iter().any(|r| filter.matches_range(r)))
+            .map(|f| FileRef {
+                id: f.id,
+                path: f.path.clone(),
+            })
+            .collect();
+        let buffered: Vec<(Arc<str>, Arc<TensorRecord>)> = state
+            .frozen
+            .iter()
+            .map(|f| f.buffer.as_ref())
+            .chain(std::iter::once(&state.active))
+            .flat_map(|b| b.tensors().iter())
+            .filter(|(run, t)| {
+                filter.matches_series(run, &t.name) && filter.matches_steps(t.step, t.step)
+            })
+            .cloned()
+            .collect();
+        let repeated = tensors_repeat(&state.manifest, filter, &buffered);
+        TensorsView {
+            data_dir: self.shared.data_dir.clone(),
+            files,
+            buffered,
+            repeated,
+        }
+    }
+
+    /// The files and buffered rows that can match `filter`, taken at one instant.
+    pub fn scalars_view(&self, filter: &SeriesFilter, projection: Option<&[usize]>) -> ScalarsView {
+        let state = read_state(&self.shared);
+        let files = state
+            .manifest
+            .files
+            .iter()
+            .filter(|f| f.table == Table::Scalars)
+            .filter(|f| f.series.iter().any(|r| filter.matches_range(r)))
+            .map(|f| FileRef {
+                id: f.id,
+                path: f.path.clone(),
+            })
+            .collect();
+        let mut buffered: Vec<BufferedRows> = state
+            .frozen
+            .iter()
+            .map(|f| BufferedRows {
+                version: f.file_id,
+                batches: f.buffer.read(filter, projection),
+            })
+            .collect();
+        buffered.push(BufferedRows {
+            version: u64::MAX,
+            batches: state.active.read(filter, projection),
+        });
+        buffered.retain(|b| !b.batches.is_empty());
+        ScalarsView {
+            data_dir: self.shared.data_dir.clone(),
+            files,
+            buffered,
+        }
+    }
+
+    /// Series matching `filter` that more than one source (file or buffer)
+    /// holds with overlapping step ranges: only they can have a repeated
+    /// (run, name, step), so only they need latest-write resolution.
+    pub fn rewritten_series(&self, filter: &SeriesFilter) -> BTreeSet<(String, String)> {
+        let state = read_state(&self.shared);
+        let buffered: Vec<SeriesRange> = state
+            .frozen
+            .iter()
+            .flat_map(|f| f.buffer.series_ranges())
+            .chain(state.active.series_ranges())
+            .collect();
+        let mut ranges: HashMap<(&str, &str), Vec<(i64, i64)>> = HashMap::new();
+        let files = state
+            .manifest
+            .files
+            .iter()
+            .filter(|f| f.table == Table::Scalars)
+            .flat_map(|f| f.series.iter());
+        for r in files.chain(buffered.iter()) {
+            if filter.matches_range(r) {
+                ranges
+                    .entry((&r.run_id, &r.name))
+                    .or_default()
+                    .push((r.min_step, r.max_step));
+            }
+        }
+        ranges
+            .into_iter()
+            .filter_map(|((run, name), mut spans)| {
+                spans.sort_unstable();
+                let overlaps = spans.windows(2).any(|w| w[1].0 <= w[0].1);
+                overlaps.then(|| (run.to_string(), name.to_string()))
+            })
+            .collect()
+    }
+}
+
+/// Whether a (run, name, step) matching `filter` may be held twice: by two
+/// tensor files with overlapping step ranges of a series, by a file and the
+/// buffer, or twice in the buffer.
+pub(crate) fn tensors_repeat(
+    manifest: &Manifest,
+    filter: &SeriesFilter,
+    buffered: &[(Arc<str>, Arc<TensorRecord>)],
+) -> bool {
+    let mut spans: HashMap<(&str, &str), Vec<(i64, i64)>> = HashMap::new();
+    let ranges = manifest
+        .files
+        .iter()
+        .filter(|f| f.table == Table::Tensors)
+        .flat_map(|f| f.series.iter())
+        .filter(|r| filter.matches_range(r));
+    for r in ranges {
+        spans
+            .entry((r.run_id.as_str(), r.name.as_str()))
+            .or_default()
+            .push((r.min_step, r.max_step));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (run, t) in buffered {
+        if !seen.insert((run.as_ref(), t.name.as_str(), t.step)) {
+            return true;
+        }
+        spans
+            .entry((run.as_ref(), t.name.as_str()))
+            .or_default()
+            .push((t.step, t.step));
+    }
+    spans.into_values().any(|mut s| {
+        s.sort_unstable();
+        s.windows(2).any(|w| w[1].0 <= w[0].1)
+    })
+}
