@@ -28,6 +28,7 @@
 //! only temporary files that interrupted writes left.
 //!
 //! One stage per file:
+//! - `apply`: the write rules, shared by replay and live writes;
 //! - `request`: what callers ask of the WAL thread and the reply each gets;
 //! - `wal_thread`: group commit, log, apply, freeze;
 //! - `flusher`: frozen buffers to Parquet files and the manifest;
@@ -35,6 +36,7 @@
 //! - `views`: what one query reads, under one lock;
 //! - `shared`: the state those stages share; `lock`, `options`, `error`.
 
+mod apply;
 pub mod buffer;
 mod error;
 pub mod files;
@@ -133,7 +135,7 @@ impl Store {
             data_dir.clone(),
             State {
                 manifest: recovered.manifest,
-                runs: recovered.runs.clone(),
+                runs: recovered.rules.runs.clone(),
                 active: recovered.buffer,
                 frozen: Vec::new(),
                 failure: None,
@@ -145,9 +147,7 @@ impl Store {
         let writer = WalThread {
             shared: shared.clone(),
             wal,
-            runs: recovered.runs,
-            writers: recovered.writers.into_iter().collect(),
-            assembler: recovered.assembler,
+            rules: recovered.rules,
             next_file_id,
             buffer_started: (replayed > 0).then(Instant::now),
             options,
@@ -192,7 +192,7 @@ impl Store {
                 data_dir,
                 State {
                     manifest: recovered.manifest,
-                    runs: recovered.runs,
+                    runs: recovered.rules.runs,
                     active: recovered.buffer,
                     frozen: Vec::new(),
                     failure: None,

@@ -1,17 +1,16 @@
 //! Recovery: the state rebuilt from the manifest and the WAL at open.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use steplake_codec::Codec;
-use steplake_core::RunInfo;
 
+use crate::apply::{Record, Refusal, WriteRules};
 use crate::buffer::Buffer;
 use crate::record::decode_scalar_record;
 use crate::tensor_parts::Assembler;
-use crate::tensor_record::{decode_tensor_part, FLAG_CARRIED_OVER};
+use crate::tensor_record::decode_tensor_part;
 use crate::wal::{self, RecordKind};
-use crate::{files, now_us, Manifest, StoreError, WriterState};
+use crate::{files, Manifest, StoreError};
 
 /// Refuses a directory whose manifest is gone while data it described is
 /// still there: treating it as new would hide (and once deleted every)
@@ -46,10 +45,9 @@ pub(crate) fn check_manifest_present(data_dir: &Path) -> Result<(), StoreError> 
 /// The state rebuilt from the manifest and the WAL.
 pub(crate) struct Recovered {
     pub(crate) manifest: Manifest,
-    pub(crate) runs: BTreeMap<String, RunInfo>,
-    pub(crate) writers: BTreeMap<String, WriterState>,
+    /// Runs, writers and partial tensors after the replay.
+    pub(crate) rules: WriteRules,
     pub(crate) buffer: Buffer,
-    pub(crate) assembler: Assembler,
     pub(crate) replay: wal::Replay,
     pub(crate) next_lsn: u64,
 }
@@ -67,10 +65,12 @@ pub(crate) fn recover(data_dir: &Path, codec: &Codec) -> Result<Recovered, Store
             ));
         }
     }
-    let mut runs = manifest.runs.clone();
-    let mut writers = manifest.writers.clone();
+    let mut rules = WriteRules {
+        runs: manifest.runs.clone(),
+        writers: manifest.writers.clone().into_iter().collect(),
+        assembler: Assembler::new(codec.clone()),
+    };
     let mut buffer = Buffer::default();
-    let mut assembler = Assembler::new(codec.clone());
     let mut replay = wal::replay(&wal::wal_dir(data_dir), manifest.covered_lsn)?;
     let mut next_lsn = manifest.covered_lsn + 1;
     for record in std::mem::take(&mut replay.records) {
@@ -78,64 +78,46 @@ pub(crate) fn recover(data_dir: &Path, codec: &Codec) -> Result<Recovered, Store
         if record.lsn <= manifest.covered_lsn {
             continue;
         }
-        let bad = |what: &str| {
+        let lsn = record.lsn;
+        let decoded = decode(record).ok_or_else(|| {
             StoreError::corrupt(
                 &wal::wal_dir(data_dir),
                 0,
-                format!("WAL record {} holds an undecodable {what}", record.lsn),
+                format!("WAL record {lsn} cannot be decoded"),
             )
-        };
-        match record.kind {
-            RecordKind::Run => {
-                let run: RunInfo =
-                    serde_json::from_slice(&record.payload).map_err(|_| bad("run"))?;
-                runs.insert(run.run_id.clone(), run);
-            }
-            RecordKind::Scalars => {
-                let rec =
-                    decode_scalar_record(&record.payload).ok_or_else(|| bad("scalar batch"))?;
-                let seen = writers.get(&rec.writer_id).map_or(0, |w| w.sequence);
-                if rec.sequence > seen {
-                    writers.insert(
-                        rec.writer_id.clone(),
-                        WriterState {
-                            sequence: rec.sequence,
-                            last_seen_us: now_us(),
-                        },
-                    );
-                    buffer.apply(&rec.run_id, &rec.batch);
-                }
-            }
-            RecordKind::Tensor => {
-                let part = decode_tensor_part(&record.payload).ok_or_else(|| bad("tensor"))?;
-                let seen = writers.get(&part.writer_id).map_or(0, |w| w.sequence);
-                let carried_over = part.flags & FLAG_CARRIED_OVER != 0;
-                if part.sequence > seen || carried_over {
-                    if !carried_over {
-                        writers.insert(
-                            part.writer_id.clone(),
-                            WriterState {
-                                sequence: part.sequence,
-                                last_seen_us: now_us(),
-                            },
-                        );
-                    }
-                    let run_id = part.run_id.clone();
-                    if let Some(tensor) = assembler.apply(part) {
-                        buffer.apply_tensor(&run_id, tensor);
-                    }
-                }
+        })?;
+        // The rules the live path admitted this record by, applied again.
+        match rules.admit(decoded) {
+            Ok(change) => change.apply_to(&mut buffer),
+            Err(Refusal::Repeat) => {}
+            Err(Refusal::Refused(error)) => {
+                tracing::warn!(lsn, %error, "a logged record is refused on replay and skipped");
             }
         }
     }
     Ok(Recovered {
         manifest,
-        runs,
-        writers,
+        rules,
         buffer,
-        assembler,
         replay,
         next_lsn,
+    })
+}
+
+/// The content of a WAL record; `None` when it does not decode.
+fn decode(record: wal::Record) -> Option<Record> {
+    Some(match record.kind {
+        RecordKind::Run => Record::Run(serde_json::from_slice(&record.payload).ok()?),
+        RecordKind::Scalars => {
+            let rec = decode_scalar_record(&record.payload)?;
+            Record::Scalars {
+                writer_id: rec.writer_id,
+                sequence: rec.sequence,
+                run_id: rec.run_id,
+                batch: rec.batch,
+            }
+        }
+        RecordKind::Tensor => Record::Tensor(decode_tensor_part(&record.payload)?),
     })
 }
 

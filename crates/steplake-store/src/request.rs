@@ -4,9 +4,10 @@
 
 use std::sync::mpsc;
 
-use steplake_core::{RunInfo, ScalarBatch, TensorRecord};
+use steplake_core::{RunInfo, ScalarBatch};
 use tokio::sync::oneshot;
 
+use crate::apply::Change;
 use crate::{StoreError, TensorPart};
 
 /// Acknowledgement of one durable batch.
@@ -90,19 +91,13 @@ pub(crate) enum Command {
 
 /// What the WAL thread does with a request once its record is durable.
 pub(crate) enum Effect {
-    Scalars {
-        run_id: String,
-        batch: ScalarBatch,
+    /// A write whose record is logged: what it makes readable, and its ack.
+    Write {
+        change: Change,
         reply: oneshot::Sender<Result<WriteAck, StoreError>>,
         ack: WriteAck,
     },
-    Tensor {
-        run_id: String,
-        /// The tensor, when this part completed it.
-        complete: Option<TensorRecord>,
-        reply: oneshot::Sender<Result<WriteAck, StoreError>>,
-        ack: WriteAck,
-    },
+    /// A write that was stored before (its sequence is covered): only an ack.
     Duplicate {
         reply: oneshot::Sender<Result<WriteAck, StoreError>>,
         ack: WriteAck,
@@ -125,9 +120,7 @@ impl Effect {
             reason: error.to_string(),
         };
         match self {
-            Effect::Scalars { reply, .. }
-            | Effect::Tensor { reply, .. }
-            | Effect::Duplicate { reply, .. } => {
+            Effect::Write { reply, .. } | Effect::Duplicate { reply, .. } => {
                 let _ = reply.send(Err(err()));
             }
             Effect::Run { reply, .. } => match reply {

@@ -3,28 +3,28 @@
 //! append and fsync once (group commit), apply (to the buffer and the
 //! catalog, then reply), and freeze the buffer for the flusher when due.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use steplake_core::{RunInfo, RUN_STATUS_RUNNING};
+use tokio::sync::oneshot;
 
+use crate::apply::{Change, Record, Refusal, WriteRules};
 use crate::flusher::FlushJob;
 use crate::request::{reject, Command, Effect, RunReply};
 use crate::shared::{read_state, write_state, Frozen, Shared};
-use crate::tensor_parts::Assembler;
 use crate::tensor_record::encode_tensor_part;
 use crate::wal::{frame_record, frame_record_with_crc, FsyncPolicy, RecordKind, WalWriter};
-use crate::{now_us, random_id, CreateRun, StoreError, StoreOptions, WriteAck, WriterState};
+use crate::{now_us, random_id, CreateRun, StoreError, StoreOptions, WriteAck};
 
 /// Owns the WAL writer; serializes every change to the store.
 pub(crate) struct WalThread {
     pub(crate) shared: Arc<Shared>,
     pub(crate) wal: WalWriter,
-    pub(crate) runs: BTreeMap<String, RunInfo>,
-    pub(crate) writers: HashMap<String, WriterState>,
-    pub(crate) assembler: Assembler,
+    /// Runs, writer sequences and tensors being assembled: what requests
+    /// are admitted by, the same rules recovery replays with.
+    pub(crate) rules: WriteRules,
     pub(crate) next_file_id: u64,
     pub(crate) buffer_started: Option<Instant>,
     pub(crate) options: StoreOptions,
@@ -117,35 +117,18 @@ impl WalThread {
                     points: batch.len() as u64,
                     duplicate: false,
                 };
-                let seen = self.writers.get(&writer_id).map_or(0, |w| w.sequence);
-                if sequence <= seen {
-                    return Some(Effect::Duplicate {
-                        reply,
-                        ack: WriteAck {
-                            duplicate: true,
-                            ..ack
-                        },
-                    });
-                }
-                if !self.runs.contains_key(&run_id) {
-                    let _ = reply.send(Err(StoreError::RunNotFound { run_id }));
-                    return None;
-                }
-                let lsn = self.wal.assign_lsn();
-                frame_record_with_crc(framed, lsn, RecordKind::Scalars, &payload, &payload_crc);
-                self.writers.insert(
+                let record = Record::Scalars {
                     writer_id,
-                    WriterState {
-                        sequence,
-                        last_seen_us: now_us(),
-                    },
-                );
-                Some(Effect::Scalars {
+                    sequence,
                     run_id,
                     batch,
-                    reply,
-                    ack,
-                })
+                };
+                let effect = self.admit(record, reply, ack)?;
+                if let Effect::Write { .. } = effect {
+                    let lsn = self.wal.assign_lsn();
+                    frame_record_with_crc(framed, lsn, RecordKind::Scalars, &payload, &payload_crc);
+                }
+                Some(effect)
             }
             Command::Tensor {
                 part,
@@ -158,43 +141,12 @@ impl WalThread {
                     points: 1,
                     duplicate: false,
                 };
-                let seen = self.writers.get(&part.writer_id).map_or(0, |w| w.sequence);
-                if part.sequence <= seen {
-                    return Some(Effect::Duplicate {
-                        reply,
-                        ack: WriteAck {
-                            duplicate: true,
-                            ..ack
-                        },
-                    });
+                let effect = self.admit(Record::Tensor(part), reply, ack)?;
+                if let Effect::Write { .. } = effect {
+                    let lsn = self.wal.assign_lsn();
+                    frame_record_with_crc(framed, lsn, RecordKind::Tensor, &payload, &payload_crc);
                 }
-                if !self.runs.contains_key(&part.run_id) {
-                    let _ = reply.send(Err(StoreError::RunNotFound {
-                        run_id: part.run_id,
-                    }));
-                    return None;
-                }
-                if let Err(e) = self.assembler.check(&part) {
-                    let _ = reply.send(Err(e.into()));
-                    return None;
-                }
-                let lsn = self.wal.assign_lsn();
-                frame_record_with_crc(framed, lsn, RecordKind::Tensor, &payload, &payload_crc);
-                self.writers.insert(
-                    part.writer_id.clone(),
-                    WriterState {
-                        sequence: part.sequence,
-                        last_seen_us: now_us(),
-                    },
-                );
-                let run_id = part.run_id.clone();
-                let complete = self.assembler.apply(part);
-                Some(Effect::Tensor {
-                    run_id,
-                    complete,
-                    reply,
-                    ack,
-                })
+                Some(effect)
             }
             Command::CreateRun { request, reply } => {
                 let (run, resumed) = self.create_or_resume(request);
@@ -210,7 +162,7 @@ impl WalThread {
                 status,
                 reply,
             } => {
-                let Some(existing) = self.runs.get(&run_id) else {
+                let Some(existing) = self.rules.runs.get(&run_id) else {
                     let _ = reply.send(Err(StoreError::RunNotFound { run_id }));
                     return None;
                 };
@@ -230,15 +182,48 @@ impl WalThread {
         }
     }
 
+    /// Admits a write by the write rules: the effect to apply once its
+    /// record is durable (a duplicate's is only its ack), or `None` when it
+    /// was refused (and the refusal is sent). `?` in [`WalThread::log`]
+    /// passes a `None` on.
+    fn admit(
+        &mut self,
+        record: Record,
+        reply: oneshot::Sender<Result<WriteAck, StoreError>>,
+        ack: WriteAck,
+    ) -> Option<Effect> {
+        match self.rules.admit(record) {
+            Ok(change) => Some(Effect::Write { change, reply, ack }),
+            // Nothing is logged; the ack waits for this group's append all
+            // the same, since the copy it repeats may be in this group.
+            Err(Refusal::Repeat) => Some(Effect::Duplicate {
+                reply,
+                ack: WriteAck {
+                    duplicate: true,
+                    ..ack
+                },
+            }),
+            Err(Refusal::Refused(error)) => {
+                let _ = reply.send(Err(error));
+                None
+            }
+        }
+    }
+
     fn log_run(&mut self, run: &RunInfo, framed: &mut Vec<u8>) {
         let payload = serde_json::to_vec(run).unwrap_or_default();
         let lsn = self.wal.assign_lsn();
         frame_record(framed, lsn, RecordKind::Run, &payload);
-        self.runs.insert(run.run_id.clone(), run.clone());
+        // A run record is always admitted.
+        let _ = self.rules.admit(Record::Run(run.clone()));
     }
 
     fn create_or_resume(&self, request: CreateRun) -> (RunInfo, bool) {
-        if let Some(existing) = request.run_id.as_ref().and_then(|id| self.runs.get(id)) {
+        if let Some(existing) = request
+            .run_id
+            .as_ref()
+            .and_then(|id| self.rules.runs.get(id))
+        {
             let mut run = existing.clone();
             run.status = RUN_STATUS_RUNNING.into();
             run.ended_at_us = None;
@@ -271,34 +256,22 @@ impl WalThread {
             let mut state = write_state(&self.shared);
             for effect in effects {
                 match effect {
-                    Effect::Scalars {
-                        run_id,
-                        batch,
-                        reply,
-                        ack,
-                    } => {
-                        state.active.apply(&run_id, &batch);
-                        if self.buffer_started.is_none() {
+                    Effect::Write { change, reply, ack } => {
+                        if let Change::Scalars { .. } = &change {
+                            self.shared
+                                .stats
+                                .points_written
+                                .fetch_add(ack.points, Ordering::Relaxed);
+                        }
+                        let readable = match &change {
+                            Change::Scalars { .. } => true,
+                            Change::Tensor { complete, .. } => complete.is_some(),
+                            Change::Run => false,
+                        };
+                        if readable && self.buffer_started.is_none() {
                             self.buffer_started = Some(Instant::now());
                         }
-                        self.shared
-                            .stats
-                            .points_written
-                            .fetch_add(ack.points, Ordering::Relaxed);
-                        replies.push(Effect::Duplicate { reply, ack });
-                    }
-                    Effect::Tensor {
-                        run_id,
-                        complete,
-                        reply,
-                        ack,
-                    } => {
-                        if let Some(tensor) = complete {
-                            state.active.apply_tensor(&run_id, tensor);
-                            if self.buffer_started.is_none() {
-                                self.buffer_started = Some(Instant::now());
-                            }
-                        }
+                        change.apply_to(&mut state.active);
                         replies.push(Effect::Duplicate { reply, ack });
                     }
                     Effect::Run {
@@ -319,9 +292,7 @@ impl WalThread {
         }
         for effect in replies {
             match effect {
-                Effect::Duplicate { reply, ack }
-                | Effect::Scalars { reply, ack, .. }
-                | Effect::Tensor { reply, ack, .. } => {
+                Effect::Duplicate { reply, ack } | Effect::Write { reply, ack, .. } => {
                     self.shared
                         .stats
                         .batches_written
@@ -400,8 +371,13 @@ impl WalThread {
             file_id,
             buffer,
             covered_lsn,
-            runs: self.runs.clone(),
-            writers: self.writers.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            runs: self.rules.runs.clone(),
+            writers: self
+                .rules
+                .writers
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
             replies: forced.unwrap_or_default(),
         };
         if let Err(mpsc::SendError(job)) = self.flush_tx.send(job) {
@@ -419,7 +395,7 @@ impl WalThread {
     /// deleted without losing acknowledged bytes. On failure the store stops
     /// accepting writes, as for any WAL failure.
     fn carry_over_partial_tensors(&mut self) {
-        let parts = self.assembler.carry_over();
+        let parts = self.rules.assembler.carry_over();
         if parts.is_empty() {
             return;
         }

@@ -1,0 +1,148 @@
+//! The write rules, in one place for both paths that change the store:
+//! recovery replaying the log, and the WAL thread logging live requests.
+//!
+//! [`WriteRules::admit`] decides whether a record changes anything (a batch
+//! a writer's sequence already covers does not; a batch for an unknown run
+//! or a tensor chunk out of order is refused) and records what it does to
+//! the writer sequences, the run catalog and the tensors being assembled.
+//! The live path admits a request before logging it and logs only what was
+//! admitted; replay admits every logged record again, so both rebuild the
+//! same state. [`Change::apply_to`] then puts what became readable into a
+//! buffer, the same way on both paths.
+
+use std::collections::{BTreeMap, HashMap};
+
+use steplake_core::{CoreError, RunInfo, ScalarBatch, TensorRecord};
+
+use crate::tensor_parts::Assembler;
+use crate::tensor_record::FLAG_CARRIED_OVER;
+use crate::{now_us, Buffer, StoreError, TensorPart, WriterState};
+
+/// The content of one WAL record.
+pub(crate) enum Record {
+    /// A run was created, resumed or finished.
+    Run(RunInfo),
+    /// A scalar batch of one writer.
+    Scalars {
+        writer_id: String,
+        sequence: u64,
+        run_id: String,
+        batch: ScalarBatch,
+    },
+    /// A tensor, or one chunk of it.
+    Tensor(TensorPart),
+}
+
+/// What an admitted record does to readable data.
+pub(crate) enum Change {
+    /// Only the run catalog changed.
+    Run,
+    /// Points to add to the buffer.
+    Scalars { run_id: String, batch: ScalarBatch },
+    /// A tensor chunk: the whole tensor when this chunk completed it.
+    Tensor {
+        run_id: String,
+        complete: Option<TensorRecord>,
+    },
+}
+
+/// Why a record is not admitted.
+pub(crate) enum Refusal {
+    /// The writer's sequence already covers it: it was stored before.
+    Repeat,
+    /// Not stored, for this reason.
+    Refused(StoreError),
+}
+
+impl Change {
+    /// Puts what this change makes readable into `buffer` (runs go to the
+    /// catalog, not the buffer).
+    pub(crate) fn apply_to(self, buffer: &mut Buffer) {
+        match self {
+            Change::Run => {}
+            Change::Scalars { run_id, batch } => buffer.apply(&run_id, &batch),
+            Change::Tensor { run_id, complete } => {
+                if let Some(tensor) = complete {
+                    buffer.apply_tensor(&run_id, tensor);
+                }
+            }
+        }
+    }
+}
+
+/// The state the write rules decide by: every run, each writer's last
+/// sequence, and the tensors being assembled.
+pub(crate) struct WriteRules {
+    pub(crate) runs: BTreeMap<String, RunInfo>,
+    pub(crate) writers: HashMap<String, WriterState>,
+    pub(crate) assembler: Assembler,
+}
+
+impl WriteRules {
+    /// Admits `record`, recording its effect on runs, writers and tensors.
+    pub(crate) fn admit(&mut self, record: Record) -> Result<Change, Refusal> {
+        match record {
+            Record::Run(run) => {
+                self.runs.insert(run.run_id.clone(), run);
+                Ok(Change::Run)
+            }
+            Record::Scalars {
+                writer_id,
+                sequence,
+                run_id,
+                batch,
+            } => {
+                self.check_writer(&writer_id, sequence)?;
+                self.check_run(&run_id)?;
+                self.advance(writer_id, sequence);
+                Ok(Change::Scalars { run_id, batch })
+            }
+            Record::Tensor(part) => {
+                // A chunk logged again to keep a partial tensor past a WAL
+                // truncation replaces what was assembled; it is no new write.
+                let carried_over = part.flags & FLAG_CARRIED_OVER != 0;
+                if !carried_over {
+                    self.check_writer(&part.writer_id, part.sequence)?;
+                }
+                self.check_run(&part.run_id)?;
+                self.assembler
+                    .check(&part)
+                    .map_err(|e: CoreError| Refusal::Refused(e.into()))?;
+                if !carried_over {
+                    self.advance(part.writer_id.clone(), part.sequence);
+                }
+                let run_id = part.run_id.clone();
+                let complete = self.assembler.apply(part);
+                Ok(Change::Tensor { run_id, complete })
+            }
+        }
+    }
+
+    fn check_writer(&self, writer_id: &str, sequence: u64) -> Result<(), Refusal> {
+        let seen = self.writers.get(writer_id).map_or(0, |w| w.sequence);
+        if sequence <= seen {
+            return Err(Refusal::Repeat);
+        }
+        Ok(())
+    }
+
+    fn check_run(&self, run_id: &str) -> Result<(), Refusal> {
+        if self.runs.contains_key(run_id) {
+            Ok(())
+        } else {
+            Err(Refusal::Refused(StoreError::RunNotFound {
+                run_id: run_id.to_string(),
+            }))
+        }
+    }
+
+    fn advance(&mut self, writer_id: String, sequence: u64) {
+        self.writers.insert(
+            writer_id,
+            WriterState {
+                sequence,
+                last_seen_us: now_us(),
+            },
+        );
+    }
+}
