@@ -66,7 +66,7 @@ e2e_test! {
                 assert_eq!(ours.4, theirs[4].as_i64().unwrap(), "{reader} row {i} wall_time");
             }
         }
-        // The layout DESIGN.md promises, as a standard reader sees it.
+        // The layout docs/architecture.md describes, as a standard reader sees it.
         let layout = &report["layout"];
         assert!(layout["value_encodings"].as_str().unwrap().contains("BYTE_STREAM_SPLIT"), "{layout}");
         assert!(layout["step_encodings"].as_str().unwrap().contains("DELTA_BINARY_PACKED"), "{layout}");

@@ -1,6 +1,6 @@
 //! Parquet data files: how a frozen buffer becomes a durable, standard file.
 //!
-//! Layout (DESIGN.md, "Storage layout"): rows sorted by (run_id, name, step);
+//! Layout (docs/architecture.md, "On disk"): rows sorted by (run_id, name, step);
 //! run_id and name dictionary-encoded; step and wall_time DELTA_BINARY_PACKED;
 //! value BYTE_STREAM_SPLIT; ZSTD pages; page-level statistics with column and
 //! offset indexes, so readers (DataFusion, DuckDB, pyarrow) skip pages by
