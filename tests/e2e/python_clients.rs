@@ -25,8 +25,15 @@ e2e_test! {
             }
         }
         csv.push_str("loss,1000,nan,1700000300\nloss,1001,-inf,1700000301\n");
-        let out = steplake(&["write", "--server", &server.url, "--run", "pq", "--batch-size", "300", "-"], Some(&csv));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // Two writes, each past --flush-rows: at least two files, however
+        // fast the batches of one write arrive (they may form one group).
+        let lines: Vec<&str> = csv.lines().collect();
+        let (header, rows) = (lines[0], &lines[1..]);
+        for half in rows.chunks(rows.len() / 2 + 1) {
+            let input = format!("{header}\n{}\n", half.join("\n"));
+            let out = steplake(&["write", "--server", &server.url, "--run", "pq", "--batch-size", "300", "--keep-running", "-"], Some(&input));
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
         server.stop();
         let files = parquet_files(dir.path());
         assert!(files.len() >= 2, "expected several flushed files, got {files:?}");

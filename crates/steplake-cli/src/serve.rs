@@ -8,8 +8,10 @@ use std::time::Duration;
 use clap::Args;
 use steplake_codec::{Codec, GpuMode};
 use steplake_http::DEFAULT_HTTP;
-use steplake_server::{Server, ServerConfig, DEFAULT_LISTEN, DEFAULT_MAX_MESSAGE_BYTES};
-use steplake_store::{FsyncPolicy, StoreOptions};
+use steplake_server::{
+    Server, ServerConfig, ServerError, DEFAULT_LISTEN, DEFAULT_MAX_MESSAGE_BYTES,
+};
+use steplake_store::{FsyncPolicy, StoreError, StoreOptions};
 
 use crate::CliError;
 
@@ -92,8 +94,12 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     // line is out must reach our handler (and flush), not kill the process.
     let shutdown = ShutdownSignal::install()
         .map_err(|e| CliError::Failure(format!("cannot install the signal handlers: {e}")))?;
-    let codec = Codec::select(args.gpu, args.gpu_memory)
-        .map_err(|e| CliError::Failure(format!("--gpu {}: {e}", args.gpu)))?;
+    let codec = Codec::select(args.gpu, args.gpu_memory).map_err(|e| {
+        CliError::Failure(format!(
+            "--gpu {}: {e}; start with --gpu off (or auto) to code tensors on the CPU",
+            args.gpu
+        ))
+    })?;
     let codec_description = codec.describe();
     let config = ServerConfig {
         data_dir: args.data_dir.clone(),
@@ -108,9 +114,12 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         max_message_bytes: args.max_message_bytes,
         http: args.http.0,
     };
-    let server = Server::start(config)
-        .await
-        .map_err(|e| CliError::Failure(e.to_string()))?;
+    let server = Server::start(config).await.map_err(|e| match e {
+        ServerError::Store(StoreError::Locked { .. }) => {
+            CliError::Failure(format!("{e}; stop it, or use another --data-dir"))
+        }
+        other => CliError::Failure(other.to_string()),
+    })?;
     let addr = server
         .local_addr()
         .map_err(|e| CliError::Failure(format!("cannot read the bound address: {e}")))?;

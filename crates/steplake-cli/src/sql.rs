@@ -68,6 +68,9 @@ async fn query_data_dir(
             StoreError::Locked { .. } => CliError::Failure(format!(
                 "{e}\nA server holds this directory: query it with --server instead"
             )),
+            other @ StoreError::Io { .. } => {
+                CliError::Failure(format!("{other}; check --data-dir"))
+            }
             other => CliError::Failure(other.to_string()),
         })?;
     let engine = QueryEngine::new(Arc::new(store)).map_err(|e| CliError::Failure(e.to_string()))?;

@@ -207,7 +207,7 @@ mod tests {
         assert!(!auto.uses_gpu());
         assert_eq!(auto.describe(), "cpu (no GPU found)");
         let error = Codec::select(GpuMode::On, DEFAULT_GPU_MEMORY).expect_err("on needs a GPU");
-        assert!(error.to_string().contains("--gpu off"), "{error}");
+        assert!(error.to_string().contains("CUDA driver library"), "{error}");
         let off = Codec::select(GpuMode::Off, DEFAULT_GPU_MEMORY).expect("off");
         assert_eq!(off.describe(), "cpu");
     }

@@ -214,7 +214,7 @@ fn a_batch_over_the_memory_budget_is_refused() {
             assert!(needed > budget);
             assert!(GpuError::OverBudget { needed, budget }
                 .to_string()
-                .contains("--gpu-memory"));
+                .contains("device memory budget"));
         }
         other => panic!("expected OverBudget, got {:?}", other.map(|f| f.len())),
     }

@@ -21,7 +21,7 @@ fn part(sequence: u64, name: &str, step: i64, dtype: DType, data: Vec<u8>) -> Te
         shape: vec![(data.len() / dtype.size()) as u64],
         total_len: data.len() as u64,
         offset: 0,
-        flags: 0,
+        stats_only: false,
         stats: None,
         data,
     }

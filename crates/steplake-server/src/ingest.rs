@@ -9,7 +9,7 @@ use steplake_proto::v1::{
     CreateRunRequest, CreateRunResponse, FinishRunRequest, FinishRunResponse, Tensor, WriteRequest,
     WriteResponse,
 };
-use steplake_store::{now_us, CreateRun, PendingAck, Store, TensorPart, FLAG_STATS_ONLY};
+use steplake_store::{now_us, CreateRun, PendingAck, Store, TensorPart};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -106,11 +106,7 @@ fn tensor_part(request: &mut WriteRequest, tensor: Tensor) -> Result<TensorPart,
         shape,
         total_len: tensor.total_bytes,
         offset: tensor.offset,
-        flags: if tensor.stats_only {
-            FLAG_STATS_ONLY
-        } else {
-            0
-        },
+        stats_only: tensor.stats_only,
         stats,
         data: tensor.data,
     })

@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, HashMap};
 use steplake_core::{CoreError, RunInfo, ScalarBatch, TensorRecord};
 
 use crate::tensor_parts::Assembler;
-use crate::tensor_record::FLAG_CARRIED_OVER;
 use crate::{now_us, Buffer, StoreError, TensorPart, WriterState};
 
 /// The content of one WAL record.
@@ -29,8 +28,12 @@ pub(crate) enum Record {
         run_id: String,
         batch: ScalarBatch,
     },
-    /// A tensor, or one chunk of it.
-    Tensor(TensorPart),
+    /// A tensor, or one chunk of it; `carried_over` when the store logged
+    /// a partial tensor again (no new write).
+    Tensor {
+        part: TensorPart,
+        carried_over: bool,
+    },
 }
 
 /// What an admitted record does to readable data.
@@ -97,10 +100,9 @@ impl WriteRules {
                 self.advance(writer_id, sequence);
                 Ok(Change::Scalars { run_id, batch })
             }
-            Record::Tensor(part) => {
+            Record::Tensor { part, carried_over } => {
                 // A chunk logged again to keep a partial tensor past a WAL
                 // truncation replaces what was assembled; it is no new write.
-                let carried_over = part.flags & FLAG_CARRIED_OVER != 0;
                 if !carried_over {
                     self.check_writer(&part.writer_id, part.sequence)?;
                 }
@@ -112,7 +114,7 @@ impl WriteRules {
                     self.advance(part.writer_id.clone(), part.sequence);
                 }
                 let run_id = part.run_id.clone();
-                let complete = self.assembler.apply(part);
+                let complete = self.assembler.apply(part, carried_over);
                 Ok(Change::Tensor { run_id, complete })
             }
         }

@@ -34,7 +34,7 @@ pub enum StoreError {
         reason: String,
     },
     /// Another process holds the data directory.
-    #[error("data directory {dir} is in use by another steplake process{holder}; stop it, or use another --data-dir")]
+    #[error("data directory {dir} is in use by another steplake process{holder}")]
     Locked {
         /// The data directory.
         dir: PathBuf,

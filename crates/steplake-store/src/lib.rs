@@ -70,7 +70,7 @@ pub use error::StoreError;
 pub use manifest::{DataFile, Manifest, SeriesRange, Table, WriterState};
 pub use options::{StoreOptions, StoreStats};
 pub use request::{CreateRun, PendingAck, WriteAck};
-pub use tensor_record::{TensorPart, FLAG_STATS_ONLY};
+pub use tensor_record::TensorPart;
 pub use views::{BufferedRows, FileRef, ScalarsView, TensorsView};
 pub use wal::FsyncPolicy;
 
@@ -181,7 +181,7 @@ impl Store {
                 &data_dir,
                 std::io::Error::new(
                     std::io::ErrorKind::NotFound,
-                    "no steplake data here (no manifest.json or wal/); check --data-dir",
+                    "no steplake data here (no manifest.json or wal/)",
                 ),
             ));
         }
@@ -313,7 +313,7 @@ impl Store {
             part.stats = Some(self.shared.codec.tensor_stats(&part.data, part.dtype));
         }
         let mut payload = Vec::new();
-        encode_tensor_part(&mut payload, &part);
+        encode_tensor_part(&mut payload, &part, false);
         let mut payload_crc = crc32fast::Hasher::new();
         payload_crc.update(&payload);
         let (reply, ack) = oneshot::channel();

@@ -117,7 +117,10 @@ fn decode(record: wal::Record) -> Option<Record> {
                 batch: rec.batch,
             }
         }
-        RecordKind::Tensor => Record::Tensor(decode_tensor_part(&record.payload)?),
+        RecordKind::Tensor => {
+            let (part, carried_over) = decode_tensor_part(&record.payload)?;
+            Record::Tensor { part, carried_over }
+        }
     })
 }
 

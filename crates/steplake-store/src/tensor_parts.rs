@@ -13,7 +13,7 @@ use steplake_codec::Codec;
 use steplake_core::tensor::numel;
 use steplake_core::{validate_run_id, CoreError, TensorRecord};
 
-use crate::tensor_record::{TensorPart, FLAG_CARRIED_OVER, FLAG_STATS_ONLY};
+use crate::tensor_record::TensorPart;
 
 /// Identifies a tensor being assembled.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -49,7 +49,7 @@ pub fn validate_part(part: &TensorPart) -> Result<(), CoreError> {
         ));
     }
     let numel = numel(&part.shape, &field)?;
-    if part.flags & FLAG_STATS_ONLY != 0 {
+    if part.stats_only {
         let Some(stats) = &part.stats else {
             return Err(CoreError::invalid(
                 &field,
@@ -172,14 +172,14 @@ impl Assembler {
     }
 
     /// Applies a checked part; returns the tensor when it is complete.
-    /// A part at offset 0 starts the tensor afresh; a carried-over part
-    /// replaces what was received.
-    pub fn apply(&mut self, part: TensorPart) -> Option<TensorRecord> {
+    /// A part at offset 0 starts the tensor afresh; a `carried_over` part
+    /// (see [`Assembler::carry_over`]) replaces what was received.
+    pub fn apply(&mut self, part: TensorPart, carried_over: bool) -> Option<TensorRecord> {
         let key = PartialKey::of(&part);
-        let complete = if part.flags & FLAG_STATS_ONLY != 0 {
+        let complete = if part.stats_only {
             self.partials.remove(&key);
             part
-        } else if part.offset == 0 || part.flags & FLAG_CARRIED_OVER != 0 {
+        } else if part.offset == 0 || carried_over {
             if part.data.len() as u64 == part.total_len {
                 self.partials.remove(&key);
                 part
@@ -200,14 +200,13 @@ impl Assembler {
         Some(into_record(complete, &self.codec))
     }
 
-    /// Every tensor still being received, as one part each (all bytes so far)
-    /// marked carried over: logged again when the WAL segments holding their
-    /// earlier parts are about to be deleted.
+    /// Every tensor still being received, as one part each (all bytes so
+    /// far), to be logged again as carried over when the WAL segments
+    /// holding their earlier parts are about to be deleted.
     pub fn carry_over(&self) -> Vec<TensorPart> {
         self.partials
             .values()
             .map(|p| TensorPart {
-                flags: p.flags | FLAG_CARRIED_OVER,
                 offset: 0,
                 ..p.clone()
             })
@@ -223,7 +222,7 @@ impl Assembler {
 /// The record of a complete part, computing statistics when the trainer did
 /// not send them.
 fn into_record(part: TensorPart, codec: &Codec) -> TensorRecord {
-    let stats_only = part.flags & FLAG_STATS_ONLY != 0;
+    let stats_only = part.stats_only;
     let stats = match part.stats {
         Some(stats) => stats,
         None => codec.tensor_stats(&part.data, part.dtype),
@@ -256,7 +255,7 @@ mod tests {
             shape: vec![4],
             total_len: 16,
             offset,
-            flags: 0,
+            stats_only: false,
             stats: None,
             data: data.to_vec(),
         }
@@ -272,7 +271,7 @@ mod tests {
         let first = part(0, &bytes[..6]);
         validate_part(&first).expect("valid");
         assert!(assembler.check(&first).is_ok());
-        assert!(assembler.apply(first).is_none());
+        assert!(assembler.apply(first, false).is_none());
         let gap = part(8, &bytes[8..]);
         assert!(assembler
             .check(&gap)
@@ -288,7 +287,7 @@ mod tests {
         assert_eq!(assembler.carry_over().len(), 1);
         let rest = part(6, &bytes[6..]);
         assembler.check(&rest).expect("continues");
-        let record = assembler.apply(rest).expect("complete");
+        let record = assembler.apply(rest, false).expect("complete");
         assert_eq!(record.values.as_deref(), Some(&bytes[..]));
         assert_eq!(record.stats.mean, Some(2.5));
         assert_eq!(assembler.open(), 0);

@@ -23,11 +23,11 @@ use steplake_core::{DType, TensorStats};
 use crate::record::{put_str, Reader};
 
 /// Applied regardless of sequence: a partial tensor re-logged at a flush.
-pub const FLAG_CARRIED_OVER: u8 = 1;
+const FLAG_CARRIED_OVER: u8 = 1;
 /// Statistics sent by the trainer follow the header.
-pub const FLAG_STATS: u8 = 2;
+const FLAG_STATS: u8 = 2;
 /// No values: the trainer sent statistics only.
-pub const FLAG_STATS_ONLY: u8 = 4;
+const FLAG_STATS_ONLY: u8 = 4;
 
 /// One decoded tensor part.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,8 +52,8 @@ pub struct TensorPart {
     pub total_len: u64,
     /// Offset of `data` in the tensor.
     pub offset: u64,
-    /// Flags (`FLAG_*`).
-    pub flags: u8,
+    /// The trainer sent statistics only, no values.
+    pub stats_only: bool,
     /// Statistics computed by the trainer, when sent.
     pub stats: Option<TensorStats>,
     /// This chunk's bytes.
@@ -65,8 +65,10 @@ fn put_f64_option(out: &mut Vec<u8>, value: Option<f64>) {
     out.extend_from_slice(&value.unwrap_or(0.0).to_le_bytes());
 }
 
-/// Appends the payload of `part` to `out`.
-pub fn encode_tensor_part(out: &mut Vec<u8>, part: &TensorPart) {
+/// Appends the payload of `part` to `out`; `carried_over` marks a partial
+/// tensor logged again (the store's own record, applied regardless of the
+/// writer's sequence).
+pub fn encode_tensor_part(out: &mut Vec<u8>, part: &TensorPart, carried_over: bool) {
     out.reserve(128 + part.data.len());
     out.push(1);
     put_str(out, &part.writer_id);
@@ -86,7 +88,9 @@ pub fn encode_tensor_part(out: &mut Vec<u8>, part: &TensorPart) {
     }
     out.extend_from_slice(&part.total_len.to_le_bytes());
     out.extend_from_slice(&part.offset.to_le_bytes());
-    let flags = (part.flags & !FLAG_STATS) | if part.stats.is_some() { FLAG_STATS } else { 0 };
+    let flags = if carried_over { FLAG_CARRIED_OVER } else { 0 }
+        | if part.stats.is_some() { FLAG_STATS } else { 0 }
+        | if part.stats_only { FLAG_STATS_ONLY } else { 0 };
     out.push(flags);
     if let Some(stats) = &part.stats {
         out.extend_from_slice(&stats.numel.to_le_bytes());
@@ -124,8 +128,9 @@ fn f64_option(r: &mut Reader<'_>) -> Option<Option<f64>> {
     Some(present.then_some(value))
 }
 
-/// Decodes a payload written by [`encode_tensor_part`]; `None` when malformed.
-pub fn decode_tensor_part(bytes: &[u8]) -> Option<TensorPart> {
+/// Decodes a payload written by [`encode_tensor_part`]: the part and
+/// whether it was carried over; `None` when malformed.
+pub fn decode_tensor_part(bytes: &[u8]) -> Option<(TensorPart, bool)> {
     let mut r = Reader { bytes, pos: 0 };
     if r.u8()? != 1 {
         return None;
@@ -175,7 +180,7 @@ pub fn decode_tensor_part(bytes: &[u8]) -> Option<TensorPart> {
     };
     let len = r.u64()? as usize;
     let data = r.take(len)?.to_vec();
-    (r.pos == bytes.len()).then_some(TensorPart {
+    let part = TensorPart {
         writer_id,
         sequence,
         run_id,
@@ -186,10 +191,11 @@ pub fn decode_tensor_part(bytes: &[u8]) -> Option<TensorPart> {
         shape,
         total_len,
         offset,
-        flags,
+        stats_only: flags & FLAG_STATS_ONLY != 0,
         stats,
         data,
-    })
+    };
+    (r.pos == bytes.len()).then_some((part, flags & FLAG_CARRIED_OVER != 0))
 }
 
 #[cfg(test)]
@@ -208,7 +214,7 @@ mod tests {
             shape: vec![2, 3],
             total_len: 12,
             offset: 4,
-            flags: 0,
+            stats_only: false,
             stats,
             data: vec![1, 2, 3, 4, 5, 6, 7, 8],
         }
@@ -232,10 +238,12 @@ mod tests {
         };
         for p in [part(None), part(Some(stats))] {
             let mut bytes = Vec::new();
-            encode_tensor_part(&mut bytes, &p);
-            let mut decoded = decode_tensor_part(&bytes).expect("decodes");
-            decoded.flags &= !FLAG_STATS;
-            assert_eq!(decoded, p);
+            for carried in [false, true] {
+                bytes.clear();
+                encode_tensor_part(&mut bytes, &p, carried);
+                let decoded = decode_tensor_part(&bytes).expect("decodes");
+                assert_eq!(decoded, (p.clone(), carried));
+            }
             assert!(decode_tensor_part(&bytes[..bytes.len() - 1]).is_none());
         }
     }

@@ -141,7 +141,11 @@ impl WalThread {
                     points: 1,
                     duplicate: false,
                 };
-                let effect = self.admit(Record::Tensor(part), reply, ack)?;
+                let record = Record::Tensor {
+                    part,
+                    carried_over: false,
+                };
+                let effect = self.admit(record, reply, ack)?;
                 if let Effect::Write { .. } = effect {
                     let lsn = self.wal.assign_lsn();
                     frame_record_with_crc(framed, lsn, RecordKind::Tensor, &payload, &payload_crc);
@@ -403,7 +407,7 @@ impl WalThread {
         let mut framed = Vec::new();
         for part in &parts {
             let mut payload = Vec::new();
-            encode_tensor_part(&mut payload, part);
+            encode_tensor_part(&mut payload, part, true);
             let lsn = self.wal.assign_lsn();
             frame_record(&mut framed, lsn, RecordKind::Tensor, &payload);
         }

@@ -50,7 +50,7 @@ fn part(sequence: u64, step: i64, all: &[u8], range: std::ops::Range<usize>) -> 
         shape: vec![(all.len() / 4) as u64],
         total_len: all.len() as u64,
         offset: range.start as u64,
-        flags: 0,
+        stats_only: false,
         stats: None,
         data: all[range].to_vec(),
     }
@@ -115,7 +115,7 @@ fn stats_only_and_bad_tensors() {
     let err = block_on(store.write_tensor(bad)).unwrap_err().to_string();
     assert!(err.contains("needs 12 bytes"), "{err}");
     let mut stats_only = part(2, 1, &all, 0..0);
-    stats_only.flags = steplake_store::FLAG_STATS_ONLY;
+    stats_only.stats_only = true;
     stats_only.total_len = 0;
     stats_only.stats = Some(steplake_codec::stats::tensor_stats(&all, DType::F32));
     block_on(store.write_tensor(stats_only)).expect("stats only");

@@ -47,13 +47,15 @@ use crate::{block_ranges, huffman};
 #[derive(Debug, Error)]
 pub enum GpuError {
     /// No CUDA driver library on this machine.
-    #[error("the CUDA driver library (libcuda) was not found; install the NVIDIA driver or use --gpu off")]
+    #[error("the CUDA driver library (libcuda) was not found; install the NVIDIA driver")]
     NoDriver,
     /// No NVRTC library to compile the kernels.
-    #[error("the NVRTC library (libnvrtc) was not found; install the CUDA runtime compiler or use --gpu off")]
+    #[error(
+        "the NVRTC library (libnvrtc) was not found; install the CUDA runtime compiler (NVRTC 13)"
+    )]
     NoNvrtc,
     /// The driver is there but reports no GPU.
-    #[error("the CUDA driver found no GPU; use --gpu off")]
+    #[error("the CUDA driver found no GPU")]
     NoDevice,
     /// A CUDA call failed.
     #[error("CUDA error: {0}")]
@@ -62,7 +64,9 @@ pub enum GpuError {
     #[error("the GPU kernels did not compile: {0}")]
     Compile(String),
     /// The batch needs more device memory than the budget allows.
-    #[error("the batch needs {needed} bytes of GPU memory, over the {budget}-byte budget (--gpu-memory)")]
+    #[error(
+        "the batch needs {needed} bytes of GPU memory, over the {budget}-byte device memory budget"
+    )]
     OverBudget {
         /// Bytes the batch needs.
         needed: usize,
