@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 use steplake_client::Client;
 
 /// A running server and its URL.
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     /// `http://ADDR` of its gRPC port.
     pub url: String,
 }
 
 /// Starts the release `steplake serve` on `data_dir`; waits until it listens.
-pub fn start_server(data_dir: &Path) -> Server {
+pub(crate) fn start_server(data_dir: &Path) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_steplake"))
         .args([
             "serve",
@@ -45,7 +45,7 @@ pub fn start_server(data_dir: &Path) -> Server {
 }
 
 /// Stops the server with SIGTERM and checks that it exited cleanly.
-pub fn stop_server(mut server: Server) {
+pub(crate) fn stop_server(mut server: Server) {
     Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status()
@@ -56,7 +56,7 @@ pub fn stop_server(mut server: Server) {
 
 /// Runs `sql` `repeats` times through Flight SQL; returns the median time and
 /// the row count.
-pub async fn time_query(client: &Client, sql: &str, repeats: usize) -> (Duration, usize) {
+pub(crate) async fn time_query(client: &Client, sql: &str, repeats: usize) -> (Duration, usize) {
     let mut times = Vec::new();
     let mut rows = 0;
     for _ in 0..repeats {

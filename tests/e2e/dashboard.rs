@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::harness::{steplake, TestServer};
 
 /// One HTTP/1.1 request; returns the status code and the body.
-pub fn http(base: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+pub(crate) fn http(base: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     let host = base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(host).expect("connect to the dashboard");
     write!(
@@ -53,7 +53,7 @@ fn loss(step: i64) -> f64 {
 }
 
 /// Writes `points` steps of `loss` (and a constant `acc`) to `run`.
-pub fn write_loss(url: &str, run: &str, points: i64) {
+pub(crate) fn write_loss(url: &str, run: &str, points: i64) {
     let mut csv = String::from("name,step,value\n");
     for step in 0..points {
         csv.push_str(&format!("loss,{step},{}\n", loss(step)));

@@ -8,19 +8,19 @@ use std::time::{Duration, Instant};
 /// A file of the repository, by its path from the root. Resolved at run time
 /// (cargo sets `CARGO_MANIFEST_DIR` when it runs the tests), so it stays right
 /// when one target directory serves checkouts at several paths.
-pub fn repo_file(relative: &str) -> PathBuf {
+pub(crate) fn repo_file(relative: &str) -> PathBuf {
     let manifest = std::env::var("CARGO_MANIFEST_DIR")
         .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
     PathBuf::from(manifest).join("../..").join(relative)
 }
 
 /// Path of the `steplake` binary under test.
-pub fn binary() -> PathBuf {
+pub(crate) fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_steplake"))
 }
 
 /// A `steplake serve` process on a free loopback port.
-pub struct TestServer {
+pub(crate) struct TestServer {
     pub child: Child,
     pub url: String,
     /// The line the server printed when it started listening.
@@ -29,12 +29,12 @@ pub struct TestServer {
 
 impl TestServer {
     /// The line the server printed when it started listening.
-    pub fn banner(&self) -> &str {
+    pub(crate) fn banner(&self) -> &str {
         &self.banner
     }
 
     /// The dashboard's base URL (`http://host:port`), from the banner.
-    pub fn http_url(&self) -> String {
+    pub(crate) fn http_url(&self) -> String {
         let start = self
             .banner
             .find("dashboard http://")
@@ -47,7 +47,7 @@ impl TestServer {
     }
 
     /// Starts a server on `data_dir` with extra flags; waits until it listens.
-    pub fn start(data_dir: &Path, extra: &[&str]) -> TestServer {
+    pub(crate) fn start(data_dir: &Path, extra: &[&str]) -> TestServer {
         let mut child = Command::new(binary())
             .arg("serve")
             .arg("--data-dir")
@@ -76,13 +76,13 @@ impl TestServer {
     }
 
     /// SIGKILL: no flush, no cleanup.
-    pub fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         self.child.kill().expect("kill -9");
         self.child.wait().expect("reap");
     }
 
     /// SIGTERM and wait for a clean exit (flushes to Parquet).
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -108,7 +108,7 @@ impl Drop for TestServer {
 }
 
 /// Runs `steplake ARGS` with optional stdin and returns its output.
-pub fn steplake(args: &[&str], stdin: Option<&str>) -> Output {
+pub(crate) fn steplake(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(binary())
         .args(args)
         .env("STEPLAKE_LOG", "warn")
@@ -126,7 +126,7 @@ pub fn steplake(args: &[&str], stdin: Option<&str>) -> Output {
 }
 
 /// `steplake sql --server URL --format csv SQL`, asserting success; returns stdout.
-pub fn sql_csv(url: &str, sql: &str) -> String {
+pub(crate) fn sql_csv(url: &str, sql: &str) -> String {
     let out = steplake(&["sql", "--server", url, "--format", "csv", sql], None);
     assert!(
         out.status.success(),
@@ -137,14 +137,14 @@ pub fn sql_csv(url: &str, sql: &str) -> String {
 }
 
 /// The single value of a one-row, one-column CSV result.
-pub fn scalar(csv: &str) -> String {
+pub(crate) fn scalar(csv: &str) -> String {
     let mut lines = csv.lines();
     lines.next();
     lines.next().unwrap_or_default().trim().to_string()
 }
 
 /// Parquet data files under a data directory.
-pub fn parquet_files(data_dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn parquet_files(data_dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(data_dir.join("data"))
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();

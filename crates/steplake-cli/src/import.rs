@@ -19,14 +19,14 @@ use crate::CliError;
 
 /// Formats `steplake import` reads.
 #[derive(Subcommand)]
-pub enum ImportCommand {
+pub(crate) enum ImportCommand {
     /// Import safetensors checkpoints (Hugging Face, Pythia, …) at one step.
     Safetensors(SafetensorsArgs),
 }
 
 /// Flags of `steplake import safetensors`.
 #[derive(Args)]
-pub struct SafetensorsArgs {
+pub(crate) struct SafetensorsArgs {
     /// Server URL.
     #[arg(long, env = "STEPLAKE_SERVER", default_value = DEFAULT_SERVER)]
     server: String,
@@ -48,7 +48,7 @@ pub struct SafetensorsArgs {
 }
 
 /// Runs `steplake import …`.
-pub async fn run(command: ImportCommand) -> Result<(), CliError> {
+pub(crate) async fn run(command: ImportCommand) -> Result<(), CliError> {
     match command {
         ImportCommand::Safetensors(args) => import_safetensors(args).await,
     }

@@ -71,7 +71,7 @@ impl From<steplake_client::ClientError> for CliError {
 
 mod tonic_codes {
     /// Codes that mean "the request was wrong" rather than "the system failed".
-    pub fn is_input_error(code: tonic::Code) -> bool {
+    pub(crate) fn is_input_error(code: tonic::Code) -> bool {
         matches!(
             code,
             tonic::Code::InvalidArgument

@@ -9,14 +9,14 @@ use crate::CliError;
 
 /// Output formats of `steplake sql`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutputFormat {
+pub(crate) enum OutputFormat {
     Table,
     Csv,
     Json,
 }
 
 /// Writes `batches` to stdout in `format`.
-pub fn print(
+pub(crate) fn print(
     format: OutputFormat,
     schema: &SchemaRef,
     batches: &[RecordBatch],

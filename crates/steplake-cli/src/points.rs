@@ -21,7 +21,7 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
 /// Where parsed points go.
-pub trait PointSink {
+pub(crate) trait PointSink {
     /// Takes one point.
     fn point(&mut self, name: &str, step: i64, value: f64, wall_time_us: Option<i64>);
 }
@@ -34,7 +34,7 @@ impl PointSink for steplake_client::BatchBuilder {
 
 /// A line that could not be parsed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LineError {
+pub(crate) struct LineError {
     /// 1-based line number in the input.
     pub line: u64,
     /// What is wrong with it.
@@ -43,7 +43,7 @@ pub struct LineError {
 
 /// Input formats of `steplake write`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum InputFormat {
+pub(crate) enum InputFormat {
     Csv,
     Jsonl,
 }
@@ -90,7 +90,7 @@ fn check_name(name: &str) -> Result<(), String> {
 }
 
 /// Streams points out of CSV or JSONL input.
-pub struct PointReader {
+pub(crate) struct PointReader {
     source: Source,
 }
 
@@ -118,7 +118,7 @@ struct CsvColumns {
 
 impl PointReader {
     /// A reader of `input` in `format`.
-    pub fn new(format: InputFormat, input: Box<dyn BufRead>) -> Self {
+    pub(crate) fn new(format: InputFormat, input: Box<dyn BufRead>) -> Self {
         let source = match format {
             InputFormat::Csv => Source::Csv {
                 reader: csv::ReaderBuilder::new()
@@ -141,7 +141,7 @@ impl PointReader {
     /// were added or the input ends. Returns the number of points added: 0
     /// means the input is exhausted. On a bad line, the points of the lines
     /// before it are in `sink` and the error names the line.
-    pub fn read_into(
+    pub(crate) fn read_into(
         &mut self,
         sink: &mut impl PointSink,
         max_points: usize,

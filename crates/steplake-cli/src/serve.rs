@@ -17,7 +17,7 @@ use crate::CliError;
 
 /// Flags of `steplake serve`.
 #[derive(Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Where data lives (created if missing).
     #[arg(long, env = "STEPLAKE_DATA_DIR", default_value = "./steplake-data")]
     data_dir: PathBuf,
@@ -89,7 +89,7 @@ fn parse_size(text: &str) -> Result<usize, String> {
 }
 
 /// Starts the server and serves until SIGINT or SIGTERM, then flushes and exits.
-pub async fn run(args: ServeArgs) -> Result<(), CliError> {
+pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     // Before any port opens: a SIGTERM that arrives the moment the listening
     // line is out must reach our handler (and flush), not kill the process.
     let shutdown = ShutdownSignal::install()

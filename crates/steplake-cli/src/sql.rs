@@ -14,7 +14,7 @@ use crate::CliError;
 
 /// Flags of `steplake sql`.
 #[derive(Args)]
-pub struct SqlArgs {
+pub(crate) struct SqlArgs {
     /// Server URL (Flight SQL).
     #[arg(long, env = "STEPLAKE_SERVER", default_value = DEFAULT_SERVER, conflicts_with = "data_dir")]
     server: String,
@@ -48,7 +48,7 @@ fn read_sql(arg: Option<String>) -> Result<String, CliError> {
 }
 
 /// Runs the query and prints the result.
-pub async fn run(args: SqlArgs) -> Result<(), CliError> {
+pub(crate) async fn run(args: SqlArgs) -> Result<(), CliError> {
     let sql = read_sql(args.sql)?;
     let (schema, batches) = match &args.data_dir {
         Some(dir) => query_data_dir(dir.clone(), &sql).await?,

@@ -20,7 +20,7 @@ use crate::CliError;
 
 /// Arguments of `steplake sync`.
 #[derive(Args)]
-pub struct SyncArgs {
+pub(crate) struct SyncArgs {
     /// A spool directory as a run printed it, or a parent of several.
     directory: PathBuf,
     /// Server URL; default: the one each run was logging to.
@@ -190,7 +190,7 @@ async fn sync_one(spool: &Spool, server: Option<&str>) -> Result<(u64, u64), Cli
 }
 
 /// Runs `steplake sync`.
-pub async fn run(args: SyncArgs) -> Result<(), CliError> {
+pub(crate) async fn run(args: SyncArgs) -> Result<(), CliError> {
     if !args.directory.is_dir() {
         return Err(CliError::Input(format!(
             "{} is not a directory; pass the spool directory a run printed",

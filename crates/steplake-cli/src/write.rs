@@ -13,7 +13,7 @@ use steplake_core::counted as count;
 
 /// Flags of `steplake write`.
 #[derive(Args)]
-pub struct WriteArgs {
+pub(crate) struct WriteArgs {
     /// Server URL.
     #[arg(long, env = "STEPLAKE_SERVER", default_value = DEFAULT_SERVER)]
     server: String,
@@ -61,7 +61,7 @@ fn guess_format(file: &Option<PathBuf>) -> InputFormat {
 /// Parses the input and streams it; a malformed line stops the command after
 /// the points before it are acknowledged. A complete input finishes the run
 /// unless `--keep-running` is given.
-pub async fn run(args: WriteArgs) -> Result<(), CliError> {
+pub(crate) async fn run(args: WriteArgs) -> Result<(), CliError> {
     let format = args.format.unwrap_or_else(|| guess_format(&args.file));
     let input = open_input(&args.file)?;
     let client = Client::connect(&args.server).await?;

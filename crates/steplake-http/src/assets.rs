@@ -9,12 +9,12 @@ const APP_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/web/dist/app.js"));
 const APP_CSS: &str = include_str!(concat!(env!("OUT_DIR"), "/web/dist/app.css"));
 
 /// `GET /`.
-pub async fn index() -> impl IntoResponse {
+pub(crate) async fn index() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX)
 }
 
 /// `GET /app.js`.
-pub async fn app_js() -> impl IntoResponse {
+pub(crate) async fn app_js() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         APP_JS,
@@ -22,6 +22,6 @@ pub async fn app_js() -> impl IntoResponse {
 }
 
 /// `GET /app.css`.
-pub async fn app_css() -> impl IntoResponse {
+pub(crate) async fn app_css() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], APP_CSS)
 }

@@ -24,7 +24,7 @@ fn column_as(
 }
 
 /// Column `name` as f64 (NULL as `None`).
-pub fn f64s(batches: &[RecordBatch], name: &str) -> Result<Vec<Option<f64>>, ApiError> {
+pub(crate) fn f64s(batches: &[RecordBatch], name: &str) -> Result<Vec<Option<f64>>, ApiError> {
     Ok(column_as(batches, name, &DataType::Float64)?
         .iter()
         .flat_map(|a| a.as_primitive::<Float64Type>().iter().collect::<Vec<_>>())
@@ -32,7 +32,7 @@ pub fn f64s(batches: &[RecordBatch], name: &str) -> Result<Vec<Option<f64>>, Api
 }
 
 /// Column `name` as i64.
-pub fn i64s(batches: &[RecordBatch], name: &str) -> Result<Vec<Option<i64>>, ApiError> {
+pub(crate) fn i64s(batches: &[RecordBatch], name: &str) -> Result<Vec<Option<i64>>, ApiError> {
     Ok(column_as(batches, name, &DataType::Int64)?
         .iter()
         .flat_map(|a| a.as_primitive::<Int64Type>().iter().collect::<Vec<_>>())
@@ -40,7 +40,10 @@ pub fn i64s(batches: &[RecordBatch], name: &str) -> Result<Vec<Option<i64>>, Api
 }
 
 /// Column `name` as strings.
-pub fn strings(batches: &[RecordBatch], name: &str) -> Result<Vec<Option<String>>, ApiError> {
+pub(crate) fn strings(
+    batches: &[RecordBatch],
+    name: &str,
+) -> Result<Vec<Option<String>>, ApiError> {
     Ok(column_as(batches, name, &DataType::Utf8)?
         .iter()
         .flat_map(|a| {
@@ -53,7 +56,7 @@ pub fn strings(batches: &[RecordBatch], name: &str) -> Result<Vec<Option<String>
 }
 
 /// Column `name`, a list of integers per row, as `Vec<i64>` per row.
-pub fn int_lists(batches: &[RecordBatch], name: &str) -> Result<Vec<Vec<i64>>, ApiError> {
+pub(crate) fn int_lists(batches: &[RecordBatch], name: &str) -> Result<Vec<Vec<i64>>, ApiError> {
     let mut rows = Vec::new();
     for batch in batches {
         let column = batch
@@ -82,6 +85,6 @@ pub fn int_lists(batches: &[RecordBatch], name: &str) -> Result<Vec<Vec<i64>>, A
 }
 
 /// The number of rows.
-pub fn row_count(batches: &[RecordBatch]) -> usize {
+pub(crate) fn row_count(batches: &[RecordBatch]) -> usize {
     batches.iter().map(RecordBatch::num_rows).sum()
 }

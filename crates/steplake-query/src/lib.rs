@@ -24,7 +24,7 @@
 //!
 //! A statement cannot take the server down: its size and nesting are
 //! limited ([`StatementLimits`]) before it is planned, and it is planned and
-//! run on a query runtime of its own ([`executor`]) whose threads have
+//! run on a query runtime of its own (module `executor`) whose threads have
 //! large stacks and are not the ones that acknowledge writes. Dropping a
 //! result stream cancels its query.
 
@@ -76,7 +76,7 @@ impl Default for QueryOptions {
 /// A DataFusion session over one store, with steplake's tables registered.
 ///
 /// Every statement is parsed, planned and run on the engine's own query
-/// runtime ([`executor`]), never on the caller's threads.
+/// runtime (module `executor`), never on the caller's threads.
 pub struct QueryEngine {
     ctx: SessionContext,
     limits: StatementLimits,

@@ -5,7 +5,7 @@
 //! writer (ZSTD pages, like the scalars files). The value columns (`tensor`
 //! FLOAT, `tensor_f64` DOUBLE, `tensor_int` INT64; one tensor per row, as a
 //! list) are written by parquet's column writer with compression off and
-//! DataPage V2, and [`CodecPageWriter`] compresses each page's values section
+//! DataPage V2, and `CodecPageWriter` compresses each page's values section
 //! with steplake-codec (on the CPU or the GPU, [`Codec`]) before it is written: FLOAT and
 //! DOUBLE pages are BYTE_STREAM_SPLIT planes, INT64 pages PLAIN bytes. The
 //! column chunk is then declared ZSTD, which is what the frames are: pyarrow,

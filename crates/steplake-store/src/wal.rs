@@ -32,7 +32,7 @@ const SEGMENT_SUFFIX: &str = ".wal";
 pub enum RecordKind {
     /// A run was created, resumed or finished: payload is the run as JSON.
     Run = 1,
-    /// A batch of scalar points: payload from [`crate::codec::encode_scalar_record`].
+    /// A batch of scalar points: payload from [`crate::record::encode_scalar_record`].
     Scalars = 2,
     /// A tensor part: payload from [`crate::tensor_record::encode_tensor_part`].
     Tensor = 3,

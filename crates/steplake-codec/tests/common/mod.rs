@@ -9,28 +9,28 @@ use steplake_codec::stats::{tensor_stats, TensorStats};
 use steplake_core::DType;
 
 /// A small deterministic generator (xorshift), so failures reproduce.
-pub struct Rng(pub u64);
+pub(crate) struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
 
-    pub fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// An approximately normal value.
-    pub fn normal(&mut self) -> f64 {
+    pub(crate) fn normal(&mut self) -> f64 {
         (0..4).map(|_| self.unit()).sum::<f64>() - 2.0
     }
 }
 
 /// Named f32 inputs of every kind the issue asks for, `n` elements each.
-pub fn f32_cases(n: usize, seed: u64) -> Vec<(String, Vec<f32>)> {
+pub(crate) fn f32_cases(n: usize, seed: u64) -> Vec<(String, Vec<f32>)> {
     let mut rng = Rng(seed | 1);
     let random: Vec<f32> = (0..n).map(|_| (rng.normal() * 0.02) as f32).collect();
     let random_bits: Vec<f32> = (0..n).map(|_| f32::from_bits(rng.next() as u32)).collect();
@@ -61,18 +61,18 @@ pub fn f32_cases(n: usize, seed: u64) -> Vec<(String, Vec<f32>)> {
     ]
 }
 
-pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
+pub(crate) fn f32_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-pub fn bf16_bytes(values: &[f32]) -> Vec<u8> {
+pub(crate) fn bf16_bytes(values: &[f32]) -> Vec<u8> {
     values
         .iter()
         .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
         .collect()
 }
 
-pub fn f16_bytes(values: &[f32]) -> Vec<u8> {
+pub(crate) fn f16_bytes(values: &[f32]) -> Vec<u8> {
     values
         .iter()
         .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
@@ -82,7 +82,7 @@ pub fn f16_bytes(values: &[f32]) -> Vec<u8> {
 /// Checks that the pipeline's frames equal the CPU's, byte for byte, for
 /// each `(label, values, dtype)`, all in one batch; and that libzstd
 /// decodes them to the planes.
-pub fn check_frames<D: Device>(pipeline: &Pipeline<D>, cases: &[(String, Vec<u8>, DType)]) {
+pub(crate) fn check_frames<D: Device>(pipeline: &Pipeline<D>, cases: &[(String, Vec<u8>, DType)]) {
     let items: Vec<(&[u8], usize)> = cases
         .iter()
         .map(|(_, bytes, dtype)| (bytes.as_slice(), dtype.size()))
@@ -136,7 +136,7 @@ fn first_difference(a: &[u8], b: &[u8]) -> String {
 
 /// Checks the pipeline's statistics against the CPU's: counts, extremes,
 /// histogram and quantiles exactly; sums to 1e-12 relative.
-pub fn check_stats<D: Device>(pipeline: &Pipeline<D>, cases: &[(String, Vec<u8>, DType)]) {
+pub(crate) fn check_stats<D: Device>(pipeline: &Pipeline<D>, cases: &[(String, Vec<u8>, DType)]) {
     let items: Vec<(&[u8], DType)> = cases
         .iter()
         .map(|(_, bytes, dtype)| (bytes.as_slice(), *dtype))
@@ -148,7 +148,7 @@ pub fn check_stats<D: Device>(pipeline: &Pipeline<D>, cases: &[(String, Vec<u8>,
     }
 }
 
-pub fn assert_stats_match(label: &str, gpu: &TensorStats, cpu: &TensorStats) {
+pub(crate) fn assert_stats_match(label: &str, gpu: &TensorStats, cpu: &TensorStats) {
     assert_eq!(gpu.numel, cpu.numel, "{label}: numel");
     assert_eq!(
         (gpu.nan_count, gpu.inf_count),
@@ -189,11 +189,11 @@ pub fn assert_stats_match(label: &str, gpu: &TensorStats, cpu: &TensorStats) {
 
 /// The sizes the equality checks use, in elements: tiny, odd, around the
 /// stream and block boundaries.
-pub const SIZES: [usize; 10] = [1, 2, 3, 255, 1023, 1024, 4097, 32_768, 131_071, 131_073];
+pub(crate) const SIZES: [usize; 10] = [1, 2, 3, 255, 1023, 1024, 4097, 32_768, 131_071, 131_073];
 
 /// Every case of [`f32_cases`] at [`SIZES`] (up to `max` elements), as f32,
 /// bf16 and f16 bytes, plus integer and f64 tensors.
-pub fn all_cases(max: usize) -> Vec<(String, Vec<u8>, DType)> {
+pub(crate) fn all_cases(max: usize) -> Vec<(String, Vec<u8>, DType)> {
     let mut cases = Vec::new();
     for (i, &n) in SIZES.iter().filter(|&&n| n <= max).enumerate() {
         for (label, values) in f32_cases(n, 0x5EED + i as u64) {
@@ -220,7 +220,7 @@ pub fn all_cases(max: usize) -> Vec<(String, Vec<u8>, DType)> {
 
 /// MiniLM's tensors (STEPLAKE_MINILM), as fp32 and bf16 cases, those of at
 /// most `max_bytes`; empty when the checkpoint is not there.
-pub fn minilm_cases(max_bytes: usize) -> Vec<(String, Vec<u8>, DType)> {
+pub(crate) fn minilm_cases(max_bytes: usize) -> Vec<(String, Vec<u8>, DType)> {
     let Some(path) = std::env::var_os("STEPLAKE_MINILM") else {
         eprintln!("STEPLAKE_MINILM is not set: MiniLM cases skipped");
         return Vec::new();
@@ -254,7 +254,7 @@ pub fn minilm_cases(max_bytes: usize) -> Vec<(String, Vec<u8>, DType)> {
 
 /// The cases laid out as one device buffer would hold them (the pipeline's
 /// own staging). Returns the bytes and `(offset, len, width)` of each.
-pub fn stage_on_device(
+pub(crate) fn stage_on_device(
     cases: &[(String, Vec<u8>, DType)],
 ) -> (Vec<u8>, Vec<(usize, usize, usize)>) {
     let (staged, offsets) =
