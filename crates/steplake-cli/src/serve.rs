@@ -33,6 +33,14 @@ pub(crate) struct ServeArgs {
     /// Flush the buffer once its oldest point is this many seconds old.
     #[arg(long, env = "STEPLAKE_FLUSH_SECS", default_value_t = 60)]
     flush_secs: u64,
+    /// Bytes of tensors still arriving in chunks the server holds at most,
+    /// e.g. 4GiB; a chunk past it is refused (RESOURCE_EXHAUSTED).
+    #[arg(long, env = "STEPLAKE_MAX_PARTIAL_TENSOR_BYTES", default_value = "4GiB", value_parser = parse_size)]
+    max_partial_tensor_bytes: usize,
+    /// Seconds after its first chunk a tensor may stay incomplete before it
+    /// is dropped.
+    #[arg(long, env = "STEPLAKE_MAX_PARTIAL_TENSOR_SECS", default_value_t = 3600)]
+    max_partial_tensor_secs: u64,
     /// Largest accepted gRPC message in bytes.
     #[arg(long, env = "STEPLAKE_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
     max_message_bytes: usize,
@@ -109,6 +117,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
             flush_rows: args.flush_rows.max(1),
             flush_interval: Duration::from_secs(args.flush_secs.max(1)),
             codec,
+            max_partial_tensor_bytes: args.max_partial_tensor_bytes as u64,
+            max_partial_tensor_age: Duration::from_secs(args.max_partial_tensor_secs),
             ..StoreOptions::default()
         },
         max_message_bytes: args.max_message_bytes,

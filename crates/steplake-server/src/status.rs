@@ -11,6 +11,7 @@ pub fn store_status(error: StoreError) -> Status {
         StoreError::Invalid(_) => Status::invalid_argument(message),
         StoreError::RunNotFound { .. } => Status::not_found(message),
         StoreError::Unavailable { .. } => Status::unavailable(message),
+        StoreError::Overloaded { .. } => Status::resource_exhausted(message),
         StoreError::Locked { .. } | StoreError::ManifestMissing { .. } => {
             Status::failed_precondition(message)
         }

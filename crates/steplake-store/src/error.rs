@@ -49,6 +49,13 @@ pub enum StoreError {
         /// What was found instead.
         found: String,
     },
+    /// The store cannot take more of this now (a resource limit); retrying
+    /// later may succeed.
+    #[error("{reason}")]
+    Overloaded {
+        /// Which limit, and how to stay under it.
+        reason: String,
+    },
     /// The input was rejected by validation.
     #[error(transparent)]
     Invalid(#[from] CoreError),

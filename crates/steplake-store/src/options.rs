@@ -23,6 +23,12 @@ pub struct StoreOptions {
     /// Compresses tensors and computes their statistics: the CPU, or a GPU
     /// chosen with [`Codec::select`].
     pub codec: Codec,
+    /// Bytes of tensors still being received (sent in chunks, not complete
+    /// yet) kept at most; a chunk past this is refused as overload.
+    pub max_partial_tensor_bytes: u64,
+    /// A tensor still incomplete this long after its first chunk is
+    /// dropped (with a warning) at the next freeze of the buffer.
+    pub max_partial_tensor_age: Duration,
 }
 
 impl Default for StoreOptions {
@@ -34,6 +40,8 @@ impl Default for StoreOptions {
             flush_interval: Duration::from_secs(60),
             wal_segment_bytes: 64 << 20,
             codec: Codec::cpu(),
+            max_partial_tensor_bytes: 4 << 30,
+            max_partial_tensor_age: Duration::from_secs(3600),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! differs from the first part's is rejected, naming the tensor.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use steplake_codec::Codec;
 use steplake_core::tensor::numel;
@@ -119,9 +120,18 @@ pub fn validate_part(part: &TensorPart) -> Result<(), CoreError> {
 /// Tensors whose parts have started to arrive.
 #[derive(Debug, Default)]
 pub struct Assembler {
-    partials: HashMap<PartialKey, TensorPart>,
+    partials: HashMap<PartialKey, Partial>,
+    /// Bytes held by `partials`.
+    bytes: u64,
     /// Computes the statistics of completed tensors that came without them.
     codec: Codec,
+}
+
+/// A tensor being received, and when its first chunk came.
+#[derive(Debug)]
+struct Partial {
+    part: TensorPart,
+    started: Instant,
 }
 
 impl Assembler {
@@ -129,8 +139,69 @@ impl Assembler {
     pub fn new(codec: Codec) -> Self {
         Assembler {
             partials: HashMap::new(),
+            bytes: 0,
             codec,
         }
+    }
+
+    /// Bytes of tensors still being received.
+    pub fn partial_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Bytes `part` would add to what is held, if it does not complete its
+    /// tensor (0 when it does).
+    pub fn bytes_added_by(&self, part: &TensorPart) -> u64 {
+        if part.stats_only {
+            return 0;
+        }
+        let received = if part.offset == 0 {
+            0
+        } else {
+            self.partials
+                .get(&PartialKey::of(part))
+                .map_or(0, |p| p.part.data.len() as u64)
+        };
+        let after = received + part.data.len() as u64;
+        if after >= part.total_len {
+            0
+        } else {
+            part.data.len() as u64
+        }
+    }
+
+    /// Drops tensors whose first chunk came more than `max_age` ago;
+    /// returns (run, name, step) of each dropped one.
+    pub fn drop_older_than(&mut self, max_age: Duration) -> Vec<(String, String, i64)> {
+        let stale: Vec<PartialKey> = self
+            .partials
+            .iter()
+            .filter(|(_, p)| p.started.elapsed() > max_age)
+            .map(|(k, _)| k.clone())
+            .collect();
+        stale
+            .into_iter()
+            .filter_map(|key| self.remove(&key))
+            .map(|p| (p.run_id, p.name, p.step))
+            .collect()
+    }
+
+    fn remove(&mut self, key: &PartialKey) -> Option<TensorPart> {
+        let partial = self.partials.remove(key)?;
+        self.bytes -= partial.part.data.len() as u64;
+        Some(partial.part)
+    }
+
+    /// Holds `part` as the tensor received so far; `keep_start` keeps the
+    /// time of the first chunk (a carried-over part is no new tensor).
+    fn insert(&mut self, key: PartialKey, part: TensorPart, keep_start: bool) {
+        let started = match self.partials.get(&key) {
+            Some(p) if keep_start => p.started,
+            _ => Instant::now(),
+        };
+        self.remove(&key);
+        self.bytes += part.data.len() as u64;
+        self.partials.insert(key, Partial { part, started });
     }
 
     /// Checks that `part` continues what was received (or starts a tensor).
@@ -139,7 +210,7 @@ impl Assembler {
             return Ok(());
         }
         let field = format!("tensor {:?} at step {}", part.name, part.step);
-        let Some(partial) = self.partials.get(&PartialKey::of(part)) else {
+        let Some(partial) = self.partials.get(&PartialKey::of(part)).map(|p| &p.part) else {
             return Err(CoreError::invalid(
                 &field,
                 format!("chunk at offset {} but no earlier chunk of this tensor was received; send offset 0 first", part.offset),
@@ -177,25 +248,26 @@ impl Assembler {
     pub fn apply(&mut self, part: TensorPart, carried_over: bool) -> Option<TensorRecord> {
         let key = PartialKey::of(&part);
         let complete = if part.stats_only {
-            self.partials.remove(&key);
+            self.remove(&key);
             part
         } else if part.offset == 0 || carried_over {
             if part.data.len() as u64 == part.total_len {
-                self.partials.remove(&key);
+                self.remove(&key);
                 part
             } else {
-                self.partials.insert(key, part);
+                self.insert(key, part, carried_over);
                 return None;
             }
         } else {
             let partial = self.partials.get_mut(&key)?;
-            partial.data.extend_from_slice(&part.data);
-            partial.sequence = part.sequence;
-            partial.stats = part.stats.or(partial.stats.take());
-            if (partial.data.len() as u64) < partial.total_len {
+            partial.part.data.extend_from_slice(&part.data);
+            partial.part.sequence = part.sequence;
+            partial.part.stats = part.stats.or(partial.part.stats.take());
+            self.bytes += part.data.len() as u64;
+            if (partial.part.data.len() as u64) < partial.part.total_len {
                 return None;
             }
-            self.partials.remove(&key)?
+            self.remove(&key)?
         };
         Some(into_record(complete, &self.codec))
     }
@@ -208,7 +280,7 @@ impl Assembler {
             .values()
             .map(|p| TensorPart {
                 offset: 0,
-                ..p.clone()
+                ..p.part.clone()
             })
             .collect()
     }

@@ -16,7 +16,7 @@ use crate::request::{reject, Command, Effect, RunReply};
 use crate::shared::{read_state, write_state, Frozen, Shared};
 use crate::tensor_record::encode_tensor_part;
 use crate::wal::{frame_record, frame_record_with_crc, FsyncPolicy, RecordKind, WalWriter};
-use crate::{now_us, random_id, CreateRun, StoreError, StoreOptions, WriteAck};
+use crate::{now_us, random_id, CreateRun, StoreError, StoreOptions, TensorPart, WriteAck};
 
 /// Owns the WAL writer; serializes every change to the store.
 pub(crate) struct WalThread {
@@ -136,6 +136,10 @@ impl WalThread {
                 payload_crc,
                 reply,
             } => {
+                if let Err(error) = self.check_partial_room(&part) {
+                    let _ = reply.send(Err(error));
+                    return None;
+                }
                 let ack = WriteAck {
                     sequence: part.sequence,
                     points: 1,
@@ -184,6 +188,26 @@ impl WalThread {
             }
             Command::Flush { .. } => None,
         }
+    }
+
+    /// Refuses a tensor chunk that would make the tensors still being
+    /// received hold more than `max_partial_tensor_bytes` (a live-only
+    /// limit: replay never refuses what was admitted).
+    fn check_partial_room(&self, part: &TensorPart) -> Result<(), StoreError> {
+        let assembler = &self.rules.assembler;
+        let added = assembler.bytes_added_by(part);
+        let limit = self.options.max_partial_tensor_bytes;
+        if added == 0 || assembler.partial_bytes() + added <= limit {
+            return Ok(());
+        }
+        Err(StoreError::Overloaded {
+            reason: format!(
+                "tensors still being received hold {} bytes, and this chunk of {:?} at step {} would pass the limit of {limit} bytes; finish the tensors already started, or retry later",
+                assembler.partial_bytes(),
+                part.name,
+                part.step
+            ),
+        })
     }
 
     /// Admits a write by the write rules: the effect to apply once its
@@ -369,6 +393,18 @@ impl WalThread {
             buffer
         };
         self.buffer_started = None;
+        for (run, name, step) in self
+            .rules
+            .assembler
+            .drop_older_than(self.options.max_partial_tensor_age)
+        {
+            tracing::warn!(
+                run,
+                name,
+                step,
+                "dropping a tensor whose remaining chunks never came"
+            );
+        }
         let covered_lsn = self.wal.next_lsn() - 1;
         self.carry_over_partial_tensors();
         let job = FlushJob {

@@ -125,3 +125,40 @@ fn stats_only_and_bad_tensors() {
     unknown_run.run_id = "nope".into();
     assert!(block_on(store.write_tensor(unknown_run)).is_err());
 }
+
+#[test]
+fn incomplete_tensors_are_capped_in_memory_and_dropped_when_stale() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let all = tensor_bytes(1000); // 4,000 bytes
+    let store = Store::open(
+        dir.path(),
+        StoreOptions {
+            max_partial_tensor_bytes: 3000,
+            max_partial_tensor_age: std::time::Duration::ZERO,
+            ..StoreOptions::default()
+        },
+    )
+    .expect("open store");
+    create(&store);
+    // Two tensors half sent: 2,000 bytes held, then 4,000 would pass 3,000.
+    block_on(store.write_tensor(part(1, 1, &all, 0..2000))).expect("first half");
+    let refused =
+        block_on(store.write_tensor(part(2, 2, &all, 0..2000))).expect_err("over the cap");
+    assert!(
+        matches!(refused, steplake_store::StoreError::Overloaded { .. }),
+        "{refused}"
+    );
+    assert!(
+        refused.to_string().contains("limit of 3000 bytes"),
+        "{refused}"
+    );
+    // Completing a started tensor frees its bytes and is never refused.
+    block_on(store.write_tensor(part(3, 1, &all, 2000..4000))).expect("second half");
+    assert_eq!(visible(&store).len(), 1);
+    block_on(store.write_tensor(part(4, 2, &all, 0..2000))).expect("room again");
+    // Older than the age limit at the next freeze: dropped, so the rest of
+    // it is refused as a chunk without a beginning.
+    store.flush().expect("flush");
+    let late = block_on(store.write_tensor(part(5, 2, &all, 2000..4000))).expect_err("dropped");
+    assert!(late.to_string().contains("no earlier chunk"), "{late}");
+}
