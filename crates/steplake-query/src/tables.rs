@@ -35,7 +35,7 @@ use steplake_core::schema::{
 };
 use steplake_core::{RunInfo, TensorRecord};
 use steplake_store::tensor_files::tensors_batch;
-use steplake_store::{BufferedRows, FileRef, ScalarsView, SeriesFilter, Store, TensorsView};
+use steplake_store::{BufferedRows, FileRef, ScalarsSnapshot, ScalarsView, Store, TensorsView};
 
 use crate::filters::series_filter;
 
@@ -165,13 +165,16 @@ impl TableProvider for ScalarsTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let filter = series_filter(filters);
-        let rewritten = self.store.rewritten_series(&filter);
+        // Everything this scan reads, taken under one lock in the store.
+        let snapshot = self
+            .store
+            .scalars_snapshot(&filter, projection.map(Vec::as_slice));
         let mut inputs = self
-            .streaming_scan(state, projection, filters, limit, &filter, &rewritten)
+            .streaming_scan(state, projection, filters, limit, &snapshot)
             .await?;
-        if !rewritten.is_empty() {
+        if let Some(latest) = snapshot.latest {
             inputs.push(
-                self.latest_write_scan(state, projection, filters, &filter, &rewritten)
+                self.latest_write_scan(state, projection, filters, latest, &snapshot.rewritten)
                     .await?,
             );
         }
@@ -194,24 +197,20 @@ impl ScalarsTable {
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
-        filter: &SeriesFilter,
-        rewritten: &BTreeSet<(String, String)>,
+        snapshot: &ScalarsSnapshot,
     ) -> Result<Vec<Arc<dyn ExecutionPlan>>> {
-        let filter = SeriesFilter {
-            exclude: rewritten.iter().cloned().collect(),
-            ..filter.clone()
-        };
-        let view = self
-            .store
-            .scalars_view(&filter, projection.map(Vec::as_slice));
+        let (view, rewritten) = (&snapshot.streaming, &snapshot.rewritten);
         let mut inputs = Vec::new();
         if rewritten.is_empty() {
-            inputs.extend(files_scan(state, &view, &view.files, projection, filters, limit).await?);
+            inputs.extend(files_scan(state, view, &view.files, projection, filters, limit).await?);
         } else if !view.files.is_empty() {
-            inputs.push(files_scan_excluding(state, &view, projection, filters, rewritten).await?);
+            inputs.push(files_scan_excluding(state, view, projection, filters, rewritten).await?);
         }
-        let buffered: Vec<RecordBatch> =
-            view.buffered.into_iter().flat_map(|b| b.batches).collect();
+        let buffered: Vec<RecordBatch> = view
+            .buffered
+            .iter()
+            .flat_map(|b| b.batches.iter().cloned())
+            .collect();
         if !buffered.is_empty() {
             let schema = projected_scalars_schema(projection)?;
             inputs.push(MemorySourceConfig::try_new_exec(&[buffered], schema, None)?);
@@ -227,15 +226,9 @@ impl ScalarsTable {
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
-        filter: &SeriesFilter,
+        view: ScalarsView,
         rewritten: &BTreeSet<(String, String)>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let only_rewritten = SeriesFilter {
-            run_ids: Some(rewritten.iter().map(|(r, _)| r.clone()).collect()),
-            names: Some(rewritten.iter().map(|(_, n)| n.clone()).collect()),
-            ..filter.clone()
-        };
-        let view = self.store.scalars_view(&only_rewritten, None);
         let mut sources: Vec<(u64, RecordBatch)> = Vec::new();
         for file in &view.files {
             if let Some(plan) = files_scan(

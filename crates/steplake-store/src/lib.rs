@@ -71,7 +71,7 @@ pub use manifest::{DataFile, Manifest, SeriesRange, Table, WriterState};
 pub use options::{StoreOptions, StoreStats};
 pub use request::{CreateRun, PendingAck, WriteAck};
 pub use tensor_record::TensorPart;
-pub use views::{BufferedRows, FileRef, ScalarsView, TensorsView};
+pub use views::{BufferedRows, FileRef, ScalarsSnapshot, ScalarsView, TensorsView};
 pub use wal::FsyncPolicy;
 
 use flusher::run_flusher;

@@ -1,13 +1,13 @@
 //! Views for queries: what one scan reads, taken under one lock.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use steplake_core::TensorRecord;
 
-use crate::shared::read_state;
+use crate::shared::{read_state, State};
 use crate::{Manifest, SeriesFilter, SeriesRange, Store, Table};
 
 /// A source of buffered rows as returned by [`Store::scalars_view`].
@@ -100,71 +100,41 @@ impl Store {
     /// The files and buffered rows that can match `filter`, taken at one instant.
     pub fn scalars_view(&self, filter: &SeriesFilter, projection: Option<&[usize]>) -> ScalarsView {
         let state = read_state(&self.shared);
-        let files = state
-            .manifest
-            .files
-            .iter()
-            .filter(|f| f.table == Table::Scalars)
-            .filter(|f| f.series.iter().any(|r| filter.matches_range(r)))
-            .map(|f| FileRef {
-                id: f.id,
-                path: f.path.clone(),
-            })
-            .collect();
-        let mut buffered: Vec<BufferedRows> = state
-            .frozen
-            .iter()
-            .map(|f| BufferedRows {
-                version: f.file_id,
-                batches: f.buffer.read(filter, projection),
-            })
-            .collect();
-        buffered.push(BufferedRows {
-            version: u64::MAX,
-            batches: state.active.read(filter, projection),
-        });
-        buffered.retain(|b| !b.batches.is_empty());
-        ScalarsView {
-            data_dir: self.shared.data_dir.clone(),
-            files,
-            buffered,
-        }
+        scalars_view_of(&state, &self.shared.data_dir, filter, projection)
     }
 
-    /// Series matching `filter` that more than one source (file or buffer)
-    /// holds with overlapping step ranges: only they can have a repeated
-    /// (run, name, step), so only they need latest-write resolution.
-    pub fn rewritten_series(&self, filter: &SeriesFilter) -> BTreeSet<(String, String)> {
+    /// What one scan of `scalars` reads, all taken under one lock: the
+    /// rewritten series, the sources of every other series (projected), and
+    /// the sources of the rewritten ones (whole rows, with versions, for
+    /// latest-write resolution). A write or flush between separate calls
+    /// could otherwise let a series be read as not rewritten from sources
+    /// that already hold it twice.
+    pub fn scalars_snapshot(
+        &self,
+        filter: &SeriesFilter,
+        projection: Option<&[usize]>,
+    ) -> ScalarsSnapshot {
         let state = read_state(&self.shared);
-        let buffered: Vec<SeriesRange> = state
-            .frozen
-            .iter()
-            .flat_map(|f| f.buffer.series_ranges())
-            .chain(state.active.series_ranges())
-            .collect();
-        let mut ranges: HashMap<(&str, &str), Vec<(i64, i64)>> = HashMap::new();
-        let files = state
-            .manifest
-            .files
-            .iter()
-            .filter(|f| f.table == Table::Scalars)
-            .flat_map(|f| f.series.iter());
-        for r in files.chain(buffered.iter()) {
-            if filter.matches_range(r) {
-                ranges
-                    .entry((&r.run_id, &r.name))
-                    .or_default()
-                    .push((r.min_step, r.max_step));
-            }
+        let data_dir = &self.shared.data_dir;
+        let rewritten = rewritten_series_of(&state, filter);
+        let others = SeriesFilter {
+            exclude: rewritten.iter().cloned().collect(),
+            ..filter.clone()
+        };
+        let streaming = scalars_view_of(&state, data_dir, &others, projection);
+        let latest = (!rewritten.is_empty()).then(|| {
+            let only_rewritten = SeriesFilter {
+                run_ids: Some(rewritten.iter().map(|(r, _)| r.clone()).collect()),
+                names: Some(rewritten.iter().map(|(_, n)| n.clone()).collect()),
+                ..filter.clone()
+            };
+            scalars_view_of(&state, data_dir, &only_rewritten, None)
+        });
+        ScalarsSnapshot {
+            rewritten,
+            streaming,
+            latest,
         }
-        ranges
-            .into_iter()
-            .filter_map(|((run, name), mut spans)| {
-                spans.sort_unstable();
-                let overlaps = spans.windows(2).any(|w| w[1].0 <= w[0].1);
-                overlaps.then(|| (run.to_string(), name.to_string()))
-            })
-            .collect()
     }
 }
 
@@ -203,4 +173,90 @@ pub(crate) fn tensors_repeat(
         s.sort_unstable();
         s.windows(2).any(|w| w[1].0 <= w[0].1)
     })
+}
+
+/// One scan's sources of `scalars`, taken at one instant
+/// ([`Store::scalars_snapshot`]).
+#[derive(Debug, Clone)]
+pub struct ScalarsSnapshot {
+    /// Series held twice with overlapping steps (need latest-write resolution).
+    pub rewritten: BTreeSet<(String, String)>,
+    /// Every other matching series, projected.
+    pub streaming: ScalarsView,
+    /// The rewritten series, whole rows with source versions (none when
+    /// nothing is rewritten).
+    pub latest: Option<ScalarsView>,
+}
+
+/// The files and buffered rows of `state` that can match `filter`.
+fn scalars_view_of(
+    state: &State,
+    data_dir: &Path,
+    filter: &SeriesFilter,
+    projection: Option<&[usize]>,
+) -> ScalarsView {
+    let files = state
+        .manifest
+        .files
+        .iter()
+        .filter(|f| f.table == Table::Scalars)
+        .filter(|f| f.series.iter().any(|r| filter.matches_range(r)))
+        .map(|f| FileRef {
+            id: f.id,
+            path: f.path.clone(),
+        })
+        .collect();
+    let mut buffered: Vec<BufferedRows> = state
+        .frozen
+        .iter()
+        .map(|f| BufferedRows {
+            version: f.file_id,
+            batches: f.buffer.read(filter, projection),
+        })
+        .collect();
+    buffered.push(BufferedRows {
+        version: u64::MAX,
+        batches: state.active.read(filter, projection),
+    });
+    buffered.retain(|b| !b.batches.is_empty());
+    ScalarsView {
+        data_dir: data_dir.to_path_buf(),
+        files,
+        buffered,
+    }
+}
+
+/// Series matching `filter` that more than one source (file or buffer)
+/// holds with overlapping step ranges: only they can have a repeated
+/// (run, name, step), so only they need latest-write resolution.
+fn rewritten_series_of(state: &State, filter: &SeriesFilter) -> BTreeSet<(String, String)> {
+    let buffered: Vec<SeriesRange> = state
+        .frozen
+        .iter()
+        .flat_map(|f| f.buffer.series_ranges())
+        .chain(state.active.series_ranges())
+        .collect();
+    let mut ranges: HashMap<(&str, &str), Vec<(i64, i64)>> = HashMap::new();
+    let files = state
+        .manifest
+        .files
+        .iter()
+        .filter(|f| f.table == Table::Scalars)
+        .flat_map(|f| f.series.iter());
+    for r in files.chain(buffered.iter()) {
+        if filter.matches_range(r) {
+            ranges
+                .entry((&r.run_id, &r.name))
+                .or_default()
+                .push((r.min_step, r.max_step));
+        }
+    }
+    ranges
+        .into_iter()
+        .filter_map(|((run, name), mut spans)| {
+            spans.sort_unstable();
+            let overlaps = spans.windows(2).any(|w| w[1].0 <= w[0].1);
+            overlaps.then(|| (run.to_string(), name.to_string()))
+        })
+        .collect()
 }
