@@ -590,16 +590,23 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_clean_close_with_everything_covered_leaves_no_segment() {
-        let dir = tempfile::tempdir().unwrap();
-        write_records(dir.path(), 3);
-        let r = replay(dir.path(), 0).unwrap();
-        let mut w = WalWriter::open(dir.path(), &r, 4, 1 << 20, FsyncPolicy::Off).unwrap();
+    /// Records 1..=3 in one segment, then record 4 in a second one; returns
+    /// the writer of the second.
+    fn two_segments(dir: &Path) -> WalWriter {
+        write_records(dir, 3);
+        let r = replay(dir, 0).unwrap();
+        let mut w = WalWriter::open(dir, &r, 4, 1 << 20, FsyncPolicy::Off).unwrap();
         let mut buf = Vec::new();
         let lsn = w.assign_lsn();
         frame_record(&mut buf, lsn, RecordKind::Run, b"x");
         w.append(&buf, lsn).unwrap();
+        w
+    }
+
+    #[test]
+    fn a_clean_close_with_everything_covered_leaves_no_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = two_segments(dir.path());
         assert_eq!(w.close(4).unwrap(), 2);
         assert!(list_segments(dir.path()).unwrap().is_empty());
     }
@@ -607,13 +614,7 @@ mod tests {
     #[test]
     fn a_close_with_uncovered_records_keeps_them() {
         let dir = tempfile::tempdir().unwrap();
-        write_records(dir.path(), 3);
-        let r = replay(dir.path(), 0).unwrap();
-        let mut w = WalWriter::open(dir.path(), &r, 4, 1 << 20, FsyncPolicy::Off).unwrap();
-        let mut buf = Vec::new();
-        let lsn = w.assign_lsn();
-        frame_record(&mut buf, lsn, RecordKind::Run, b"x");
-        w.append(&buf, lsn).unwrap();
+        let w = two_segments(dir.path());
         assert_eq!(w.close(3).unwrap(), 1, "only the first segment is covered");
         let r = replay(dir.path(), 3).unwrap();
         assert_eq!(r.records.len(), 1);

@@ -99,14 +99,21 @@ fn a_flush_moves_points_to_parquet_and_deletes_covered_wal_segments() {
     );
 }
 
-#[test]
-fn a_graceful_shutdown_leaves_no_wal_to_replay() {
+/// A data directory where run `r` got `points` points and the store
+/// stopped cleanly (everything flushed).
+fn flushed_directory(points: i64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     create(&store);
-    block_on(store.write_scalars("w", 1, "r", batch(0..1000))).unwrap();
+    block_on(store.write_scalars("w", 1, "r", batch(0..points))).unwrap();
     store.shutdown().unwrap();
     drop(store);
+    dir
+}
+
+#[test]
+fn a_graceful_shutdown_leaves_no_wal_to_replay() {
+    let dir = flushed_directory(1000);
     assert!(
         list_segments(&wal_dir(dir.path())).unwrap().is_empty(),
         "every segment was covered by the final flush"
@@ -205,12 +212,7 @@ fn data_files_of_two_opens_never_share_a_name() {
 
 #[test]
 fn a_lost_manifest_stops_start_up_and_deletes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    create(&store);
-    block_on(store.write_scalars("w", 1, "r", batch(0..100))).unwrap();
-    store.shutdown().unwrap();
-    drop(store);
+    let dir = flushed_directory(100);
     let files = steplake_store::files::parquet_files(&dir.path().join("data"));
     assert_eq!(files.len(), 1);
     std::fs::remove_file(dir.path().join("manifest.json")).unwrap();
@@ -235,12 +237,7 @@ fn a_lost_manifest_stops_start_up_and_deletes_nothing() {
 
 #[test]
 fn a_data_file_the_manifest_does_not_list_is_kept_and_not_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    create(&store);
-    block_on(store.write_scalars("w", 1, "r", batch(0..100))).unwrap();
-    store.shutdown().unwrap();
-    drop(store);
+    let dir = flushed_directory(100);
     // As if a flush had put a file in place and crashed before the manifest.
     let stray = dir
         .path()
