@@ -184,6 +184,14 @@ e2e_test! {
         let _ = w.send(batch("", 20..30)).await;
         expect(w.finish().await, Code::InvalidArgument, "empty");
 
+        // A wall time no reader can convert (it used to be stored, and break reads later).
+        let mut w = client.writer("good").await.unwrap();
+        let mut b = batch("loss", 20..30);
+        b.wall_times_us = vec![1_700_000_000_000_000; 10];
+        b.wall_times_us[4] = i64::MIN;
+        let _ = w.send(b).await;
+        expect(w.finish().await, Code::InvalidArgument, "scalars.wall_times_us[4]");
+
         let mut w = client.writer("good").await.unwrap();
         let _ = w.send(batch("loss", 0..100_000)).await;
         let err = w.finish().await.expect_err("too large");

@@ -88,6 +88,25 @@ pub fn validate_run_id(run_id: &str) -> Result<(), CoreError> {
     Ok(())
 }
 
+/// Earliest accepted wall time: 0001-01-01T00:00:00Z, in µs since the epoch.
+pub const MIN_WALL_TIME_US: i64 = -62_135_596_800_000_000;
+/// Latest accepted wall time: 9999-12-31T23:59:59.999999Z, in µs since the epoch.
+pub const MAX_WALL_TIME_US: i64 = 253_402_300_799_999_999;
+
+/// Checks a wall time: within years 1 to 9999, the range every reader of
+/// the `wall_time` column (Arrow, Parquet, SQL, JSON) can print and convert.
+pub fn validate_wall_time(field: &str, wall_time_us: i64) -> Result<(), CoreError> {
+    if (MIN_WALL_TIME_US..=MAX_WALL_TIME_US).contains(&wall_time_us) {
+        return Ok(());
+    }
+    Err(CoreError::invalid(
+        field,
+        format!(
+            "is {wall_time_us} µs since the Unix epoch, outside the years 1 to 9999; send microseconds (not nanoseconds), or leave it out for the server's clock"
+        ),
+    ))
+}
+
 /// Checks a series name: non-empty, at most 1024 bytes, no control characters.
 pub fn validate_series_name(field: &str, name: &str) -> Result<(), CoreError> {
     if name.is_empty() {
@@ -181,6 +200,9 @@ impl ScalarBatch {
                 format!("is {}; steps must be >= 0", self.steps[i]),
             ));
         }
+        for (i, &t) in self.wall_times_us.iter().enumerate() {
+            validate_wall_time(&format!("scalars.wall_times_us[{i}]"), t)?;
+        }
         Ok(())
     }
 }
@@ -238,6 +260,27 @@ mod tests {
         b.values.pop();
         let err = b.validate().unwrap_err().to_string();
         assert!(err.contains("scalars.values"), "{err}");
+    }
+
+    #[test]
+    fn wall_times_outside_years_1_to_9999_name_the_index() {
+        for bad in [
+            i64::MIN,
+            MIN_WALL_TIME_US - 1,
+            MAX_WALL_TIME_US + 1,
+            i64::MAX,
+        ] {
+            let mut b = batch();
+            b.wall_times_us[1] = bad;
+            let err = b.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("scalars.wall_times_us[1]") && err.contains("years 1 to 9999"),
+                "{err}"
+            );
+        }
+        let mut b = batch();
+        b.wall_times_us = vec![MIN_WALL_TIME_US, MAX_WALL_TIME_US];
+        assert_eq!(b.validate(), Ok(()));
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub fn validate_part(part: &TensorPart) -> Result<(), CoreError> {
     validate_run_id(&part.run_id)?;
     let field = format!("tensor {:?} at step {}", part.name, part.step);
     steplake_core::validate_series_name(&format!("{field}: name"), &part.name)?;
+    steplake_core::validate_wall_time(&format!("{field}: wall_time_us"), part.wall_time_us)?;
     if part.step < 0 {
         return Err(CoreError::invalid(
             &field,
