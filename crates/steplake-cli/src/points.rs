@@ -296,13 +296,13 @@ fn jsonl_points(line: &str, sink: &mut impl PointSink) -> Result<usize, String> 
     if object.metrics.is_empty() {
         return Err("holds a step but no metric".into());
     }
+    // The whole line is parsed before any of it reaches the sink.
+    let mut values = Vec::with_capacity(object.metrics.len());
     for (key, value) in &object.metrics {
         check_name(key)?;
-        json_value(value).map_err(|e| format!("{key}: {e}"))?;
+        values.push(json_value(value).map_err(|e| format!("{key}: {e}"))?);
     }
-    for (key, value) in &object.metrics {
-        // Checked above.
-        let value = json_value(value).unwrap_or(f64::NAN);
+    for ((key, _), value) in object.metrics.iter().zip(values) {
         sink.point(key, step, value, wall_time_us);
     }
     Ok(object.metrics.len())

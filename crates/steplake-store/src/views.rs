@@ -66,17 +66,7 @@ impl Store {
     /// at one instant (buffered ones with their runs, oldest first).
     pub fn tensors_view(&self, filter: &SeriesFilter) -> TensorsView {
         let state = read_state(&self.shared);
-        let files = state
-            .manifest
-            .files
-            .iter()
-            .filter(|f| f.table == Table::Tensors)
-            .filter(|f| f.series.iter().any(|r| filter.matches_range(r)))
-            .map(|f| FileRef {
-                id: f.id,
-                path: f.path.clone(),
-            })
-            .collect();
+        let files = files_of(&state, Table::Tensors, filter);
         let buffered: Vec<(Arc<str>, Arc<TensorRecord>)> = state
             .frozen
             .iter()
@@ -195,17 +185,7 @@ fn scalars_view_of(
     filter: &SeriesFilter,
     projection: Option<&[usize]>,
 ) -> ScalarsView {
-    let files = state
-        .manifest
-        .files
-        .iter()
-        .filter(|f| f.table == Table::Scalars)
-        .filter(|f| f.series.iter().any(|r| filter.matches_range(r)))
-        .map(|f| FileRef {
-            id: f.id,
-            path: f.path.clone(),
-        })
-        .collect();
+    let files = files_of(state, Table::Scalars, filter);
     let mut buffered: Vec<BufferedRows> = state
         .frozen
         .iter()
@@ -257,6 +237,22 @@ fn rewritten_series_of(state: &State, filter: &SeriesFilter) -> BTreeSet<(String
             spans.sort_unstable();
             let overlaps = spans.windows(2).any(|w| w[1].0 <= w[0].1);
             overlaps.then(|| (run.to_string(), name.to_string()))
+        })
+        .collect()
+}
+
+/// The data files of `table` with a series range that can match `filter`,
+/// oldest first.
+fn files_of(state: &State, table: Table, filter: &SeriesFilter) -> Vec<FileRef> {
+    state
+        .manifest
+        .files
+        .iter()
+        .filter(|f| f.table == table)
+        .filter(|f| f.series.iter().any(|r| filter.matches_range(r)))
+        .map(|f| FileRef {
+            id: f.id,
+            path: f.path.clone(),
         })
         .collect()
 }
