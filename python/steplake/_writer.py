@@ -13,7 +13,10 @@ Only the logger thread touches the stream, the in-flight table and the spool;
 reads acknowledgements only hands them over as events. Every request keeps its
 (writer id, sequence) for life, and requests reach the server in sequence
 order, so a retried request is applied once (the server acknowledges it as a
-duplicate).
+duplicate). Sequence numbers run 1, 2, 3, ... without a gap, as the server
+requires: a request the server refuses (or a spooled one that cannot be read)
+is sent again as an empty batch with its number, which stores nothing and
+lets the requests after it be stored.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import queue
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -161,8 +165,12 @@ class Writer:
         self._stop_status: str | None = None
         self._finish_timeout = 30.0
         self._flush_waiters = 0
+        # Requests cut and delivered, counted in "ordinals": a request's
+        # sequence number plus _ordinal_base, which only changes when the
+        # writer starts numbering afresh (see _start_new_writer).
         self._delivered_through = 0
         self._cut_through = 0
+        self._ordinal_base = 0
         self._in_hand = False
         self._wake = False
         self._config_update: str | None = None
@@ -185,6 +193,8 @@ class Writer:
         self._next_attempt = 0.0
         self._failures = 0
         self._run_created = False
+        # Set when the server refused our sequence numbers: send nothing more.
+        self._halted = False
         self.resumed = False
         self._warned: set[str] = set()
         self._last_cut = time.monotonic()
@@ -402,7 +412,7 @@ class Writer:
         self.points_logged += points
         outgoing = _Outgoing(sequence, payload, points, False)
         with self._cond:
-            self._cut_through = outgoing.sequence
+            self._cut_through = outgoing.sequence + self._ordinal_base
         if self._stream is not None and not self._spooled and self._inflight_bytes < self.max_inflight_bytes:
             self._send(outgoing)
         elif self._stream is None and not self._unreachable and not self._spooled:
@@ -424,6 +434,10 @@ class Writer:
 
     def _pump(self) -> None:
         """Connects when due, then sends spooled requests while there is room."""
+        if self._halted:
+            while self._waiting:
+                self._to_spool(self._waiting.popleft())
+            return
         if self._stream is None:
             self._try_connect()
         if self._stream is None:
@@ -440,10 +454,14 @@ class Writer:
             sequence = self._spooled.popleft()
             try:
                 payload = self.spool.get(sequence)
-            except OSError as error:
-                self._warn_once("spool-read", f"cannot read spooled batch {sequence}: {error}")
+                points = _points_in(payload)
+            except Exception as error:  # noqa: BLE001 - unreadable or damaged
+                # Its points are lost; an empty batch keeps the sequence
+                # numbers contiguous, so the later ones are still stored.
+                self._warn_once("spool-read", f"cannot read spooled batch {sequence} ({error}); "
+                                f"its points are lost")
+                self._send(self._empty_request(_Outgoing(sequence, b"", 0, True)))
                 continue
-            points = _points_in(payload)
             self._send(_Outgoing(sequence, payload, points, True))
 
     def _try_connect(self) -> None:
@@ -526,14 +544,27 @@ class Writer:
             return
         # The stream ended (server gone, or it refused a request).
         error = value if kind == "error" else None
-        if isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.NOT_FOUND:
+        lost_run = isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.NOT_FOUND
+        if lost_run:
             # The server does not know the run (e.g. a fresh data directory):
-            # create it again, then resend.
+            # create it again, then resend as a new writer (below).
             self._run_created = False
+        elif isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+            # The server expects another sequence number than we sent: a
+            # batch it needs is gone from here. Resending cannot fix that, so
+            # keep everything in the spool for a person to look at.
+            self._halted = True
+            self._warn_once("halted", f"the server refused this writer's batches ({_describe(error)}); "
+                            f"later points are kept in {self.spool.directory}")
         elif isinstance(error, grpc.RpcError) and error.code() not in _RETRYABLE and self._inflight:
+            # The first unacknowledged request is the one refused: it takes
+            # its sequence number as an empty batch, so the ones after it
+            # can be stored (the server stores nothing past a refused one).
             refused = next(iter(self._inflight.values()))
-            self._drop(refused, _describe(error))
+            self._skip(refused, _describe(error))
         self._disconnect()
+        if lost_run:
+            self._start_new_writer()
 
     def _settle(self, outgoing: _Outgoing) -> None:
         """Forgets a request the server is done with (applied, or refused)."""
@@ -542,14 +573,26 @@ class Writer:
         if outgoing.on_disk:
             self.spool.remove(outgoing.sequence)
         with self._cond:
-            self._delivered_through = max(self._delivered_through, outgoing.sequence)
+            self._delivered_through = max(self._delivered_through, outgoing.sequence + self._ordinal_base)
             self._cond.notify_all()
 
-    def _drop(self, outgoing: _Outgoing, reason: str) -> None:
-        self._settle(outgoing)
+    def _skip(self, outgoing: _Outgoing, reason: str) -> None:
+        """Replaces a refused request by an empty batch with its sequence
+        number (in flight, and in the spool when it is there)."""
+        skip = self._empty_request(outgoing)
+        if outgoing.on_disk:
+            self.spool.put(skip.sequence, skip.payload)
+        if outgoing.sequence in self._inflight:
+            self._inflight[outgoing.sequence] = skip
+            self._inflight_bytes += len(skip.payload) - len(outgoing.payload)
         self.points_dropped += outgoing.points
         print(f"steplake: the server refused a batch of {counted(outgoing.points, 'point', 'points')} "
               f"and it was dropped: {reason}", file=sys.stderr)
+
+    def _empty_request(self, outgoing: _Outgoing) -> _Outgoing:
+        """A request that takes ``outgoing``'s sequence number and stores nothing."""
+        payload = _wire.encode_write_request(self.writer_id, outgoing.sequence, self.run["run_id"], b"")
+        return _Outgoing(outgoing.sequence, payload, 0, outgoing.on_disk)
 
     def _close_connection(self) -> None:
         """Ends the stream and closes the channel (an open channel also makes
@@ -575,6 +618,37 @@ class Writer:
         self._generation += 1
         self._failures += 1
         self._next_attempt = time.monotonic() + 0.1
+
+    def _start_new_writer(self) -> None:
+        """Continues under a new writer id, numbering every request not
+        acknowledged from 1 again.
+
+        Called when the server lost the run: it then holds none of this
+        writer's requests and does not know its id, and it refuses an unknown
+        writer whose first sequence is not 1. Everything unacknowledged is in
+        the spool at this point (``_disconnect`` put it there, in order)."""
+        old = self.spool
+        self.writer_id = f"{self.run['run_id']}-{uuid.uuid4().hex[:12]}"
+        self.spool = Spool(old.directory.parent / self.writer_id)
+        pending = list(self._spooled)
+        first_pending = pending[0] if pending else self._next_sequence
+        self._spooled.clear()
+        for number, sequence in enumerate(pending, start=1):
+            try:
+                request = pb.WriteRequest.FromString(old.get(sequence))
+            except Exception as error:  # noqa: BLE001 - unreadable or damaged
+                self._warn_once("spool-read", f"cannot read spooled batch {sequence} ({error}); "
+                                f"its points are lost")
+                request = pb.WriteRequest(run_id=self.run["run_id"])
+                request.scalars.SetInParent()
+            request.writer_id = self.writer_id
+            request.sequence = number
+            self._to_spool(_Outgoing(number, request.SerializeToString(), 0, False))
+            old.remove(sequence)
+        old.remove_all()
+        self._next_sequence = len(pending) + 1
+        with self._cond:
+            self._ordinal_base = first_pending - 1
 
     def _finish_run(self) -> None:
         try:

@@ -10,6 +10,7 @@ it was finished, and deletes each request once acknowledged.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,16 @@ class SyncReport:
 
 class SyncError(RuntimeError):
     """A spool could not be uploaded; the message says why and what to do."""
+
+
+def empty_request(payload: bytes) -> bytes:
+    """``payload`` (a serialized WriteRequest) with its data taken out: it
+    keeps its writer and sequence number and stores nothing."""
+    request = pb.WriteRequest.FromString(payload)
+    request.ClearField("tensor")
+    request.ClearField("scalars")
+    request.scalars.SetInParent()
+    return request.SerializeToString()
 
 
 def sync(directory: str | os.PathLike[str], server: str | None = None, timeout: float = 60.0) -> SyncReport:
@@ -61,8 +72,7 @@ def _sync_one(spool: Spool, server: str | None, timeout: float, report: SyncRepo
             response_deserializer=pb.CreateRunResponse.FromString,
         )
         create(create_run_request(meta["run"]), timeout=timeout)
-        sequences = spool.sequences()
-        if sequences:
+        while sequences := spool.sequences():
             responses = write_call(channel)((spool.get(s) for s in sequences), timeout=timeout)
             try:
                 for response in responses:
@@ -70,11 +80,19 @@ def _sync_one(spool: Spool, server: str | None, timeout: float, report: SyncRepo
                     report.batches += 1
                     report.duplicates += int(response.duplicate)
             except grpc.RpcError as error:
-                raise SyncError(
-                    f"the server stopped the upload of {spool.directory}: "
-                    f"{error.code().name}: {error.details()}; what was acknowledged is removed, "
-                    "run sync again for the rest"
-                ) from None
+                if error.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                    raise SyncError(
+                        f"the server stopped the upload of {spool.directory}: "
+                        f"{error.code().name}: {error.details()}; what was acknowledged is removed, "
+                        "run sync again for the rest"
+                    ) from None
+                # The first request not acknowledged was refused for its
+                # content: it takes its sequence number as an empty batch,
+                # so the ones after it can be stored.
+                refused = spool.sequences()[0]
+                print(f"steplake: the server refused spooled batch {refused} and it is skipped: "
+                      f"{error.details()}", file=sys.stderr)
+                spool.put(refused, empty_request(spool.get(refused)))
         status = spool.finished_status()
         if status is not None:
             finish = channel.unary_unary(

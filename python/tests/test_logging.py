@@ -207,3 +207,19 @@ def test_config_can_grow_after_the_run_started(server):
 
     config = json.loads(rows(server, "SELECT config FROM runs")[0]["config"])
     assert config == {"lr": 0.05, "layers": 2, "seed": 7}
+
+
+def test_a_refused_batch_is_skipped_and_the_ones_after_it_are_stored(server, capfd):
+    run = steplake.init(server=server.address)
+    for step in range(10):
+        run.log({"ok": 1.0}, step=step)
+    assert run.flush()
+    run.log({"bad\nname": 1.0}, step=10)  # a control character: the server refuses it
+    assert run.flush()
+    for step in range(11, 21):
+        run.log({"ok": 1.0}, step=step)
+    run.finish()
+    assert rows(server, f"SELECT count(*) AS n FROM scalars WHERE run_id = '{run.id}'") == [{"n": 20}]
+    err = capfd.readouterr().err
+    assert "control character" in err
+    assert err.count("refused") == 1, err

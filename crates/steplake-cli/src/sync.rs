@@ -14,7 +14,8 @@ use clap::Args;
 use prost::Message;
 use serde_json::Value;
 use steplake_client::v1::{CreateRunRequest, WriteRequest};
-use steplake_client::Client;
+use steplake_client::{Client, ClientError};
+use tonic::Code;
 
 use crate::CliError;
 
@@ -164,11 +165,9 @@ async fn sync_one(spool: &Spool, server: Option<&str>) -> Result<(u64, u64), Cli
     let client = Client::connect(&server_url(server)).await?;
     let run = spool.create_run_request();
     client.create_run(run.clone()).await?;
-    let requests = spool.requests()?;
-    let mut writer = client
-        .writer_with_id(&run.run_id, &spool.text("/writer_id"), 1)
-        .await?;
-    for (_, path) in &requests {
+    let files = spool.requests()?;
+    let mut requests = Vec::with_capacity(files.len());
+    for (_, path) in &files {
         let bytes = std::fs::read(path)
             .map_err(|e| CliError::Failure(format!("cannot read {}: {e}", path.display())))?;
         let request = WriteRequest::decode(bytes.as_slice()).map_err(|e| {
@@ -177,16 +176,67 @@ async fn sync_one(spool: &Spool, server: Option<&str>) -> Result<(u64, u64), Cli
                 path.display()
             ))
         })?;
-        if writer.send_recorded(request).await.is_err() {
-            break; // the stream ended: `finish` says why
-        }
+        requests.push(request);
     }
-    let summary = writer.finish().await?;
+    let (batches, duplicates) =
+        upload(&client, &run.run_id, &spool.text("/writer_id"), requests).await?;
     if let Some(status) = spool.finished_status() {
         client.finish_run(&run.run_id, &status).await?;
     }
-    spool.remove(&requests)?;
-    Ok((summary.batches, summary.duplicates))
+    spool.remove(&files)?;
+    Ok((batches, duplicates))
+}
+
+/// Sends a writer's requests in sequence order until every one is
+/// acknowledged. A request the server refuses for what it holds (bad data)
+/// is sent again as an empty batch with its sequence number, as the write
+/// protocol asks, so the requests after it are stored; any other error ends
+/// the upload, and the spool stays.
+async fn upload(
+    client: &Client,
+    run_id: &str,
+    writer_id: &str,
+    mut requests: Vec<WriteRequest>,
+) -> Result<(u64, u64), CliError> {
+    let (mut batches, mut duplicates) = (0, 0);
+    let mut first = 0;
+    while first < requests.len() {
+        let mut writer = client.writer_with_id(run_id, writer_id, 1).await?;
+        for request in &requests[first..] {
+            if writer.send_recorded(request.clone()).await.is_err() {
+                break; // the stream ended: `finish` says why
+            }
+        }
+        match writer.finish().await {
+            Ok(summary) => {
+                batches += summary.batches;
+                duplicates += summary.duplicates;
+                break;
+            }
+            Err(ClientError::Stream {
+                status,
+                acked_batches,
+                ..
+            }) => {
+                batches += acked_batches;
+                let refused = first + acked_batches as usize;
+                let skippable =
+                    matches!(&*status, ClientError::Status(s) if s.code() == Code::InvalidArgument);
+                let Some(request) = requests.get_mut(refused).filter(|_| skippable) else {
+                    return Err((*status).into());
+                };
+                eprintln!(
+                    "steplake: the server refused spooled batch {} and it is skipped: {status}",
+                    request.sequence
+                );
+                request.scalars = Some(Default::default());
+                request.tensor = None;
+                first = refused;
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok((batches, duplicates))
 }
 
 /// Runs `steplake sync`.

@@ -12,9 +12,9 @@ pub fn store_status(error: StoreError) -> Status {
         StoreError::RunNotFound { .. } => Status::not_found(message),
         StoreError::Unavailable { .. } => Status::unavailable(message),
         StoreError::Overloaded { .. } => Status::resource_exhausted(message),
-        StoreError::Locked { .. } | StoreError::ManifestMissing { .. } => {
-            Status::failed_precondition(message)
-        }
+        StoreError::Locked { .. }
+        | StoreError::ManifestMissing { .. }
+        | StoreError::SequenceGap { .. } => Status::failed_precondition(message),
         StoreError::Io { .. } | StoreError::Parquet { .. } | StoreError::Corrupt { .. } => {
             Status::internal(message)
         }

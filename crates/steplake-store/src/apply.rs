@@ -2,13 +2,23 @@
 //! recovery replaying the log, and the WAL thread logging live requests.
 //!
 //! [`WriteRules::admit`] decides whether a record changes anything (a batch
-//! a writer's sequence already covers does not; a batch for an unknown run
-//! or a tensor chunk out of order is refused) and records what it does to
-//! the writer sequences, the run catalog and the tensors being assembled.
-//! The live path admits a request before logging it and logs only what was
-//! admitted; replay admits every logged record again, so both rebuild the
-//! same state. [`Change::apply_to`] then puts what became readable into a
-//! buffer, the same way on both paths.
+//! a writer's sequence already covers does not; a batch for an unknown run,
+//! one that skips a sequence number, or a tensor chunk out of order is
+//! refused) and records what it does to the writer sequences, the run
+//! catalog and the tensors being assembled.
+//!
+//! The live path logs a request first and admits it only once its record is
+//! durable, so a failed append changes nothing; replay admits every logged
+//! record again in the same order, so both reach the same decisions and the
+//! same state (a record refused live is refused again on replay).
+//! [`Change::apply_to`] then puts what became readable into a buffer, the
+//! same way on both paths.
+//!
+//! The sequence rule is what makes `duplicate` exact: a writer's sequence
+//! numbers follow each other from 1, so a sequence at or below the last one
+//! stored names a batch that is stored, and any other is either the next one
+//! or refused (nothing past a refused batch is stored until the writer sends
+//! that sequence again; an empty batch skips it).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -95,18 +105,20 @@ impl WriteRules {
                 run_id,
                 batch,
             } => {
-                self.check_writer(&writer_id, sequence)?;
+                // The run first: a server that lost the run (a new data
+                // directory) says so, and the writer can start afresh.
                 self.check_run(&run_id)?;
+                self.check_writer(&writer_id, sequence)?;
                 self.advance(writer_id, sequence);
                 Ok(Change::Scalars { run_id, batch })
             }
             Record::Tensor { part, carried_over } => {
                 // A chunk logged again to keep a partial tensor past a WAL
                 // truncation replaces what was assembled; it is no new write.
+                self.check_run(&part.run_id)?;
                 if !carried_over {
                     self.check_writer(&part.writer_id, part.sequence)?;
                 }
-                self.check_run(&part.run_id)?;
                 self.assembler
                     .check(&part)
                     .map_err(|e: CoreError| Refusal::Refused(e.into()))?;
@@ -120,10 +132,27 @@ impl WriteRules {
         }
     }
 
+    /// Whether the writer's sequence already covers `sequence`: that batch
+    /// is stored, and sending it again changes nothing.
+    pub(crate) fn is_repeat(&self, writer_id: &str, sequence: u64) -> bool {
+        sequence <= self.last_sequence(writer_id)
+    }
+
+    fn last_sequence(&self, writer_id: &str) -> u64 {
+        self.writers.get(writer_id).map_or(0, |w| w.sequence)
+    }
+
     fn check_writer(&self, writer_id: &str, sequence: u64) -> Result<(), Refusal> {
-        let seen = self.writers.get(writer_id).map_or(0, |w| w.sequence);
-        if sequence <= seen {
+        let last = self.last_sequence(writer_id);
+        if sequence <= last {
             return Err(Refusal::Repeat);
+        }
+        if sequence != last + 1 {
+            return Err(Refusal::Refused(StoreError::SequenceGap {
+                writer_id: writer_id.to_string(),
+                sequence,
+                expected: last + 1,
+            }));
         }
         Ok(())
     }

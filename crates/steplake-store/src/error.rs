@@ -59,8 +59,19 @@ pub enum StoreError {
     /// The input was rejected by validation.
     #[error(transparent)]
     Invalid(#[from] CoreError),
+    /// A writer's batch does not follow its last stored one: an earlier
+    /// batch was refused or never arrived. Nothing past it is stored.
+    #[error("writer {writer_id:?} sent sequence {sequence}, but its next is expected sequence {expected}: a writer's sequences follow each other from 1, and nothing after a missing or refused batch is stored. Send batch {expected} again (an empty batch skips it)")]
+    SequenceGap {
+        /// The writer.
+        writer_id: String,
+        /// The sequence number it sent.
+        sequence: u64,
+        /// The one that would have been stored.
+        expected: u64,
+    },
     /// A write or finish named a run that does not exist.
-    #[error("run {run_id:?} does not exist; create it first (CreateRun)")]
+    #[error("run {run_id:?} does not exist; create it first")]
     RunNotFound {
         /// The unknown run id.
         run_id: String,

@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use steplake_core::{RunInfo, ScalarBatch};
 use tokio::sync::oneshot;
 
-use crate::apply::Change;
+use crate::apply::Record;
 use crate::{StoreError, TensorPart};
 
 /// Acknowledgement of one durable batch.
@@ -89,19 +89,23 @@ pub(crate) enum Command {
     },
 }
 
-/// What the WAL thread does with a request once its record is durable.
+/// A request in the group being appended, waiting for the append: what the
+/// WAL thread does with it once its record is durable.
 pub(crate) enum Effect {
-    /// A write whose record is logged: what it makes readable, and its ack.
+    /// A logged write, to admit by the write rules once durable.
     Write {
-        change: Change,
+        record: Record,
         reply: oneshot::Sender<Result<WriteAck, StoreError>>,
         ack: WriteAck,
     },
-    /// A write that was stored before (its sequence is covered): only an ack.
+    /// A write that was stored before (its sequence is covered): not
+    /// logged again, only acknowledged, once the append holding a copy it
+    /// may repeat is durable.
     Duplicate {
         reply: oneshot::Sender<Result<WriteAck, StoreError>>,
         ack: WriteAck,
     },
+    /// A logged run record.
     Run {
         run: RunInfo,
         resumed: bool,
@@ -115,9 +119,24 @@ pub(crate) enum RunReply {
 }
 
 impl Effect {
-    pub(crate) fn fail(self, error: &str) {
+    /// A request already stored, answered once this group is durable.
+    pub(crate) fn duplicate(
+        reply: oneshot::Sender<Result<WriteAck, StoreError>>,
+        ack: WriteAck,
+    ) -> Effect {
+        Effect::Duplicate {
+            reply,
+            ack: WriteAck {
+                duplicate: true,
+                ..ack
+            },
+        }
+    }
+
+    /// Answers the request with `reason`: it was not stored.
+    pub(crate) fn fail(self, reason: &str) {
         let err = || StoreError::Unavailable {
-            reason: error.to_string(),
+            reason: reason.to_string(),
         };
         match self {
             Effect::Write { reply, .. } | Effect::Duplicate { reply, .. } => {

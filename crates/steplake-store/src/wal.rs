@@ -334,6 +334,10 @@ pub struct WalWriter {
     next_lsn: u64,
     segment_bytes: u64,
     policy: FsyncPolicy,
+    /// Set when a failed append could not be undone.
+    damage: Option<String>,
+    /// A new segment whose directory entry is not durable yet.
+    dir_unsynced: bool,
 }
 
 impl WalWriter {
@@ -372,6 +376,8 @@ impl WalWriter {
             next_lsn,
             segment_bytes,
             policy,
+            damage: None,
+            dir_unsynced: false,
         })
     }
 
@@ -395,21 +401,65 @@ impl WalWriter {
     /// Writes framed records and makes them durable per the policy.
     ///
     /// `first_lsn` is the LSN of the first record in `framed`; a new segment is
-    /// started before writing when the current one is full.
+    /// started before writing when the current one is full. A failed append
+    /// is undone: the segment is cut back to its last durable record and the
+    /// LSNs of `framed` are given out again, so the next append (once the
+    /// disk has room) continues the log as if this one never happened. When
+    /// even that fails, [`WalWriter::damage`] says so and every later append
+    /// is refused.
     pub fn append(&mut self, framed: &[u8], first_lsn: u64) -> Result<(), StoreError> {
+        if let Some(damage) = &self.damage {
+            return Err(StoreError::Unavailable {
+                reason: format!("the write-ahead log is damaged: {damage}"),
+            });
+        }
+        let appended = self.try_append(framed, first_lsn);
+        if appended.is_err() {
+            self.undo(first_lsn);
+        }
+        appended
+    }
+
+    fn try_append(&mut self, framed: &[u8], first_lsn: u64) -> Result<(), StoreError> {
+        if self.dir_unsynced {
+            sync_dir(&self.dir)?;
+            self.dir_unsynced = false;
+        }
         if self.len > 0 && self.len + framed.len() as u64 > self.segment_bytes {
             self.rotate(first_lsn)?;
         }
         self.file
             .write_all(framed)
             .map_err(|e| StoreError::io(&self.path, e))?;
-        self.len += framed.len() as u64;
         if self.policy != FsyncPolicy::Off {
             self.file
                 .sync_data()
                 .map_err(|e| StoreError::io(&self.path, e))?;
         }
+        self.len += framed.len() as u64;
         Ok(())
+    }
+
+    /// Cuts the segment back to what the appends before the failed one left.
+    fn undo(&mut self, first_lsn: u64) {
+        self.next_lsn = first_lsn;
+        let cut = self
+            .file
+            .set_len(self.len)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = cut {
+            self.damage = Some(format!(
+                "{} could not be cut back to its {} durable bytes after a failed append: {e}",
+                self.path.display(),
+                self.len
+            ));
+        }
+    }
+
+    /// Why the log cannot take appends any more: a failed append that could
+    /// not be undone. `None` while it is healthy.
+    pub fn damage(&self) -> Option<&str> {
+        self.damage.as_deref()
     }
 
     fn rotate(&mut self, first_lsn: u64) -> Result<(), StoreError> {
@@ -424,7 +474,12 @@ impl WalWriter {
             .map_err(|e| StoreError::io(&path, e))?;
         self.path = path;
         self.len = 0;
-        sync_dir(&self.dir)
+        // Until the directory is synced the new segment may vanish in a
+        // power loss: nothing is appended to it before that succeeds.
+        self.dir_unsynced = true;
+        sync_dir(&self.dir)?;
+        self.dir_unsynced = false;
+        Ok(())
     }
 
     /// Bytes in the current segment.

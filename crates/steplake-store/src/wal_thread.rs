@@ -3,6 +3,7 @@
 //! append and fsync once (group commit), apply (to the buffer and the
 //! catalog, then reply), and freeze the buffer for the flusher when due.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -29,6 +30,58 @@ pub(crate) struct WalThread {
     pub(crate) buffer_started: Option<Instant>,
     pub(crate) options: StoreOptions,
     pub(crate) flush_tx: mpsc::Sender<FlushJob>,
+}
+
+/// The requests of one group framed so far, and their effects.
+#[derive(Default)]
+struct Pending {
+    /// Records framed since the last append.
+    framed: Vec<u8>,
+    /// LSN of the first record in `framed`.
+    first_lsn: Option<u64>,
+    /// One per request still to answer, in log order.
+    effects: Vec<Effect>,
+    /// How many of `effects` the appends so far made durable.
+    durable: usize,
+    /// Runs created, resumed or finished in this group, not yet admitted.
+    runs: HashMap<String, RunInfo>,
+}
+
+impl Pending {
+    /// Frames a record with a payload checksummed by the submitter.
+    fn frame(
+        &mut self,
+        wal: &mut WalWriter,
+        kind: RecordKind,
+        payload: &[u8],
+        payload_crc: &crc32fast::Hasher,
+    ) {
+        let lsn = wal.assign_lsn();
+        self.first_lsn.get_or_insert(lsn);
+        frame_record_with_crc(&mut self.framed, lsn, kind, payload, payload_crc);
+    }
+
+    fn log_run(&mut self, wal: &mut WalWriter, run: &RunInfo) {
+        let payload = serde_json::to_vec(run).unwrap_or_default();
+        let lsn = wal.assign_lsn();
+        self.first_lsn.get_or_insert(lsn);
+        frame_record(&mut self.framed, lsn, RecordKind::Run, &payload);
+        self.runs.insert(run.run_id.clone(), run.clone());
+    }
+
+    /// A run as this group leaves it so far.
+    fn run<'a>(&'a self, rules: &'a WriteRules, run_id: &str) -> Option<&'a RunInfo> {
+        self.runs.get(run_id).or_else(|| rules.runs.get(run_id))
+    }
+}
+
+/// The answer to one request of an applied group.
+enum Reply {
+    Write(
+        oneshot::Sender<Result<WriteAck, StoreError>>,
+        Result<WriteAck, StoreError>,
+    ),
+    Run(RunInfo, bool, RunReply),
 }
 
 /// Most requests grouped into one append.
@@ -63,45 +116,88 @@ impl WalThread {
         }
     }
 
+    /// Logs a group of requests with one append, then admits and applies
+    /// what became durable. A failed append is undone by the log (the
+    /// segment is cut back), so it stored nothing and changed no state: its
+    /// requests are answered with the error, and the next group tries again
+    /// (writes resume by themselves once the disk has room). Only when the
+    /// log cannot be cut back does the store stop accepting writes.
     fn process(&mut self, group: Vec<Command>) {
-        let mut framed = Vec::new();
-        let first_lsn = self.wal.next_lsn();
-        let mut effects = Vec::with_capacity(group.len());
-        let mut flushes = Vec::new();
         let failure = read_state(&self.shared).failure.clone();
-        for command in group {
-            if let Some(reason) = &failure {
-                reject(command, reason);
-                continue;
-            }
-            match command {
-                Command::Flush { reply } => flushes.push(reply),
-                other => {
-                    if let Some(effect) = self.log(other, &mut framed) {
-                        effects.push(effect);
+        let mut pending = Pending::default();
+        let mut flushes = Vec::new();
+        let mut commands = group.into_iter();
+        let mut append_error = None;
+        for command in commands.by_ref() {
+            match (command, &failure) {
+                (Command::Flush { reply }, _) => flushes.push(reply),
+                (command, Some(reason)) => reject(command, reason),
+                (command, None) => {
+                    if let Some(effect) = self.log(command, &mut pending) {
+                        pending.effects.push(effect);
                     }
                 }
             }
-            if self.wal.policy() == FsyncPolicy::Always && !framed.is_empty() {
-                let lsn = self.wal.next_lsn() - 1;
-                if let Err(e) = self.wal.append(&framed, lsn) {
-                    return self.fail_all(effects, flushes, e);
+            if self.wal.policy() == FsyncPolicy::Always {
+                if let Err(e) = self.append(&mut pending) {
+                    append_error = Some(e);
+                    break;
                 }
-                framed.clear();
             }
         }
-        if !framed.is_empty() {
-            if let Err(e) = self.wal.append(&framed, first_lsn) {
-                return self.fail_all(effects, flushes, e);
+        if append_error.is_none() {
+            append_error = self.append(&mut pending).err();
+        }
+        let durable = pending.effects.drain(..pending.durable).collect();
+        self.apply(durable);
+        if let Some(error) = append_error {
+            let reason = self.append_failed(&error);
+            for effect in pending.effects {
+                effect.fail(&reason);
+            }
+            for command in commands {
+                match command {
+                    Command::Flush { reply } => flushes.push(reply),
+                    other => reject(other, &reason),
+                }
             }
         }
-        self.apply(effects);
         let forced = (!flushes.is_empty()).then_some(flushes);
         self.freeze_if_due(forced);
     }
 
-    /// Frames the record for a command and returns what to do once it is durable.
-    fn log(&mut self, command: Command, framed: &mut Vec<u8>) -> Option<Effect> {
+    /// Appends what `pending` framed since the last append; its effects up
+    /// to here are then durable.
+    fn append(&mut self, pending: &mut Pending) -> Result<(), StoreError> {
+        if let Some(first_lsn) = pending.first_lsn.take() {
+            self.wal.append(&pending.framed, first_lsn)?;
+            pending.framed.clear();
+        }
+        pending.durable = pending.effects.len();
+        Ok(())
+    }
+
+    /// What to answer the requests of a failed append; stops the store from
+    /// accepting writes when the log could not be cut back to its last
+    /// durable record.
+    fn append_failed(&mut self, error: &StoreError) -> String {
+        match self.wal.damage() {
+            None => {
+                tracing::warn!(%error, "a write-ahead log append failed and was undone; its requests were refused and later ones are tried again");
+                format!("writing the write-ahead log failed ({error}); nothing of this request was stored, and writes resume by themselves once the disk has room: retry")
+            }
+            Some(damage) => {
+                let reason = format!("writing the write-ahead log failed ({error}) and could not be undone ({damage}); restart the server once the disk is healthy");
+                tracing::error!("{reason}");
+                write_state(&self.shared).failure = Some(reason.clone());
+                reason
+            }
+        }
+    }
+
+    /// Frames the record for a command and returns what to do once it is
+    /// durable (`None` when it was answered already).
+    fn log(&mut self, command: Command, pending: &mut Pending) -> Option<Effect> {
         match command {
             Command::Scalars {
                 writer_id,
@@ -117,18 +213,17 @@ impl WalThread {
                     points: batch.len() as u64,
                     duplicate: false,
                 };
+                if self.rules.is_repeat(&writer_id, sequence) {
+                    return Some(Effect::duplicate(reply, ack));
+                }
+                pending.frame(&mut self.wal, RecordKind::Scalars, &payload, &payload_crc);
                 let record = Record::Scalars {
                     writer_id,
                     sequence,
                     run_id,
                     batch,
                 };
-                let effect = self.admit(record, reply, ack)?;
-                if let Effect::Write { .. } = effect {
-                    let lsn = self.wal.assign_lsn();
-                    frame_record_with_crc(framed, lsn, RecordKind::Scalars, &payload, &payload_crc);
-                }
-                Some(effect)
+                Some(Effect::Write { record, reply, ack })
             }
             Command::Tensor {
                 part,
@@ -136,29 +231,28 @@ impl WalThread {
                 payload_crc,
                 reply,
             } => {
-                if let Err(error) = self.check_partial_room(&part) {
-                    let _ = reply.send(Err(error));
-                    return None;
-                }
                 let ack = WriteAck {
                     sequence: part.sequence,
                     points: 1,
                     duplicate: false,
                 };
+                if self.rules.is_repeat(&part.writer_id, part.sequence) {
+                    return Some(Effect::duplicate(reply, ack));
+                }
+                if let Err(error) = self.check_partial_room(&part) {
+                    let _ = reply.send(Err(error));
+                    return None;
+                }
+                pending.frame(&mut self.wal, RecordKind::Tensor, &payload, &payload_crc);
                 let record = Record::Tensor {
                     part,
                     carried_over: false,
                 };
-                let effect = self.admit(record, reply, ack)?;
-                if let Effect::Write { .. } = effect {
-                    let lsn = self.wal.assign_lsn();
-                    frame_record_with_crc(framed, lsn, RecordKind::Tensor, &payload, &payload_crc);
-                }
-                Some(effect)
+                Some(Effect::Write { record, reply, ack })
             }
             Command::CreateRun { request, reply } => {
-                let (run, resumed) = self.create_or_resume(request);
-                self.log_run(&run, framed);
+                let (run, resumed) = self.create_or_resume(request, pending);
+                pending.log_run(&mut self.wal, &run);
                 Some(Effect::Run {
                     run,
                     resumed,
@@ -170,7 +264,7 @@ impl WalThread {
                 status,
                 reply,
             } => {
-                let Some(existing) = self.rules.runs.get(&run_id) else {
+                let Some(existing) = pending.run(&self.rules, &run_id) else {
                     let _ = reply.send(Err(StoreError::RunNotFound { run_id }));
                     return None;
                 };
@@ -179,7 +273,7 @@ impl WalThread {
                     ended_at_us: Some(now_us()),
                     ..existing.clone()
                 };
-                self.log_run(&run, framed);
+                pending.log_run(&mut self.wal, &run);
                 Some(Effect::Run {
                     run,
                     resumed: false,
@@ -210,47 +304,11 @@ impl WalThread {
         })
     }
 
-    /// Admits a write by the write rules: the effect to apply once its
-    /// record is durable (a duplicate's is only its ack), or `None` when it
-    /// was refused (and the refusal is sent). `?` in [`WalThread::log`]
-    /// passes a `None` on.
-    fn admit(
-        &mut self,
-        record: Record,
-        reply: oneshot::Sender<Result<WriteAck, StoreError>>,
-        ack: WriteAck,
-    ) -> Option<Effect> {
-        match self.rules.admit(record) {
-            Ok(change) => Some(Effect::Write { change, reply, ack }),
-            // Nothing is logged; the ack waits for this group's append all
-            // the same, since the copy it repeats may be in this group.
-            Err(Refusal::Repeat) => Some(Effect::Duplicate {
-                reply,
-                ack: WriteAck {
-                    duplicate: true,
-                    ..ack
-                },
-            }),
-            Err(Refusal::Refused(error)) => {
-                let _ = reply.send(Err(error));
-                None
-            }
-        }
-    }
-
-    fn log_run(&mut self, run: &RunInfo, framed: &mut Vec<u8>) {
-        let payload = serde_json::to_vec(run).unwrap_or_default();
-        let lsn = self.wal.assign_lsn();
-        frame_record(framed, lsn, RecordKind::Run, &payload);
-        // A run record is always admitted.
-        let _ = self.rules.admit(Record::Run(run.clone()));
-    }
-
-    fn create_or_resume(&self, request: CreateRun) -> (RunInfo, bool) {
+    fn create_or_resume(&self, request: CreateRun, pending: &Pending) -> (RunInfo, bool) {
         if let Some(existing) = request
             .run_id
             .as_ref()
-            .and_then(|id| self.rules.runs.get(id))
+            .and_then(|id| pending.run(&self.rules, id))
         {
             let mut run = existing.clone();
             run.status = RUN_STATUS_RUNNING.into();
@@ -274,89 +332,86 @@ impl WalThread {
         (run, false)
     }
 
-    /// Applies durable effects to the readable state, then acknowledges them.
+    /// Admits durable effects by the write rules (in log order, the order
+    /// replay admits them in), applies what they change to the readable
+    /// state under one lock, then answers each request.
     fn apply(&mut self, effects: Vec<Effect>) {
         if effects.is_empty() {
             return;
         }
+        let mut changes = Vec::new();
         let mut replies = Vec::with_capacity(effects.len());
-        {
-            let mut state = write_state(&self.shared);
-            for effect in effects {
-                match effect {
-                    Effect::Write { change, reply, ack } => {
-                        if let Change::Scalars { .. } = &change {
-                            self.shared
-                                .stats
-                                .points_written
-                                .fetch_add(ack.points, Ordering::Relaxed);
-                        }
-                        let readable = match &change {
-                            Change::Scalars { .. } => true,
-                            Change::Tensor { complete, .. } => complete.is_some(),
-                            Change::Run => false,
-                        };
-                        if readable && self.buffer_started.is_none() {
-                            self.buffer_started = Some(Instant::now());
-                        }
-                        change.apply_to(&mut state.active);
-                        replies.push(Effect::Duplicate { reply, ack });
-                    }
-                    Effect::Run {
-                        run,
-                        resumed,
-                        reply,
-                    } => {
-                        state.runs.insert(run.run_id.clone(), run.clone());
-                        replies.push(Effect::Run {
-                            run,
-                            resumed,
-                            reply,
-                        });
-                    }
-                    duplicate @ Effect::Duplicate { .. } => replies.push(duplicate),
-                }
-            }
-        }
-        for effect in replies {
+        for effect in effects {
             match effect {
-                Effect::Duplicate { reply, ack } | Effect::Write { reply, ack, .. } => {
-                    self.shared
-                        .stats
-                        .batches_written
-                        .fetch_add(1, Ordering::Relaxed);
-                    let _ = reply.send(Ok(ack));
-                }
+                Effect::Write { record, reply, ack } => match self.rules.admit(record) {
+                    Ok(change) => {
+                        changes.push(change);
+                        replies.push(Reply::Write(reply, Ok(ack)));
+                    }
+                    Err(Refusal::Repeat) => {
+                        let ack = WriteAck {
+                            duplicate: true,
+                            ..ack
+                        };
+                        replies.push(Reply::Write(reply, Ok(ack)));
+                    }
+                    Err(Refusal::Refused(error)) => replies.push(Reply::Write(reply, Err(error))),
+                },
+                Effect::Duplicate { reply, ack } => replies.push(Reply::Write(reply, Ok(ack))),
                 Effect::Run {
                     run,
                     resumed,
                     reply,
-                } => match reply {
-                    RunReply::Created(r) => {
-                        let _ = r.send(Ok((run, resumed)));
-                    }
-                    RunReply::Finished(r) => {
-                        let _ = r.send(Ok(run));
-                    }
-                },
+                } => {
+                    // A run record is always admitted.
+                    let _ = self.rules.admit(Record::Run(run.clone()));
+                    replies.push(Reply::Run(run, resumed, reply));
+                }
             }
         }
-    }
-
-    fn fail_all(
-        &mut self,
-        effects: Vec<Effect>,
-        flushes: Vec<mpsc::Sender<Result<(), String>>>,
-        error: StoreError,
-    ) {
-        let reason = format!("writing the write-ahead log failed ({error}); restart the server once the disk is healthy");
-        tracing::error!("{reason}");
-        write_state(&self.shared).failure = Some(reason.clone());
-        for effect in effects {
-            effect.fail(&reason);
+        {
+            let mut state = write_state(&self.shared);
+            for reply in &replies {
+                if let Reply::Run(run, ..) = reply {
+                    state.runs.insert(run.run_id.clone(), run.clone());
+                }
+            }
+            for change in changes {
+                let readable = match &change {
+                    Change::Scalars { batch, .. } => {
+                        self.shared
+                            .stats
+                            .points_written
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        !batch.is_empty()
+                    }
+                    Change::Tensor { complete, .. } => complete.is_some(),
+                    Change::Run => false,
+                };
+                if readable && self.buffer_started.is_none() {
+                    self.buffer_started = Some(Instant::now());
+                }
+                change.apply_to(&mut state.active);
+            }
         }
-        for f in flushes {
-            let _ = f.send(Err(reason.clone()));
+        for reply in replies {
+            match reply {
+                Reply::Write(reply, result) => {
+                    if result.is_ok() {
+                        self.shared
+                            .stats
+                            .batches_written
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    let _ = reply.send(result);
+                }
+                Reply::Run(run, resumed, RunReply::Created(r)) => {
+                    let _ = r.send(Ok((run, resumed)));
+                }
+                Reply::Run(run, _, RunReply::Finished(r)) => {
+                    let _ = r.send(Ok(run));
+                }
+            }
         }
     }
 
@@ -448,7 +503,7 @@ impl WalThread {
             frame_record(&mut framed, lsn, RecordKind::Tensor, &payload);
         }
         if let Err(e) = self.wal.append(&framed, first_lsn) {
-            self.fail_all(Vec::new(), Vec::new(), e);
+            self.append_failed(&e);
         }
     }
 }

@@ -292,3 +292,55 @@ fn wal_record_bytes_are_pinned() {
         )
     );
 }
+
+/// `duplicate: true` means "this exact batch is stored": a batch after one
+/// that was refused is not applied (so a retry of the refused one is not
+/// answered as a duplicate of it), and a writer's sequences are contiguous.
+#[test]
+fn a_refused_batch_is_never_acknowledged_as_a_duplicate_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    create(&store);
+    block_on(store.write_scalars("w", 1, "r", batch(0..10))).unwrap();
+    // Pipelined: batch 2 names an unknown run, batch 3 follows before the
+    // refusal is known.
+    let second = store.submit_scalars("w", 2, "new", batch(10..20)).unwrap();
+    let third = store.submit_scalars("w", 3, "r", batch(20..30)).unwrap();
+    let err = block_on(second).unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    let err = block_on(third).unwrap_err();
+    assert!(
+        err.to_string().contains("expected sequence 2"),
+        "a batch past a refused one is refused: {err}"
+    );
+    block_on(store.create_run(CreateRun {
+        run_id: Some("new".into()),
+        ..Default::default()
+    }))
+    .unwrap();
+    let ack = block_on(store.write_scalars("w", 2, "new", batch(10..20))).unwrap();
+    assert!(!ack.duplicate, "batch 2 was never stored");
+    let ack = block_on(store.write_scalars("w", 3, "r", batch(20..30))).unwrap();
+    assert!(!ack.duplicate, "nor was batch 3");
+    assert_eq!(rows(&store), 30);
+}
+
+#[test]
+fn sequences_must_follow_each_other_and_start_at_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    create(&store);
+    let err = block_on(store.write_scalars("w", 5, "r", batch(0..10))).unwrap_err();
+    assert!(err.to_string().contains("expected sequence 1"), "{err}");
+    let err = block_on(store.write_scalars("w", 3, "r", batch(0..10))).unwrap_err();
+    assert!(err.to_string().contains("expected sequence 1"), "{err}");
+    assert_eq!(rows(&store), 0);
+    block_on(store.write_scalars("w", 1, "r", batch(0..10))).unwrap();
+    // An empty batch takes a sequence number without adding points: how a
+    // writer skips a batch the server refused.
+    let ack = block_on(store.write_scalars("w", 2, "r", batch(0..0))).unwrap();
+    assert_eq!((ack.points, ack.duplicate), (0, false));
+    let ack = block_on(store.write_scalars("w", 1, "r", batch(0..10))).unwrap();
+    assert!(ack.duplicate);
+    assert_eq!(rows(&store), 10);
+}

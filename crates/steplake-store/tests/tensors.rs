@@ -88,7 +88,8 @@ fn chunks_become_one_tensor_only_when_complete_and_survive_a_crash() {
         assert!(retry.duplicate, "a retried chunk is applied once");
         let gap = block_on(store.write_tensor(part(2, 5, &all, 20_000..40_000)));
         assert!(gap.unwrap_err().to_string().contains("gap"));
-        block_on(store.write_tensor(part(3, 5, &all, 16_000..40_000))).expect("chunk 2");
+        // A refused chunk takes no sequence number: the next is 2 again.
+        block_on(store.write_tensor(part(2, 5, &all, 16_000..40_000))).expect("chunk 2");
         let seen = visible(&store);
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].1.as_deref(), Some(&all[..]));
@@ -114,14 +115,14 @@ fn stats_only_and_bad_tensors() {
     bad.shape = vec![3];
     let err = block_on(store.write_tensor(bad)).unwrap_err().to_string();
     assert!(err.contains("needs 12 bytes"), "{err}");
-    let mut stats_only = part(2, 1, &all, 0..0);
+    let mut stats_only = part(1, 1, &all, 0..0);
     stats_only.stats_only = true;
     stats_only.total_len = 0;
     stats_only.stats = Some(steplake_codec::stats::tensor_stats(&all, DType::F32));
     block_on(store.write_tensor(stats_only)).expect("stats only");
     let seen = visible(&store);
     assert_eq!(seen, vec![(1, None)]);
-    let mut unknown_run = part(3, 0, &all, 0..32);
+    let mut unknown_run = part(2, 0, &all, 0..32);
     unknown_run.run_id = "nope".into();
     assert!(block_on(store.write_tensor(unknown_run)).is_err());
 }
@@ -153,12 +154,12 @@ fn incomplete_tensors_are_capped_in_memory_and_dropped_when_stale() {
         "{refused}"
     );
     // Completing a started tensor frees its bytes and is never refused.
-    block_on(store.write_tensor(part(3, 1, &all, 2000..4000))).expect("second half");
+    block_on(store.write_tensor(part(2, 1, &all, 2000..4000))).expect("second half");
     assert_eq!(visible(&store).len(), 1);
-    block_on(store.write_tensor(part(4, 2, &all, 0..2000))).expect("room again");
+    block_on(store.write_tensor(part(3, 2, &all, 0..2000))).expect("room again");
     // Older than the age limit at the next freeze: dropped, so the rest of
     // it is refused as a chunk without a beginning.
     store.flush().expect("flush");
-    let late = block_on(store.write_tensor(part(5, 2, &all, 2000..4000))).expect_err("dropped");
+    let late = block_on(store.write_tensor(part(4, 2, &all, 2000..4000))).expect_err("dropped");
     assert!(late.to_string().contains("no earlier chunk"), "{late}");
 }
