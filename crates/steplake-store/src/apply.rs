@@ -39,7 +39,8 @@ pub(crate) enum Record {
         batch: ScalarBatch,
     },
     /// A tensor, or one chunk of it; `carried_over` when the store logged
-    /// a partial tensor again (no new write).
+    /// a partial tensor again (no new write; only logs of steplake versions
+    /// before partial tensor files hold such records).
     Tensor {
         part: TensorPart,
         carried_over: bool,

@@ -11,6 +11,7 @@ use arrow::datatypes::Int64Type;
 use steplake_core::schema::scalars_col;
 use steplake_core::{RunInfo, TensorRecord};
 
+use crate::partial_files::{remove_unlisted_partials, write_partials, PartialSnapshot};
 use crate::shared::{read_state, write_state, Shared};
 use crate::{
     files, now_us, tensor_files, wal, Buffer, DataFile, SeriesFilter, SeriesRange, StoreError,
@@ -21,6 +22,9 @@ pub(crate) struct FlushJob {
     pub(crate) file_id: u64,
     pub(crate) buffer: Arc<Buffer>,
     pub(crate) covered_lsn: u64,
+    /// What the tensors still being received at `covered_lsn` add to
+    /// their partial tensor files.
+    pub(crate) partials: Vec<PartialSnapshot>,
     pub(crate) runs: BTreeMap<String, RunInfo>,
     pub(crate) writers: BTreeMap<String, WriterState>,
     /// Callers waiting for this flush.
@@ -115,6 +119,7 @@ pub(crate) fn flush_one(shared: &Shared, job: &FlushJob) -> Result<(), StoreErro
         shared.stats.files_flushed.fetch_add(1, Ordering::Relaxed);
     }
     let cutoff = now_us() - WRITER_RETENTION_US;
+    manifest.partial_tensors = write_partials(&shared.data_dir, &job.partials)?;
     manifest.covered_lsn = manifest.covered_lsn.max(job.covered_lsn);
     manifest.next_file_id = manifest.next_file_id.max(job.file_id + 1);
     manifest.runs = job.runs.clone();
@@ -125,6 +130,7 @@ pub(crate) fn flush_one(shared: &Shared, job: &FlushJob) -> Result<(), StoreErro
         .map(|(k, v)| (k.clone(), *v))
         .collect();
     manifest.store(&shared.data_dir)?;
+    remove_unlisted_partials(&shared.data_dir, &manifest.partial_tensors);
     {
         let mut state = write_state(shared);
         state.manifest = manifest;

@@ -6,6 +6,7 @@
 //! DATA_DIR/LOCK              pid of the process holding the directory's lock
 //! DATA_DIR/wal/*.wal         write-ahead log segments (see [`wal`])
 //! DATA_DIR/data/*.parquet    standard Parquet files (see [`files`])
+//! DATA_DIR/partial/*.part    tensors still being received, across flushes
 //! DATA_DIR/manifest.json     files, runs, writers, WAL coverage (see [`manifest`])
 //! ```
 //!
@@ -32,6 +33,7 @@
 //! - `request`: what callers ask of the WAL thread and the reply each gets;
 //! - `wal_thread`: group commit, log, apply, freeze;
 //! - `flusher`: frozen buffers to Parquet files and the manifest;
+//! - `partial_files`: tensors still being received, kept across flushes;
 //! - `recovery`: the state rebuilt at open;
 //! - `views`: what one query reads, under one lock;
 //! - `shared`: the state those stages share; `lock`, `options`, `error`.
@@ -44,6 +46,7 @@ mod flusher;
 mod lock;
 pub mod manifest;
 mod options;
+mod partial_files;
 pub mod record;
 mod recovery;
 mod request;
@@ -67,7 +70,7 @@ use tokio::sync::oneshot;
 
 pub use buffer::{Buffer, SeriesFilter};
 pub use error::StoreError;
-pub use manifest::{DataFile, Manifest, SeriesRange, Table, WriterState};
+pub use manifest::{DataFile, Manifest, PartialTensorFile, SeriesRange, Table, WriterState};
 pub use options::{StoreOptions, StoreStats};
 pub use request::{CreateRun, PendingAck, WriteAck};
 pub use tensor_record::TensorPart;
@@ -116,6 +119,8 @@ impl Store {
         files::remove_temporary_files(&data_files)?;
         let recovered = recover(&data_dir, &options.codec)?;
         warn_about_unlisted_files(&data_dir, &recovered.manifest);
+        // Their bytes are in the WAL past the manifest, or in no tensor.
+        partial_files::remove_unlisted_partials(&data_dir, &recovered.manifest.partial_tensors);
         let wal = WalWriter::open(
             &wal::wal_dir(&data_dir),
             &recovered.replay,

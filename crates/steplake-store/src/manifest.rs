@@ -73,6 +73,23 @@ pub struct WriterState {
     pub last_seen_us: i64,
 }
 
+/// A tensor whose chunks were still arriving when the manifest was written:
+/// its bytes so far are in `path`, so the WAL segments that held them could
+/// be deleted (see `partial_files`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartialTensorFile {
+    /// Path relative to the data directory (`partial/…`).
+    pub path: String,
+    /// How many leading bytes of the file are the tensor's (a flush cut
+    /// short may have left more).
+    pub bytes: u64,
+    /// The tensor's header as its latest chunk left it: a WAL tensor
+    /// payload without data, in hex.
+    pub header: String,
+    /// When its first chunk came, microseconds since the epoch.
+    pub started_us: i64,
+}
+
 /// The manifest's contents.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -88,6 +105,9 @@ pub struct Manifest {
     pub runs: BTreeMap<String, RunInfo>,
     /// Writers by id.
     pub writers: BTreeMap<String, WriterState>,
+    /// Tensors still being received at `covered_lsn`.
+    #[serde(default)]
+    pub partial_tensors: Vec<PartialTensorFile>,
 }
 
 impl Default for Manifest {
@@ -99,6 +119,7 @@ impl Default for Manifest {
             files: Vec::new(),
             runs: BTreeMap::new(),
             writers: BTreeMap::new(),
+            partial_tensors: Vec::new(),
         }
     }
 }

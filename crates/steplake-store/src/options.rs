@@ -57,4 +57,6 @@ pub struct StoreStats {
     pub files_flushed: AtomicU64,
     /// Total milliseconds spent writing Parquet files since start.
     pub flush_millis: AtomicU64,
+    /// Bytes appended to the write-ahead log since start.
+    pub wal_bytes_appended: AtomicU64,
 }

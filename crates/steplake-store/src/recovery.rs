@@ -6,6 +6,7 @@ use steplake_codec::Codec;
 
 use crate::apply::{Record, Refusal, WriteRules};
 use crate::buffer::Buffer;
+use crate::partial_files::load_partials;
 use crate::record::decode_scalar_record;
 use crate::tensor_parts::Assembler;
 use crate::tensor_record::decode_tensor_part;
@@ -70,6 +71,11 @@ pub(crate) fn recover(data_dir: &Path, codec: &Codec) -> Result<Recovered, Store
         writers: manifest.writers.clone().into_iter().collect(),
         assembler: Assembler::new(codec.clone()),
     };
+    // The tensors still being received at `covered_lsn`; the WAL past it
+    // continues them.
+    for (part, started_us, file) in load_partials(data_dir, &manifest.partial_tensors)? {
+        rules.assembler.restore(part, started_us, file);
+    }
     let mut buffer = Buffer::default();
     let mut replay = wal::replay(&wal::wal_dir(data_dir), manifest.covered_lsn)?;
     let mut next_lsn = manifest.covered_lsn + 1;

@@ -8,12 +8,14 @@
 //! differs from the first part's is rejected, naming the tensor.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use steplake_codec::Codec;
 use steplake_core::tensor::numel;
 use steplake_core::{validate_run_id, CoreError, TensorRecord};
 
+use crate::now_us;
+use crate::partial_files::{new_partial_path, PartialSnapshot};
 use crate::tensor_record::TensorPart;
 
 /// Identifies a tensor being assembled.
@@ -128,11 +130,17 @@ pub struct Assembler {
     codec: Codec,
 }
 
-/// A tensor being received, and when its first chunk came.
+/// A tensor being received: its bytes so far, when its first chunk came,
+/// and how much of it a flush wrote to its partial tensor file.
 #[derive(Debug)]
 struct Partial {
     part: TensorPart,
-    started: Instant,
+    /// µs since the epoch (wall clock, so the age limit holds across restarts).
+    started_us: i64,
+    /// Its file under `partial/`, once a flush wrote one.
+    file: Option<String>,
+    /// Leading bytes of `part.data` already in that file.
+    persisted: u64,
 }
 
 impl Assembler {
@@ -174,10 +182,11 @@ impl Assembler {
     /// Drops tensors whose first chunk came more than `max_age` ago;
     /// returns (run, name, step) of each dropped one.
     pub fn drop_older_than(&mut self, max_age: Duration) -> Vec<(String, String, i64)> {
+        let cutoff = now_us().saturating_sub(max_age.as_micros().min(i64::MAX as u128) as i64);
         let stale: Vec<PartialKey> = self
             .partials
             .iter()
-            .filter(|(_, p)| p.started.elapsed() > max_age)
+            .filter(|(_, p)| p.started_us < cutoff)
             .map(|(k, _)| k.clone())
             .collect();
         stale
@@ -196,13 +205,66 @@ impl Assembler {
     /// Holds `part` as the tensor received so far; `keep_start` keeps the
     /// time of the first chunk (a carried-over part is no new tensor).
     fn insert(&mut self, key: PartialKey, part: TensorPart, keep_start: bool) {
-        let started = match self.partials.get(&key) {
-            Some(p) if keep_start => p.started,
-            _ => Instant::now(),
+        let started_us = match self.partials.get(&key) {
+            Some(p) if keep_start => p.started_us,
+            _ => now_us(),
         };
         self.remove(&key);
         self.bytes += part.data.len() as u64;
-        self.partials.insert(key, Partial { part, started });
+        self.partials.insert(
+            key,
+            Partial {
+                part,
+                started_us,
+                file: None,
+                persisted: 0,
+            },
+        );
+    }
+
+    /// Takes back a tensor recovery found in its partial tensor file: `part`
+    /// holds every byte of `file` received so far.
+    pub(crate) fn restore(&mut self, part: TensorPart, started_us: i64, file: String) {
+        let key = PartialKey::of(&part);
+        self.remove(&key);
+        self.bytes += part.data.len() as u64;
+        let persisted = part.data.len() as u64;
+        self.partials.insert(
+            key,
+            Partial {
+                part,
+                started_us,
+                file: Some(file),
+                persisted,
+            },
+        );
+    }
+
+    /// What the next flush writes of every tensor still being received: the
+    /// bytes that came since the previous one, to each tensor's file (named
+    /// here the first time). Counts them as written: the flusher retries
+    /// until they are.
+    pub(crate) fn snapshot(&mut self) -> Vec<PartialSnapshot> {
+        self.partials
+            .values_mut()
+            .map(|partial| {
+                let path = partial.file.get_or_insert_with(new_partial_path).clone();
+                let offset = partial.persisted;
+                let delta = partial.part.data[offset as usize..].to_vec();
+                partial.persisted = partial.part.data.len() as u64;
+                PartialSnapshot {
+                    path,
+                    offset,
+                    delta,
+                    header: TensorPart {
+                        data: Vec::new(),
+                        offset: 0,
+                        ..partial.part.clone_header()
+                    },
+                    started_us: partial.started_us,
+                }
+            })
+            .collect()
     }
 
     /// Checks that `part` continues what was received (or starts a tensor).
@@ -245,7 +307,8 @@ impl Assembler {
 
     /// Applies a checked part; returns the tensor when it is complete.
     /// A part at offset 0 starts the tensor afresh; a `carried_over` part
-    /// (see [`Assembler::carry_over`]) replaces what was received.
+    /// (one that steplake versions before partial tensor files logged again
+    /// at a flush, still found in their logs) replaces what was received.
     pub fn apply(&mut self, part: TensorPart, carried_over: bool) -> Option<TensorRecord> {
         let key = PartialKey::of(&part);
         let complete = if part.stats_only {
@@ -271,19 +334,6 @@ impl Assembler {
             self.remove(&key)?
         };
         Some(into_record(complete, &self.codec))
-    }
-
-    /// Every tensor still being received, as one part each (all bytes so
-    /// far), to be logged again as carried over when the WAL segments
-    /// holding their earlier parts are about to be deleted.
-    pub fn carry_over(&self) -> Vec<TensorPart> {
-        self.partials
-            .values()
-            .map(|p| TensorPart {
-                offset: 0,
-                ..p.part.clone()
-            })
-            .collect()
     }
 
     /// Tensors being received.
@@ -357,7 +407,7 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("overlap"));
-        assert_eq!(assembler.carry_over().len(), 1);
+        assert_eq!(assembler.open(), 1);
         let rest = part(6, &bytes[6..]);
         assembler.check(&rest).expect("continues");
         let record = assembler.apply(rest, false).expect("complete");

@@ -60,6 +60,27 @@ pub struct TensorPart {
     pub data: Vec<u8>,
 }
 
+impl TensorPart {
+    /// A copy of everything but the data (left empty).
+    pub(crate) fn clone_header(&self) -> TensorPart {
+        TensorPart {
+            writer_id: self.writer_id.clone(),
+            sequence: self.sequence,
+            run_id: self.run_id.clone(),
+            name: self.name.clone(),
+            step: self.step,
+            wall_time_us: self.wall_time_us,
+            dtype: self.dtype,
+            shape: self.shape.clone(),
+            total_len: self.total_len,
+            offset: self.offset,
+            stats_only: self.stats_only,
+            stats: self.stats.clone(),
+            data: Vec::new(),
+        }
+    }
+}
+
 fn put_f64_option(out: &mut Vec<u8>, value: Option<f64>) {
     out.push(value.is_some() as u8);
     out.extend_from_slice(&value.unwrap_or(0.0).to_le_bytes());

@@ -15,7 +15,6 @@ use crate::apply::{Change, Record, Refusal, WriteRules};
 use crate::flusher::FlushJob;
 use crate::request::{reject, Command, Effect, RunReply};
 use crate::shared::{read_state, write_state, Frozen, Shared};
-use crate::tensor_record::encode_tensor_part;
 use crate::wal::{frame_record, frame_record_with_crc, FsyncPolicy, RecordKind, WalWriter};
 use crate::{now_us, random_id, CreateRun, StoreError, StoreOptions, TensorPart, WriteAck};
 
@@ -171,6 +170,10 @@ impl WalThread {
     fn append(&mut self, pending: &mut Pending) -> Result<(), StoreError> {
         if let Some(first_lsn) = pending.first_lsn.take() {
             self.wal.append(&pending.framed, first_lsn)?;
+            self.shared
+                .stats
+                .wal_bytes_appended
+                .fetch_add(pending.framed.len() as u64, Ordering::Relaxed);
             pending.framed.clear();
         }
         pending.durable = pending.effects.len();
@@ -461,8 +464,8 @@ impl WalThread {
             );
         }
         let covered_lsn = self.wal.next_lsn() - 1;
-        self.carry_over_partial_tensors();
         let job = FlushJob {
+            partials: self.rules.assembler.snapshot(),
             file_id,
             buffer,
             covered_lsn,
@@ -480,30 +483,6 @@ impl WalThread {
             for reply in job.replies {
                 let _ = reply.send(Err("the flusher has stopped".into()));
             }
-        }
-    }
-}
-
-impl WalThread {
-    /// Logs every tensor still being received again, past the LSN the next
-    /// flush covers: the WAL segments holding their earlier parts may then be
-    /// deleted without losing acknowledged bytes. On failure the store stops
-    /// accepting writes, as for any WAL failure.
-    fn carry_over_partial_tensors(&mut self) {
-        let parts = self.rules.assembler.carry_over();
-        if parts.is_empty() {
-            return;
-        }
-        let first_lsn = self.wal.next_lsn();
-        let mut framed = Vec::new();
-        for part in &parts {
-            let mut payload = Vec::new();
-            encode_tensor_part(&mut payload, part, true);
-            let lsn = self.wal.assign_lsn();
-            frame_record(&mut framed, lsn, RecordKind::Tensor, &payload);
-        }
-        if let Err(e) = self.wal.append(&framed, first_lsn) {
-            self.append_failed(&e);
         }
     }
 }

@@ -163,3 +163,49 @@ fn incomplete_tensors_are_capped_in_memory_and_dropped_when_stale() {
     let late = block_on(store.write_tensor(part(4, 2, &all, 2000..4000))).expect_err("dropped");
     assert!(late.to_string().contains("no earlier chunk"), "{late}");
 }
+
+/// A tensor still being received is written to disk once, not logged again
+/// at every flush, and survives restarts until its last chunk comes.
+#[test]
+fn an_incomplete_tensor_is_not_logged_again_at_every_flush() {
+    let appended = |store: &Store| {
+        store
+            .stats()
+            .wal_bytes_appended
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let all = tensor_bytes(100_000); // 400,000 bytes
+    {
+        let store = open(dir.path());
+        create(&store);
+        block_on(store.write_tensor(part(1, 7, &all, 0..200_000))).expect("first half");
+        let before = appended(&store);
+        for _ in 0..3 {
+            store.flush().expect("flush");
+        }
+        assert_eq!(
+            appended(&store),
+            before,
+            "the flushes logged the partial tensor again"
+        );
+        // Crash: dropped without shutdown.
+    }
+    {
+        let store = open(dir.path());
+        store.flush().expect("flush after the restart");
+        assert_eq!(appended(&store), 0);
+        assert!(store.wal_bytes() < 100_000, "{}", store.wal_bytes());
+        block_on(store.write_tensor(part(2, 7, &all, 200_000..300_000))).expect("third quarter");
+        store.flush().expect("flush");
+    }
+    let store = open(dir.path());
+    assert!(visible(&store).is_empty(), "still incomplete");
+    block_on(store.write_tensor(part(3, 7, &all, 300_000..400_000))).expect("last quarter");
+    assert_eq!(visible(&store), vec![(7, Some(all.clone()))]);
+    store.flush().expect("flush");
+    let leftovers = std::fs::read_dir(dir.path().join("partial"))
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert_eq!(leftovers, 0, "a completed tensor leaves no partial file");
+}
