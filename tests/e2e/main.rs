@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `steplake` binary, real clients, loopback only.
 
 mod dashboard;
+mod data_dir_tools;
 mod flight_sql;
 mod gpu;
 mod harness;

@@ -1,11 +1,14 @@
-//! The `steplake` command: `serve`, `write`, `sql`, `import`, `sync`.
+//! The `steplake` command: `serve`, `write`, `sql`, `import`, `sync`,
+//! `check`, `repair`.
 //!
 //! Exit codes: 0 success; 1 failure (server unreachable, I/O, internal);
 //! 2 bad input (malformed file line, SQL error, statement not allowed, bad flag).
 
+mod check;
 mod import;
 mod output;
 mod points;
+mod repair;
 mod serve;
 mod sql;
 mod sync;
@@ -36,6 +39,10 @@ enum Command {
     Import(import::ImportCommand),
     /// Upload what Python runs spooled to disk while the server was unreachable.
     Sync(sync::SyncArgs),
+    /// Check every file of a data directory for damage, changing nothing.
+    Check(check::CheckArgs),
+    /// Rebuild a lost manifest.json of a data directory from its files: repair.
+    Repair(repair::RepairArgs),
 }
 
 /// A failure that ends the command, with the exit code it maps to.
@@ -103,6 +110,8 @@ fn main() -> ExitCode {
             Command::Sql(args) => sql::run(args).await,
             Command::Import(command) => import::run(command).await,
             Command::Sync(args) => sync::run(args).await,
+            Command::Check(args) => check::run(args),
+            Command::Repair(args) => repair::run(args),
         }
     });
     match result {

@@ -128,6 +128,16 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         ServerError::Store(StoreError::Locked { .. }) => {
             CliError::Failure(format!("{e}; stop it, or use another --data-dir"))
         }
+        ServerError::Store(StoreError::ManifestMissing { ref dir, .. }) => {
+            CliError::Failure(format!(
+                "{e}, or rebuild it from the data files with `steplake repair --data-dir {}`",
+                dir.display()
+            ))
+        }
+        ServerError::Store(StoreError::Corrupt { .. }) => CliError::Failure(format!(
+            "{e}. `steplake check --data-dir {}` lists every damaged file",
+            args.data_dir.display()
+        )),
         other => CliError::Failure(other.to_string()),
     })?;
     let addr = server

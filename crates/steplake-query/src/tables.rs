@@ -169,6 +169,9 @@ impl TableProvider for ScalarsTable {
         let snapshot = self
             .store
             .scalars_snapshot(&filter, projection.map(Vec::as_slice));
+        let files = snapshot.streaming.files.iter();
+        let files = files.chain(snapshot.latest.iter().flat_map(|l| l.files.iter()));
+        verify(&self.store, files.cloned().collect()).await?;
         let mut inputs = self
             .streaming_scan(state, projection, filters, limit, &snapshot)
             .await?;
@@ -316,6 +319,20 @@ fn projected_scalars_schema(projection: Option<&Vec<usize>>) -> Result<SchemaRef
         Some(p) => Arc::new(scalars_schema().project(p)?),
         None => scalars_schema(),
     })
+}
+
+/// Checks that `files` are whole and unchanged before a scan reads them
+/// ([`Store::verify_files`]), on a blocking thread: a damaged file fails the
+/// query with its name instead of giving wrong values.
+async fn verify(store: &Arc<Store>, files: Vec<FileRef>) -> Result<()> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.verify_files(&files))
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?
+        .map_err(|e| DataFusionError::External(Box::new(e)))
 }
 
 /// Filters prune files, pages and buffered series; DataFusion still applies them.
@@ -474,6 +491,7 @@ impl TableProvider for TensorsTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let view = self.store.tensors_view(&series_filter(filters));
+        verify(&self.store, view.files.clone()).await?;
         if view.repeated {
             return latest_tensors_scan(state, &view, projection, filters).await;
         }

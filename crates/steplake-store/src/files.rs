@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use arrow::array::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::metadata::SortingColumn;
+use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use steplake_core::schema::scalars_schema;
@@ -79,15 +79,87 @@ pub fn scalars_writer_properties() -> WriterProperties {
         .build()
 }
 
-/// Writes `batches` (already sorted by run, name, step) as the file `final_path`.
-///
-/// Returns the file's size in bytes.
-pub fn write_scalars_file(final_path: &Path, batches: &[RecordBatch]) -> Result<u64, StoreError> {
+/// Size and CRC-32 of a data file as it was written: what the manifest
+/// records, and [`verify_data_file`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Size in bytes.
+    pub bytes: u64,
+    /// CRC-32 (IEEE) of the whole file.
+    pub crc32: u32,
+}
+
+/// A file being written, checksummed on the way.
+pub struct ChecksumWriter {
+    file: File,
+    crc: crc32fast::Hasher,
+    bytes: u64,
+}
+
+impl std::io::Write for ChecksumWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Checks that the data file at `path` is whole and unchanged since it was
+/// written: its size, then the CRC-32 of every byte. A file written before
+/// checksums were recorded (`crc32` is `None`) is checked for size only.
+pub fn verify_data_file(path: &Path, bytes: u64, crc32: Option<u32>) -> Result<(), StoreError> {
+    let mut file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let actual = file.metadata().map_err(|e| StoreError::io(path, e))?.len();
+    if actual != bytes {
+        return Err(StoreError::corrupt(
+            path,
+            actual.min(bytes),
+            format!("the file is {actual} bytes but {bytes} were written: it was truncated or replaced; restore it from a backup"),
+        ));
+    }
+    let Some(expected) = crc32 else {
+        return Ok(());
+    };
+    let mut crc = crc32fast::Hasher::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buffer).map_err(|e| StoreError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        crc.update(&buffer[..n]);
+    }
+    let actual = crc.finalize();
+    if actual != expected {
+        return Err(StoreError::corrupt(
+            path,
+            0,
+            format!("the file fails its checksum (CRC-32 {actual:08x}, written as {expected:08x}): its bytes changed since it was written; restore it from a backup"),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `batches` (already sorted by run, name, step) as the file
+/// `final_path`, with `key_values` in its metadata.
+pub fn write_scalars_file(
+    final_path: &Path,
+    batches: &[RecordBatch],
+    key_values: &[KeyValue],
+) -> Result<Written, StoreError> {
     write_atomically(final_path, |file| {
         let mut writer =
             ArrowWriter::try_new(file, scalars_schema(), Some(scalars_writer_properties()))?;
         for batch in batches {
             writer.write(batch)?;
+        }
+        for kv in key_values {
+            writer.append_key_value_metadata(kv.clone());
         }
         writer.into_inner()
     })
@@ -95,27 +167,35 @@ pub fn write_scalars_file(final_path: &Path, batches: &[RecordBatch]) -> Result<
 
 /// Writes a data file so that it is either whole or absent: `write` fills a
 /// temporary file, which is fsynced, renamed to `final_path`, and its
-/// directory fsynced. Returns the file's size in bytes.
+/// directory fsynced. Returns the file's size and checksum.
 pub fn write_atomically(
     final_path: &Path,
-    write: impl FnOnce(File) -> Result<File, parquet::errors::ParquetError>,
-) -> Result<u64, StoreError> {
+    write: impl FnOnce(ChecksumWriter) -> Result<ChecksumWriter, parquet::errors::ParquetError>,
+) -> Result<Written, StoreError> {
     let dir = final_path
         .parent()
         .ok_or_else(|| StoreError::io(final_path, std::io::Error::other("no parent directory")))?;
     fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     let tmp_path = final_path.with_extension("parquet.tmp");
     let file = File::create(&tmp_path).map_err(|e| StoreError::io(&tmp_path, e))?;
-    let file = write(file).map_err(|e| StoreError::parquet(&tmp_path, e))?;
-    file.sync_all().map_err(|e| StoreError::io(&tmp_path, e))?;
-    let bytes = file
-        .metadata()
-        .map_err(|e| StoreError::io(&tmp_path, e))?
-        .len();
-    drop(file);
+    let writer = ChecksumWriter {
+        file,
+        crc: crc32fast::Hasher::new(),
+        bytes: 0,
+    };
+    let writer = write(writer).map_err(|e| StoreError::parquet(&tmp_path, e))?;
+    writer
+        .file
+        .sync_all()
+        .map_err(|e| StoreError::io(&tmp_path, e))?;
+    let written = Written {
+        bytes: writer.bytes,
+        crc32: writer.crc.finalize(),
+    };
+    drop(writer.file);
     fs::rename(&tmp_path, final_path).map_err(|e| StoreError::io(final_path, e))?;
     sync_dir(dir)?;
-    Ok(bytes)
+    Ok(written)
 }
 
 /// Removes leftovers of interrupted writes (`*.tmp`) from the data folder.

@@ -1,7 +1,7 @@
 //! The flusher thread: writes frozen buffers as Parquet files, records them
 //! in the manifest, and deletes the WAL segments the manifest then covers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use steplake_core::schema::scalars_col;
 use steplake_core::{RunInfo, TensorRecord};
 
 use crate::partial_files::{remove_unlisted_partials, write_partials, PartialSnapshot};
+use crate::provenance::Filed;
 use crate::shared::{read_state, write_state, Shared};
 use crate::{
     files, now_us, tensor_files, wal, Buffer, DataFile, SeriesFilter, SeriesRange, StoreError,
@@ -40,10 +41,11 @@ pub(crate) const WRITER_RETENTION_US: i64 = 30 * 24 * 3600 * 1_000_000;
 /// then it writes nothing after the failed job, so the WAL still holds all of it.
 pub(crate) fn run_flusher(shared: Arc<Shared>, jobs: mpsc::Receiver<FlushJob>) {
     let mut gave_up: Option<String> = None;
+    let mut filed = Filed::default();
     for job in jobs {
         let result = match &gave_up {
             Some(reason) => Err(reason.clone()),
-            None => flush_with_retries(&shared, &job),
+            None => flush_with_retries(&shared, &job, &mut filed),
         };
         if let Err(reason) = &result {
             gave_up = Some(reason.clone());
@@ -55,11 +57,20 @@ pub(crate) fn run_flusher(shared: Arc<Shared>, jobs: mpsc::Receiver<FlushJob>) {
     }
 }
 
-pub(crate) fn flush_with_retries(shared: &Shared, job: &FlushJob) -> Result<(), String> {
+pub(crate) fn flush_with_retries(
+    shared: &Shared,
+    job: &FlushJob,
+    filed: &mut Filed,
+) -> Result<(), String> {
     let mut attempt = 0u32;
     loop {
-        match flush_one(shared, job) {
-            Ok(()) => return Ok(()),
+        match flush_one(shared, job, filed) {
+            Ok(wrote_files) => {
+                if wrote_files {
+                    filed.filed(&job.runs, &job.writers);
+                }
+                return Ok(());
+            }
             Err(e) => {
                 attempt += 1;
                 tracing::error!(error = %e, attempt, "flushing the buffer to Parquet failed; its points stay in the WAL and in memory, retrying");
@@ -76,44 +87,69 @@ pub(crate) fn flush_with_retries(shared: &Shared, job: &FlushJob) -> Result<(), 
     }
 }
 
-pub(crate) fn flush_one(shared: &Shared, job: &FlushJob) -> Result<(), StoreError> {
+/// Writes one frozen buffer's files and the manifest that lists them;
+/// returns whether any data file was written.
+pub(crate) fn flush_one(
+    shared: &Shared,
+    job: &FlushJob,
+    filed: &Filed,
+) -> Result<bool, StoreError> {
     let started = Instant::now();
     let batches = job.buffer.read(&SeriesFilter::default(), None);
     let mut manifest = read_state(shared).manifest.clone();
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let tensors = sorted_tensors(job.buffer.tensors());
+    let series: Vec<SeriesRange> = batches.iter().filter_map(series_range_of).collect();
+    let run_ids: BTreeSet<&str> = series
+        .iter()
+        .map(|s| s.run_id.as_str())
+        .chain(tensors.iter().map(|(run, _)| run.as_str()))
+        .collect();
+    let key_values = filed
+        .provenance(
+            job.file_id,
+            job.covered_lsn,
+            &job.runs,
+            &job.writers,
+            &run_ids,
+        )
+        .key_values();
     if rows > 0 {
         let relative = format!(
             "data/{}",
             files::data_file_name(job.file_id, &shared.incarnation)
         );
-        let bytes = files::write_scalars_file(&shared.data_dir.join(&relative), &batches)?;
+        let written =
+            files::write_scalars_file(&shared.data_dir.join(&relative), &batches, &key_values)?;
         manifest.files.push(DataFile {
             table: Table::Scalars,
             id: job.file_id,
             path: relative,
             rows: rows as u64,
-            bytes,
-            series: batches.iter().filter_map(series_range_of).collect(),
+            bytes: written.bytes,
+            crc32: Some(written.crc32),
+            series,
         });
         shared.stats.files_flushed.fetch_add(1, Ordering::Relaxed);
     }
-    let tensors = sorted_tensors(job.buffer.tensors());
     if !tensors.is_empty() {
         let relative = format!(
             "data/{}",
             tensor_files::tensor_file_name(job.file_id, &shared.incarnation)
         );
-        let bytes = tensor_files::write_tensors_file(
+        let written = tensor_files::write_tensors_file(
             &shared.data_dir.join(&relative),
             &tensors,
             &shared.codec,
+            &key_values,
         )?;
         manifest.files.push(DataFile {
             table: Table::Tensors,
             id: job.file_id,
             path: relative,
             rows: tensors.len() as u64,
-            bytes,
+            bytes: written.bytes,
+            crc32: Some(written.crc32),
             series: tensor_ranges(&tensors),
         });
         shared.stats.files_flushed.fetch_add(1, Ordering::Relaxed);
@@ -147,7 +183,7 @@ pub(crate) fn flush_one(shared: &Shared, job: &FlushJob) -> Result<(), StoreErro
         deleted_segments = deleted,
         "flushed buffer"
     );
-    Ok(())
+    Ok(rows > 0 || !tensors.is_empty())
 }
 
 /// Tensors sorted by (run, name, step); of a step written more than once

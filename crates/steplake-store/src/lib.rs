@@ -36,10 +36,14 @@
 //! - `partial_files`: tensors still being received, kept across flushes;
 //! - `recovery`: the state rebuilt at open;
 //! - `views`: what one query reads, under one lock;
+//! - `check`: verifying a directory's files without changing them;
+//! - `repair`: rebuilding a lost manifest from the files (`provenance`:
+//!   what each file records of the catalog for that);
 //! - `shared`: the state those stages share; `lock`, `options`, `error`.
 
 mod apply;
 pub mod buffer;
+mod check;
 mod error;
 pub mod files;
 mod flusher;
@@ -47,8 +51,10 @@ mod lock;
 pub mod manifest;
 mod options;
 mod partial_files;
+mod provenance;
 pub mod record;
 mod recovery;
+mod repair;
 mod request;
 mod shared;
 pub mod tensor_files;
@@ -69,9 +75,11 @@ use steplake_core::{validate_run_id, CoreError, RunInfo, ScalarBatch};
 use tokio::sync::oneshot;
 
 pub use buffer::{Buffer, SeriesFilter};
+pub use check::{check_data_dir, CheckReport, FileCheck};
 pub use error::StoreError;
 pub use manifest::{DataFile, Manifest, PartialTensorFile, SeriesRange, Table, WriterState};
 pub use options::{StoreOptions, StoreStats};
+pub use repair::{repair_manifest, RepairReport};
 pub use request::{CreateRun, PendingAck, WriteAck};
 pub use tensor_record::TensorPart;
 pub use views::{BufferedRows, FileRef, ScalarsSnapshot, ScalarsView, TensorsView};

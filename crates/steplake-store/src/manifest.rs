@@ -60,6 +60,10 @@ pub struct DataFile {
     pub rows: u64,
     /// Size in bytes.
     pub bytes: u64,
+    /// CRC-32 of the whole file as written (absent in manifests written
+    /// before checksums were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32: Option<u32>,
     /// Per-series step ranges, sorted by (run, name).
     pub series: Vec<SeriesRange>,
 }

@@ -1,7 +1,7 @@
 //! The state the WAL thread, the flusher and readers share: what readers
 //! see ([`State`]) behind one lock, and the flush backpressure.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     /// Random per open, part of every data file name: files written by two
     /// processes (should the lock ever be defeated) never share a name.
     pub(crate) incarnation: String,
+    /// Ids of the data files checked whole since the open.
+    verified: Mutex<HashSet<u64>>,
 }
 
 impl Shared {
@@ -48,12 +50,27 @@ impl Shared {
             data_dir,
             codec,
             incarnation: random_id(),
+            verified: Mutex::new(HashSet::new()),
             state: RwLock::new(state),
             stats: StoreStats::default(),
             pending_flushes: Mutex::new(0),
             flush_finished: Condvar::new(),
             shutting_down: AtomicBool::new(false),
         }
+    }
+
+    pub(crate) fn is_verified(&self, file_id: u64) -> bool {
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&file_id)
+    }
+
+    pub(crate) fn mark_verified(&self, file_id: u64) {
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(file_id);
     }
 
     /// Waits until fewer than [`MAX_PENDING_FLUSHES`] flushes are pending, then

@@ -11,7 +11,7 @@
 //! column chunk is then declared ZSTD, which is what the frames are: pyarrow,
 //! DuckDB and DataFusion read these files with their own zstd.
 
-use std::fs::File;
+use crate::files::{ChecksumWriter, Written};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -27,6 +27,7 @@ use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::column::page::{CompressedPage, Page, PageWriteSpec, PageWriter};
 use parquet::column::writer::{get_column_writer, ColumnCloseResult, ColumnWriter};
 use parquet::errors::ParquetError;
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::{ColumnDescPtr, ColumnPath};
@@ -95,16 +96,20 @@ pub fn write_tensors_file(
     final_path: &Path,
     rows: &[(String, TensorRecord)],
     codec: &Codec,
-) -> Result<u64, StoreError> {
-    crate::files::write_atomically(final_path, |file| write_tensors(file, rows, codec))
+    key_values: &[KeyValue],
+) -> Result<Written, StoreError> {
+    crate::files::write_atomically(final_path, |file| {
+        write_tensors(file, rows, codec, key_values)
+    })
 }
 
 /// Writes the Parquet bytes of `rows` to `file`, one row group.
 fn write_tensors(
-    file: File,
+    file: ChecksumWriter,
     rows: &[(String, TensorRecord)],
     codec: &Codec,
-) -> Result<File, ParquetError> {
+    key_values: &[KeyValue],
+) -> Result<ChecksumWriter, ParquetError> {
     let schema = tensors_schema();
     let parquet_schema = ArrowSchemaConverter::new().convert(&schema)?;
     let mut props = tensors_writer_properties();
@@ -139,6 +144,9 @@ fn write_tensors(
         }
     }
     row_group.close()?;
+    for kv in key_values {
+        writer.append_key_value_metadata(kv.clone());
+    }
     writer.into_inner()
 }
 

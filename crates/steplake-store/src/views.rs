@@ -8,6 +8,7 @@ use arrow::array::RecordBatch;
 use steplake_core::TensorRecord;
 
 use crate::shared::{read_state, State};
+use crate::StoreError;
 use crate::{Manifest, SeriesFilter, SeriesRange, Store, Table};
 
 /// A source of buffered rows as returned by [`Store::scalars_view`].
@@ -52,16 +53,37 @@ pub struct TensorsView {
     pub repeated: bool,
 }
 
-/// A data file as a query needs it: its version and where it is.
+/// A data file as a query needs it: its version, where it is, and what
+/// [`Store::verify_files`] checks it against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRef {
     /// The file id, which is also its version: larger ids hold later writes.
     pub id: u64,
     /// Path relative to the data directory.
     pub path: String,
+    /// Size in bytes as written.
+    pub bytes: u64,
+    /// CRC-32 as written, when recorded.
+    pub crc32: Option<u32>,
 }
 
 impl Store {
+    /// Checks, before a query reads them, that `files` are whole and
+    /// unchanged since they were written (size and CRC-32), each once per
+    /// open: data files never change after they are written. A damaged file
+    /// is an error naming it; the caller reads nothing of it.
+    pub fn verify_files(&self, files: &[FileRef]) -> Result<(), StoreError> {
+        for file in files {
+            if self.shared.is_verified(file.id) {
+                continue;
+            }
+            let path = self.shared.data_dir.join(&file.path);
+            crate::files::verify_data_file(&path, file.bytes, file.crc32)?;
+            self.shared.mark_verified(file.id);
+        }
+        Ok(())
+    }
+
     /// The tensor files and buffered tensors that can match `filter`, taken
     /// at one instant (buffered ones with their runs, oldest first).
     pub fn tensors_view(&self, filter: &SeriesFilter) -> TensorsView {
@@ -253,6 +275,8 @@ fn files_of(state: &State, table: Table, filter: &SeriesFilter) -> Vec<FileRef> 
         .map(|f| FileRef {
             id: f.id,
             path: f.path.clone(),
+            bytes: f.bytes,
+            crc32: f.crc32,
         })
         .collect()
 }

@@ -116,7 +116,7 @@ fn every_dtype_round_trips_bit_exactly() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("tensors-0000000001.parquet");
     let rows = sample();
-    write_tensors_file(&path, &rows, &Codec::cpu()).expect("write");
+    write_tensors_file(&path, &rows, &Codec::cpu(), &[]).expect("write");
 
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(File::open(&path).expect("open")).expect("reader");
@@ -195,7 +195,9 @@ fn weights_compress() {
         .into_iter()
         .filter(|(_, r)| r.name == "w.f32")
         .collect();
-    let size = write_tensors_file(&path, &rows, &Codec::cpu()).expect("write");
+    let size = write_tensors_file(&path, &rows, &Codec::cpu(), &[])
+        .expect("write")
+        .bytes;
     // 1.2 MB of f32 whose sign and exponent planes are skewed: the codec's
     // Huffman blocks bring the file well below the raw size.
     assert!(size < 1_000_000, "{size} bytes");
@@ -251,7 +253,7 @@ fn pyarrow_and_duckdb_read_the_same_numbers() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("tensors-0000000003.parquet");
     let rows = sample();
-    write_tensors_file(&path, &rows, &Codec::cpu()).expect("write");
+    write_tensors_file(&path, &rows, &Codec::cpu(), &[]).expect("write");
     let script = format!("{}/../../tests/python/read_tensors.py", manifest_dir());
     let out = std::process::Command::new(python())
         .arg(script)
