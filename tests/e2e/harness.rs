@@ -48,11 +48,17 @@ impl TestServer {
 
     /// Starts a server on `data_dir` with extra flags; waits until it listens.
     pub(crate) fn start(data_dir: &Path, extra: &[&str]) -> TestServer {
+        TestServer::start_on(data_dir, "127.0.0.1:0", extra)
+    }
+
+    /// Starts a server listening on `listen` (to start it again on the same
+    /// port, for clients that reconnect).
+    pub(crate) fn start_on(data_dir: &Path, listen: &str, extra: &[&str]) -> TestServer {
         let mut child = Command::new(binary())
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(["--listen", listen, "--http", "127.0.0.1:0"])
             .args(extra)
             .env("STEPLAKE_LOG", "warn")
             .stdout(Stdio::piped())
