@@ -214,7 +214,10 @@ impl Client {
 
     /// Opens a write stream with a chosen writer id, numbering batches from
     /// `first_sequence`. Reusing a writer id and sequence numbers replays
-    /// batches idempotently: already-applied ones are acknowledged as duplicates.
+    /// batches idempotently: already-applied ones are acknowledged as
+    /// duplicates. A writer's sequences must follow each other from 1: after
+    /// a stream ends with an error, open the next one at the first
+    /// unacknowledged sequence (see `ingest.proto`, "Exactly once").
     pub async fn writer_with_id(
         &self,
         run_id: &str,
