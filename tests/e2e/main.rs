@@ -9,6 +9,7 @@ mod harness;
 mod import;
 mod ingest;
 mod python_clients;
+mod query_limits;
 mod shutdown;
 mod sql;
 mod tensor_functions;

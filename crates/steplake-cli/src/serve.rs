@@ -9,7 +9,7 @@ use clap::Args;
 use steplake_codec::{Codec, GpuMode};
 use steplake_http::DEFAULT_HTTP;
 use steplake_server::{
-    Server, ServerConfig, ServerError, DEFAULT_LISTEN, DEFAULT_MAX_MESSAGE_BYTES,
+    QueryOptions, Server, ServerConfig, ServerError, DEFAULT_LISTEN, DEFAULT_MAX_MESSAGE_BYTES,
 };
 use steplake_store::{FsyncPolicy, StoreError, StoreOptions};
 
@@ -55,6 +55,17 @@ pub(crate) struct ServeArgs {
     /// tensors are coded on the CPU.
     #[arg(long, env = "STEPLAKE_GPU_MEMORY", default_value = "4GiB", value_parser = parse_size)]
     gpu_memory: usize,
+    /// Memory all running queries may hold together (joins, sorts,
+    /// aggregations), e.g. 8GiB; past it they spill to disk where they can,
+    /// or fail with RESOURCE_EXHAUSTED. Default: half of the machine's memory.
+    #[arg(long, env = "STEPLAKE_QUERY_MEMORY", value_parser = parse_size)]
+    query_memory: Option<usize>,
+    /// Seconds a query may run before it is stopped (0: no limit).
+    #[arg(long, env = "STEPLAKE_QUERY_TIMEOUT", default_value_t = 300)]
+    query_timeout: u64,
+    /// Queries running at once; more wait for a turn (until their timeout).
+    #[arg(long, env = "STEPLAKE_MAX_CONCURRENT_QUERIES", default_value_t = 16)]
+    max_concurrent_queries: usize,
 }
 
 /// `--http`: an address, or `off`.
@@ -123,6 +134,14 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         },
         max_message_bytes: args.max_message_bytes,
         http: args.http.0,
+        query: QueryOptions {
+            memory_bytes: args
+                .query_memory
+                .unwrap_or(QueryOptions::default().memory_bytes),
+            timeout: (args.query_timeout > 0).then(|| Duration::from_secs(args.query_timeout)),
+            max_concurrent: args.max_concurrent_queries.max(1),
+            ..QueryOptions::default()
+        },
     };
     let server = Server::start(config).await.map_err(|e| match e {
         ServerError::Store(StoreError::Locked { .. }) => {

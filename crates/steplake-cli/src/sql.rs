@@ -78,6 +78,8 @@ async fn query_data_dir(
         QueryError::Plan(_) | QueryError::TooComplex(_) | QueryError::Forbidden(_) => {
             CliError::Input(e.to_string())
         }
-        QueryError::Execution(_) => CliError::Failure(e.to_string()),
+        QueryError::Execution(_) | QueryError::Overloaded(_) | QueryError::Timeout(_) => {
+            CliError::Failure(e.to_string())
+        }
     })
 }

@@ -29,6 +29,8 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::Query(QueryError::Forbidden(_)) => StatusCode::FORBIDDEN,
+            ApiError::Query(QueryError::Overloaded(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Query(QueryError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Query(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

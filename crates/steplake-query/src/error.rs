@@ -21,6 +21,68 @@ pub enum QueryError {
     /// Running the query failed.
     #[error("query failed: {}", describe(.0))]
     Execution(DataFusionError),
+    /// The query needs more than the server lets queries have: memory past
+    /// the pool, or a turn among the queries allowed to run at once.
+    #[error("{0}")]
+    Overloaded(String),
+    /// The query ran past the time a query may take.
+    #[error("the query was stopped after {} s, the longest a query may run here; narrow it (a step range, fewer series) or ask for a longer limit", .0.as_secs_f64())]
+    Timeout(std::time::Duration),
+}
+
+impl QueryError {
+    /// The error a running query's stream reported, sorted by cause: memory
+    /// past the pool is [`QueryError::Overloaded`], the time limit is
+    /// [`QueryError::Timeout`], anything else [`QueryError::Execution`].
+    pub fn from_execution(error: DataFusionError) -> QueryError {
+        if let Some(limit) = timed_out(&error) {
+            return QueryError::Timeout(limit);
+        }
+        match error.find_root() {
+            DataFusionError::ResourcesExhausted(message) => QueryError::Overloaded(format!(
+                "the query needs more memory than queries may use here ({}); narrow it, or raise the limit",
+                one_line(message)
+            )),
+            _ => QueryError::Execution(error),
+        }
+    }
+}
+
+/// The time limit a stream hit, as `executor` reports it.
+#[derive(Debug)]
+pub(crate) struct TimedOut(pub(crate) std::time::Duration);
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the query ran past its {} s limit", self.0.as_secs_f64())
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
+fn timed_out(error: &DataFusionError) -> Option<std::time::Duration> {
+    if let DataFusionError::External(inner) = error.find_root() {
+        if let Some(TimedOut(limit)) = inner.downcast_ref::<TimedOut>() {
+            return Some(*limit);
+        }
+    }
+    let mut current: &dyn std::error::Error = error;
+    loop {
+        if let Some(TimedOut(limit)) = current.downcast_ref::<TimedOut>() {
+            return Some(*limit);
+        }
+        current = current.source()?;
+    }
+}
+
+/// DataFusion's multi-line message on one line.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Prefixes DataFusion puts before a message that only repeat its kind.

@@ -8,7 +8,10 @@
 //! - heavy queries keep its threads busy, not the ones acknowledging writes;
 //! - a result stream is driven here and handed over through a small
 //!   channel. When the caller drops it (the client went away), the query
-//!   task sees the closed channel and drops the plan, which cancels it.
+//!   task sees the closed channel and drops the plan, which cancels it;
+//! - a stream holds its [`Ticket`] (its turn among the queries allowed to
+//!   run at once, and its deadline) until it ends, and is stopped with an
+//!   error when the deadline passes.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,7 +24,31 @@ use futures::StreamExt;
 use tokio::runtime::{Handle, Runtime};
 use tokio::task::JoinHandle;
 
+use crate::error::TimedOut;
 use crate::QueryError;
+
+/// What a running query holds: its turn among the queries allowed at once
+/// (released when the query ends or is dropped) and when it must stop.
+pub(crate) struct Ticket {
+    pub(crate) turn: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The deadline and the limit it was computed from.
+    pub(crate) deadline: Option<(tokio::time::Instant, std::time::Duration)>,
+}
+
+impl Ticket {
+    /// Runs `work` until the deadline; past it, the query's timeout error.
+    pub(crate) async fn within<T>(
+        &self,
+        work: impl Future<Output = Result<T, QueryError>>,
+    ) -> Result<T, QueryError> {
+        match self.deadline {
+            None => work.await,
+            Some((deadline, limit)) => tokio::time::timeout_at(deadline, work)
+                .await
+                .unwrap_or(Err(QueryError::Timeout(limit))),
+        }
+    }
+}
 
 /// Stack of each query thread. Only the pages a query touches are
 /// committed; the rest is address space.
@@ -68,23 +95,47 @@ impl QueryRuntime {
     }
 
     /// A stream that yields what `stream` yields, computed on the query
-    /// threads. Dropping it cancels the query.
-    pub(crate) fn stream(&self, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    /// threads, holding `ticket` until it ends. Dropping it cancels the
+    /// query; past the ticket's deadline it ends with the timeout error.
+    pub(crate) fn stream(
+        &self,
+        stream: SendableRecordBatchStream,
+        ticket: Ticket,
+    ) -> SendableRecordBatchStream {
         let schema: SchemaRef = stream.schema();
         let (sender, receiver) = tokio::sync::mpsc::channel(STREAM_AHEAD);
         let driver = self.handle.spawn(async move {
             let mut stream = stream;
-            loop {
+            let turn = ticket.turn;
+            let deadline = async {
+                match ticket.deadline {
+                    Some((at, limit)) => {
+                        tokio::time::sleep_until(at).await;
+                        limit
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::pin!(deadline);
+            let limit = loop {
                 let item = tokio::select! {
                     // The reader went away: stop computing.
                     () = sender.closed() => return,
+                    limit = &mut deadline => break limit,
                     item = stream.next() => item,
                 };
                 let Some(item) = item else { return };
-                if sender.send(item).await.is_err() {
-                    return;
+                tokio::select! {
+                    sent = sender.send(item) => if sent.is_err() { return },
+                    limit = &mut deadline => break limit,
                 }
-            }
+            };
+            // Past the deadline: stop computing and give the turn back
+            // first; the error then waits for the reader.
+            drop(stream);
+            drop(turn);
+            let error = DataFusionError::External(Box::new(TimedOut(limit)));
+            let _ = sender.send(Err(error)).await;
         });
         let guard = Arc::new(AbortOnDrop(driver));
         let batches = tokio_stream::wrappers::ReceiverStream::new(receiver).map(move |item| {

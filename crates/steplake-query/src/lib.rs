@@ -25,8 +25,12 @@
 //! A statement cannot take the server down: its size and nesting are
 //! limited ([`StatementLimits`]) before it is planned, and it is planned and
 //! run on a query runtime of its own (module `executor`) whose threads have
-//! large stacks and are not the ones that acknowledge writes. Dropping a
-//! result stream cancels its query.
+//! large stacks and are not the ones that acknowledge writes. Queries share
+//! a memory pool (joins, sorts and aggregations spill or fail with
+//! [`QueryError::Overloaded`]), run within a time limit and a limit on how
+//! many run at once ([`QueryOptions`]). Dropping a result stream cancels its
+//! query; yield points above joins (module `yields`) make that, and the
+//! time limit, take effect soon even for a cross join.
 
 mod error;
 mod executor;
@@ -34,16 +38,20 @@ pub mod filters;
 pub mod functions;
 mod limits;
 pub mod tables;
+mod yields;
 
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use futures::TryStreamExt;
+use std::num::NonZeroUsize;
 use steplake_store::Store;
 
 pub use error::QueryError;
@@ -62,6 +70,21 @@ pub struct QueryOptions {
     pub limits: StatementLimits,
     /// Threads of the query runtime (default: one per core).
     pub threads: usize,
+    /// Memory the running queries may hold together in joins, sorts and
+    /// aggregations (default: half of the machine's memory, see
+    /// [`default_query_memory`]). Past it, an operator that can spill to
+    /// disk does; any other fails its query with [`QueryError::Overloaded`],
+    /// and the process never runs out. Each spilling operator of a running
+    /// query gets an equal share.
+    pub memory_bytes: usize,
+    /// Longest a statement may take, from its turn to its last batch
+    /// (default 300 s; `None`: no limit).
+    pub timeout: Option<std::time::Duration>,
+    /// Statements running at once (default 16); more wait for a turn.
+    pub max_concurrent: usize,
+    /// Longest a statement waits for a turn (default 30 s), then it fails
+    /// with [`QueryError::Overloaded`]. Its time limit starts with its turn.
+    pub queue_timeout: std::time::Duration,
 }
 
 impl Default for QueryOptions {
@@ -69,7 +92,33 @@ impl Default for QueryOptions {
         QueryOptions {
             limits: StatementLimits::default(),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            memory_bytes: default_query_memory(),
+            timeout: Some(std::time::Duration::from_secs(300)),
+            max_concurrent: 16,
+            queue_timeout: std::time::Duration::from_secs(30),
         }
+    }
+}
+
+/// Half of the machine's physical memory (`MemTotal` of `/proc/meminfo`),
+/// at least 1 GiB; 4 GiB where it cannot be read.
+pub fn default_query_memory() -> usize {
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<usize>()
+                        .ok()
+                })
+        });
+    match total_kib {
+        Some(kib) => (kib.saturating_mul(1024) / 2).max(1 << 30),
+        None => 4 << 30,
     }
 }
 
@@ -83,6 +132,11 @@ pub struct QueryEngine {
     runtime: executor::QueryRuntime,
     /// Statements planned since start (every client: Flight SQL, HTTP, CLI).
     queries: Arc<std::sync::atomic::AtomicU64>,
+    /// Turns of the statements allowed to run at once.
+    turns: Arc<tokio::sync::Semaphore>,
+    max_concurrent: usize,
+    timeout: Option<std::time::Duration>,
+    queue_timeout: std::time::Duration,
 }
 
 impl QueryEngine {
@@ -103,7 +157,23 @@ impl QueryEngine {
         session.execution.parquet.pushdown_filters = true;
         session.execution.parquet.reorder_filters = true;
         session.sql_parser.map_string_types_to_utf8view = false;
-        let ctx = SessionContext::new_with_config(config);
+        let pool = TrackConsumersPool::new(
+            FairSpillPool::new(options.memory_bytes),
+            NonZeroUsize::MIN.saturating_add(2),
+        );
+        let runtime_env = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(pool))
+            .build_arc()
+            .map_err(QueryError::Execution)?;
+        let mut rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
+        rules.push(Arc::new(yields::YieldAfterJoins));
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime_env)
+            .with_default_features()
+            .with_physical_optimizer_rules(rules)
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         functions::register(&ctx);
         ctx.register_table("runs", Arc::new(tables::RunsTable::new(store.clone())))
             .map_err(QueryError::Execution)?;
@@ -119,6 +189,30 @@ impl QueryEngine {
             limits: options.limits,
             runtime: executor::QueryRuntime::new(options.threads)?,
             queries: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            turns: Arc::new(tokio::sync::Semaphore::new(options.max_concurrent.max(1))),
+            max_concurrent: options.max_concurrent.max(1),
+            timeout: options.timeout,
+            queue_timeout: options.queue_timeout,
+        })
+    }
+
+    /// Waits for a turn among the statements allowed to run at once; the
+    /// ticket holds it and the statement's deadline.
+    async fn ticket(&self) -> Result<executor::Ticket, QueryError> {
+        let turn = tokio::time::timeout(self.queue_timeout, self.turns.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                QueryError::Overloaded(format!(
+                    "{} queries are running, the most allowed at once, and none finished within {} s; retry later",
+                    self.max_concurrent,
+                    self.queue_timeout.as_secs_f64()
+                ))
+            })?
+            .map_err(|_| QueryError::Overloaded("the query engine is shutting down".into()))?;
+        let now = tokio::time::Instant::now();
+        Ok(executor::Ticket {
+            turn: Some(turn),
+            deadline: self.timeout.map(|limit| (now + limit, limit)),
         })
     }
 
@@ -223,21 +317,21 @@ impl QueryEngine {
         sql: &str,
         parameters: Vec<ScalarValue>,
     ) -> Result<(SchemaRef, SendableRecordBatchStream), QueryError> {
+        let ticket = self.ticket().await?;
         let planner = self.planner();
         let sql = sql.to_string();
-        let (schema, stream) = self
-            .runtime
-            .run(async move {
+        let (schema, stream) = ticket
+            .within(self.runtime.run(async move {
                 let frame = planner.frame(&sql, parameters).await?;
                 let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
                 let stream = frame
                     .execute_stream()
                     .await
-                    .map_err(QueryError::Execution)?;
+                    .map_err(QueryError::from_execution)?;
                 Ok((schema, stream))
-            })
+            }))
             .await?;
-        Ok((schema, self.runtime.stream(stream)))
+        Ok((schema, self.runtime.stream(stream, ticket)))
     }
 
     /// Runs a read-only SQL statement and collects every batch.
@@ -246,7 +340,10 @@ impl QueryEngine {
         sql: &str,
     ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
         let (schema, stream) = self.sql(sql).await?;
-        let batches = stream.try_collect().await.map_err(QueryError::Execution)?;
+        let batches = stream
+            .try_collect()
+            .await
+            .map_err(QueryError::from_execution)?;
         Ok((schema, batches))
     }
 }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use steplake_proto::v1::ingest_server::IngestServer;
+pub use steplake_query::QueryOptions;
 use steplake_query::{QueryEngine, QueryError};
 use steplake_store::{Store, StoreError, StoreOptions};
 use tokio::net::TcpListener;
@@ -82,6 +83,8 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Dashboard address (`None`: no dashboard).
     pub http: Option<SocketAddr>,
+    /// How queries run: memory, time and concurrency limits.
+    pub query: QueryOptions,
 }
 
 /// A started server: the store is open and the port bound.
@@ -105,7 +108,7 @@ impl Server {
                 reason: format!("recovery task failed: {e}"),
             })??;
         let store = Arc::new(store);
-        let engine = Arc::new(QueryEngine::new(store.clone())?);
+        let engine = Arc::new(QueryEngine::with_options(store.clone(), config.query)?);
         let listener =
             TcpListener::bind(config.listen)
                 .await

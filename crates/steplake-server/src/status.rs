@@ -28,6 +28,8 @@ pub fn query_status(error: QueryError) -> Status {
         QueryError::Plan(_) | QueryError::TooComplex(_) => Status::invalid_argument(message),
         QueryError::Forbidden(_) => Status::permission_denied(message),
         QueryError::Execution(_) => Status::internal(message),
+        QueryError::Overloaded(_) => Status::resource_exhausted(message),
+        QueryError::Timeout(_) => Status::deadline_exceeded(message),
     }
 }
 

@@ -48,7 +48,7 @@ use arrow_flight::{
 };
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
-use steplake_query::QueryEngine;
+use steplake_query::{QueryEngine, QueryError};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::status::query_status;
@@ -101,7 +101,7 @@ impl FlightSqlServer {
             .map_err(query_status)?;
         let wire = wire_schema(&schema);
         let batches = batches
-            .map_err(|e| FlightError::from_external_error(Box::new(e)))
+            .map_err(|e| FlightError::Tonic(Box::new(query_status(QueryError::from_execution(e)))))
             .and_then({
                 let wire = wire.clone();
                 move |batch| std::future::ready(to_wire(&wire, batch))
