@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from steplake import _wire
 from steplake.v1 import ingest_pb2 as pb
@@ -38,3 +39,22 @@ def test_scalar_batches_match_protobuf():
 def test_an_empty_batch_is_empty():
     empty = np.array([], dtype=np.int64)
     assert _wire.encode_scalar_batch([], empty, empty, np.array([]), empty) == b""
+
+
+def test_bytes_that_are_no_protobuf_message_get_invalid_argument(server):
+    import grpc
+
+    channel = grpc.insecure_channel(server.address)
+    write = channel.stream_stream(
+        "/steplake.v1.Ingest/Write",
+        request_serializer=lambda raw: raw,
+        response_deserializer=lambda raw: raw,
+    )
+    try:
+        responses = write(iter([b"\xff\xff\xff\xff\x0f garbage"]), timeout=10)
+        with pytest.raises(grpc.RpcError) as refused:
+            list(responses)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value
+        assert "not a WriteRequest" in refused.value.details()
+    finally:
+        channel.close()

@@ -137,6 +137,19 @@ fn submit(store: &Store, mut request: WriteRequest) -> Result<PendingAck, Status
     })
 }
 
+/// A request that does not decode is the sender's fault: tonic reports
+/// INTERNAL, which clients retry forever; it is INVALID_ARGUMENT.
+fn undecodable(status: Status) -> Status {
+    if status.code() == tonic::Code::Internal && status.message().contains("decode") {
+        Status::invalid_argument(format!(
+            "invalid request: it is not a WriteRequest protobuf message ({})",
+            status.message()
+        ))
+    } else {
+        status
+    }
+}
+
 #[tonic::async_trait]
 impl Ingest for IngestService {
     async fn create_run(
@@ -185,7 +198,7 @@ impl Ingest for IngestService {
                     Ok(None) => break,
                     // A message that cannot be decoded (too large, malformed):
                     // report it; if the client is gone the send fails harmlessly.
-                    Err(status) => Err(status),
+                    Err(status) => Err(undecodable(status)),
                 };
                 let failed = next.is_err();
                 if pending_tx.send(next).await.is_err() || failed {
