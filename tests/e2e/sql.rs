@@ -208,3 +208,31 @@ e2e_test! {
         assert!(answers[5].lines().nth(1).is_some_and(|l| l.ends_with(",0.001")), "{}", answers[5]);
     }
 }
+
+e2e_test! {
+    async fn nan_and_infinities_round_trip_through_every_json_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path(), &[]);
+        let csv = "name,step,value\nloss,0,nan\nloss,1,inf\nloss,2,-inf\nloss,3,0.5\n";
+        let out = steplake(&["write", "--server", &server.url, "--run", "r", "-"], Some(csv));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let sql = "SELECT step, value, CAST(NULL AS DOUBLE) AS missing FROM scalars ORDER BY step";
+        let out = steplake(&["sql", "--server", &server.url, "--format", "json", sql], None);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let cli: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+        let values: Vec<serde_json::Value> = cli.as_array().unwrap().iter().map(|r| r["value"].clone()).collect();
+        assert_eq!(values, vec![serde_json::json!("NaN"), serde_json::json!("Infinity"), serde_json::json!("-Infinity"), serde_json::json!(0.5)]);
+        assert!(cli[0].get("missing").is_none(), "NULL stays absent, not a string: {cli}");
+
+        let (code, body) = crate::dashboard::http(&server.http_url(), "POST", "/api/sql", sql);
+        assert_eq!(code, 200, "{body}");
+        let api: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let values: Vec<serde_json::Value> = api["rows"].as_array().unwrap().iter().map(|r| r["value"].clone()).collect();
+        assert_eq!(values, vec![serde_json::json!("NaN"), serde_json::json!("Infinity"), serde_json::json!("-Infinity"), serde_json::json!(0.5)]);
+
+        let (code, body) = crate::dashboard::http(&server.http_url(), "GET", "/api/series?runs=r&name=loss", "");
+        assert_eq!(code, 200, "{body}");
+        let series: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(series["runs"][0]["last"], serde_json::json!(["NaN", "Infinity", "-Infinity", 0.5]), "{series}");
+    }
+}

@@ -1,8 +1,17 @@
 // The dashboard's API client: every call goes to the read-only JSON API of
 // the steplake server that served this page.
 
+// The server writes NaN and ±Infinity as the strings "NaN", "Infinity" and
+// "-Infinity" (JSON has no such numbers; null is SQL NULL): read them back
+// as numbers.
+const NON_FINITE = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity };
+
+function revive(_key, value) {
+  return typeof value === 'string' && value in NON_FINITE ? NON_FINITE[value] : value;
+}
+
 async function check(response) {
-  const body = await response.json().catch(() => ({}));
+  const body = await response.text().then((text) => JSON.parse(text, revive)).catch(() => ({}));
   if (!response.ok) throw new Error(body.error || `${response.status} ${response.statusText}`);
   return body;
 }

@@ -51,14 +51,13 @@ pub(crate) fn print(
             }
         }
         OutputFormat::Json => {
-            let mut writer = arrow::json::ArrayWriter::new(&mut out);
-            for b in batches {
-                writer.write(b).map_err(|e| failed(&e))?;
-            }
-            writer.finish().map_err(|e| failed(&e))?;
-            if batches.is_empty() {
+            // NaN and ±Infinity as "NaN", "Infinity", "-Infinity" (null is NULL).
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            let bytes = steplake_core::json::batches_to_json(&refs).map_err(|e| failed(&e))?;
+            if bytes.is_empty() {
                 write!(out, "[]").map_err(|e| failed(&e))?;
             }
+            out.write_all(&bytes).map_err(|e| failed(&e))?;
             writeln!(out).map_err(|e| failed(&e))?;
         }
     }

@@ -17,6 +17,7 @@
 //! steplake-store (WAL, buffer, Parquet) → steplake-query (SQL).
 
 pub mod dtype;
+pub mod json;
 pub mod safetensors;
 pub mod schema;
 pub mod tensor;

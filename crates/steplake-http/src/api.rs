@@ -9,7 +9,7 @@ use axum::extract::{Query, State};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::columns::{f64s, i64s, int_lists, row_count, strings};
+use crate::columns::{float_values, i64s, int_lists, row_count, strings};
 use crate::error::ApiError;
 use crate::json::Json;
 use crate::Dashboard;
@@ -194,9 +194,9 @@ pub async fn series(
     let (_, batches) = dashboard.engine.sql_collect(&sql).await?;
     let ids = strings(&batches, "run_id")?;
     let xs = i64s(&batches, "x")?;
-    let los = f64s(&batches, "lo")?;
-    let his = f64s(&batches, "hi")?;
-    let lasts = f64s(&batches, "last")?;
+    let los = float_values(&batches, "lo")?;
+    let his = float_values(&batches, "hi")?;
+    let lasts = float_values(&batches, "last")?;
     let mut per_run: Vec<(String, [Vec<Value>; 4])> = Vec::new();
     for i in 0..ids.len() {
         let id = ids[i].clone().unwrap_or_default();
@@ -272,7 +272,7 @@ pub async fn markers(
         ))
         .await?;
     Ok(Json(json!({
-        "spikes": { "step": i64s(&spikes, "step")?, "value": f64s(&spikes, "value")? },
+        "spikes": { "step": i64s(&spikes, "step")?, "value": float_values(&spikes, "value")? },
         "changepoints": i64s(&changes, "step")?,
     })))
 }
@@ -350,11 +350,11 @@ pub async fn tensor_stats(
     let (_, batches) = dashboard.engine.sql_collect(&sql).await?;
     Ok(Json(json!({
         "step": i64s(&batches, "step")?,
-        "l2": f64s(&batches, "l2")?,
-        "mean": f64s(&batches, "mean")?,
-        "std": f64s(&batches, "std")?,
-        "min": f64s(&batches, "min")?,
-        "max": f64s(&batches, "max")?,
+        "l2": float_values(&batches, "l2")?,
+        "mean": float_values(&batches, "mean")?,
+        "std": float_values(&batches, "std")?,
+        "min": float_values(&batches, "min")?,
+        "max": float_values(&batches, "max")?,
         "hist": int_lists(&batches, "hist")?,
     })))
 }
@@ -379,15 +379,9 @@ pub async fn sql(State(dashboard): State<Dashboard>, body: String) -> Result<Jso
         kept.push(batch.slice(0, take));
         remaining -= take;
     }
-    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
     let refs: Vec<&arrow::array::RecordBatch> = kept.iter().collect();
-    writer
-        .write_batches(&refs)
+    let bytes = steplake_core::json::batches_to_json(&refs)
         .map_err(|e| ApiError::BadRequest(format!("result cannot be shown as JSON: {e}")))?;
-    writer
-        .finish()
-        .map_err(|e| ApiError::BadRequest(format!("result cannot be shown as JSON: {e}")))?;
-    let bytes = writer.into_inner();
     let rows: Value = if bytes.is_empty() {
         json!([])
     } else {

@@ -5,6 +5,9 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
 
+use serde_json::Value;
+use steplake_core::json::float_value;
+
 use crate::error::ApiError;
 
 fn column_as(
@@ -23,11 +26,13 @@ fn column_as(
         .collect()
 }
 
-/// Column `name` as f64 (NULL as `None`).
-pub(crate) fn f64s(batches: &[RecordBatch], name: &str) -> Result<Vec<Option<f64>>, ApiError> {
+/// Column `name` as JSON numbers: NULL as `null`, NaN and ±Infinity as the
+/// strings `"NaN"`, `"Infinity"`, `"-Infinity"` (see `steplake_core::json`).
+pub(crate) fn float_values(batches: &[RecordBatch], name: &str) -> Result<Vec<Value>, ApiError> {
     Ok(column_as(batches, name, &DataType::Float64)?
         .iter()
         .flat_map(|a| a.as_primitive::<Float64Type>().iter().collect::<Vec<_>>())
+        .map(|v| v.map_or(Value::Null, float_value))
         .collect())
 }
 
