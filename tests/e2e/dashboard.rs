@@ -13,15 +13,27 @@ use serde_json::Value;
 use crate::harness::{steplake, TestServer};
 
 /// One HTTP/1.1 request; returns the status code and the body.
+/// A request as the dashboard page sends it: `POST /api/sql` carries
+/// `{"sql": body}` as JSON.
 pub(crate) fn http(base: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let host = base.trim_start_matches("http://").to_string();
+    if method == "POST" && path == "/api/sql" {
+        let json = serde_json::json!({ "sql": body }).to_string();
+        return raw_http(base, &format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{json}", json.len()));
+    }
+    let headers = if method == "POST" {
+        "Content-Type: application/json\r\n"
+    } else {
+        ""
+    };
+    raw_http(base, &format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()))
+}
+
+/// Sends `request` as it is; returns the status and the body.
+pub(crate) fn raw_http(base: &str, request: &str) -> (u16, String) {
     let host = base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(host).expect("connect to the dashboard");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send request");
+    stream.write_all(request.as_bytes()).expect("send request");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read response");
     let code = response
@@ -357,5 +369,62 @@ fn the_dashboard_in_headless_chromium() {
         stdout.contains("chart of 1000000 points drawn in"),
         "{stdout}"
     );
+    server.stop();
+}
+
+#[test]
+fn foreign_hosts_cross_origin_posts_and_plain_text_posts_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &["--http-host", "steplake.lab.example"]);
+    let base = server.http_url();
+    let port = base.rsplit(':').next().unwrap().to_string();
+    let get = |host: &str| {
+        raw_http(
+            &base,
+            &format!("GET /api/runs HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    // DNS rebinding: a page on another name that resolves to this server.
+    let (code, body) = get(&format!("attacker.example:{port}"));
+    assert_eq!(code, 421, "{body}");
+    assert!(body.contains("--http-host"), "{body}");
+    assert_eq!(get(&format!("localhost:{port}")).0, 200);
+    assert_eq!(
+        get("steplake.lab.example").0,
+        200,
+        "a name allowed with --http-host"
+    );
+    let host = base.trim_start_matches("http://");
+    let sql = r#"{"sql":"SELECT 1 AS one"}"#;
+    let post = |extra: &str, content_type: &str| {
+        raw_http(&base, &format!("POST /api/sql HTTP/1.1\r\nHost: {host}\r\n{extra}Content-Type: {content_type}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{sql}", sql.len()))
+    };
+    // A form or fetch from another origin can send text/plain without a preflight.
+    assert_eq!(post("", "text/plain").0, 415);
+    let (code, body) = post("Origin: http://attacker.example\r\n", "application/json");
+    assert_eq!(code, 403, "{body}");
+    let (code, body) = post(&format!("Origin: http://{host}\r\n"), "application/json");
+    assert_eq!(code, 200, "{body}");
+    // Security headers on every answer, no CORS.
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let head = response
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        head.contains("content-security-policy: default-src 'self'"),
+        "{head}"
+    );
+    assert!(head.contains("frame-ancestors 'none'"), "{head}");
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    assert!(!head.contains("access-control-allow-origin"), "{head}");
     server.stop();
 }

@@ -92,10 +92,11 @@ fn an_http_query_whose_client_went_away_gives_its_turn_back() {
     let base = server.http_url();
     let host = base.trim_start_matches("http://").to_string();
     let mut stream = TcpStream::connect(&host).expect("connect to the dashboard");
+    let body = serde_json::json!({ "sql": ENDLESS }).to_string();
     write!(
         stream,
-        "POST /api/sql HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{ENDLESS}",
-        ENDLESS.len()
+        "POST /api/sql HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .expect("send request");
     std::thread::sleep(Duration::from_millis(1500));

@@ -26,5 +26,9 @@ export async function get(path, params = {}) {
 }
 
 export async function sql(statement) {
-  return check(await fetch('/api/sql', { method: 'POST', body: statement }));
+  return check(await fetch('/api/sql', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ sql: statement }),
+  }));
 }

@@ -66,6 +66,10 @@ pub(crate) struct ServeArgs {
     /// Queries running at once; more wait for a turn (until their timeout).
     #[arg(long, env = "STEPLAKE_MAX_CONCURRENT_QUERIES", default_value_t = 16)]
     max_concurrent_queries: usize,
+    /// A host name the dashboard answers to besides its address and
+    /// localhost (e.g. the name analysts reach this server by); repeatable.
+    #[arg(long = "http-host", value_name = "NAME")]
+    http_hosts: Vec<String>,
 }
 
 /// `--http`: an address, or `off`.
@@ -142,6 +146,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
             max_concurrent: args.max_concurrent_queries.max(1),
             ..QueryOptions::default()
         },
+        http_hosts: args.http_hosts.clone(),
     };
     let server = Server::start(config).await.map_err(|e| match e {
         ServerError::Store(StoreError::Locked { .. }) => {

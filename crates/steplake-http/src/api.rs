@@ -359,9 +359,16 @@ pub async fn tensor_stats(
     })))
 }
 
-/// `POST /api/sql` with the statement as the body: read-only SQL, at most
-/// [`SQL_ROW_LIMIT`] rows back as `{columns, rows, truncated}`.
+/// `POST /api/sql` with `{"sql": STATEMENT}` (Content-Type
+/// application/json): read-only SQL, at most [`SQL_ROW_LIMIT`] rows back as
+/// `{columns, rows, truncated}`.
 pub async fn sql(State(dashboard): State<Dashboard>, body: String) -> Result<Json, ApiError> {
+    let body = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("sql").and_then(Value::as_str).map(str::to_string))
+        .ok_or_else(|| {
+            ApiError::BadRequest(r#"send the statement as JSON: {"sql": "SELECT ..."}"#.into())
+        })?;
     if body.trim().is_empty() {
         return Err(ApiError::BadRequest(
             "send one SQL statement as the request body".into(),

@@ -11,7 +11,8 @@
 //!   anything that would change data;
 //! - `/metrics` in Prometheus text ([`metrics`]).
 //!
-//! Data flows: browser → axum handler → SQL → DataFusion (Parquet files and
+//! Data flows: browser → [`Guard`] (allowed hosts, same-origin JSON POSTs,
+//! security headers) → axum handler → SQL → DataFusion (Parquet files and
 //! the store's buffer) → JSON. Errors become HTTP status codes in one place,
 //! [`error::ApiError`].
 
@@ -19,6 +20,7 @@ pub mod api;
 mod assets;
 mod columns;
 pub mod error;
+mod guard;
 mod json;
 pub mod metrics;
 
@@ -34,6 +36,8 @@ use axum::Router;
 use steplake_query::QueryEngine;
 use steplake_store::Store;
 use tokio::net::TcpListener;
+
+pub use guard::Guard;
 
 /// Default dashboard address.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
@@ -60,8 +64,9 @@ impl Dashboard {
         }
     }
 
-    /// The routes: the page, `/api/…` and `/metrics`.
-    pub fn router(self) -> Router {
+    /// The routes: the page, `/api/…` and `/metrics`, behind `guard`
+    /// (allowed hosts, POST only as same-origin JSON, security headers).
+    pub fn router(self, guard: Guard) -> Router {
         let api = Router::new()
             .route("/runs", get(api::runs))
             .route("/names", get(api::names))
@@ -79,6 +84,7 @@ impl Dashboard {
             .route("/metrics", get(metrics::metrics))
             .nest("/api", api)
             .with_state(self)
+            .layer(middleware::from_fn_with_state(guard, guard::guard))
     }
 }
 

@@ -85,6 +85,9 @@ pub struct ServerConfig {
     pub http: Option<SocketAddr>,
     /// How queries run: memory, time and concurrency limits.
     pub query: QueryOptions,
+    /// Host names the dashboard answers to besides its address and the
+    /// loopback names (see [`steplake_http::Guard`]).
+    pub http_hosts: Vec<String>,
 }
 
 /// A started server: the store is open and the port bound.
@@ -95,6 +98,8 @@ pub struct Server {
     max_message_bytes: usize,
     /// The dashboard's listener, when it has one.
     http: Option<TcpListener>,
+    /// Extra host names the dashboard answers to.
+    http_hosts: Vec<String>,
 }
 
 impl Server {
@@ -130,6 +135,7 @@ impl Server {
             listener,
             max_message_bytes: config.max_message_bytes,
             http,
+            http_hosts: config.http_hosts,
         })
     }
 
@@ -157,10 +163,18 @@ impl Server {
     ) -> Result<(), ServerError> {
         // One shutdown signal for both servers.
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let hosts = self.http_hosts.clone();
         let dashboard = self.http.map(|listener| {
+            let mut guard = match listener.local_addr() {
+                Ok(addr) => steplake_http::Guard::for_address(addr),
+                Err(_) => steplake_http::Guard::for_address(SocketAddr::from(([127, 0, 0, 1], 0))),
+            };
+            for host in &hosts {
+                guard = guard.allow_host(host);
+            }
             let router =
                 steplake_http::Dashboard::new(self.engine.clone(), self.store.clone(), codec)
-                    .router();
+                    .router(guard);
             let mut stopped = stopped.clone();
             tokio::spawn(steplake_http::serve(listener, router, async move {
                 let _ = stopped.wait_for(|s| *s).await;
