@@ -112,6 +112,20 @@ e2e_test! {
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(stderr.contains(reason), "{stderr}");
         }
+        // A name the server would refuse (a control character), in a file
+        // that is otherwise fine: refused before anything is sent.
+        let header = br#"{"good":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"bad\nname":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#;
+        let mut bad_name = (header.len() as u64).to_le_bytes().to_vec();
+        bad_name.extend_from_slice(header);
+        bad_name.extend_from_slice(&[0u8; 8]);
+        let bad_name_path = dir.path().join("bad-name.safetensors");
+        std::fs::write(&bad_name_path, bad_name).unwrap();
+        let out = steplake(
+            &["import", "safetensors", "--server", &server.url, "--run", "bad", "--step", "0", bad_name_path.to_str().unwrap()],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("control character"), "{}", String::from_utf8_lossy(&out.stderr));
         let out = steplake(&["sql", "--server", &server.url, "--format", "csv", "SELECT count(*) FROM tensors"], None);
         assert_eq!(String::from_utf8(out.stdout).unwrap(), "count(*)\n0\n");
     }

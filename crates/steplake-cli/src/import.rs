@@ -79,10 +79,17 @@ async fn import_safetensors(args: SafetensorsArgs) -> Result<(), CliError> {
     if args.step < 0 {
         return Err(CliError::Input(format!("--step {} is negative", args.step)));
     }
-    // Check every file first: a malformed shard stops the import before any tensor is sent.
+    // Check every file first: a malformed shard, or a tensor name the
+    // server would refuse, stops the import before any tensor is sent.
     let mut files = Vec::new();
     for path in &args.files {
         let (file, entries) = read_entries(path)?;
+        for entry in &entries {
+            let name = format!("{}{}", args.prefix, entry.name);
+            let field = format!("{}: tensor {name:?}", path.display());
+            steplake_core::validate_series_name(&field, &name)
+                .map_err(|e| CliError::Input(e.to_string()))?;
+        }
         files.push((path.clone(), file, entries));
     }
     let total: u64 = files
