@@ -4,30 +4,14 @@
 
 use std::io::{Seek, SeekFrom, Write};
 
-use crate::harness::{parquet_files, scalar, sql_csv, steplake, TestServer};
+use crate::harness::{parquet_files, scalar, sql_csv, steplake, write_csv, TestServer};
 
 fn write_points(url: &str, run: &str, n: usize) {
     let mut csv = String::from("name,step,value\n");
     for step in 0..n {
         csv.push_str(&format!("loss,{step},{}\n", step as f64 / 10.0));
     }
-    let out = steplake(
-        &[
-            "write",
-            "--server",
-            url,
-            "--run",
-            run,
-            "--keep-running",
-            "-",
-        ],
-        Some(&csv),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    write_csv(url, run, &csv);
 }
 
 fn text(out: &std::process::Output) -> String {

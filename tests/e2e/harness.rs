@@ -113,6 +113,28 @@ impl Drop for TestServer {
     }
 }
 
+/// Writes `csv` (with its header line) into `run` with `steplake write
+/// --keep-running` and checks that everything was acknowledged.
+pub(crate) fn write_csv(url: &str, run: &str, csv: &str) {
+    let out = steplake(
+        &[
+            "write",
+            "--server",
+            url,
+            "--run",
+            run,
+            "--keep-running",
+            "-",
+        ],
+        Some(csv),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs `steplake ARGS` with optional stdin and returns its output.
 pub(crate) fn steplake(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(binary())

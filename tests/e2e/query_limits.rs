@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::harness::{binary, sql_csv, steplake, TestServer};
+use crate::harness::{binary, sql_csv, steplake, write_csv, TestServer};
 
 /// 400,000 points of 10 series, flushed to Parquet.
 fn server_with_points(extra: &[&str]) -> (tempfile::TempDir, TestServer) {
@@ -24,23 +24,7 @@ fn server_with_points(extra: &[&str]) -> (tempfile::TempDir, TestServer) {
     for i in 0..400_000 {
         csv.push_str(&format!("s{},{},{i}\n", i % 10, i / 10));
     }
-    let out = steplake(
-        &[
-            "write",
-            "--server",
-            &server.url,
-            "--run",
-            "r",
-            "--keep-running",
-            "-",
-        ],
-        Some(&csv),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    write_csv(&server.url, "r", &csv);
     (dir, server)
 }
 

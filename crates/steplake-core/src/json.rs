@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, ArrowPrimitiveType, AsArray, PrimitiveArray, RecordBatch};
 use arrow::datatypes::{DataType, FieldRef, Float32Type, Float64Type};
 use arrow::error::ArrowError;
 use arrow::json::writer::{JsonArray, NullableEncoder, WriterBuilder};
@@ -59,44 +59,30 @@ impl EncoderFactory for NonFiniteAsStrings {
         _options: &'a EncoderOptions,
     ) -> Result<Option<NullableEncoder<'a>>, ArrowError> {
         let encoder: Box<dyn Encoder + 'a> = match array.data_type() {
-            DataType::Float64 => Box::new(Floats(|i| array.as_primitive::<Float64Type>().value(i))),
-            DataType::Float32 => {
-                let values = array.as_primitive::<Float32Type>();
-                Box::new(Floats32(values))
-            }
+            DataType::Float64 => Box::new(Floats(array.as_primitive::<Float64Type>())),
+            // Shortest digits of the f32 itself, not of its f64 widening.
+            DataType::Float32 => Box::new(Floats(array.as_primitive::<Float32Type>())),
             _ => return Ok(None),
         };
         Ok(Some(NullableEncoder::new(encoder, array.nulls().cloned())))
     }
 }
 
-struct Floats<F>(F);
+/// Non-finite values as strings, finite ones as JSON numbers.
+struct Floats<'a, T: ArrowPrimitiveType>(&'a PrimitiveArray<T>);
 
-impl<F: Fn(usize) -> f64> Encoder for Floats<F> {
-    fn encode(&mut self, idx: usize, out: &mut Vec<u8>) {
-        let value = (self.0)(idx);
-        match non_finite_text(value) {
-            Some(text) => {
-                let _ = write!(out, "\"{text}\"");
-            }
-            None => {
-                let _ = serde_json::to_writer(out, &value);
-            }
-        }
-    }
-}
-
-struct Floats32<'a>(&'a arrow::array::PrimitiveArray<Float32Type>);
-
-impl Encoder for Floats32<'_> {
+impl<T> Encoder for Floats<'_, T>
+where
+    T: ArrowPrimitiveType,
+    T::Native: Into<f64> + serde::Serialize,
+{
     fn encode(&mut self, idx: usize, out: &mut Vec<u8>) {
         let value = self.0.value(idx);
-        match non_finite_text(f64::from(value)) {
+        match non_finite_text(value.into()) {
             Some(text) => {
                 let _ = write!(out, "\"{text}\"");
             }
             None => {
-                // Shortest digits of the f32 itself, not of its f64 widening.
                 let _ = serde_json::to_writer(out, &value);
             }
         }

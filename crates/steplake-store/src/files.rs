@@ -113,8 +113,9 @@ impl std::io::Write for ChecksumWriter {
 /// written: its size, then the CRC-32 of every byte. A file written before
 /// checksums were recorded (`crc32` is `None`) is checked for size only.
 pub fn verify_data_file(path: &Path, bytes: u64, crc32: Option<u32>) -> Result<(), StoreError> {
-    let mut file = File::open(path).map_err(|e| StoreError::io(path, e))?;
-    let actual = file.metadata().map_err(|e| StoreError::io(path, e))?.len();
+    let actual = fs::metadata(path)
+        .map_err(|e| StoreError::io(path, e))?
+        .len();
     if actual != bytes {
         return Err(StoreError::corrupt(
             path,
@@ -125,16 +126,7 @@ pub fn verify_data_file(path: &Path, bytes: u64, crc32: Option<u32>) -> Result<(
     let Some(expected) = crc32 else {
         return Ok(());
     };
-    let mut crc = crc32fast::Hasher::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = std::io::Read::read(&mut file, &mut buffer).map_err(|e| StoreError::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        crc.update(&buffer[..n]);
-    }
-    let actual = crc.finalize();
+    let actual = checksum(path)?.crc32;
     if actual != expected {
         return Err(StoreError::corrupt(
             path,
@@ -143,6 +135,26 @@ pub fn verify_data_file(path: &Path, bytes: u64, crc32: Option<u32>) -> Result<(
         ));
     }
     Ok(())
+}
+
+/// Size and CRC-32 of the file at `path` as it is now, read in 1 MiB pieces.
+pub fn checksum(path: &Path) -> Result<Written, StoreError> {
+    let mut file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let mut crc = crc32fast::Hasher::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buffer).map_err(|e| StoreError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        crc.update(&buffer[..n]);
+        bytes += n as u64;
+    }
+    Ok(Written {
+        bytes,
+        crc32: crc.finalize(),
+    })
 }
 
 /// Writes `batches` (already sorted by run, name, step) as the file

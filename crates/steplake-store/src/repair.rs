@@ -24,7 +24,7 @@ use arrow::datatypes::{DataType, Int64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use steplake_core::RunInfo;
 
-use crate::files::{data_files_dir, parquet_files};
+use crate::files::{checksum, data_files_dir, parquet_files};
 use crate::lock::lock_data_dir;
 use crate::partial_files::partial_dir;
 use crate::provenance::Provenance;
@@ -161,9 +161,7 @@ fn read_data_file(path: &Path) -> Result<(DataFile, Option<Provenance>), String>
     } else {
         return Err("not a steplake data file name".into());
     };
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let crc32 = crc32fast::hash(&bytes);
-    drop(bytes);
+    let written = checksum(path).map_err(|e| e.to_string())?;
     let reader = File::open(path).map_err(|e| e.to_string())?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(reader).map_err(|e| e.to_string())?;
     let provenance = builder
@@ -214,15 +212,14 @@ fn read_data_file(path: &Path) -> Result<(DataFile, Option<Provenance>), String>
     }
     ranges.sort_by(|a, b| (&a.run_id, &a.name).cmp(&(&b.run_id, &b.name)));
     let relative = format!("data/{name}");
-    let size = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
     Ok((
         DataFile {
             table,
             id,
             path: relative,
             rows,
-            bytes: size,
-            crc32: Some(crc32),
+            bytes: written.bytes,
+            crc32: Some(written.crc32),
             series: ranges,
         },
         provenance,

@@ -73,15 +73,22 @@ impl Store {
     /// open: data files never change after they are written. A damaged file
     /// is an error naming it; the caller reads nothing of it.
     pub fn verify_files(&self, files: &[FileRef]) -> Result<(), StoreError> {
-        for file in files {
-            if self.shared.is_verified(file.id) {
-                continue;
-            }
+        for file in self.unverified(files) {
             let path = self.shared.data_dir.join(&file.path);
             crate::files::verify_data_file(&path, file.bytes, file.crc32)?;
             self.shared.mark_verified(file.id);
         }
         Ok(())
+    }
+
+    /// Those of `files` [`Store::verify_files`] has not checked since the
+    /// open (usually none: a query can skip the check without blocking).
+    pub fn unverified(&self, files: &[FileRef]) -> Vec<FileRef> {
+        files
+            .iter()
+            .filter(|f| !self.shared.is_verified(f.id))
+            .cloned()
+            .collect()
     }
 
     /// The tensor files and buffered tensors that can match `filter`, taken

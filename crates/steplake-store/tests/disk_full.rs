@@ -72,6 +72,17 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+fn step_column(batch: &arrow::array::RecordBatch) -> Vec<i64> {
+    batch
+        .column_by_name("step")
+        .expect("step column")
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .expect("i64")
+        .values()
+        .to_vec()
+}
+
 /// Distinct steps of `loss` and how many rows hold them.
 fn steps(store: &Store) -> (usize, usize) {
     let view = store.scalars_view(&SeriesFilter::default(), None);
@@ -81,27 +92,12 @@ fn steps(store: &Store) -> (usize, usize) {
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024)
             .expect("parquet");
         for batch in reader {
-            let batch = batch.expect("batch");
-            let col = batch
-                .column_by_name("step")
-                .expect("step column")
-                .as_any()
-                .downcast_ref::<arrow::array::Int64Array>()
-                .expect("i64")
-                .clone();
-            all.extend(col.values().iter().copied());
+            all.extend(step_column(&batch.expect("batch")));
         }
     }
     for buffered in &view.buffered {
         for batch in &buffered.batches {
-            let col = batch
-                .column_by_name("step")
-                .expect("step column")
-                .as_any()
-                .downcast_ref::<arrow::array::Int64Array>()
-                .expect("i64")
-                .clone();
-            all.extend(col.values().iter().copied());
+            all.extend(step_column(batch));
         }
     }
     let rows = all.len();
