@@ -17,9 +17,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     sync_parser.add_argument("directory", help="a spool directory, as a run printed it, or a parent of several")
     sync_parser.add_argument("--server", help="server address (default: the one each run used)")
+    sync_parser.add_argument("--token", help="token to send (default: STEPLAKE_TOKEN)")
+    sync_parser.add_argument("--ca-cert", help="PEM file of the CA for https:// servers (default: STEPLAKE_CA_CERT)")
     args = parser.parse_args(argv)
     try:
-        report = sync(args.directory, args.server)
+        report = sync(args.directory, args.server, token=args.token, ca_cert=args.ca_cert)
     except SyncError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

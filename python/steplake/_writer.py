@@ -34,7 +34,7 @@ import grpc
 import numpy as np
 
 from steplake import _wire
-from steplake._address import counted
+from steplake._address import counted, host_port, uses_tls
 from steplake._spool import Spool
 from steplake.v1 import ingest_pb2 as pb
 
@@ -50,23 +50,74 @@ _RETRYABLE = {
 }
 
 _MAX_MESSAGE_BYTES = 64 << 20
+# Refusals that resending cannot cure: stop sending, keep the spool.
+_HALTING = {
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+}
+
 _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
 ]
 
 
-def channel_target(server: str) -> str:
-    """``host:port`` for grpc, from ``host:port``, ``http://host:port`` or ``grpc://host:port``."""
-    for prefix in ("http://", "grpc://", "grpc+tcp://"):
-        if server.startswith(prefix):
-            return server[len(prefix) :].rstrip("/")
-    return server.rstrip("/")
+class _CallDetails(
+    collections.namedtuple(
+        "_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
+    ),
+    grpc.ClientCallDetails,
+):
+    pass
 
 
-def open_channel(server: str) -> grpc.Channel:
-    """An insecure channel to a steplake server."""
-    return grpc.insecure_channel(channel_target(server), options=_CHANNEL_OPTIONS)
+class _Authorization(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds ``authorization: Bearer <token>`` to every call (on plain and
+    TLS channels alike; grpc's own call credentials need TLS)."""
+
+    def __init__(self, token: str) -> None:
+        self._metadata = (("authorization", f"Bearer {token}"),)
+
+    def _details(self, details: grpc.ClientCallDetails) -> _CallDetails:
+        return _CallDetails(
+            details.method, details.timeout, tuple(details.metadata or ()) + self._metadata,
+            details.credentials, details.wait_for_ready, getattr(details, "compression", None),
+        )
+
+    def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation, details, requests):  # type: ignore[no-untyped-def]
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation, details, requests):  # type: ignore[no-untyped-def]
+        return continuation(self._details(details), requests)
+
+
+def open_channel(server: str, token: str | None = None, ca_cert: bytes | None = None) -> grpc.Channel:
+    """A channel to a steplake server: TLS for ``https://`` addresses
+    (trusting ``ca_cert``, PEM, or the system's CAs), and the token on every
+    call when there is one."""
+    target = host_port(server)
+    if uses_tls(server):
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca_cert)
+        channel = grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)
+    elif ca_cert is not None:
+        raise ValueError(f"a CA certificate was given for {server!r}; use an https:// address for TLS")
+    else:
+        channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+    if token:
+        channel = grpc.intercept_channel(channel, _Authorization(token))
+    return channel
 
 
 def write_call(channel: grpc.Channel) -> Callable[..., Any]:
@@ -139,8 +190,12 @@ class Writer:
         max_queued_points: int = 5_000_000,
         max_queued_tensor_bytes: int = 64 << 20,
         connect_timeout: float = 2.0,
+        token: str | None = None,
+        ca_cert: bytes | None = None,
     ) -> None:
         self.server = server
+        self._token = token
+        self._ca_cert = ca_cert
         self.run = run
         self.writer_id = writer_id
         self.spool = spool
@@ -470,7 +525,7 @@ class Writer:
         if self._connecting is None:
             if now < self._next_attempt:
                 return
-            self._channel = open_channel(self.server)
+            self._channel = open_channel(self.server, self._token, self._ca_cert)
             state: dict[str, grpc.ChannelConnectivity] = {}
             self._channel.subscribe(lambda s: state.__setitem__("now", s), try_to_connect=True)
             self._connecting = (state, now + self.connect_timeout)
@@ -549,13 +604,15 @@ class Writer:
             # The server does not know the run (e.g. a fresh data directory):
             # create it again, then resend as a new writer (below).
             self._run_created = False
-        elif isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.FAILED_PRECONDITION:
-            # The server expects another sequence number than we sent: a
-            # batch it needs is gone from here. Resending cannot fix that, so
-            # keep everything in the spool for a person to look at.
+        elif isinstance(error, grpc.RpcError) and error.code() in _HALTING:
+            # The server expects another sequence number than we sent (a
+            # batch it needs is gone from here), or our token may not write
+            # here. Resending cannot fix either, so keep everything in the
+            # spool for a person to look at.
             self._halted = True
             self._warn_once("halted", f"the server refused this writer's batches ({_describe(error)}); "
-                            f"later points are kept in {self.spool.directory}")
+                            f"later points are kept in {self.spool.directory}; upload them with "
+                            f"`steplake sync {self.spool.directory}` once that is fixed")
         elif isinstance(error, grpc.RpcError) and error.code() not in _RETRYABLE and self._inflight:
             # The first unacknowledged request is the one refused: it takes
             # its sequence number as an empty batch, so the ones after it

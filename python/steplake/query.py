@@ -12,12 +12,13 @@ its original dtype and shape.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any, Iterator
 
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from steplake._address import server_address
+from steplake._address import ca_cert_pem, host_port, server_address, token_value, uses_tls
 
 if TYPE_CHECKING:
     import numpy as np
@@ -159,14 +160,25 @@ def _restore(dtype: str | None, shape: list[int] | None, cells: list[Any]) -> np
 class Connection:
     """A Flight SQL connection to a steplake server."""
 
-    def __init__(self, server: str | None = None) -> None:
+    def __init__(
+        self,
+        server: str | None = None,
+        token: str | None = None,
+        ca_cert: str | os.PathLike[str] | None = None,
+    ) -> None:
         address = server_address(server)
-        for prefix in ("http://", "grpc://", "grpc+tcp://"):
-            if address.startswith(prefix):
-                address = address[len(prefix) :]
         #: The server, as ``host:port``.
-        self.server = address.rstrip("/")
-        self._client = flight.FlightClient(f"grpc://{self.server}")
+        self.server = host_port(address)
+        root = ca_cert_pem(ca_cert)
+        if uses_tls(address):
+            self._client = flight.FlightClient(f"grpc+tls://{self.server}", tls_root_certs=root)
+        elif root is not None:
+            raise ValueError(f"a CA certificate was given for {address!r}; use an https:// address for TLS")
+        else:
+            self._client = flight.FlightClient(f"grpc://{self.server}")
+        bearer = token_value(token)
+        headers = [(b"authorization", f"Bearer {bearer}".encode())] if bearer else []
+        self._options = flight.FlightCallOptions(headers=headers)
 
     def sql(self, query: str) -> QueryResult:
         """Runs a read-only SQL query; the whole result, as a :class:`QueryResult`.
@@ -176,8 +188,8 @@ class Connection:
         """
         descriptor = flight.FlightDescriptor.for_command(statement_command(query))
         try:
-            info = self._client.get_flight_info(descriptor)
-            tables = [self._client.do_get(e.ticket).read_all() for e in info.endpoints]
+            info = self._client.get_flight_info(descriptor, self._options)
+            tables = [self._client.do_get(e.ticket, self._options).read_all() for e in info.endpoints]
         except pa.ArrowException as error:
             raise _query_error(error) from error
         if not tables:
@@ -195,6 +207,13 @@ class Connection:
         self.close()
 
 
-def connect(server: str | None = None) -> Connection:
-    """A SQL connection to ``server`` (default ``STEPLAKE_SERVER``, else ``127.0.0.1:50051``)."""
-    return Connection(server)
+def connect(
+    server: str | None = None,
+    token: str | None = None,
+    ca_cert: str | os.PathLike[str] | None = None,
+) -> Connection:
+    """A SQL connection to ``server`` (default ``STEPLAKE_SERVER``, else
+    ``127.0.0.1:50051``; ``https://host:port`` for TLS), sending ``token``
+    (default ``STEPLAKE_TOKEN``; a ``read`` token) and trusting the CA in the
+    PEM file ``ca_cert`` (default ``STEPLAKE_CA_CERT``)."""
+    return Connection(server, token, ca_cert)

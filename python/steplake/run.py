@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from steplake import _wire
-from steplake._address import DEFAULT_SERVER, server_address
+from steplake._address import DEFAULT_SERVER, ca_cert_pem, server_address, token_value
 from steplake._spool import Spool, spool_root
 from steplake._writer import Writer
 from steplake.v1 import ingest_pb2 as pb
@@ -54,6 +54,8 @@ class Run:
         batch_points: int = 50_000,
         flush_interval: float = 0.1,
         max_queued_tensor_bytes: int = 64 << 20,
+        token: str | None = None,
+        ca_cert: str | os.PathLike[str] | None = None,
     ) -> None:
         run_id = resume or run_id or uuid.uuid4().hex
         if not _RUN_ID.match(run_id):
@@ -86,6 +88,7 @@ class Run:
             self.server, meta, writer_id, spool,
             batch_points=batch_points, flush_interval=flush_interval,
             max_queued_tensor_bytes=max_queued_tensor_bytes,
+            token=token_value(token), ca_cert=ca_cert_pem(ca_cert),
         )
         _live_runs.add(self)
 
@@ -253,7 +256,10 @@ def init(
     ``parent_run_id``, ``fork_step``, ``spool_dir``, ``batch_points``,
     ``flush_interval``, ``max_queued_tensor_bytes`` (64 MiB: ``log_tensor``
     waits while more tensor bytes than this are queued and not yet sent or
-    spooled). Returns at once: the run is created on the server in
+    spooled), ``token`` (default ``STEPLAKE_TOKEN``; a ``write:PROJECT``
+    or ``write:*`` token for servers that require one) and ``ca_cert`` (a
+    PEM file, default ``STEPLAKE_CA_CERT``, for ``https://`` servers whose
+    certificate a private CA signed). Returns at once: the run is created on the server in
     the background, and its id is chosen here (``run.id``). Writing a step
     again in a resumed run replaces the earlier value.
     """

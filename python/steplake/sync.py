@@ -17,6 +17,7 @@ from pathlib import Path
 import grpc
 
 from steplake._spool import Spool, find_spools
+from steplake._address import ca_cert_pem, token_value
 from steplake._writer import create_run_request, open_channel, write_call
 from steplake.v1 import ingest_pb2 as pb
 
@@ -44,23 +45,39 @@ def empty_request(payload: bytes) -> bytes:
     return request.SerializeToString()
 
 
-def sync(directory: str | os.PathLike[str], server: str | None = None, timeout: float = 60.0) -> SyncReport:
-    """Uploads every spool under ``directory``; ``server`` overrides the one recorded."""
+def sync(
+    directory: str | os.PathLike[str],
+    server: str | None = None,
+    timeout: float = 60.0,
+    token: str | None = None,
+    ca_cert: str | os.PathLike[str] | None = None,
+) -> SyncReport:
+    """Uploads every spool under ``directory``; ``server`` overrides the one
+    recorded. ``token`` (default ``STEPLAKE_TOKEN``) and ``ca_cert`` (default
+    ``STEPLAKE_CA_CERT``) are as for :func:`steplake.init`: spools never
+    record a token."""
     root = Path(directory)
     if not root.exists():
         raise SyncError(f"{root} does not exist; pass the directory a run printed")
     report = SyncReport()
+    access = (token_value(token), ca_cert_pem(ca_cert))
     for spool in find_spools(root):
-        _sync_one(spool, server, timeout, report)
+        _sync_one(spool, server, timeout, report, access)
     return report
 
 
-def _sync_one(spool: Spool, server: str | None, timeout: float, report: SyncReport) -> None:
+def _sync_one(
+    spool: Spool,
+    server: str | None,
+    timeout: float,
+    report: SyncReport,
+    access: tuple[str | None, bytes | None],
+) -> None:
     meta = spool.run_meta()
     target = server or meta.get("server")
     if not target:
         raise SyncError(f"{spool.directory}/run.json names no server; pass --server")
-    channel = open_channel(target)
+    channel = open_channel(target, *access)
     try:
         try:
             grpc.channel_ready_future(channel).result(timeout=min(timeout, 10.0))

@@ -1,6 +1,7 @@
 // The dashboard in headless Chromium, against a server that holds run "big"
 // (1M points of `loss` with a spike of 1000 at step 31,337) and run "small".
-// Checks: the runs table lists both; the chart of 1M points draws, and the
+// Checks: with STEPLAKE_TOKEN, the page asks for a token and a wrong one is
+// refused, the right one admits; the runs table lists both; the chart of 1M points draws, and the
 // downsampled data it drew contains the spike; a drag zooms in and the
 // server answers at full resolution; no console errors. Prints the load time
 // of the 1M-point chart and saves screenshots to $STEPLAKE_ARTIFACTS.
@@ -28,7 +29,21 @@ try {
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   page.on('pageerror', (e) => errors.push(String(e)));
 
+  // The server requires tokens: the page asks for one, and the cookie the
+  // login sets admits every later request (reloads included).
   await page.goto(`${url}/#/runs`);
+  if (process.env.STEPLAKE_TOKEN) {
+    await page.waitForSelector('#login');
+    await page.fill('#login-token', 'slk_wrong');
+    await page.click('#login button');
+    await page.waitForFunction(() => document.getElementById('login-error')?.textContent.includes('not valid'));
+    await page.fill('#login-token', process.env.STEPLAKE_TOKEN);
+    await page.click('#login button');
+    await page.waitForSelector('#runs-table');
+    // The 401s before the login are expected console errors.
+    errors.length = 0;
+    console.log('signed in with a read token');
+  }
   await page.waitForSelector('#runs-table tr[data-run="big"]', { timeout: 240000 });
   await page.waitForSelector('#runs-table tr[data-run="small"]', { timeout: 240000 });
   await page.screenshot({ path: `${artifacts}/runs.png` });

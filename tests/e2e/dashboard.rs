@@ -351,9 +351,12 @@ fn the_dashboard_in_headless_chromium() {
     // One run of 1M points with a spike, beside a small one.
     write_loss(&server.url, "big", 1_000_000);
     write_loss(&server.url, "small", 5_000);
+    // From here the server requires tokens: the page must sign in.
+    let token = crate::auth::create_token(dir.path(), "browser", "read");
     let out = Command::new("node")
         .arg(&script)
         .env("STEPLAKE_URL", server.http_url())
+        .env("STEPLAKE_TOKEN", &token)
         .env("STEPLAKE_CHROMIUM", &chromium)
         .env("STEPLAKE_ARTIFACTS", artifacts())
         .output()

@@ -33,17 +33,18 @@ impl TestServer {
         &self.banner
     }
 
-    /// The dashboard's base URL (`http://host:port`), from the banner.
+    /// The dashboard's base URL (`http://host:port`, or `https://` with
+    /// TLS), from the banner.
     pub(crate) fn http_url(&self) -> String {
         let start = self
             .banner
-            .find("dashboard http://")
+            .find("dashboard http")
             .unwrap_or_else(|| panic!("no dashboard in {:?}", self.banner))
             + "dashboard ".len();
         let rest = &self.banner[start..];
-        let host = &rest["http://".len()..];
+        let (scheme, host) = rest.split_once("://").expect("a URL");
         let end = host.find('/').unwrap_or(host.len());
-        format!("http://{}", &host[..end])
+        format!("{scheme}://{}", &host[..end])
     }
 
     /// Starts a server on `data_dir` with extra flags; waits until it listens.
@@ -76,7 +77,11 @@ impl TestServer {
             .unwrap_or_else(|| panic!("server did not report its address; it printed {line:?}"));
         TestServer {
             child,
-            url: format!("http://{addr}"),
+            url: if extra.contains(&"--tls-cert") {
+                format!("https://{addr}")
+            } else {
+                format!("http://{addr}")
+            },
             banner: line.trim_end().to_string(),
         }
     }

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `steplake` binary, real clients, loopback only.
 
+mod auth;
 mod crash_trials;
 mod dashboard;
 mod data_dir_tools;

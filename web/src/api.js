@@ -1,6 +1,8 @@
 // The dashboard's API client: every call goes to the read-only JSON API of
 // the steplake server that served this page.
 
+import { showLogin } from './login.js';
+
 // The server writes NaN and ±Infinity as the strings "NaN", "Infinity" and
 // "-Infinity" (JSON has no such numbers; null is SQL NULL): read them back
 // as numbers.
@@ -12,6 +14,7 @@ function revive(_key, value) {
 
 async function check(response) {
   const body = await response.text().then((text) => JSON.parse(text, revive)).catch(() => ({}));
+  if (response.status === 401) showLogin(body.error);
   if (!response.ok) throw new Error(body.error || `${response.status} ${response.statusText}`);
   return body;
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use steplake_client::{Client, DEFAULT_SERVER};
+use steplake_client::DEFAULT_SERVER;
 use steplake_core::safetensors::{parse_header, SafetensorsEntry, MAX_HEADER_LEN};
 
 use crate::CliError;
@@ -27,9 +27,11 @@ pub(crate) enum ImportCommand {
 /// Flags of `steplake import safetensors`.
 #[derive(Args)]
 pub(crate) struct SafetensorsArgs {
-    /// Server URL.
+    /// Server URL: http://HOST:PORT, or https:// with TLS.
     #[arg(long, env = "STEPLAKE_SERVER", default_value = DEFAULT_SERVER)]
     server: String,
+    #[command(flatten)]
+    connect: crate::connect::ConnectArgs,
     /// Run id to import into; created when it does not exist.
     #[arg(long)]
     run: String,
@@ -96,7 +98,7 @@ async fn import_safetensors(args: SafetensorsArgs) -> Result<(), CliError> {
         .iter()
         .flat_map(|(_, _, entries)| entries.iter().map(|e| e.range.len() as u64))
         .sum();
-    let client = Client::connect(&args.server).await?;
+    let client = args.connect.connect(&args.server).await?;
     client.ensure_run(&args.run, &args.project).await?;
     let progress = ProgressBar::new(total).with_style(
         ProgressStyle::with_template(

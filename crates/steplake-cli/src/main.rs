@@ -1,10 +1,11 @@
 //! The `steplake` command: `serve`, `write`, `sql`, `import`, `sync`,
-//! `check`, `repair`.
+//! `check`, `repair`, `token`.
 //!
 //! Exit codes: 0 success; 1 failure (server unreachable, I/O, internal);
 //! 2 bad input (malformed file line, SQL error, statement not allowed, bad flag).
 
 mod check;
+mod connect;
 mod import;
 mod output;
 mod points;
@@ -12,6 +13,7 @@ mod repair;
 mod serve;
 mod sql;
 mod sync;
+mod token;
 mod write;
 
 use std::process::ExitCode;
@@ -43,6 +45,9 @@ enum Command {
     Check(check::CheckArgs),
     /// Rebuild a lost manifest.json of a data directory from its files: repair.
     Repair(repair::RepairArgs),
+    /// Create, list or revoke the access tokens of a data directory: token.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// A failure that ends the command, with the exit code it maps to.
@@ -84,6 +89,7 @@ mod tonic_codes {
             tonic::Code::InvalidArgument
                 | tonic::Code::NotFound
                 | tonic::Code::PermissionDenied
+                | tonic::Code::Unauthenticated
                 | tonic::Code::OutOfRange
                 | tonic::Code::ResourceExhausted
         )
@@ -112,6 +118,7 @@ fn main() -> ExitCode {
             Command::Sync(args) => sync::run(args).await,
             Command::Check(args) => check::run(args),
             Command::Repair(args) => repair::run(args),
+            Command::Token(command) => token::run(command),
         }
     });
     match result {

@@ -9,7 +9,8 @@ use clap::Args;
 use steplake_codec::{Codec, GpuMode};
 use steplake_http::DEFAULT_HTTP;
 use steplake_server::{
-    QueryOptions, Server, ServerConfig, ServerError, DEFAULT_LISTEN, DEFAULT_MAX_MESSAGE_BYTES,
+    QueryOptions, Server, ServerConfig, ServerError, TlsIdentity, DEFAULT_LISTEN,
+    DEFAULT_MAX_MESSAGE_BYTES,
 };
 use steplake_store::{FsyncPolicy, StoreError, StoreOptions};
 
@@ -70,6 +71,30 @@ pub(crate) struct ServeArgs {
     /// localhost (e.g. the name analysts reach this server by); repeatable.
     #[arg(long = "http-host", value_name = "NAME")]
     http_hosts: Vec<String>,
+    /// Admit everyone without a token, even on a non-loopback address.
+    /// Anyone who can reach the ports can then read and write every run.
+    #[arg(long, env = "STEPLAKE_INSECURE_NO_AUTH")]
+    insecure_no_auth: bool,
+    /// PEM certificate chain: serve both ports over TLS (with --tls-key).
+    #[arg(long, env = "STEPLAKE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "STEPLAKE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+/// The certificate and key of `--tls-cert`/`--tls-key`, if given.
+fn tls_identity(args: &ServeArgs) -> Result<Option<TlsIdentity>, CliError> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let read = |flag: &str, path: &PathBuf| {
+        std::fs::read(path).map_err(|e| CliError::Input(format!("{flag} {}: {e}", path.display())))
+    };
+    Ok(Some(TlsIdentity {
+        cert_pem: read("--tls-cert", cert)?,
+        key_pem: read("--tls-key", key)?,
+    }))
 }
 
 /// `--http`: an address, or `off`.
@@ -147,6 +172,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
             ..QueryOptions::default()
         },
         http_hosts: args.http_hosts.clone(),
+        insecure_no_auth: args.insecure_no_auth,
+        tls: tls_identity(&args)?,
     };
     let server = Server::start(config).await.map_err(|e| match e {
         ServerError::Store(StoreError::Locked { .. }) => {
@@ -162,15 +189,28 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
             "{e}. `steplake check --data-dir {}` lists every damaged file",
             args.data_dir.display()
         )),
+        ServerError::NeedsTokens { .. } => CliError::Input(format!(
+            "{e}: create one first with `steplake token create --data-dir {} --name admin --scope admin`, \
+             listen on 127.0.0.1, or (on a network you trust) pass --insecure-no-auth",
+            args.data_dir.display()
+        )),
+        ServerError::Tls(_) => CliError::Input(format!("{e} (--tls-cert, --tls-key)")),
         other => CliError::Failure(other.to_string()),
     })?;
     let addr = server
         .local_addr()
         .map_err(|e| CliError::Failure(format!("cannot read the bound address: {e}")))?;
+    let scheme = if server.uses_tls() { "https" } else { "http" };
     let dashboard = match server.http_addr() {
-        Some(http) => format!("dashboard http://{http}/"),
+        Some(http) => format!("dashboard {scheme}://{http}/"),
         None => "no dashboard".to_string(),
     };
+    if args.insecure_no_auth {
+        eprintln!(
+            "warning: --insecure-no-auth: no token is checked; anyone who can reach {addr}{} can read and write every run",
+            server.http_addr().map(|h| format!(" or {h}")).unwrap_or_default()
+        );
+    }
     println!(
         "steplake listening on {addr} (data dir {}, {dashboard}, tensor codec: {codec_description})",
         args.data_dir.display()

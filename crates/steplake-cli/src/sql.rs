@@ -5,21 +5,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use steplake_client::{Client, DEFAULT_SERVER};
+use steplake_client::DEFAULT_SERVER;
 use steplake_query::{QueryEngine, QueryError};
 use steplake_store::{Store, StoreError};
 
+use crate::connect::ConnectArgs;
 use crate::output::{print, OutputFormat};
 use crate::CliError;
 
 /// Flags of `steplake sql`.
 #[derive(Args)]
 pub(crate) struct SqlArgs {
-    /// Server URL (Flight SQL).
-    #[arg(long, env = "STEPLAKE_SERVER", default_value = DEFAULT_SERVER, conflicts_with = "data_dir")]
+    /// Server URL (Flight SQL): http://HOST:PORT, or https:// with TLS.
+    #[arg(long, env = "STEPLAKE_SERVER", default_value = DEFAULT_SERVER)]
     server: String,
+    #[command(flatten)]
+    connect: ConnectArgs,
     /// Query a data directory directly instead of a server (no server may hold it).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "server")]
     data_dir: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
@@ -52,7 +55,7 @@ pub(crate) async fn run(args: SqlArgs) -> Result<(), CliError> {
     let sql = read_sql(args.sql)?;
     let (schema, batches) = match &args.data_dir {
         Some(dir) => query_data_dir(dir.clone(), &sql).await?,
-        None => Client::connect(&args.server).await?.sql(&sql).await?,
+        None => args.connect.connect(&args.server).await?.sql(&sql).await?,
     };
     print(args.format, &schema, &batches)
 }

@@ -27,6 +27,8 @@ pub(crate) struct SyncArgs {
     /// Server URL; default: the one each run was logging to.
     #[arg(long)]
     server: Option<String>,
+    #[command(flatten)]
+    connect: crate::connect::ConnectArgs,
 }
 
 /// One writer's spool on disk.
@@ -153,7 +155,11 @@ fn server_url(server: &str) -> String {
 }
 
 /// Uploads one spool; returns (batches, duplicates).
-async fn sync_one(spool: &Spool, server: Option<&str>) -> Result<(u64, u64), CliError> {
+async fn sync_one(
+    spool: &Spool,
+    server: Option<&str>,
+    connect: &crate::connect::ConnectArgs,
+) -> Result<(u64, u64), CliError> {
     let recorded = spool.text("/server");
     let server = server.unwrap_or(&recorded);
     if server.is_empty() {
@@ -162,7 +168,7 @@ async fn sync_one(spool: &Spool, server: Option<&str>) -> Result<(u64, u64), Cli
             spool.directory.display()
         )));
     }
-    let client = Client::connect(&server_url(server)).await?;
+    let client = connect.connect(&server_url(server)).await?;
     let run = spool.create_run_request();
     client.create_run(run.clone()).await?;
     let files = spool.requests()?;
@@ -252,7 +258,7 @@ pub(crate) async fn run(args: SyncArgs) -> Result<(), CliError> {
     let (mut batches, mut duplicates) = (0, 0);
     for directory in &directories {
         let spool = Spool::open(directory.clone())?;
-        let (sent, already) = sync_one(&spool, args.server.as_deref()).await?;
+        let (sent, already) = sync_one(&spool, args.server.as_deref(), &args.connect).await?;
         batches += sent;
         duplicates += already;
     }

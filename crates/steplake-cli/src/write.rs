@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 
 use clap::Args;
-use steplake_client::{BatchBuilder, Client, ClientError, DEFAULT_SERVER};
+use steplake_client::{BatchBuilder, ClientError, DEFAULT_SERVER};
 
 use crate::points::{InputFormat, PointReader};
 use crate::CliError;
@@ -14,9 +14,11 @@ use steplake_core::counted as count;
 /// Flags of `steplake write`.
 #[derive(Args)]
 pub(crate) struct WriteArgs {
-    /// Server URL.
+    /// Server URL: http://HOST:PORT, or https:// with TLS.
     #[arg(long, env = "STEPLAKE_SERVER", default_value = DEFAULT_SERVER)]
     server: String,
+    #[command(flatten)]
+    connect: crate::connect::ConnectArgs,
     /// Run id to write into; created when it does not exist.
     #[arg(long)]
     run: String,
@@ -64,7 +66,7 @@ fn guess_format(file: &Option<PathBuf>) -> InputFormat {
 pub(crate) async fn run(args: WriteArgs) -> Result<(), CliError> {
     let format = args.format.unwrap_or_else(|| guess_format(&args.file));
     let input = open_input(&args.file)?;
-    let client = Client::connect(&args.server).await?;
+    let client = args.connect.connect(&args.server).await?;
     client.ensure_run(&args.run, &args.project).await?;
     let mut writer = client.writer(&args.run).await?;
     let mut builder = BatchBuilder::default();

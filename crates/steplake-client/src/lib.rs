@@ -3,7 +3,9 @@
 //! Used by the `steplake` CLI, the end-to-end tests and the benchmarks.
 //!
 //! - [`Client::connect`] opens one HTTP/2 channel shared by the ingest
-//!   service and Flight SQL.
+//!   service and Flight SQL; [`Client::connect_with`] adds a token (sent
+//!   as `authorization: Bearer …` on every call) and, for `https://` URLs,
+//!   the CA certificate to trust.
 //! - [`Client::create_run`] / [`Client::finish_run`] manage runs.
 //! - [`Client::writer`] opens a write stream: [`ScalarWriter::send`] queues a
 //!   batch with the next sequence number without waiting, so many batches are
@@ -27,8 +29,9 @@ use steplake_proto::v1::{CreateRunRequest, FinishRunRequest, ScalarBatch, WriteR
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::{Code, Request, Status};
 
 /// Default server URL.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
@@ -138,20 +141,60 @@ impl From<arrow::error::ArrowError> for ClientError {
     }
 }
 
+/// How to reach a server beyond its URL.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// The token to send (`authorization: Bearer …`).
+    pub token: Option<String>,
+    /// PEM certificate(s) of the CA that signed the server's certificate,
+    /// for `https://` URLs; without it, the public web CAs are trusted.
+    pub ca_cert_pem: Option<Vec<u8>>,
+}
+
 /// A connection to a steplake server.
 #[derive(Clone)]
 pub struct Client {
     channel: Channel,
     max_message_bytes: usize,
+    authorization: Option<MetadataValue<Ascii>>,
 }
 
 impl Client {
-    /// Connects to `url` (e.g. `http://127.0.0.1:50051`).
+    /// Connects to `url` (e.g. `http://127.0.0.1:50051`) with no token.
     pub async fn connect(url: &str) -> Result<Client, ClientError> {
-        let endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| ClientError::BadUrl {
+        Client::connect_with(url, &ConnectOptions::default()).await
+    }
+
+    /// Connects to `url` (`http://` or `https://`) with `options`.
+    pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Client, ClientError> {
+        let bad_url = |reason: String| ClientError::BadUrl {
             url: url.to_string(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let mut endpoint =
+            Endpoint::from_shared(url.to_string()).map_err(|e| bad_url(e.to_string()))?;
+        if url.starts_with("https://") {
+            let mut tls = ClientTlsConfig::new();
+            tls = match &options.ca_cert_pem {
+                Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
+                None => tls.with_webpki_roots(),
+            };
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| bad_url(format!("TLS: {e}")))?;
+        } else if options.ca_cert_pem.is_some() {
+            return Err(bad_url(
+                "a CA certificate was given for a plain http:// URL; use https://".into(),
+            ));
+        }
+        let authorization = match &options.token {
+            Some(token) => Some(
+                format!("Bearer {}", token.trim())
+                    .parse()
+                    .map_err(|_| bad_url("the token holds characters a token never has".into()))?,
+            ),
+            None => None,
+        };
         let channel = endpoint
             .tcp_nodelay(true)
             .connect()
@@ -163,7 +206,19 @@ impl Client {
         Ok(Client {
             channel,
             max_message_bytes: 256 << 20,
+            authorization,
         })
+    }
+
+    /// `message` as a request that carries the token, if there is one.
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        if let Some(value) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        request
     }
 
     fn ingest(&self) -> IngestClient<Channel> {
@@ -177,7 +232,11 @@ impl Client {
         &self,
         request: CreateRunRequest,
     ) -> Result<v1::CreateRunResponse, ClientError> {
-        Ok(self.ingest().create_run(request).await?.into_inner())
+        Ok(self
+            .ingest()
+            .create_run(self.request(request))
+            .await?
+            .into_inner())
     }
 
     /// Creates the run `run_id` in `project` (named after its id), or resumes
@@ -199,10 +258,10 @@ impl Client {
     /// Marks a run finished with `status` ("finished" when empty).
     pub async fn finish_run(&self, run_id: &str, status: &str) -> Result<(), ClientError> {
         self.ingest()
-            .finish_run(FinishRunRequest {
+            .finish_run(self.request(FinishRunRequest {
                 run_id: run_id.to_string(),
                 status: status.to_string(),
-            })
+            }))
             .await?;
         Ok(())
     }
@@ -227,7 +286,7 @@ impl Client {
         let (tx, rx) = mpsc::channel::<WriteRequest>(MAX_IN_FLIGHT);
         let mut responses = self
             .ingest()
-            .write(ReceiverStream::new(rx))
+            .write(self.request(ReceiverStream::new(rx)))
             .await?
             .into_inner();
         let acks = tokio::spawn(async move {
@@ -275,7 +334,10 @@ impl Client {
             transaction_id: None,
         };
         let descriptor = FlightDescriptor::new_cmd(command.as_any().encode_to_vec());
-        let info = flight.get_flight_info(descriptor).await?.into_inner();
+        let info = flight
+            .get_flight_info(self.request(descriptor))
+            .await?
+            .into_inner();
         let schema: SchemaRef = std::sync::Arc::new(info.clone().try_decode_schema()?);
         let mut batches = Vec::new();
         for endpoint in info.endpoint {
@@ -283,7 +345,7 @@ impl Client {
                 ClientError::Flight("the server returned an endpoint without a ticket".into())
             })?;
             let data = flight
-                .do_get(ticket)
+                .do_get(self.request(ticket))
                 .await?
                 .into_inner()
                 .map_err(FlightError::from);

@@ -13,6 +13,9 @@ pub enum ApiError {
     /// The query layer refused or failed.
     #[error("{0}")]
     Query(#[from] QueryError),
+    /// No token, an unknown one, or one whose scope does not allow this.
+    #[error("{0}")]
+    Auth(steplake_auth::AuthError),
 }
 
 impl ApiError {
@@ -32,13 +35,31 @@ impl ApiError {
             ApiError::Query(QueryError::Overloaded(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Query(QueryError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Query(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Auth(e) if e.is_unauthenticated() => StatusCode::UNAUTHORIZED,
+            ApiError::Auth(
+                steplake_auth::AuthError::Denied { .. }
+                | steplake_auth::AuthError::NoSuchToken { .. },
+            ) => StatusCode::FORBIDDEN,
+            ApiError::Auth(
+                steplake_auth::AuthError::InvalidName { .. }
+                | steplake_auth::AuthError::InvalidScope { .. },
+            ) => StatusCode::BAD_REQUEST,
+            ApiError::Auth(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let status = self.status();
         let body = crate::json::Json(serde_json::json!({ "error": self.to_string() }));
-        (self.status(), body).into_response()
+        let mut response = (status, body).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }

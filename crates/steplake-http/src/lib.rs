@@ -12,10 +12,12 @@
 //! - `/metrics` in Prometheus text ([`metrics`]).
 //!
 //! Data flows: browser → [`Guard`] (allowed hosts, same-origin JSON POSTs,
-//! security headers) → axum handler → SQL → DataFusion (Parquet files and
+//! security headers) → tokens ([`access`]: read for the API, admin for
+//! `/api/tokens`, a login that sets a cookie) → axum handler → SQL → DataFusion (Parquet files and
 //! the store's buffer) → JSON. Errors become HTTP status codes in one place,
 //! [`error::ApiError`].
 
+pub mod access;
 pub mod api;
 mod assets;
 mod columns;
@@ -23,21 +25,24 @@ pub mod error;
 mod guard;
 mod json;
 pub mod metrics;
+mod tls;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{FromRef, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use steplake_query::QueryEngine;
 use steplake_store::Store;
 use tokio::net::TcpListener;
 
+pub use access::DashboardAccess;
 pub use guard::Guard;
+pub use tls::TlsIdentity;
 
 /// Default dashboard address.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
@@ -50,22 +55,36 @@ pub struct Dashboard {
     /// The tensor codec in use, for `/metrics`.
     codec: Arc<str>,
     api_requests: Arc<AtomicU64>,
+    access: DashboardAccess,
+}
+
+impl FromRef<Dashboard> for DashboardAccess {
+    fn from_ref(dashboard: &Dashboard) -> DashboardAccess {
+        dashboard.access.clone()
+    }
 }
 
 impl Dashboard {
-    /// A dashboard over `engine` and `store`; `codec` describes the tensor
-    /// codec in use.
-    pub fn new(engine: Arc<QueryEngine>, store: Arc<Store>, codec: &str) -> Self {
+    /// A dashboard over `engine` and `store`, admitting requests by
+    /// `access`; `codec` describes the tensor codec in use.
+    pub fn new(
+        engine: Arc<QueryEngine>,
+        store: Arc<Store>,
+        codec: &str,
+        access: DashboardAccess,
+    ) -> Self {
         Dashboard {
             engine,
             store,
             codec: codec.into(),
             api_requests: Arc::new(AtomicU64::new(0)),
+            access,
         }
     }
 
     /// The routes: the page, `/api/…` and `/metrics`, behind `guard`
-    /// (allowed hosts, POST only as same-origin JSON, security headers).
+    /// (allowed hosts, POST only as same-origin JSON, security headers) and
+    /// then tokens ([`access`]).
     pub fn router(self, guard: Guard) -> Router {
         let api = Router::new()
             .route("/runs", get(api::runs))
@@ -76,7 +95,15 @@ impl Dashboard {
             .route("/tensor_names", get(api::tensor_names))
             .route("/tensor_stats", get(api::tensor_stats))
             .route("/sql", post(api::sql))
+            .route("/login", post(access::login))
+            .route("/logout", post(access::logout))
+            .route(
+                "/tokens",
+                get(access::list_tokens).post(access::create_token),
+            )
+            .route("/tokens/{name}", delete(access::revoke_token))
             .layer(middleware::from_fn_with_state(self.clone(), count_request));
+        let tokens = self.access.clone();
         Router::new()
             .route("/", get(assets::index))
             .route("/app.js", get(assets::app_js))
@@ -84,6 +111,10 @@ impl Dashboard {
             .route("/metrics", get(metrics::metrics))
             .nest("/api", api)
             .with_state(self)
+            .layer(middleware::from_fn_with_state(
+                tokens,
+                access::require_token,
+            ))
             .layer(middleware::from_fn_with_state(guard, guard::guard))
     }
 }
@@ -97,13 +128,24 @@ async fn count_request(
     next.run(request).await
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
+/// Serves `router` on `listener` until `shutdown` completes, over TLS
+/// when `tls` is given.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    match tls {
+        Some(acceptor) => {
+            axum::serve(tls::TlsListener::new(listener, acceptor)?, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }

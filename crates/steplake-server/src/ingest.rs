@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use steplake_auth::{Access, Action, Principal};
 use steplake_core::tensor::HISTOGRAM_BINS;
 use steplake_core::{CoreError, DType, ScalarBatch, TensorStats};
 use steplake_proto::v1::ingest_server::Ingest;
@@ -14,7 +15,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::status::store_status;
+use crate::auth::principal;
+use crate::status::{auth_status, store_status};
 
 /// Batches of one stream that may wait for durability at once.
 const MAX_IN_FLIGHT: usize = 64;
@@ -22,13 +24,33 @@ const MAX_IN_FLIGHT: usize = 64;
 /// Implements [`Ingest`] over a [`Store`].
 pub struct IngestService {
     store: Arc<Store>,
+    access: Access,
 }
 
 impl IngestService {
-    /// A service writing into `store`.
-    pub fn new(store: Arc<Store>) -> Self {
-        IngestService { store }
+    /// A service writing into `store`, for callers that `access` admits.
+    pub fn new(store: Arc<Store>, access: Access) -> Self {
+        IngestService { store, access }
     }
+}
+
+/// Refuses `principal` unless it may write to the run `run_id`, or, for a
+/// run that does not exist yet, to `project`. (A run that does not exist
+/// and is not being created is left to the store, which answers NOT_FOUND.)
+fn authorize_run(
+    access: &Access,
+    store: &Store,
+    principal: &Principal,
+    run_id: &str,
+    project: Option<&str>,
+) -> Result<(), Status> {
+    let existing = store.run_project(run_id);
+    let Some(project) = existing.as_deref().or(project) else {
+        return Ok(());
+    };
+    access
+        .authorize(principal, Action::Write { project })
+        .map_err(auth_status)
 }
 
 /// Turns the wire batch into the store's batch; stamps wall times when absent.
@@ -156,7 +178,15 @@ impl Ingest for IngestService {
         &self,
         request: Request<CreateRunRequest>,
     ) -> Result<Response<CreateRunResponse>, Status> {
+        let principal = principal(&request);
         let r = request.into_inner();
+        authorize_run(
+            &self.access,
+            &self.store,
+            &principal,
+            &r.run_id,
+            Some(&r.project),
+        )?;
         let (run, resumed) = self
             .store
             .create_run(CreateRun {
@@ -178,7 +208,8 @@ impl Ingest for IngestService {
 
     type WriteStream = ReceiverStream<Result<WriteResponse, Status>>;
 
-    /// Reads requests in order and submits each to the WAL at once (keeping a
+    /// Reads requests in order, checks that the caller may still write to
+    /// the batch's run, and submits each to the WAL at once (keeping a
     /// writer's sequence order), while a second task awaits durability and
     /// answers in the same order. The first error ends the stream with its
     /// status; batches acknowledged before it stay durable.
@@ -186,6 +217,8 @@ impl Ingest for IngestService {
         &self,
         request: Request<Streaming<WriteRequest>>,
     ) -> Result<Response<Self::WriteStream>, Status> {
+        let principal = principal(&request);
+        let access = self.access.clone();
         let mut inbound = request.into_inner();
         let store = self.store.clone();
         let (pending_tx, mut pending_rx) =
@@ -194,7 +227,10 @@ impl Ingest for IngestService {
         tokio::spawn(async move {
             loop {
                 let next = match inbound.message().await {
-                    Ok(Some(request)) => submit(&store, request),
+                    Ok(Some(request)) => {
+                        authorize_run(&access, &store, &principal, &request.run_id, None)
+                            .and_then(|()| submit(&store, request))
+                    }
                     Ok(None) => break,
                     // A message that cannot be decoded (too large, malformed):
                     // report it; if the client is gone the send fails harmlessly.
@@ -229,7 +265,9 @@ impl Ingest for IngestService {
         &self,
         request: Request<FinishRunRequest>,
     ) -> Result<Response<FinishRunResponse>, Status> {
+        let principal = principal(&request);
         let r = request.into_inner();
+        authorize_run(&self.access, &self.store, &principal, &r.run_id, None)?;
         self.store
             .finish_run(&r.run_id, &r.status)
             .await

@@ -10,11 +10,16 @@
 //! A second address serves the web dashboard, its JSON API and `/metrics`
 //! (steplake-http) over the same store and session.
 //!
+//! Every call passes the access check first ([`auth`], over
+//! [`steplake_auth::Access`]): tokens unless the server is open. Both ports
+//! speak TLS when given a certificate ([`ServerConfig::tls`]).
+//!
 //! Errors from the layers below become gRPC status codes in exactly one
 //! place, [`status`]. [`Server::start`] opens the store, binds the port and
 //! returns at once; [`Server::run_until`] serves until a shutdown signal,
 //! then flushes the buffer to Parquet and releases the data directory.
 
+mod auth;
 pub mod flight;
 pub mod ingest;
 pub mod status;
@@ -25,6 +30,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
+use steplake_auth::{Access, AuthError, TokenRegistry};
+pub use steplake_http::TlsIdentity;
 use steplake_proto::v1::ingest_server::IngestServer;
 pub use steplake_query::QueryOptions;
 use steplake_query::{QueryEngine, QueryError};
@@ -32,6 +39,7 @@ use steplake_store::{Store, StoreError, StoreOptions};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
+use tonic::service::interceptor::InterceptedService;
 
 /// Default gRPC address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -68,6 +76,19 @@ pub enum ServerError {
     /// The gRPC server failed.
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The token file could not be read.
+    #[error("{0}")]
+    Auth(#[from] AuthError),
+    /// A non-loopback address was asked for, no token exists, and the
+    /// server was not made open to everyone.
+    #[error("listening on {addr} lets anyone on the network in, and no token exists yet")]
+    NeedsTokens {
+        /// The exposed address.
+        addr: SocketAddr,
+    },
+    /// The TLS certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// How to run a server.
@@ -88,6 +109,10 @@ pub struct ServerConfig {
     /// Host names the dashboard answers to besides its address and the
     /// loopback names (see [`steplake_http::Guard`]).
     pub http_hosts: Vec<String>,
+    /// Admit everyone, on any address, tokens or not.
+    pub insecure_no_auth: bool,
+    /// Serve both ports over TLS with this certificate.
+    pub tls: Option<TlsIdentity>,
 }
 
 /// A started server: the store is open and the port bound.
@@ -100,6 +125,8 @@ pub struct Server {
     http: Option<TcpListener>,
     /// Extra host names the dashboard answers to.
     http_hosts: Vec<String>,
+    access: Access,
+    tls: Option<TlsIdentity>,
 }
 
 impl Server {
@@ -113,6 +140,24 @@ impl Server {
                 reason: format!("recovery task failed: {e}"),
             })??;
         let store = Arc::new(store);
+        let exposed = [Some(config.listen), config.http]
+            .into_iter()
+            .flatten()
+            .find(|addr| !addr.ip().is_loopback());
+        let access = Access::new(
+            TokenRegistry::in_data_dir(&config.data_dir),
+            exposed.is_some(),
+            config.insecure_no_auth,
+        )?;
+        if let Some(addr) = exposed {
+            if !config.insecure_no_auth && access.token_count()? == 0 {
+                return Err(ServerError::NeedsTokens { addr });
+            }
+        }
+        if let Some(tls) = &config.tls {
+            // Both ports check the pair now, not at the first connection.
+            tls.acceptor().map_err(ServerError::Tls)?;
+        }
         let engine = Arc::new(QueryEngine::with_options(store.clone(), config.query)?);
         let listener =
             TcpListener::bind(config.listen)
@@ -136,6 +181,8 @@ impl Server {
             max_message_bytes: config.max_message_bytes,
             http,
             http_hosts: config.http_hosts,
+            access,
+            tls: config.tls,
         })
     }
 
@@ -147,6 +194,11 @@ impl Server {
     /// The dashboard's bound address, when it has one.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Whether clients connect with TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The store this server writes to.
@@ -172,25 +224,51 @@ impl Server {
             for host in &hosts {
                 guard = guard.allow_host(host);
             }
-            let router =
-                steplake_http::Dashboard::new(self.engine.clone(), self.store.clone(), codec)
-                    .router(guard);
+            let access = steplake_http::DashboardAccess {
+                access: self.access.clone(),
+                tls: self.tls.is_some(),
+            };
+            let router = steplake_http::Dashboard::new(
+                self.engine.clone(),
+                self.store.clone(),
+                codec,
+                access,
+            )
+            .router(guard);
+            let acceptor = self.tls.as_ref().and_then(|tls| tls.acceptor().ok());
             let mut stopped = stopped.clone();
-            tokio::spawn(steplake_http::serve(listener, router, async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            }))
+            tokio::spawn(steplake_http::serve(
+                listener,
+                router,
+                acceptor,
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            ))
         });
         let shutdown = async move {
             shutdown.await;
             let _ = stop.send(true);
         };
         let limit = self.max_message_bytes;
-        let ingest = IngestServer::new(ingest::IngestService::new(self.store.clone()))
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit);
+        let ingest = IngestServer::new(ingest::IngestService::new(
+            self.store.clone(),
+            self.access.clone(),
+        ))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+        let ingest = InterceptedService::new(ingest, auth::IngestGate(self.access.clone()));
         let flight = FlightServiceServer::new(flight::FlightSqlServer::new(self.engine.clone()))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX);
+        let flight = InterceptedService::new(flight, auth::ReadGate(self.access.clone()));
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &self.tls {
+            let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+            builder = builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .map_err(|e| ServerError::Tls(e.to_string()))?;
+        }
         // Small request/response RPCs (Flight SQL) would otherwise wait on
         // Nagle's algorithm and delayed ACKs for tens of milliseconds.
         let incoming = TcpListenerStream::new(self.listener).map(|stream| {
@@ -199,7 +277,7 @@ impl Server {
             }
             stream
         });
-        let served = tonic::transport::Server::builder()
+        let served = builder
             .add_service(ingest)
             .add_service(flight)
             .serve_with_incoming_shutdown(incoming, shutdown)

@@ -1,5 +1,6 @@
 //! The one place where steplake errors become gRPC status codes.
 
+use steplake_auth::AuthError;
 use steplake_query::QueryError;
 use steplake_store::StoreError;
 use tonic::Status;
@@ -30,6 +31,22 @@ pub fn query_status(error: QueryError) -> Status {
         QueryError::Execution(_) => Status::internal(message),
         QueryError::Overloaded(_) => Status::resource_exhausted(message),
         QueryError::Timeout(_) => Status::deadline_exceeded(message),
+    }
+}
+
+/// Maps an access-control error to the status a client sees.
+pub fn auth_status(error: AuthError) -> Status {
+    let message = error.to_string();
+    match error {
+        AuthError::Missing | AuthError::Malformed | AuthError::Unknown => {
+            Status::unauthenticated(message)
+        }
+        AuthError::Denied { .. } => Status::permission_denied(message),
+        AuthError::InvalidScope { .. } | AuthError::InvalidName { .. } => {
+            Status::invalid_argument(message)
+        }
+        AuthError::NoSuchToken { .. } => Status::not_found(message),
+        AuthError::File { .. } => Status::unavailable(message),
     }
 }
 

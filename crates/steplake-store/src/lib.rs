@@ -415,6 +415,14 @@ impl Store {
         read_state(&self.shared).runs.values().cloned().collect()
     }
 
+    /// The project of run `run_id`, if the run exists.
+    pub fn run_project(&self, run_id: &str) -> Option<String> {
+        read_state(&self.shared)
+            .runs
+            .get(run_id)
+            .map(|run| run.project.clone())
+    }
+
     /// Whether a run exists.
     pub fn run_exists(&self, run_id: &str) -> bool {
         read_state(&self.shared).runs.contains_key(run_id)

@@ -196,19 +196,31 @@ type HandshakeStream = Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Statu
 impl FlightSqlService for FlightSqlServer {
     type FlightService = FlightSqlServer;
 
-    /// No authentication yet: every handshake is accepted, with or without
-    /// credentials, and no token is needed afterwards.
+    /// Basic → Bearer, as the JDBC and ADBC drivers expect: a handshake
+    /// sent with `Basic <user:token>` (or `Bearer <token>`) has already
+    /// passed [`crate::auth::ReadGate`], and its answer carries
+    /// `authorization: Bearer <token>` for the driver to send on every
+    /// later call. On an open server no credentials are needed.
     async fn do_handshake(
         &self,
-        _request: Request<Streaming<HandshakeRequest>>,
+        request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<HandshakeStream>, Status> {
+        let token =
+            steplake_auth::credentials::token_from_header(crate::auth::authorization(&request))
+                .map_err(crate::status::auth_status)?;
         let response = HandshakeResponse {
             protocol_version: 0,
             payload: Default::default(),
         };
-        Ok(Response::new(Box::pin(futures::stream::iter([Ok(
-            response,
-        )]))))
+        let mut response =
+            Response::new(Box::pin(futures::stream::iter([Ok(response)])) as HandshakeStream);
+        if let Some(token) = token {
+            let bearer = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| Status::unauthenticated("the token is not valid"))?;
+            response.metadata_mut().insert("authorization", bearer);
+        }
+        Ok(response)
     }
 
     async fn get_flight_info_statement(
