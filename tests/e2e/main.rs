@@ -15,6 +15,7 @@ mod shutdown;
 mod sql;
 mod tensor_functions;
 mod tensors;
+mod tls;
 
 /// Always multi-threaded: the client's ack task runs beside the test body.
 #[macro_export]
