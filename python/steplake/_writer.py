@@ -433,7 +433,10 @@ class Writer:
                 delivered = not (self._inflight or self._spooled or self._waiting)
                 with self._cond:
                     nothing_left = not (self._pending.points or self._tensors or self._events)
-                if (delivered and nothing_left) or (deadline is not None and time.monotonic() >= deadline):
+                # A halted writer delivers nothing more: it finishes as soon
+                # as everything is in the spool.
+                halted = self._halted and nothing_left and not (self._inflight or self._waiting)
+                if (delivered and nothing_left) or halted or (deadline is not None and time.monotonic() >= deadline):
                     self._finish_run()
                     return
 
@@ -544,6 +547,8 @@ class Writer:
             if not self._run_created:
                 self._create_run()
         except grpc.RpcError as error:
+            if error.code() in _HALTING:
+                self._halt(error)
             self._connect_failed(_describe(error), error)
             return
         except Exception as error:  # noqa: BLE001
@@ -569,6 +574,16 @@ class Writer:
         self.resumed = response.resumed
         self._run_created = True
 
+    def _halt(self, error: grpc.RpcError) -> None:
+        """The server expects another sequence number than we sent (a batch
+        it needs is gone from here), or our token may not write here.
+        Resending cannot fix either: send nothing more, and keep everything
+        in the spool for a person to look at."""
+        self._halted = True
+        self._warn_once("halted", f"the server refused this writer's batches ({_describe(error)}); "
+                        f"the points are kept in {self.spool.directory}; upload them with "
+                        f"`steplake sync {self.spool.directory}` once that is fixed")
+
     def _connect_failed(self, reason: str, error: grpc.RpcError | None = None) -> None:
         self._connecting = None
         self._unreachable = True
@@ -580,6 +595,8 @@ class Writer:
         if error is not None and error.code() not in _RETRYABLE:
             self._warn_once("create-run", f"the server refused to create run "
                             f"{self.run['run_id']!r}: {reason}")
+        if self._halted:
+            return
         self._warn_once(
             "unreachable",
             f"cannot reach the steplake server at {self.server} ({reason}); "
@@ -605,14 +622,7 @@ class Writer:
             # create it again, then resend as a new writer (below).
             self._run_created = False
         elif isinstance(error, grpc.RpcError) and error.code() in _HALTING:
-            # The server expects another sequence number than we sent (a
-            # batch it needs is gone from here), or our token may not write
-            # here. Resending cannot fix either, so keep everything in the
-            # spool for a person to look at.
-            self._halted = True
-            self._warn_once("halted", f"the server refused this writer's batches ({_describe(error)}); "
-                            f"later points are kept in {self.spool.directory}; upload them with "
-                            f"`steplake sync {self.spool.directory}` once that is fixed")
+            self._halt(error)
         elif isinstance(error, grpc.RpcError) and error.code() not in _RETRYABLE and self._inflight:
             # The first unacknowledged request is the one refused: it takes
             # its sequence number as an empty batch, so the ones after it

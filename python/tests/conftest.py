@@ -36,18 +36,31 @@ def free_port() -> int:
 class Server:
     """A ``steplake serve`` process that can be killed and started again."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, extra: list[str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
+        self.extra = list(extra or [])
+        #: What clients connect to: ``host:port``, or ``https://host:port`` with TLS.
         self.address = f"127.0.0.1:{self.port}"
+        if "--tls-cert" in self.extra:
+            self.address = f"https://{self.address}"
         self.process: subprocess.Popen[str] | None = None
+
+    def token(self, name: str, scope: str) -> str:
+        """``steplake token create`` in this server's data directory."""
+        done = subprocess.run(
+            [steplake_binary(), "token", "create", "--data-dir", str(self.data_dir),
+             "--name", name, "--scope", scope],
+            capture_output=True, text=True, check=True,
+        )
+        return done.stdout.strip()
 
     def start(self) -> "Server":
         deadline = time.monotonic() + 30
         while True:
             self.process = subprocess.Popen(
                 [steplake_binary(), "serve", "--data-dir", str(self.data_dir),
-                 "--listen", self.address, "--http", "off"],
+                 "--listen", f"127.0.0.1:{self.port}", "--http", "off", *self.extra],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 env={**os.environ, "STEPLAKE_LOG": "warn"},
             )
@@ -89,3 +102,47 @@ def spool_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     directory = tmp_path / "spool"
     monkeypatch.setenv("STEPLAKE_SPOOL_DIR", str(directory))
     return directory
+
+
+def make_certs(directory: Path) -> dict[str, Path]:
+    """A throwaway CA and a certificate it signed for 127.0.0.1 and
+    localhost, as PEM files: ``ca``, ``cert`` and ``key``."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "steplake test CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        ]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = {"ca": directory / "ca.pem", "cert": directory / "server.pem", "key": directory / "server.key"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["key"].write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption(),
+    ))
+    return paths

@@ -3,9 +3,17 @@
 //! - `Bearer <token>`: what steplake's clients send;
 //! - `Basic <base64 of user:token>`: what JDBC and ADBC drivers send in the
 //!   Flight SQL handshake when given a user name and password; the user
-//!   name is ignored and the password is the token.
+//!   name is ignored and the password is the token. Padding is optional:
+//!   Go's Flight client (the ADBC driver) sends none.
 
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
+
+/// Standard base64, with or without `=` padding.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 use crate::AuthError;
 
@@ -26,7 +34,7 @@ pub fn token_from_header(value: Option<&str>) -> Result<Option<String>, AuthErro
         return Ok(Some(rest.to_string()));
     }
     if kind.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD
+        let decoded = BASE64
             .decode(rest)
             .map_err(|_| AuthError::Malformed)?;
         let text = String::from_utf8(decoded).map_err(|_| AuthError::Malformed)?;
@@ -57,6 +65,11 @@ mod tests {
                 .unwrap()
                 .as_deref(),
             Some("slk_x")
+        );
+        let unpadded = base64::engine::general_purpose::STANDARD_NO_PAD.encode("u:slk_xy");
+        assert_eq!(
+            token_from_header(Some(&format!("Basic {unpadded}"))).unwrap().as_deref(),
+            Some("slk_xy")
         );
         for bad in [
             "slk_x",
