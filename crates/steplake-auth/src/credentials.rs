@@ -34,9 +34,7 @@ pub fn token_from_header(value: Option<&str>) -> Result<Option<String>, AuthErro
         return Ok(Some(rest.to_string()));
     }
     if kind.eq_ignore_ascii_case("basic") {
-        let decoded = BASE64
-            .decode(rest)
-            .map_err(|_| AuthError::Malformed)?;
+        let decoded = BASE64.decode(rest).map_err(|_| AuthError::Malformed)?;
         let text = String::from_utf8(decoded).map_err(|_| AuthError::Malformed)?;
         let (_user, token) = text.split_once(':').ok_or(AuthError::Malformed)?;
         if token.is_empty() {
@@ -68,7 +66,9 @@ mod tests {
         );
         let unpadded = base64::engine::general_purpose::STANDARD_NO_PAD.encode("u:slk_xy");
         assert_eq!(
-            token_from_header(Some(&format!("Basic {unpadded}"))).unwrap().as_deref(),
+            token_from_header(Some(&format!("Basic {unpadded}")))
+                .unwrap()
+                .as_deref(),
             Some("slk_xy")
         );
         for bad in [

@@ -18,6 +18,10 @@ mod write;
 
 use std::process::ExitCode;
 
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: steplake_fuzz::CappedAllocator = steplake_fuzz::CappedAllocator;
+
 use clap::{Parser, Subcommand};
 
 /// steplake: a columnar database for training telemetry.

@@ -599,4 +599,52 @@ mod tests {
         let (_, error) = read(InputFormat::Jsonl, "{\"step\": 1.5, \"a\": 1}\n");
         assert!(error.expect("fraction").reason.contains("integer"));
     }
+
+    /// CSV and JSONL lines (steplake-fuzz): points or a line error for any
+    /// bytes, never a panic, a hang or a huge allocation.
+    #[test]
+    fn fuzz_csv_and_jsonl_lines() {
+        let csv = vec![
+            b"name,step,value,wall_time\nloss,1,0.5,2024-01-01T00:00:00Z\nacc,2,nan,1700000000\n"
+                .to_vec(),
+            b"step,value,name\n3,-inf,\"a,b\"\n".to_vec(),
+        ];
+        let jsonl = vec![
+            br#"{"name":"loss","step":1,"value":0.5,"wall_time":"2024-01-01T00:00:00Z"}
+{"name":"acc","step":2,"value":"NaN"}
+"#
+            .to_vec(),
+            br#"{"name":"x","step":9223372036854775807,"value":1e308,"wall_time":1700000000.5}"#
+                .to_vec(),
+        ];
+        let dictionary: &[&[u8]] = &[
+            b",",
+            b"\"",
+            b"\n",
+            b"\r\n",
+            b"{",
+            b"}",
+            b":",
+            b"null",
+            b"-1",
+            b"1e999",
+            b"9223372036854775808",
+            b"\"step\"",
+            b"\"value\"",
+            b"\"name\"",
+            b"\"wall_time\"",
+        ];
+        for (format, seeds) in [(InputFormat::Csv, &csv), (InputFormat::Jsonl, &jsonl)] {
+            steplake_fuzz::fuzz("point lines", seeds, dictionary, 3_000, |input| {
+                let mut reader =
+                    PointReader::new(format, Box::new(std::io::Cursor::new(input.to_vec())));
+                let mut points = Vec::new();
+                while let Ok(added) = reader.read_into(&mut points, 100) {
+                    if added == 0 {
+                        break;
+                    }
+                }
+            });
+        }
+    }
 }

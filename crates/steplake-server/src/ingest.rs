@@ -275,3 +275,99 @@ impl Ingest for IngestService {
         Ok(Response::new(FinishRunResponse {}))
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Protobuf write requests from the wire into validation and the store
+    //! (steplake-fuzz): any bytes are refused with a status or stored,
+    //! never a panic, a hang or a huge allocation.
+
+    use prost::Message as _;
+    use steplake_proto::v1::{ScalarBatch as WireBatch, TensorStatistics};
+
+    use super::*;
+
+    fn requests() -> Vec<Vec<u8>> {
+        let scalars = WriteRequest {
+            writer_id: "w".into(),
+            sequence: 1,
+            run_id: "r".into(),
+            scalars: Some(WireBatch {
+                names: vec!["loss".into(), "acc".into()],
+                name_index: vec![0, 1, 0],
+                steps: vec![0, 0, 1],
+                values: vec![2.5, 0.1, f64::NAN],
+                wall_times_us: vec![1_000, 1_000, 2_000],
+            }),
+            tensor: None,
+        };
+        let data: Vec<u8> = (0..8u32).flat_map(|i| (i as f32).to_le_bytes()).collect();
+        let chunk = WriteRequest {
+            writer_id: "w".into(),
+            sequence: 2,
+            run_id: "r".into(),
+            scalars: None,
+            tensor: Some(Tensor {
+                name: "w.0".into(),
+                step: 3,
+                dtype: "f32".into(),
+                shape: vec![2, 4],
+                total_bytes: data.len() as u64,
+                offset: 16,
+                data: data[16..].to_vec(),
+                ..Default::default()
+            }),
+        };
+        let stats = WriteRequest {
+            writer_id: "w".into(),
+            sequence: 3,
+            run_id: "r".into(),
+            scalars: None,
+            tensor: Some(Tensor {
+                name: "w.1".into(),
+                step: 3,
+                dtype: "bf16".into(),
+                shape: vec![1024],
+                stats_only: true,
+                stats: Some(TensorStatistics {
+                    numel: 1024,
+                    l2: 3.0,
+                    histogram: vec![1; HISTOGRAM_BINS],
+                    quantiles: vec![0.0, 0.5, 1.0],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        };
+        [scalars, chunk, stats]
+            .iter()
+            .map(|r| r.encode_to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn fuzz_write_requests_into_validation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), steplake_store::StoreOptions::default()).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(store.create_run(steplake_store::CreateRun {
+                run_id: Some("r".into()),
+                ..Default::default()
+            }))
+            .unwrap();
+        let seeds = requests();
+        steplake_fuzz::fuzz("write request", &seeds, &[b"f32", b"r"], 3_000, |input| {
+            let Ok(request) = WriteRequest::decode(input) else {
+                return;
+            };
+            if let Ok(pending) = submit(&store, request) {
+                let _ = runtime.block_on(pending);
+            }
+        });
+        store.shutdown().unwrap();
+    }
+}

@@ -24,6 +24,10 @@ pub mod flight;
 pub mod ingest;
 pub mod status;
 
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: steplake_fuzz::CappedAllocator = steplake_fuzz::CappedAllocator;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;

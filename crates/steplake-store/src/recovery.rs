@@ -8,10 +8,12 @@ use crate::apply::{Record, Refusal, WriteRules};
 use crate::buffer::Buffer;
 use crate::partial_files::load_partials;
 use crate::record::decode_scalar_record;
+use crate::tensor_parts::validate_part;
 use crate::tensor_parts::Assembler;
 use crate::tensor_record::decode_tensor_part;
 use crate::wal::{self, RecordKind};
 use crate::{files, Manifest, StoreError};
+use steplake_core::validate_run_id;
 
 /// Refuses a directory whose manifest is gone while data it described is
 /// still there: treating it as new would hide (and once deleted every)
@@ -85,11 +87,11 @@ pub(crate) fn recover(data_dir: &Path, codec: &Codec) -> Result<Recovered, Store
             continue;
         }
         let lsn = record.lsn;
-        let decoded = decode(record).ok_or_else(|| {
+        let decoded = decode(record).map_err(|problem| {
             StoreError::corrupt(
                 &wal::wal_dir(data_dir),
                 0,
-                format!("WAL record {lsn} cannot be decoded"),
+                format!("WAL record {lsn} {problem}"),
             )
         })?;
         // The rules the live path admitted this record by, applied again.
@@ -110,12 +112,22 @@ pub(crate) fn recover(data_dir: &Path, codec: &Codec) -> Result<Recovered, Store
     })
 }
 
-/// The content of a WAL record; `None` when it does not decode.
-fn decode(record: wal::Record) -> Option<Record> {
-    Some(match record.kind {
-        RecordKind::Run => Record::Run(serde_json::from_slice(&record.payload).ok()?),
+/// The content of a WAL record, checked as the live path checked it before
+/// logging it (so a record no live write could have logged, such as a
+/// name index past its names, is corruption, not something to apply); the
+/// error says what is wrong.
+fn decode(record: wal::Record) -> Result<Record, String> {
+    const UNDECODABLE: &str = "cannot be decoded";
+    Ok(match record.kind {
+        RecordKind::Run => Record::Run(
+            serde_json::from_slice(&record.payload).map_err(|_| UNDECODABLE.to_string())?,
+        ),
         RecordKind::Scalars => {
-            let rec = decode_scalar_record(&record.payload)?;
+            let rec = decode_scalar_record(&record.payload).ok_or(UNDECODABLE)?;
+            validate_run_id(&rec.run_id).map_err(|e| format!("is invalid: {e}"))?;
+            rec.batch
+                .validate()
+                .map_err(|e| format!("is invalid: {e}"))?;
             Record::Scalars {
                 writer_id: rec.writer_id,
                 sequence: rec.sequence,
@@ -124,7 +136,8 @@ fn decode(record: wal::Record) -> Option<Record> {
             }
         }
         RecordKind::Tensor => {
-            let (part, carried_over) = decode_tensor_part(&record.payload)?;
+            let (part, carried_over) = decode_tensor_part(&record.payload).ok_or(UNDECODABLE)?;
+            validate_part(&part).map_err(|e| format!("is invalid: {e}"))?;
             Record::Tensor { part, carried_over }
         }
     })
