@@ -325,3 +325,59 @@ fn an_exposed_address_needs_tokens_or_an_explicit_insecure_flag() {
     assert_eq!(sql(&url, None, "SELECT 1").0, 2);
     assert_eq!(sql(&url, Some(&token), "SELECT 1").0, 0);
 }
+
+crate::e2e_test! {
+    async fn revoking_a_token_stops_its_open_write_stream_at_the_next_batch() {
+        use steplake_client::v1::{CreateRunRequest, ScalarBatch};
+        use steplake_client::{Client, ConnectOptions};
+
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path(), &[]);
+        let token = create_token(dir.path(), "trainer", "write:p");
+        let options = ConnectOptions { token: Some(token), ca_cert_pem: None };
+        let client = Client::connect_with(&server.url, &options).await.unwrap();
+        client
+            .create_run(CreateRunRequest { run_id: "r".into(), project: "p".into(), ..Default::default() })
+            .await
+            .unwrap();
+        let batch = |step: i64| ScalarBatch {
+            names: vec!["loss".into()],
+            name_index: vec![0],
+            steps: vec![step],
+            values: vec![1.0],
+            wall_times_us: vec![],
+        };
+        let mut writer = client.writer("r").await.unwrap();
+        writer.send(batch(0)).await.unwrap();
+        writer.send(batch(1)).await.unwrap();
+        // Both acknowledged before the revocation: wait for them.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let admin = create_token(dir.path(), "operator", "admin");
+        let reader = Client::connect_with(
+            &server.url,
+            &ConnectOptions { token: Some(admin), ca_cert_pem: None },
+        )
+        .await
+        .unwrap();
+        loop {
+            let (_, batches) = reader.sql("SELECT count(*) AS n FROM scalars").await.unwrap();
+            let n = arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(batches[0].column(0)).value(0);
+            if n == 2 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the first batches were not stored");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let out = steplake(
+            &["token", "revoke", "--data-dir", dir.path().to_str().unwrap(), "--name", "trainer"],
+            None,
+        );
+        assert!(out.status.success());
+        let _ = writer.send(batch(2)).await;
+        let error = writer.finish().await.expect_err("the stream goes on after the revocation");
+        assert_eq!(error.code(), Some(tonic::Code::Unauthenticated), "{error}");
+        let (_, batches) = reader.sql("SELECT count(*) AS n FROM scalars").await.unwrap();
+        let n = arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(batches[0].column(0)).value(0);
+        assert_eq!(n, 2, "a batch after the revocation was stored");
+    }
+}
