@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::dashboard::raw_http;
+use crate::dashboard::{raw_http, raw_response};
 use crate::harness::{binary, steplake, TestServer};
 
 /// `steplake token create` in `dir`; returns the token it printed.
@@ -248,16 +248,6 @@ fn each_scope_allows_and_refuses_on_grpc_flight_sql_and_http() {
         listed.contains("cluster-p\twrite:p") && !listed.contains("notebook"),
         "{listed}"
     );
-}
-
-/// The whole response, headers included (lower-cased header names).
-fn raw_response(base: &str, request: &str) -> String {
-    use std::io::Write as _;
-    let mut stream = std::net::TcpStream::connect(base.trim_start_matches("http://")).unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
 }
 
 /// Starts `steplake serve ARGS`; returns its first stdout line (or "" if it

@@ -29,13 +29,19 @@ pub(crate) fn http(base: &str, method: &str, path: &str, body: &str) -> (u16, St
     raw_http(base, &format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()))
 }
 
-/// Sends `request` as it is; returns the status and the body.
-pub(crate) fn raw_http(base: &str, request: &str) -> (u16, String) {
+/// Sends `request` as it is; returns the whole response, headers included.
+pub(crate) fn raw_response(base: &str, request: &str) -> String {
     let host = base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(host).expect("connect to the dashboard");
     stream.write_all(request.as_bytes()).expect("send request");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read response");
+    response
+}
+
+/// Sends `request` as it is; returns the status and the body.
+pub(crate) fn raw_http(base: &str, request: &str) -> (u16, String) {
+    let response = raw_response(base, request);
     let code = response
         .split_whitespace()
         .nth(1)

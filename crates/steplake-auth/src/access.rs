@@ -15,7 +15,7 @@
 //! every batch.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::credentials::token_from_header;
 use crate::registry::token_hash;
@@ -87,7 +87,7 @@ impl Access {
                 tokens: Mutex::new(Loaded::default()),
             }),
         };
-        access.refresh()?;
+        drop(access.current()?);
         Ok(access)
     }
 
@@ -98,27 +98,56 @@ impl Access {
 
     /// Whether requests need a token now.
     pub fn required(&self) -> Result<bool, AuthError> {
-        if self.inner.insecure {
-            return Ok(false);
-        }
-        let count = self.refresh()?;
-        Ok(self.inner.exposed || count > 0)
+        let loaded = self.current()?;
+        Ok(self.required_with(&loaded))
     }
 
     /// How many tokens exist.
     pub fn token_count(&self) -> Result<usize, AuthError> {
-        self.refresh()
+        Ok(self.current()?.by_hash.len())
     }
 
     /// Who sent a request with this `authorization` header value; refused
     /// when a token is required and missing or unknown.
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
-        if !self.required()? {
+        let loaded = self.current()?;
+        self.authenticate_with(&loaded, authorization)
+    }
+
+    /// Whether `principal` may do `action` now (its token may have been
+    /// revoked since it was authenticated).
+    pub fn authorize(&self, principal: &Principal, action: Action<'_>) -> Result<(), AuthError> {
+        let loaded = self.current()?;
+        self.authorize_with(&loaded, principal, action)
+    }
+
+    /// [`Access::authenticate`], then [`Access::authorize`], against one
+    /// reading of the token file.
+    pub fn check(
+        &self,
+        authorization: Option<&str>,
+        action: Action<'_>,
+    ) -> Result<Principal, AuthError> {
+        let loaded = self.current()?;
+        let principal = self.authenticate_with(&loaded, authorization)?;
+        self.authorize_with(&loaded, &principal, action)?;
+        Ok(principal)
+    }
+
+    fn required_with(&self, loaded: &Loaded) -> bool {
+        !self.inner.insecure && (self.inner.exposed || !loaded.by_hash.is_empty())
+    }
+
+    fn authenticate_with(
+        &self,
+        loaded: &Loaded,
+        authorization: Option<&str>,
+    ) -> Result<Principal, AuthError> {
+        if !self.required_with(loaded) {
             return Ok(Principal::Open);
         }
         let token = token_from_header(authorization)?.ok_or(AuthError::Missing)?;
         let sha256 = token_hash(&token);
-        let loaded = self.lock();
         let (name, scope) = loaded.by_hash.get(&sha256).ok_or(AuthError::Unknown)?;
         Ok(Principal::Token {
             name: name.clone(),
@@ -127,18 +156,19 @@ impl Access {
         })
     }
 
-    /// Whether `principal` may do `action` now (its token may have been
-    /// revoked since it was authenticated).
-    pub fn authorize(&self, principal: &Principal, action: Action<'_>) -> Result<(), AuthError> {
-        let required = self.required()?;
+    fn authorize_with(
+        &self,
+        loaded: &Loaded,
+        principal: &Principal,
+        action: Action<'_>,
+    ) -> Result<(), AuthError> {
         let Principal::Token { sha256, .. } = principal else {
-            return if required {
+            return if self.required_with(loaded) {
                 Err(AuthError::Missing)
             } else {
                 Ok(())
             };
         };
-        let loaded = self.lock();
         let (name, scope) = loaded.by_hash.get(sha256).ok_or(AuthError::Unknown)?;
         if scope.allows(action) {
             Ok(())
@@ -151,27 +181,12 @@ impl Access {
         }
     }
 
-    /// [`Access::authenticate`], then [`Access::authorize`].
-    pub fn check(
-        &self,
-        authorization: Option<&str>,
-        action: Action<'_>,
-    ) -> Result<Principal, AuthError> {
-        let principal = self.authenticate(authorization)?;
-        self.authorize(&principal, action)?;
-        Ok(principal)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Loaded> {
-        self.inner
-            .tokens
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Reads the token file again if it changed; returns how many tokens exist.
-    fn refresh(&self) -> Result<usize, AuthError> {
-        let stamp = match std::fs::metadata(self.inner.registry.path()) {
+    /// The tokens as the file holds them now: one `stat`, and a new read
+    /// when the file changed. On a failed read the old tokens are dropped,
+    /// so nobody gets in until the file is readable again.
+    fn current(&self) -> Result<MutexGuard<'_, Loaded>, AuthError> {
+        let path = self.inner.registry.path();
+        let stamp = match std::fs::metadata(path) {
             Ok(meta) => Some(FileStamp {
                 modified: meta.modified().ok(),
                 len: meta.len(),
@@ -181,25 +196,29 @@ impl Access {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
                 return Err(AuthError::File {
-                    path: self.inner.registry.path().to_path_buf(),
+                    path: path.to_path_buf(),
                     reason: e.to_string(),
                 })
             }
         };
-        let mut loaded = self.lock();
+        let mut loaded = self
+            .inner
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if loaded.stamp != stamp {
-            // On a failed read the old tokens are dropped: nobody gets in
-            // until the file is readable again.
             loaded.by_hash.clear();
             loaded.stamp = None;
-            let records = self.inner.registry.list()?;
-            loaded.by_hash = records
+            loaded.by_hash = self
+                .inner
+                .registry
+                .list()?
                 .into_iter()
                 .map(|r| (r.sha256, (r.name, r.scope)))
                 .collect();
             loaded.stamp = stamp;
         }
-        Ok(loaded.by_hash.len())
+        Ok(loaded)
     }
 }
 

@@ -43,6 +43,7 @@ use tokio::net::TcpListener;
 pub use access::DashboardAccess;
 pub use guard::Guard;
 pub use tls::TlsIdentity;
+pub use tokio_rustls::TlsAcceptor;
 
 /// Default dashboard address.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";

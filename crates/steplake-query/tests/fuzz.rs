@@ -4,13 +4,13 @@
 //! time limit). Each must answer rows or an error: never a panic, a stack
 //! overflow, a hang or a huge allocation. `STEPLAKE_FUZZ_ITERS` runs longer.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
 use futures::StreamExt;
 use steplake_core::ScalarBatch;
 use steplake_query::{QueryEngine, QueryOptions};
-use steplake_store::{CreateRun, Store, StoreOptions};
 
 #[global_allocator]
 static ALLOCATOR: steplake_fuzz::CappedAllocator = steplake_fuzz::CappedAllocator;
@@ -48,16 +48,8 @@ fn fuzz_sql_text() {
         .enable_all()
         .build()
         .expect("runtime");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(Store::open(dir.path(), StoreOptions::default()).expect("open"));
-    runtime.block_on(async {
-        store
-            .create_run(CreateRun {
-                run_id: Some("r".into()),
-                ..Default::default()
-            })
-            .await
-            .expect("run");
+    let (_dir, store) = runtime.block_on(async {
+        let (dir, store) = common::store_with_run().await;
         let n = 2_000;
         let batch = ScalarBatch {
             names: vec!["loss".into(), "acc".into()],
@@ -70,6 +62,7 @@ fn fuzz_sql_text() {
             .write_scalars("w", 1, "r", batch)
             .await
             .expect("write");
+        (dir, store)
     });
     let engine = QueryEngine::with_options(
         store.clone(),

@@ -3,24 +3,18 @@
 //! time is stopped, one past the concurrency limit waits and then gives up,
 //! and a query dropped by its client gives its turn back at once.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use steplake_core::ScalarBatch;
 use steplake_query::{QueryEngine, QueryError, QueryOptions};
-use steplake_store::{CreateRun, Store, StoreOptions};
+use steplake_store::Store;
 
 /// A store with `n` points of 10 series, flushed to Parquet.
 async fn store_with(n: i64) -> (tempfile::TempDir, Arc<Store>) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(Store::open(dir.path(), StoreOptions::default()).expect("open"));
-    store
-        .create_run(CreateRun {
-            run_id: Some("r".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("run");
+    let (dir, store) = common::store_with_run().await;
     let batch = ScalarBatch {
         names: (0..10).map(|i| format!("s{i}")).collect(),
         name_index: (0..n).map(|i| (i % 10) as u32).collect(),

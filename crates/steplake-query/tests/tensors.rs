@@ -1,13 +1,15 @@
 //! The `tensors` table: buffered and flushed tensors, statistics and values,
 //! through SQL.
 
-use std::sync::Arc;
+mod common;
+
+use common::store_with_run;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Float32Type, Float64Type, Int64Type};
 use steplake_core::DType;
 use steplake_query::QueryEngine;
-use steplake_store::{CreateRun, Store, StoreOptions, TensorPart};
+use steplake_store::TensorPart;
 
 fn part(sequence: u64, name: &str, step: i64, dtype: DType, data: Vec<u8>) -> TensorPart {
     TensorPart {
@@ -25,20 +27,6 @@ fn part(sequence: u64, name: &str, step: i64, dtype: DType, data: Vec<u8>) -> Te
         stats: None,
         data,
     }
-}
-
-/// A store in a temporary directory with run `r`.
-async fn store_with_run() -> (tempfile::TempDir, Arc<Store>) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(Store::open(dir.path(), StoreOptions::default()).expect("open"));
-    store
-        .create_run(CreateRun {
-            run_id: Some("r".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("run");
-    (dir, store)
 }
 
 fn f32s(values: &[f32]) -> Vec<u8> {

@@ -130,7 +130,14 @@ pub struct Server {
     /// Extra host names the dashboard answers to.
     http_hosts: Vec<String>,
     access: Access,
-    tls: Option<TlsIdentity>,
+    tls: Option<Tls>,
+}
+
+/// TLS for both ports, checked at start: the identity for gRPC and the
+/// dashboard's acceptor built from it.
+struct Tls {
+    identity: TlsIdentity,
+    acceptor: steplake_http::TlsAcceptor,
 }
 
 impl Server {
@@ -158,10 +165,14 @@ impl Server {
                 return Err(ServerError::NeedsTokens { addr });
             }
         }
-        if let Some(tls) = &config.tls {
-            // Both ports check the pair now, not at the first connection.
-            tls.acceptor().map_err(ServerError::Tls)?;
-        }
+        // Both ports check the pair now, not at the first connection.
+        let tls = match config.tls {
+            Some(identity) => Some(Tls {
+                acceptor: identity.acceptor().map_err(ServerError::Tls)?,
+                identity,
+            }),
+            None => None,
+        };
         let engine = Arc::new(QueryEngine::with_options(store.clone(), config.query)?);
         let listener =
             TcpListener::bind(config.listen)
@@ -186,7 +197,7 @@ impl Server {
             http,
             http_hosts: config.http_hosts,
             access,
-            tls: config.tls,
+            tls,
         })
     }
 
@@ -239,7 +250,7 @@ impl Server {
                 access,
             )
             .router(guard);
-            let acceptor = self.tls.as_ref().and_then(|tls| tls.acceptor().ok());
+            let acceptor = self.tls.as_ref().map(|tls| tls.acceptor.clone());
             let mut stopped = stopped.clone();
             tokio::spawn(steplake_http::serve(
                 listener,
@@ -267,8 +278,9 @@ impl Server {
             .max_encoding_message_size(usize::MAX);
         let flight = InterceptedService::new(flight, auth::ReadGate(self.access.clone()));
         let mut builder = tonic::transport::Server::builder();
-        if let Some(tls) = &self.tls {
-            let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+        if let Some(Tls { identity, .. }) = &self.tls {
+            let identity =
+                tonic::transport::Identity::from_pem(&identity.cert_pem, &identity.key_pem);
             builder = builder
                 .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
                 .map_err(|e| ServerError::Tls(e.to_string()))?;

@@ -1,0 +1,19 @@
+//! Helpers shared by the query crate's integration tests.
+
+use std::sync::Arc;
+
+use steplake_store::{CreateRun, Store, StoreOptions};
+
+/// A store in a temporary directory with run `r`.
+pub(crate) async fn store_with_run() -> (tempfile::TempDir, Arc<Store>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(Store::open(dir.path(), StoreOptions::default()).expect("open"));
+    store
+        .create_run(CreateRun {
+            run_id: Some("r".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("run");
+    (dir, store)
+}
