@@ -11,12 +11,12 @@ GROUP BY run_id;
 -- 2. Loss spikes per run: how many, how often, and the first one.
 SELECT run_id, count(*) AS spikes, min(step) AS first_spike
 FROM (SELECT run_id, step,
-             is_spike(value, 50, 6) OVER (PARTITION BY run_id ORDER BY step) AS spike
+             is_spike(value) OVER (PARTITION BY run_id ORDER BY step) AS spike
       FROM scalars WHERE name = 'train/loss')
 WHERE spike
 GROUP BY run_id;
 
-SELECT run_id, spike_rate(value, 50, 6 ORDER BY step) AS spike_rate
+SELECT run_id, spike_rate(value ORDER BY step) AS spike_rate
 FROM scalars WHERE name = 'train/loss'
 GROUP BY run_id;
 
@@ -31,11 +31,11 @@ ORDER BY run_id, step;
 --    latest grad-norm spike at or before it, and how many steps earlier.
 WITH loss_spikes AS (
        SELECT run_id, step FROM (
-         SELECT run_id, step, is_spike(value, 50, 6) OVER (PARTITION BY run_id ORDER BY step) AS spike
+         SELECT run_id, step, is_spike(value) OVER (PARTITION BY run_id ORDER BY step) AS spike
          FROM scalars WHERE name = 'train/loss') WHERE spike),
      grad_spikes AS (
        SELECT run_id, step FROM (
-         SELECT run_id, step, is_spike(value, 50, 6) OVER (PARTITION BY run_id ORDER BY step) AS spike
+         SELECT run_id, step, is_spike(value) OVER (PARTITION BY run_id ORDER BY step) AS spike
          FROM scalars WHERE name = 'grad_norm') WHERE spike)
 SELECT l.run_id, l.step AS loss_spike, max(g.step) AS grad_spike, l.step - max(g.step) AS lead
 FROM loss_spikes l LEFT JOIN grad_spikes g ON g.run_id = l.run_id AND g.step <= l.step

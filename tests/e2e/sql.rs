@@ -163,7 +163,7 @@ e2e_test! {
         }
         assert!(steplake(&["write", "--server", &server.url, "--run", "grok", "-"], Some(&csv)).status.success());
         let emerged = "SELECT first_sustained(step, value > 0.9, 20) AS emerged FROM scalars WHERE name = 'eval/acc'";
-        let spikes = "SELECT step FROM (SELECT step, is_spike(value, 20, 6) OVER (PARTITION BY run_id, name ORDER BY step) AS spike \
+        let spikes = "SELECT step FROM (SELECT step, is_spike(value) OVER (PARTITION BY run_id, name ORDER BY step) AS spike \
                       FROM scalars WHERE name = 'train/loss') WHERE spike ORDER BY step";
         assert_eq!(sql_csv(&server.url, emerged), "emerged\n120\n");
         assert_eq!(sql_csv(&server.url, spikes), "step\n150\n");
@@ -234,5 +234,37 @@ e2e_test! {
         assert_eq!(code, 200, "{body}");
         let series: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(series["runs"][0]["last"], serde_json::json!(["NaN", "Infinity", "-Infinity", 0.5]), "{series}");
+    }
+}
+
+e2e_test! {
+    async fn function_argument_errors_exit_2_and_nested_results_print_as_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path(), &[]);
+        let csv = "name,step,value\ntrain/loss,0,1.0\ntrain/loss,1,1.0\ntrain/loss,2,5.0\ntrain/loss,3,5.0\n";
+        let out = steplake(
+            &["write", "--server", &server.url, "--run", "lr-3e-4", "--config", r#"{"lr": 0.0003, "batch": 512}"#,
+              "--tag", "baseline", "--tag", "sweep", "-"],
+            Some(csv),
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // Errors found by steplake's own functions are the statement's fault.
+        for (sql, needle) in [
+            ("SELECT ema(value, 2.0) OVER (ORDER BY step) FROM scalars", "ema: alpha must be in (0, 1]"),
+            ("SELECT first_sustained(step, value) FROM scalars", "condition must be a condition such as `value > 0.9`"),
+            ("SELECT is_spike(value) FROM scalars", "is_spike is a window function and needs OVER"),
+        ] {
+            refused(&["--server", &server.url], sql, needle);
+        }
+        // Lists and structs print as text in CSV, as DuckDB writes them.
+        let changes = sql_csv(&server.url, "SELECT changepoints(step, value, 'pelt', 1.0) AS c FROM scalars");
+        assert_eq!(changes, "c\n\"[{step: 2, mean_before: 1.0, mean_after: 5.0, gain: 16.0}]\"\n");
+        let runs = sql_csv(&server.url, "SELECT tags, config FROM runs");
+        assert!(runs.contains("\"[baseline, sweep]\""), "{runs}");
+        assert!(runs.contains("\"batch\""), "{runs}");
+        let bad = steplake(&["write", "--server", &server.url, "--run", "x", "--config", "[1]", "-"], Some(csv));
+        assert_eq!(bad.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&bad.stderr).contains("--config must be a JSON object"));
+        server.stop();
     }
 }

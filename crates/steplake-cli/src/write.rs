@@ -25,6 +25,14 @@ pub(crate) struct WriteArgs {
     /// Project of a newly created run.
     #[arg(long, default_value = "default")]
     project: String,
+    /// Configuration of the run (hyperparameters) as a JSON object, e.g.
+    /// '{"lr": 3e-4, "batch": 512}'; on an existing run its keys replace or
+    /// join those already there.
+    #[arg(long, value_name = "JSON")]
+    config: Option<String>,
+    /// A tag of the run (repeat for more), e.g. --tag baseline --tag lr-sweep.
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
     /// Input format; guessed from the file extension (.jsonl/.json → jsonl), else csv.
     #[arg(long, value_enum)]
     format: Option<InputFormat>,
@@ -66,8 +74,33 @@ fn guess_format(file: &Option<PathBuf>) -> InputFormat {
 pub(crate) async fn run(args: WriteArgs) -> Result<(), CliError> {
     let format = args.format.unwrap_or_else(|| guess_format(&args.file));
     let input = open_input(&args.file)?;
+    let config_json = match &args.config {
+        None => String::new(),
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(_)) => text.clone(),
+            Ok(_) => {
+                return Err(CliError::Input(
+                    "--config must be a JSON object, e.g. '{\"lr\": 3e-4}'".into(),
+                ))
+            }
+            Err(e) => {
+                return Err(CliError::Input(format!(
+                    "--config is not valid JSON ({e}); write an object, e.g. '{{\"lr\": 3e-4}}'"
+                )))
+            }
+        },
+    };
     let client = args.connect.connect(&args.server).await?;
-    client.ensure_run(&args.run, &args.project).await?;
+    client
+        .create_run(steplake_client::v1::CreateRunRequest {
+            run_id: args.run.clone(),
+            project: args.project.clone(),
+            name: args.run.clone(),
+            config_json,
+            tags: args.tags.clone(),
+            ..Default::default()
+        })
+        .await?;
     let mut writer = client.writer(&args.run).await?;
     let mut builder = BatchBuilder::default();
     let mut reader = PointReader::new(format, input);

@@ -235,8 +235,8 @@ pub const CHANGEPOINT_BUCKETS: usize = 1_000;
 /// Changepoints marked: those of the largest gain.
 pub const MAX_CHANGEPOINTS: usize = 10;
 
-/// `GET /api/markers?run=R&name=N`: spikes (`is_spike(value, 50, 6)` over
-/// every point) and changepoints (`changepoints(…, 'binseg')` over the
+/// `GET /api/markers?run=R&name=N`: spikes (`is_spike(value)` with its
+/// defaults, over every point) and changepoints (`changepoints(…, 'binseg')` over the
 /// series averaged into [`CHANGEPOINT_BUCKETS`] buckets; the
 /// [`MAX_CHANGEPOINTS`] of largest gain) of one series.
 pub async fn markers(
@@ -251,7 +251,7 @@ pub async fn markers(
     let (_, spikes) = dashboard
         .engine
         .sql_collect(&format!(
-            "SELECT step, value FROM (SELECT step, value, is_spike(value, 50, 6) OVER (ORDER BY step) AS spike \
+            "SELECT step, value FROM (SELECT step, value, is_spike(value) OVER (ORDER BY step) AS spike \
              FROM scalars WHERE {filter}) WHERE spike ORDER BY step LIMIT 1000"
         ))
         .await?;

@@ -39,6 +39,9 @@ impl QueryError {
             return QueryError::Timeout(limit);
         }
         match error.find_root() {
+            // A function found its arguments wrong only when it ran: still
+            // the statement's fault, not the server's.
+            DataFusionError::Plan(_) => QueryError::Plan(error),
             DataFusionError::ResourcesExhausted(message) => QueryError::Overloaded(format!(
                 "the query needs more memory than queries may use here ({}); narrow it, or raise the limit",
                 one_line(message)
@@ -93,6 +96,9 @@ const NOISE_PREFIXES: &[&str] = &[
     "Optimizer rule",
 ];
 
+const COERCION_FAILED: &str = "user-defined coercion failed with: ";
+const NO_MATCH: &str = ". No function matches the given name";
+
 /// One clean line for a DataFusion error: the innermost cause, without
 /// DataFusion's kind prefixes or Rust debug formatting.
 pub(crate) fn describe(error: &DataFusionError) -> String {
@@ -111,6 +117,12 @@ pub(crate) fn describe(error: &DataFusionError) -> String {
         }
         root => {
             let mut text = root.to_string();
+            // A function's own argument check, wrapped by DataFusion in a
+            // list of candidate signatures that only says "UserDefined".
+            if let Some((_, inner)) = text.split_once(COERCION_FAILED) {
+                let inner = inner.split(NO_MATCH).next().unwrap_or(inner);
+                text = inner.trim_end_matches('.').to_string();
+            }
             for prefix in NOISE_PREFIXES {
                 if let Some(rest) = text.strip_prefix(prefix) {
                     text = rest.to_string();
@@ -119,6 +131,16 @@ pub(crate) fn describe(error: &DataFusionError) -> String {
             text
         }
     }
+}
+
+/// The name in DataFusion's "Invalid function 'name'", when `error` is that
+/// error.
+pub(crate) fn invalid_function(error: &DataFusionError) -> Option<String> {
+    let DataFusionError::Plan(message) = error.find_root() else {
+        return None;
+    };
+    let rest = message.strip_prefix("Invalid function '")?;
+    Some(rest[..rest.find('\'')?].to_string())
 }
 
 /// The name in DataFusion's "table 'catalog.schema.name' not found", when
@@ -165,5 +187,14 @@ mod tests {
             Box::new(DataFusionError::Plan("no such thing".into())),
         );
         assert_eq!(describe(&wrapped), "no such thing");
+    }
+
+    #[test]
+    fn a_functions_argument_error_reads_without_the_candidate_list() {
+        let error = DataFusionError::Plan("Function 'first_sustained' user-defined coercion failed with: Error during planning: first_sustained: condition must be a condition such as `value > 0.9`, got a Float64 expression. No function matches the given name and argument types 'first_sustained(Int64, Float64)'. You might need to add explicit type casts.\n\tCandidate functions:\n\tfirst_sustained(UserDefined)".into());
+        assert_eq!(
+            describe(&error),
+            "first_sustained: condition must be a condition such as `value > 0.9`, got a Float64 expression"
+        );
     }
 }

@@ -402,6 +402,13 @@ impl Planner {
     /// A planning error, told with what would have been right where the
     /// session knows it (the tables there are, for a missing one).
     fn explain_plan_error(&self, error: datafusion::error::DataFusionError) -> QueryError {
+        if let Some(name) = error::invalid_function(&error) {
+            if let Some(usage) = window_function_usage(&self.ctx, &name) {
+                return QueryError::Plan(datafusion::error::DataFusionError::Plan(format!(
+                    "{name} is a window function and needs OVER: write {usage}"
+                )));
+            }
+        }
         let Some(missing) = error::missing_table(&error) else {
             return QueryError::Plan(error);
         };
@@ -417,6 +424,18 @@ impl Planner {
             names.join(", ")
         )))
     }
+}
+
+/// How to call the window function `name`, when the session has one: the
+/// usage of a steplake series function, or a generic `OVER` clause.
+fn window_function_usage(ctx: &SessionContext, name: &str) -> Option<String> {
+    use datafusion::execution::FunctionRegistry;
+    if let Some(function) = functions::series::SeriesFunction::named(name) {
+        return Some(function.usage());
+    }
+    ctx.udwf(&name.to_ascii_lowercase())
+        .ok()
+        .map(|_| format!("{name}(...) OVER (PARTITION BY run_id, name ORDER BY step)"))
 }
 
 /// The result and parameter schemas of a planned statement.

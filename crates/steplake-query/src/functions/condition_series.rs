@@ -280,6 +280,43 @@ impl Reader<'_> {
     }
 }
 
+impl ConditionSeries {
+    /// The first step `s` at which the condition becomes true and stays true
+    /// for at least `hold` steps: every point from `s` to one at step
+    /// ≥ `s + hold` holds it.
+    pub fn first_sustained_for_steps(&mut self, hold: i64) -> Option<i64> {
+        self.segments.sort_by_key(|segment| segment.first());
+        let disjoint = self
+            .segments
+            .windows(2)
+            .all(|pair| pair[0].last() < pair[1].first());
+        if !disjoint || !self.loose.is_empty() {
+            let mut points: Vec<(i64, bool)> =
+                self.segments.iter().flat_map(Segment::points).collect();
+            points.extend(self.loose.iter().copied());
+            points.sort_by_key(|&(step, _)| step);
+            return sustained_for_steps(points.into_iter(), hold);
+        }
+        sustained_for_steps(self.segments.iter().flat_map(Segment::points), hold)
+    }
+}
+
+/// For `hold` steps, over points in step order.
+pub fn sustained_for_steps(points: impl Iterator<Item = (i64, bool)>, hold: i64) -> Option<i64> {
+    let mut start: Option<i64> = None;
+    for (step, holds) in points {
+        if !holds {
+            start = None;
+            continue;
+        }
+        let from = *start.get_or_insert(step);
+        if step.saturating_sub(from) >= hold {
+            return Some(from);
+        }
+    }
+    None
+}
+
 /// To the end: the point right after the last false one.
 fn sustained_to_the_end(segments: &[Segment]) -> Option<i64> {
     for (k, segment) in segments.iter().enumerate().rev() {
@@ -374,6 +411,19 @@ mod tests {
         );
         assert_eq!(first_sustained(&points(&[true, true, false]), None), None);
         assert_eq!(first_sustained(&points(&[]), None), None);
+    }
+
+    #[test]
+    fn for_hold_steps() {
+        // Points every 10 steps: true at 10..=30 and from 60 on.
+        let p = points(&[
+            false, true, true, true, false, false, true, true, true, true,
+        ]);
+        assert_eq!(sustained_for_steps(p.iter().copied(), 20), Some(10));
+        assert_eq!(sustained_for_steps(p.iter().copied(), 21), Some(60));
+        assert_eq!(sustained_for_steps(p.iter().copied(), 30), Some(60));
+        assert_eq!(sustained_for_steps(p.iter().copied(), 31), None);
+        assert_eq!(sustained_for_steps(p.iter().copied(), 0), Some(10));
     }
 
     #[test]

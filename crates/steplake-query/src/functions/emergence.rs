@@ -1,10 +1,13 @@
-//! `first_sustained(step, condition [, hold])`: the canonical "when did it
-//! emerge?" answer.
+//! `first_sustained(step, condition [, hold [, unit]])`: the canonical "when
+//! did it emerge?" answer.
 //!
 //! An aggregate over one series (group by run and name): the first step at
 //! which `condition` becomes true and stays true
 //! - for `hold` consecutive points (by step order), when `hold` is given;
-//! - to the end of the series, when it is not.
+//! - for at least `hold` steps when `unit` is `'steps'`: every point from the
+//!   answer `s` to one at step ≥ `s + hold` holds it (runs logged at
+//!   different intervals then mean the same thing);
+//! - to the end of the series, when `hold` is not given.
 //!
 //! Returns NULL when the condition never holds that long. A NULL condition
 //! counts as false; rows with a NULL step are ignored; input order does not
@@ -27,8 +30,8 @@
 
 use std::sync::Arc;
 
+use super::arguments::{self, literal_argument, Kind, Parameters};
 use super::condition_series::ConditionSeries;
-use super::literal_argument;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, LargeBinaryArray};
 use arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
@@ -53,12 +56,61 @@ impl FirstSustained {
     }
 }
 
-/// The `hold` argument: `None` means "to the end of the series".
-fn hold_argument(args: &AccumulatorArgs) -> Result<Option<usize>> {
+const FIRST_SUSTAINED: Parameters = Parameters {
+    function: "first_sustained",
+    usage: "(step, condition [, hold [, unit]])",
+    list: &[
+        ("step", Kind::Step),
+        ("condition", Kind::Condition),
+        ("hold", Kind::Integer),
+        ("unit", Kind::Text),
+    ],
+    required: 2,
+};
+
+/// How long the condition must hold.
+#[derive(Debug, Clone, Copy)]
+enum Hold {
+    /// To the end of the series.
+    ToTheEnd,
+    /// For this many consecutive points.
+    Points(usize),
+    /// Over at least this many steps.
+    Steps(i64),
+}
+
+impl Hold {
+    fn first_sustained(self, series: &mut ConditionSeries) -> Option<i64> {
+        match self {
+            Hold::ToTheEnd => series.first_sustained(None),
+            Hold::Points(n) => series.first_sustained(Some(n)),
+            Hold::Steps(n) => series.first_sustained_for_steps(n),
+        }
+    }
+}
+
+/// The `hold` and `unit` arguments.
+fn hold_argument(args: &AccumulatorArgs) -> Result<Hold> {
+    let unit = literal_argument(args.exprs, 3, "first_sustained", "unit")?;
+    let in_steps = match unit.as_ref().filter(|u| !u.is_null()) {
+        None => false,
+        Some(u) => match arguments::text(u).map(str::to_ascii_lowercase).as_deref() {
+            Some("points") => false,
+            Some("steps") => true,
+            _ => return plan_err!("first_sustained: unit must be 'points' or 'steps', got {u}"),
+        },
+    };
     match literal_argument(args.exprs, 2, "first_sustained", "hold")? {
-        None => Ok(None),
-        Some(ScalarValue::Int64(Some(h))) if h >= 1 => Ok(Some(h as usize)),
-        Some(other) => plan_err!("first_sustained: hold must be an integer >= 1, got {other}"),
+        None => Ok(Hold::ToTheEnd),
+        Some(v) if v.is_null() => Ok(Hold::ToTheEnd),
+        Some(v) => match arguments::integer(&v) {
+            Some(h) if in_steps && h >= 0 => Ok(Hold::Steps(h)),
+            Some(h) if !in_steps && h >= 1 => Ok(Hold::Points(h as usize)),
+            _ if in_steps => {
+                plan_err!("first_sustained: hold must be an integer >= 0 of steps, got {v}")
+            }
+            _ => plan_err!("first_sustained: hold must be an integer >= 1, got {v}"),
+        },
     }
 }
 
@@ -72,11 +124,7 @@ impl AggregateUDFImpl for FirstSustained {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        match arg_types.len() {
-            2 => Ok(vec![DataType::Int64, DataType::Boolean]),
-            3 => Ok(vec![DataType::Int64, DataType::Boolean, DataType::Int64]),
-            n => plan_err!("first_sustained takes (step, condition [, hold]), got {n} arguments"),
-        }
+        FIRST_SUSTAINED.coerce(arg_types)
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
@@ -176,7 +224,7 @@ fn encode_state(series: &ConditionSeries) -> Vec<u8> {
 /// accumulator per group).
 #[derive(Debug)]
 struct SustainedAccumulator {
-    hold: Option<usize>,
+    hold: Hold,
     series: ConditionSeries,
 }
 
@@ -187,7 +235,9 @@ impl Accumulator for SustainedAccumulator {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(ScalarValue::Int64(self.series.first_sustained(self.hold)))
+        Ok(ScalarValue::Int64(
+            self.hold.first_sustained(&mut self.series),
+        ))
     }
 
     fn size(&self) -> usize {
@@ -213,7 +263,7 @@ impl Accumulator for SustainedAccumulator {
 /// `first_sustained` for every group of a GROUP BY at once.
 #[derive(Debug)]
 struct SustainedGroups {
-    hold: Option<usize>,
+    hold: Hold,
     groups: Vec<ConditionSeries>,
     /// Heap bytes of each group when last counted.
     sizes: Vec<usize>,
@@ -266,7 +316,7 @@ impl GroupsAccumulator for SustainedGroups {
         let answers: Int64Array = self
             .take(emit_to)
             .iter_mut()
-            .map(|series| series.first_sustained(hold))
+            .map(|series| hold.first_sustained(series))
             .collect();
         Ok(Arc::new(answers))
     }

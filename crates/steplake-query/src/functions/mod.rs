@@ -3,10 +3,11 @@
 //! embedded use see the same functions.
 //!
 //! - [`series`]: window functions over one series: `ema`, `smooth`,
-//!   `rolling_zscore`, `is_spike`;
+//!   `rolling_zscore`, `is_spike`, `spike_ratio`;
 //! - [`emergence`]: `first_sustained`, "at which step did this emerge?";
 //! - [`changepoints`]: `changepoints`, regime changes by PELT or binary segmentation;
-//! - [`spikes`]: `spike_rate`, the fraction of points `is_spike` flags;
+//! - [`spikes`]: the spike rule of `is_spike` and `spike_ratio`, and
+//!   `spike_rate`, the fraction of points `is_spike` flags;
 //! - [`downsample`]: `downsample`, min/max/last per step bucket for plots;
 //! - [`power_law`]: `fit_power_law` and `predict_power_law`, early prediction of the final loss;
 //! - [`tensor`]: norms, distances, `rel_change`, histograms, quantiles, slices
@@ -14,6 +15,7 @@
 //!
 //! Every function documents its formula and what it does with NaN and ±Inf.
 
+pub(crate) mod arguments;
 pub mod changepoints;
 pub mod condition_series;
 pub mod downsample;
@@ -24,11 +26,8 @@ pub mod series;
 pub mod spikes;
 pub mod tensor;
 
-use std::sync::Arc;
+pub use arguments::literal_argument;
 
-use datafusion::common::{plan_err, Result, ScalarValue};
-use datafusion::physical_expr::expressions::Literal;
-use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 
 /// Registers every steplake function on `ctx`.
@@ -44,22 +43,5 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(power_law::PredictPowerLaw::udf());
     for function in tensor::TensorFunction::ALL {
         ctx.register_udf(function.udf());
-    }
-}
-
-/// The value of an aggregate's constant argument `index` (`None` when the
-/// call has fewer arguments); an error names `what` when it is not a constant.
-pub fn literal_argument(
-    exprs: &[Arc<dyn PhysicalExpr>],
-    index: usize,
-    function: &str,
-    what: &str,
-) -> Result<Option<ScalarValue>> {
-    match exprs.get(index) {
-        None => Ok(None),
-        Some(expr) => match expr.downcast_ref::<Literal>() {
-            Some(literal) => Ok(Some(literal.value().clone())),
-            None => plan_err!("{function}: {what} must be a constant"),
-        },
     }
 }

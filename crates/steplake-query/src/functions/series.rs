@@ -6,7 +6,8 @@
 //! | `ema(value, alpha)` | exponential moving average: e₀ = v₀, eₜ = α·vₜ + (1−α)·eₜ₋₁, α ∈ (0, 1] |
 //! | `smooth(value, weight)` | TensorBoard's debiased smoothing slider, weight ∈ [0, 1) |
 //! | `rolling_zscore(value, n [, robust])` | (vₜ − mean)/std of the previous `n` points, the current one excluded; `robust`: median and 1.4826·MAD |
-//! | `is_spike(value, n, k)` | `|rolling_zscore(value, n)| > k`, or the value is NaN or ±Inf |
+//! | `is_spike(value [, n [, threshold [, method [, direction]]]])` | a spike against the previous `n` points ([`super::spikes`]), or a NaN or ±Inf value |
+//! | `spike_ratio(value [, n])` | v / median of the previous `n` points: the size of a spike |
 //!
 //! Non-finite values (NaN, ±Inf) are data, and each function says what it
 //! does with them:
@@ -26,11 +27,14 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array};
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
-use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
+use datafusion::common::{plan_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
 use datafusion::logical_expr::{
     PartitionEvaluator, Signature, Volatility, WindowUDF, WindowUDFImpl,
 };
+
+use super::arguments::{self, Kind, Parameters};
+use super::spikes::{self, mean_std, median, standardize, SpikeRule};
 
 /// Which series window function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,51 +45,71 @@ pub enum SeriesFunction {
     Smooth,
     /// `rolling_zscore(value, n [, robust])`
     RollingZscore,
-    /// `is_spike(value, n, k)`
+    /// `is_spike(value [, n [, threshold [, method [, direction]]]])`
     IsSpike,
+    /// `spike_ratio(value [, n])`
+    SpikeRatio,
 }
+
+const EMA: Parameters = Parameters {
+    function: "ema",
+    usage: "(value, alpha) OVER (PARTITION BY run_id, name ORDER BY step)",
+    list: &[("value", Kind::Value), ("alpha", Kind::Number)],
+    required: 2,
+};
+
+const SMOOTH: Parameters = Parameters {
+    function: "smooth",
+    usage: "(value, weight) OVER (PARTITION BY run_id, name ORDER BY step)",
+    list: &[("value", Kind::Value), ("weight", Kind::Number)],
+    required: 2,
+};
+
+const ROLLING_ZSCORE: Parameters = Parameters {
+    function: "rolling_zscore",
+    usage: "(value, n [, robust]) OVER (PARTITION BY run_id, name ORDER BY step)",
+    list: &[
+        ("value", Kind::Value),
+        ("n", Kind::Integer),
+        ("robust", Kind::Flag),
+    ],
+    required: 2,
+};
 
 impl SeriesFunction {
     /// All of them.
-    pub const ALL: [SeriesFunction; 4] = [
+    pub const ALL: [SeriesFunction; 5] = [
         SeriesFunction::Ema,
         SeriesFunction::Smooth,
         SeriesFunction::RollingZscore,
         SeriesFunction::IsSpike,
+        SeriesFunction::SpikeRatio,
     ];
 
+    fn parameters(self) -> &'static Parameters {
+        match self {
+            SeriesFunction::Ema => &EMA,
+            SeriesFunction::Smooth => &SMOOTH,
+            SeriesFunction::RollingZscore => &ROLLING_ZSCORE,
+            SeriesFunction::IsSpike => &spikes::IS_SPIKE,
+            SeriesFunction::SpikeRatio => &spikes::SPIKE_RATIO,
+        }
+    }
+
     fn name(self) -> &'static str {
-        match self {
-            SeriesFunction::Ema => "ema",
-            SeriesFunction::Smooth => "smooth",
-            SeriesFunction::RollingZscore => "rolling_zscore",
-            SeriesFunction::IsSpike => "is_spike",
-        }
+        self.parameters().function
     }
 
-    /// Types the arguments are coerced to, or a usage error.
-    fn parameter_types(self, count: usize) -> Result<Vec<DataType>> {
-        use DataType::{Boolean, Float64, Int64};
-        match (self, count) {
-            (SeriesFunction::Ema | SeriesFunction::Smooth, 2) => Ok(vec![Float64, Float64]),
-            (SeriesFunction::RollingZscore, 2) => Ok(vec![Float64, Int64]),
-            (SeriesFunction::RollingZscore, 3) => Ok(vec![Float64, Int64, Boolean]),
-            (SeriesFunction::IsSpike, 3) => Ok(vec![Float64, Int64, Float64]),
-            _ => plan_err!(
-                "{} takes {}, got {count} arguments",
-                self.name(),
-                self.usage()
-            ),
-        }
+    /// How to call it, for an error about a call without `OVER`.
+    pub fn usage(self) -> String {
+        format!("{}{}", self.name(), self.parameters().usage)
     }
 
-    fn usage(self) -> &'static str {
-        match self {
-            SeriesFunction::Ema => "(value, alpha)",
-            SeriesFunction::Smooth => "(value, weight)",
-            SeriesFunction::RollingZscore => "(value, n [, robust])",
-            SeriesFunction::IsSpike => "(value, n, k)",
-        }
+    /// The function of that SQL name.
+    pub fn named(name: &str) -> Option<SeriesFunction> {
+        SeriesFunction::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(name))
     }
 }
 
@@ -116,7 +140,7 @@ impl WindowUDFImpl for SeriesWindow {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        self.function.parameter_types(arg_types.len())
+        self.function.parameters().coerce(arg_types)
     }
 
     fn partition_evaluator(
@@ -142,37 +166,51 @@ struct SeriesEvaluator {
     function: SeriesFunction,
 }
 
-/// The value of a constant argument (every row holds the same value).
-fn constant(values: &[ArrayRef], index: usize, function: &str, what: &str) -> Result<ScalarValue> {
+/// The value of constant argument `index` (every row holds the same value);
+/// `None` when the call has fewer arguments.
+fn constant(
+    values: &[ArrayRef],
+    index: usize,
+    function: &str,
+    what: &str,
+) -> Result<Option<ScalarValue>> {
     let Some(array) = values.get(index) else {
-        return exec_err!("{function}: missing argument {what}");
+        return Ok(None);
     };
     if array.is_empty() {
-        return Ok(ScalarValue::Null);
+        return Ok(Some(ScalarValue::Null));
     }
     let first = ScalarValue::try_from_array(array, 0)?;
     let last = ScalarValue::try_from_array(array, array.len() - 1)?;
-    if first.is_null() || first != last {
-        return exec_err!("{function}: {what} must be a constant, not NULL or a column");
+    if first != last {
+        return plan_err!("{function}: {what} must be a constant, not a column");
     }
-    Ok(first)
+    Ok(Some(first))
+}
+
+/// Every constant argument after the value.
+fn constants(values: &[ArrayRef], parameters: &Parameters) -> Result<Vec<Option<ScalarValue>>> {
+    (1..parameters.list.len())
+        .map(|i| constant(values, i, parameters.function, parameters.list[i].0))
+        .collect()
 }
 
 fn constant_f64(values: &[ArrayRef], index: usize, function: &str, what: &str) -> Result<f64> {
-    match constant(values, index, function, what)? {
-        ScalarValue::Float64(Some(v)) => Ok(v),
-        ScalarValue::Null => Ok(f64::NAN),
-        other => exec_err!("{function}: {what} must be a number, got {other}"),
-    }
+    Ok(constant(values, index, function, what)?
+        .as_ref()
+        .and_then(arguments::number)
+        .unwrap_or(f64::NAN))
 }
 
 fn constant_window(values: &[ArrayRef], function: &str) -> Result<usize> {
     match constant(values, 1, function, "n")? {
-        ScalarValue::Int64(Some(n)) if n >= 2 => Ok(n as usize),
-        ScalarValue::Null => Ok(2),
-        other => exec_err!(
-            "{function}: n (the number of previous points) must be an integer >= 2, got {other}"
-        ),
+        None | Some(ScalarValue::Null) => Ok(2),
+        Some(v) => match arguments::integer(&v) {
+            Some(n) if n >= 2 => Ok(n as usize),
+            _ => plan_err!(
+                "{function}: n (the number of previous points) must be an integer >= 2, got {v}"
+            ),
+        },
     }
 }
 
@@ -187,37 +225,33 @@ impl PartitionEvaluator for SeriesEvaluator {
             SeriesFunction::Ema => {
                 let alpha = constant_f64(values, 1, name, "alpha")?;
                 if !(alpha > 0.0 && alpha <= 1.0) {
-                    return exec_err!("ema: alpha must be in (0, 1], got {alpha}");
+                    return plan_err!("ema: alpha must be in (0, 1], got {alpha}");
                 }
                 Arc::new(Float64Array::from(ema(&data, alpha)))
             }
             SeriesFunction::Smooth => {
                 let weight = constant_f64(values, 1, name, "weight")?;
                 if !(0.0..1.0).contains(&weight) {
-                    return exec_err!("smooth: weight must be in [0, 1), got {weight}");
+                    return plan_err!("smooth: weight must be in [0, 1), got {weight}");
                 }
                 Arc::new(Float64Array::from(tensorboard_smooth(&data, weight)))
             }
             SeriesFunction::RollingZscore => {
                 let n = constant_window(values, name)?;
-                let robust = match values.get(2) {
-                    Some(_) => match constant(values, 2, name, "robust")? {
-                        ScalarValue::Boolean(Some(b)) => b,
-                        _ => false,
-                    },
-                    None => false,
-                };
+                let robust = matches!(
+                    constant(values, 2, name, "robust")?,
+                    Some(ScalarValue::Boolean(Some(true)))
+                );
                 Arc::new(Float64Array::from(rolling_zscore(&data, n, robust)))
             }
             SeriesFunction::IsSpike => {
-                let n = constant_window(values, name)?;
-                let k = constant_f64(values, 2, name, "k")?;
-                if !(k > 0.0 && k.is_finite()) {
-                    return exec_err!(
-                        "is_spike: k (the z-score threshold) must be a positive number, got {k}"
-                    );
-                }
-                Arc::new(BooleanArray::from(is_spike(&data, n, k)))
+                let rule = SpikeRule::from_arguments(name, &constants(values, &spikes::IS_SPIKE)?)?;
+                Arc::new(BooleanArray::from(rule.flags(&data)))
+            }
+            SeriesFunction::SpikeRatio => {
+                let rule =
+                    SpikeRule::from_arguments(name, &constants(values, &spikes::SPIKE_RATIO)?)?;
+                Arc::new(Float64Array::from(rule.scores(&data)))
             }
         };
         // Rows whose input value was NULL stay NULL.
@@ -305,53 +339,13 @@ pub fn rolling_zscore(values: &[f64], n: usize, robust: bool) -> Vec<Option<f64>
     out
 }
 
-fn standardize(v: f64, center: f64, spread: f64) -> f64 {
-    if v.is_nan() {
-        return f64::NAN;
-    }
-    let deviation = v - center;
-    if spread > 0.0 {
-        deviation / spread
-    } else if deviation == 0.0 {
-        0.0
-    } else {
-        deviation.signum() * f64::INFINITY
-    }
-}
-
-/// Mean and sample standard deviation (n − 1), two-pass for accuracy.
-fn mean_std(xs: &[f64]) -> (f64, f64) {
-    let mean = xs.iter().sum::<f64>() / xs.len() as f64;
-    let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (xs.len() - 1) as f64;
-    (mean, var.sqrt())
-}
-
 /// Median and 1.4826 × median absolute deviation (consistent with σ for normal data).
 fn median_mad(xs: &mut [f64]) -> (f64, f64) {
     let median = median(xs);
     for x in xs.iter_mut() {
         *x = (*x - median).abs();
     }
-    (median, 1.4826 * self::median(xs))
-}
-
-fn median(xs: &mut [f64]) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let mid = xs.len() / 2;
-    if xs.len() % 2 == 1 {
-        xs[mid]
-    } else {
-        (xs[mid - 1] + xs[mid]) / 2.0
-    }
-}
-
-/// True where |z| > k against the previous `n` points, or where the value is non-finite.
-pub fn is_spike(values: &[f64], n: usize, k: f64) -> Vec<bool> {
-    rolling_zscore(values, n, false)
-        .into_iter()
-        .zip(values)
-        .map(|(z, v)| !v.is_finite() || z.is_some_and(|z| z.abs() > k))
-        .collect()
+    (median, 1.4826 * spikes::median(xs))
 }
 
 #[cfg(test)]
@@ -403,21 +397,5 @@ mod tests {
         // history 1, 2, 100: median 2, MAD = median(|−1|, 0, 98) = 1
         let z = rolling_zscore(&[1.0, 2.0, 100.0, 5.0], 3, true);
         assert!((z[3].unwrap() - 3.0 / 1.4826).abs() < 1e-12);
-    }
-
-    #[test]
-    fn spikes_include_every_non_finite_value() {
-        let mut series: Vec<f64> = (0..20).map(|i| 1.0 + 0.01 * (i % 3) as f64).collect();
-        series[10] = 5.0;
-        series[15] = f64::NAN;
-        series[1] = f64::NEG_INFINITY;
-        let spikes = is_spike(&series, 5, 4.0);
-        let at: Vec<usize> = spikes
-            .iter()
-            .enumerate()
-            .filter(|(_, &s)| s)
-            .map(|(i, _)| i)
-            .collect();
-        assert_eq!(at, vec![1, 10, 15]);
     }
 }

@@ -1,12 +1,29 @@
-//! `spike_rate(value, n, k ORDER BY step)`: the fraction of a series' points
-//! that [`is_spike`](super::series::is_spike) flags, as an aggregate.
+//! Loss spikes: the rule behind `is_spike` and `spike_ratio` (window
+//! functions, dispatched from [`super::series`]) and the `spike_rate`
+//! aggregate.
 //!
-//! The `ORDER BY` inside the call says which order "previous points" means;
-//! it is required. NaN and ±Inf values always count as spikes. An empty
-//! series gives NULL.
+//! A point is judged against the previous `n` finite points, never against
+//! itself or the future, so the same answer is available while a run trains.
+//!
+//! | method | score | a spike upward when |
+//! |---|---|---|
+//! | `'ratio'` (default) | v / median(previous n) | score ≥ threshold (default 1.2) |
+//! | `'mad'` | (v − median) / (1.4826·MAD) | score ≥ threshold (default 10) |
+//! | `'zscore'` | (v − mean) / std | score ≥ threshold (default 6) |
+//!
+//! `direction` is `'up'` (the default: a spike in a loss goes up), `'down'`
+//! (for ratio: v ≤ median / threshold; otherwise score ≤ −threshold) or
+//! `'both'`. The defaults (ratio, n = 20, 1.2, up) were chosen on public
+//! pretraining logs: `benches/science/spikes.py` measures them and
+//! `docs/functions.md` has its table.
+//!
+//! NaN and ±Inf values are always spikes and never enter a history. The
+//! score is NULL until two finite points of history exist; the ratio is NULL
+//! when the history's median is not positive (use `'mad'` for series that
+//! cross zero).
 //!
 //! ```sql
-//! SELECT run_id, spike_rate(value, 100, 6 ORDER BY step) AS rate
+//! SELECT run_id, spike_rate(value ORDER BY step) AS rate
 //! FROM scalars WHERE name = 'train/loss' GROUP BY run_id;
 //! ```
 
@@ -19,11 +36,270 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
 };
 
-use super::literal_argument;
+use super::arguments::{self, Kind, Parameters};
 use super::points::Points;
-use super::series::is_spike;
 
-/// The `spike_rate` aggregate.
+/// How a point is compared with its history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpikeMethod {
+    /// The value over the median of the history: scale-free, robust.
+    Ratio,
+    /// Robust z-score: distance from the median in units of 1.4826·MAD.
+    Mad,
+    /// Plain z-score against the history's mean and sample deviation.
+    Zscore,
+}
+
+/// Which way a spike goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Above the history (the default).
+    Up,
+    /// Below it.
+    Down,
+    /// Either way.
+    Both,
+}
+
+/// A complete spike rule: `is_spike`'s arguments after the value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpikeRule {
+    /// How many previous points form the history.
+    pub n: usize,
+    /// The score a spike reaches.
+    pub threshold: f64,
+    /// How the score is computed.
+    pub method: SpikeMethod,
+    /// Which way counts.
+    pub direction: Direction,
+}
+
+/// The default history length.
+pub const DEFAULT_N: usize = 20;
+
+impl SpikeMethod {
+    fn default_threshold(self) -> f64 {
+        match self {
+            SpikeMethod::Ratio => 1.2,
+            SpikeMethod::Mad => 10.0,
+            SpikeMethod::Zscore => 6.0,
+        }
+    }
+}
+
+/// `is_spike` and `spike_rate` take the same arguments.
+pub(crate) const IS_SPIKE: Parameters = Parameters {
+    function: "is_spike",
+    usage: "(value [, n [, threshold [, method [, direction]]]]) OVER (PARTITION BY run_id, name ORDER BY step)",
+    list: &RULE_PARAMETERS,
+    required: 1,
+};
+
+pub(crate) const SPIKE_RATIO: Parameters = Parameters {
+    function: "spike_ratio",
+    usage: "(value [, n]) OVER (PARTITION BY run_id, name ORDER BY step)",
+    list: &[("value", Kind::Value), ("n", Kind::Integer)],
+    required: 1,
+};
+
+const SPIKE_RATE: Parameters = Parameters {
+    function: "spike_rate",
+    usage: "(value [, n [, threshold [, method [, direction]]]] ORDER BY step)",
+    list: &RULE_PARAMETERS,
+    required: 1,
+};
+
+const RULE_PARAMETERS: [(&str, Kind); 5] = [
+    ("value", Kind::Value),
+    ("n", Kind::Integer),
+    ("threshold", Kind::Number),
+    ("method", Kind::Text),
+    ("direction", Kind::Text),
+];
+
+impl Default for SpikeRule {
+    fn default() -> Self {
+        SpikeRule {
+            n: DEFAULT_N,
+            threshold: SpikeMethod::Ratio.default_threshold(),
+            method: SpikeMethod::Ratio,
+            direction: Direction::Up,
+        }
+    }
+}
+
+impl SpikeRule {
+    /// The rule from the constant arguments after the value (n, threshold,
+    /// method, direction); a missing or NULL one takes its default.
+    pub fn from_arguments(function: &str, args: &[Option<ScalarValue>]) -> Result<SpikeRule> {
+        let given = |i: usize| {
+            args.get(i)
+                .and_then(|v| v.as_ref())
+                .filter(|v| !v.is_null())
+        };
+        let n = match given(0) {
+            None => DEFAULT_N,
+            Some(v) => match arguments::integer(v) {
+                Some(n) if n >= 2 => n as usize,
+                _ => return plan_err!("{function}: n (the number of previous points) must be an integer >= 2, got {v}"),
+            },
+        };
+        let method = match given(2) {
+            None => SpikeMethod::Ratio,
+            Some(v) => match arguments::text(v).map(str::to_ascii_lowercase).as_deref() {
+                Some("ratio") => SpikeMethod::Ratio,
+                Some("mad") => SpikeMethod::Mad,
+                Some("zscore") => SpikeMethod::Zscore,
+                _ => {
+                    return plan_err!(
+                        "{function}: method must be 'ratio', 'mad' or 'zscore', got {v}"
+                    )
+                }
+            },
+        };
+        let direction = match given(3) {
+            None => Direction::Up,
+            Some(v) => match arguments::text(v).map(str::to_ascii_lowercase).as_deref() {
+                Some("up") => Direction::Up,
+                Some("down") => Direction::Down,
+                Some("both") => Direction::Both,
+                _ => {
+                    return plan_err!(
+                        "{function}: direction must be 'up', 'down' or 'both', got {v}"
+                    )
+                }
+            },
+        };
+        let threshold = match given(1) {
+            None => method.default_threshold(),
+            Some(v) => match arguments::number(v) {
+                Some(t) if method == SpikeMethod::Ratio && t > 1.0 && t.is_finite() => t,
+                Some(t) if method != SpikeMethod::Ratio && t > 0.0 && t.is_finite() => t,
+                _ if method == SpikeMethod::Ratio => return plan_err!(
+                    "{function}: threshold must be a ratio > 1 (1.2 flags a point 20% above the median of the previous n); for a z-score threshold write method 'mad' or 'zscore', got {v}"
+                ),
+                _ => return plan_err!("{function}: threshold must be a positive number, got {v}"),
+            },
+        };
+        Ok(SpikeRule {
+            n,
+            threshold,
+            method,
+            direction,
+        })
+    }
+
+    /// Each point's score against its history (`None` while the history has
+    /// fewer than two finite points, or for a ratio to a median ≤ 0).
+    pub fn scores(&self, values: &[f64]) -> Vec<Option<f64>> {
+        let mut history: Vec<f64> = Vec::with_capacity(self.n);
+        let mut window: Vec<f64> = Vec::with_capacity(self.n);
+        let mut start = 0;
+        let mut out = Vec::with_capacity(values.len());
+        for &v in values {
+            window.clear();
+            window.extend_from_slice(&history[start..]);
+            out.push(if window.len() < 2 {
+                None
+            } else {
+                score(self.method, v, &mut window)
+            });
+            if v.is_finite() {
+                history.push(v);
+                if history.len() - start > self.n {
+                    start += 1;
+                }
+                // Keep the buffer short: drop what no window needs any more.
+                if start > 4 * self.n + 64 {
+                    history.drain(..start);
+                    start = 0;
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether each point is a spike; NaN and ±Inf always are.
+    pub fn flags(&self, values: &[f64]) -> Vec<bool> {
+        self.scores(values)
+            .into_iter()
+            .zip(values)
+            .map(|(score, v)| !v.is_finite() || score.is_some_and(|s| self.is_spike_score(s)))
+            .collect()
+    }
+
+    fn is_spike_score(&self, score: f64) -> bool {
+        let t = self.threshold;
+        let (up, down) = match self.method {
+            SpikeMethod::Ratio => (score >= t, score <= 1.0 / t),
+            SpikeMethod::Mad | SpikeMethod::Zscore => (score >= t, score <= -t),
+        };
+        match self.direction {
+            Direction::Up => up,
+            Direction::Down => down,
+            Direction::Both => up || down,
+        }
+    }
+}
+
+/// The score of `v` against `window` (finite values, at least two); the
+/// window is reordered.
+fn score(method: SpikeMethod, v: f64, window: &mut [f64]) -> Option<f64> {
+    match method {
+        SpikeMethod::Ratio => {
+            let median = median(window);
+            (median > 0.0).then(|| v / median)
+        }
+        SpikeMethod::Mad => {
+            let median = median(window);
+            for x in window.iter_mut() {
+                *x = (*x - median).abs();
+            }
+            Some(standardize(v, median, 1.4826 * self::median(window)))
+        }
+        SpikeMethod::Zscore => {
+            let (mean, std) = mean_std(window);
+            Some(standardize(v, mean, std))
+        }
+    }
+}
+
+/// (v − center) / spread, with 0 for no spread and no change and ±Inf for
+/// no spread and a change; NaN stays NaN.
+pub(crate) fn standardize(v: f64, center: f64, spread: f64) -> f64 {
+    if v.is_nan() {
+        return f64::NAN;
+    }
+    let deviation = v - center;
+    if spread > 0.0 {
+        deviation / spread
+    } else if deviation == 0.0 {
+        0.0
+    } else {
+        deviation.signum() * f64::INFINITY
+    }
+}
+
+/// Mean and sample standard deviation (n − 1), two-pass for accuracy.
+pub(crate) fn mean_std(xs: &[f64]) -> (f64, f64) {
+    let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+    let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (xs.len() - 1) as f64;
+    (mean, var.sqrt())
+}
+
+/// The median (the mean of the middle two for an even count); reorders `xs`.
+pub(crate) fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let mid = xs.len() / 2;
+    if xs.len() % 2 == 1 {
+        xs[mid]
+    } else {
+        (xs[mid - 1] + xs[mid]) / 2.0
+    }
+}
+
+/// The `spike_rate` aggregate: the fraction of a series' points `is_spike`
+/// flags with the same arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SpikeRate {
     signature: Signature,
@@ -48,10 +324,7 @@ impl AggregateUDFImpl for SpikeRate {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        match arg_types.len() {
-            3 => Ok(vec![DataType::Float64, DataType::Int64, DataType::Float64]),
-            n => plan_err!("spike_rate takes (value, n, k ORDER BY step), got {n} arguments"),
-        }
+        SPIKE_RATE.coerce(arg_types)
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
@@ -60,19 +333,14 @@ impl AggregateUDFImpl for SpikeRate {
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         if args.order_bys.len() != 1 {
-            return plan_err!("spike_rate needs the order of the points: write spike_rate(value, n, k ORDER BY step)");
+            return plan_err!(
+                "spike_rate needs the order of the points: write spike_rate(value ORDER BY step)"
+            );
         }
-        let n = match literal_argument(args.exprs, 1, "spike_rate", "n")? {
-            Some(ScalarValue::Int64(Some(n))) if n >= 2 => n as usize,
-            other => return plan_err!("spike_rate: n must be an integer >= 2, got {other:?}"),
-        };
-        let k = match literal_argument(args.exprs, 2, "spike_rate", "k")? {
-            Some(ScalarValue::Float64(Some(k))) if k > 0.0 && k.is_finite() => k,
-            other => return plan_err!("spike_rate: k must be a positive number, got {other:?}"),
-        };
+        let constants = arguments::literal_arguments(args.exprs, 1, &SPIKE_RATE)?;
         Ok(Box::new(SpikeRateAccumulator {
-            n,
-            k,
+            arguments: args.exprs.len(),
+            rule: SpikeRule::from_arguments("spike_rate", &constants)?,
             points: Points::default(),
         }))
     }
@@ -84,17 +352,18 @@ impl AggregateUDFImpl for SpikeRate {
 
 #[derive(Debug)]
 struct SpikeRateAccumulator {
-    n: usize,
-    k: f64,
+    /// How many arguments the call has: the ORDER BY key follows them.
+    arguments: usize,
+    rule: SpikeRule,
     /// (ordering key, value) pairs.
     points: Points<f64>,
 }
 
 impl Accumulator for SpikeRateAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        // [value, n, k, ORDER BY key]
-        let (Some(value), Some(key)) = (values.first(), values.get(3)) else {
-            return exec_err!("spike_rate: expected (value, n, k ORDER BY step)");
+        // [value, constants..., ORDER BY key]
+        let (Some(value), Some(key)) = (values.first(), values.get(self.arguments)) else {
+            return exec_err!("spike_rate: expected (value, ... ORDER BY step)");
         };
         let key = cast(key, &DataType::Int64)?;
         self.points.add(key.as_ref(), value.as_ref());
@@ -106,7 +375,7 @@ impl Accumulator for SpikeRateAccumulator {
             return Ok(ScalarValue::Float64(None));
         }
         self.points.sort();
-        let spikes = is_spike(&self.points.values, self.n, self.k);
+        let spikes = self.rule.flags(&self.points.values);
         let rate = spikes.iter().filter(|&&s| s).count() as f64 / spikes.len() as f64;
         Ok(ScalarValue::Float64(Some(rate)))
     }
@@ -121,5 +390,80 @@ impl Accumulator for SpikeRateAccumulator {
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
         self.points.merge(states, "spike_rate")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(flags: &[bool]) -> Vec<usize> {
+        flags
+            .iter()
+            .enumerate()
+            .filter(|(_, &s)| s)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    #[test]
+    fn the_default_flags_points_20_percent_above_the_recent_median() {
+        let mut loss: Vec<f64> = (0..60).map(|i| 3.0 + 0.01 * (i % 3) as f64).collect();
+        loss[30] = 3.7; // +23 %
+        loss[40] = 3.3; // +10 %: noise-sized bumps are not spikes
+        loss[50] = 2.0; // a drop is not a spike upward
+        let rule = SpikeRule::default();
+        assert_eq!(at(&rule.flags(&loss)), vec![30]);
+        let both = SpikeRule {
+            direction: Direction::Both,
+            ..rule
+        };
+        assert_eq!(at(&both.flags(&loss)), vec![30, 50]);
+    }
+
+    #[test]
+    fn an_early_high_loss_in_the_history_does_not_hide_a_spike() {
+        // A window still holding the first steps' loss of 10 inflates a
+        // z-score's deviation; the median ignores it.
+        let mut loss = vec![10.0, 9.0];
+        loss.extend((0..40).map(|i| 3.0 + 0.01 * (i % 2) as f64));
+        loss.push(4.0);
+        let ratio = SpikeRule {
+            n: 50,
+            ..SpikeRule::default()
+        };
+        assert_eq!(at(&ratio.flags(&loss)), vec![42]);
+        let zscore = SpikeRule {
+            n: 50,
+            threshold: 6.0,
+            method: SpikeMethod::Zscore,
+            direction: Direction::Up,
+        };
+        assert!(!zscore.flags(&loss)[42]);
+    }
+
+    #[test]
+    fn non_finite_values_are_spikes_and_stay_out_of_the_history() {
+        let mut loss = vec![1.0; 10];
+        loss[3] = f64::NAN;
+        loss[5] = f64::INFINITY;
+        assert_eq!(at(&SpikeRule::default().flags(&loss)), vec![3, 5]);
+        let scores = SpikeRule::default().scores(&loss);
+        assert_eq!(scores[0], None);
+        assert_eq!(scores[1], None);
+        assert_eq!(scores[6], Some(1.0));
+    }
+
+    #[test]
+    fn the_history_is_the_previous_n_finite_points() {
+        let values: Vec<f64> = (1..=300).map(f64::from).collect();
+        let rule = SpikeRule {
+            n: 3,
+            ..SpikeRule::default()
+        };
+        let scores = rule.scores(&values);
+        // At value 300 the history is 297, 298, 299: median 298.
+        assert_eq!(scores[299], Some(300.0 / 298.0));
+        assert_eq!(scores[2], Some(3.0 / 1.5));
     }
 }
