@@ -236,7 +236,7 @@ pub const CHANGEPOINT_BUCKETS: usize = 1_000;
 pub const MAX_CHANGEPOINTS: usize = 10;
 
 /// `GET /api/markers?run=R&name=N`: spikes (`is_spike(value)` with its
-/// defaults, over every point) and changepoints (`changepoints(…, 'binseg')` over the
+/// defaults, over every point) and changepoints (`changepoints(step, value)` with its defaults over the
 /// series averaged into [`CHANGEPOINT_BUCKETS`] buckets; the
 /// [`MAX_CHANGEPOINTS`] of largest gain) of one series.
 pub async fn markers(
@@ -256,8 +256,8 @@ pub async fn markers(
         ))
         .await?;
     // Changepoints of the series averaged into at most CHANGEPOINT_BUCKETS
-    // buckets: bounded work whatever the length (exact binary segmentation
-    // is quadratic on long smooth curves), placed to a bucket's first step.
+    // buckets: bounded work whatever the length (exact PELT is quadratic on
+    // long smooth curves), placed to a bucket's first step.
     let (_, changes) = dashboard
         .engine
         .sql_collect(&format!(
@@ -266,7 +266,7 @@ pub async fn markers(
              b AS (SELECT min(s.step) AS step, avg(s.value) AS value FROM s CROSS JOIN r \
                    GROUP BY CAST(floor((CAST(s.step AS DOUBLE) - r.lo) * {CHANGEPOINT_BUCKETS} / (r.hi - r.lo + 1)) AS BIGINT)), \
              c AS (SELECT cp['step'] AS step, cp['gain'] AS gain FROM (SELECT unnest(cps) AS cp FROM \
-                   (SELECT changepoints(step, value, 'binseg') AS cps FROM b)) \
+                   (SELECT changepoints(step, value) AS cps FROM b)) \
                    ORDER BY gain DESC LIMIT {MAX_CHANGEPOINTS}) \
              SELECT step FROM c ORDER BY step"
         ))

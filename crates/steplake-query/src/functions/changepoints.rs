@@ -1,25 +1,29 @@
-//! `changepoints(step, value [, method [, penalty [, min_size]]])`: where a
-//! curve changes regime (a shift in its mean).
+//! `changepoints(step, value [, method [, penalty [, min_size [, n_changes]]]])`:
+//! where a curve changes regime, as a shift in its mean.
 //!
 //! An aggregate over one series that returns a list of
 //! `{step, mean_before, mean_after, gain}`, one per changepoint in step
 //! order: `step` is the first step of the new segment, the means are those of
 //! the segments on either side, and `gain` is how much splitting there
-//! reduces the squared error. Use it with `UNNEST`.
+//! reduces the squared error. Use it with `UNNEST`. For changes of slope
+//! (warmup, decay, a grokking rise) use [`super::phases`].
 //!
-//! - `method`: `'pelt'` (default), the exact optimum of
-//!   Σ segment cost + penalty × #changepoints, computed the way the
-//!   `ruptures` package's `Pelt(model="l2", jump=1)` does; or `'binseg'`,
-//!   greedy binary segmentation (`ruptures.Binseg`), which splits while a
-//!   split gains more than the penalty.
-//! - segment cost: the l2 cost Σ (v − mean)² of the segment.
-//! - `penalty`: by default 2·σ̂²·ln(n), with the noise σ̂ estimated robustly
-//!   from first differences (1.4826 · median|Δv| / √2), so mean shifts do not
-//!   inflate it.
+//! - `method`: `'auto'` (the default: PELT up to 20,000 points, binary
+//!   segmentation past them), `'pelt'` (the exact optimum of
+//!   Σ segment cost + penalty × #changepoints, as `ruptures.Pelt(model="l2",
+//!   jump=1)` computes it) or `'binseg'` (greedy binary segmentation,
+//!   `ruptures.Binseg`).
+//! - `penalty`: by default 2·σ̂²·ln n, with the noise σ̂ from
+//!   [`noise_sigma`](super::segmentation::noise_sigma).
 //! - `min_size`: the fewest points in a segment, default 2.
+//! - `n_changes`: return exactly this many changepoints (fewer when the
+//!   series has fewer places to split), the greedy binary-segmentation
+//!   answer `ruptures.Binseg(...).predict(n_bkps=n_changes)`; the penalty is
+//!   then not used.
 //!
-//! NaN and ±Inf values are left out before the search (a NaN is not a
-//! regime); the steps reported are those of the remaining points.
+//! A NULL argument takes its default. NaN and ±Inf values are left out
+//! before the search (a NaN is not a regime); the steps reported are those
+//! of the remaining points.
 
 use std::sync::Arc;
 
@@ -32,165 +36,114 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
 };
 
-use super::literal_argument;
+use super::arguments::{self, Kind, Parameters};
 use super::points::{single_list, Points, SeriesAccumulator};
+use super::segmentation::{self, search, Cost, L2Cost, Method, Stop};
 
-/// How to search for changepoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    /// Pruned exact linear time.
-    Pelt,
-    /// Binary segmentation.
-    Binseg,
+const CHANGEPOINTS: Parameters = Parameters {
+    function: "changepoints",
+    usage: "(step, value [, method [, penalty [, min_size [, n_changes]]]])",
+    list: &[
+        ("step", Kind::Step),
+        ("value", Kind::Value),
+        ("method", Kind::Text),
+        ("penalty", Kind::Number),
+        ("min_size", Kind::Integer),
+        ("n_changes", Kind::Integer),
+    ],
+    required: 2,
+};
+
+/// The search settings shared by `changepoints` and `phases`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SearchArguments {
+    pub(crate) method: Method,
+    pub(crate) penalty: Option<f64>,
+    pub(crate) min_size: usize,
+    pub(crate) n_changes: Option<usize>,
 }
 
-/// The l2 segment cost Σ (v − mean)² from prefix sums of centered values.
-pub struct L2Cost {
-    sum: Vec<f64>,
-    sum_sq: Vec<f64>,
-}
-
-impl L2Cost {
-    /// Prefix sums of `values` (centered on their mean for accuracy).
-    pub fn new(values: &[f64]) -> Self {
-        let center = values.iter().sum::<f64>() / values.len().max(1) as f64;
-        let mut sum = Vec::with_capacity(values.len() + 1);
-        let mut sum_sq = Vec::with_capacity(values.len() + 1);
-        let (mut s, mut q) = (0.0, 0.0);
-        sum.push(0.0);
-        sum_sq.push(0.0);
-        for v in values {
-            let x = v - center;
-            s += x;
-            q += x * x;
-            sum.push(s);
-            sum_sq.push(q);
-        }
-        L2Cost { sum, sum_sq }
-    }
-
-    /// Cost of the segment `start..end`.
-    pub fn error(&self, start: usize, end: usize) -> f64 {
-        let n = (end - start) as f64;
-        if n == 0.0 {
-            return 0.0;
-        }
-        let s = self.sum[end] - self.sum[start];
-        let q = self.sum_sq[end] - self.sum_sq[start];
-        (q - s * s / n).max(0.0)
-    }
-
-    /// Mean of the segment `start..end` (of the centered values, plus the center).
-    fn mean(&self, values: &[f64], start: usize, end: usize) -> f64 {
-        values[start..end].iter().sum::<f64>() / (end - start) as f64
-    }
-}
-
-/// Segment ends (excluding `values.len()`) of the PELT optimum, as
-/// `ruptures.Pelt(model="l2", min_size, jump=1).predict(pen)` computes them,
-/// including its pruning rule, so that both give the same answer.
-pub fn pelt(values: &[f64], penalty: f64, min_size: usize) -> Vec<usize> {
-    let n = values.len();
-    if n < 2 * min_size {
-        return Vec::new();
-    }
-    let cost = L2Cost::new(values);
-    // best[t] = (criterion of the best partition of 0..t, previous breakpoint)
-    let mut best: Vec<Option<(f64, usize)>> = vec![None; n + 1];
-    best[0] = Some((0.0, 0));
-    let mut admissible: Vec<usize> = Vec::new();
-    let candidates = (min_size..n).chain(std::iter::once(n));
-    for end in candidates {
-        admissible.push(end - min_size);
-        let subproblems: Vec<(usize, f64)> = admissible
-            .iter()
-            .filter_map(|&t| best[t].map(|(f, _)| (t, f + (cost.error(t, end) + penalty))))
-            .collect();
-        let Some(&(argmin, min)) = subproblems
-            .iter()
-            .reduce(|a, b| if b.1 < a.1 { b } else { a })
-        else {
-            continue;
+impl SearchArguments {
+    /// From the constants (method, penalty, min_size, n_changes), NULL or
+    /// missing ones taking their defaults.
+    pub(crate) fn parse(
+        function: &str,
+        constants: &[Option<ScalarValue>],
+        default_min_size: usize,
+    ) -> Result<SearchArguments> {
+        let given = |i: usize| constants.get(i).and_then(|v| v.as_ref()).filter(|v| !v.is_null());
+        let method = match given(0) {
+            None => Method::Auto,
+            Some(v) => match Method::named(arguments::text(v)) {
+                Some(m) => m,
+                None => return plan_err!("{function}: method must be 'auto', 'pelt' or 'binseg', got {v}"),
+            },
         };
-        best[end] = Some((min, argmin));
-        // ruptures pairs admissible points with subproblems by position
-        // (zip), including points that had no subproblem; do the same.
-        admissible = admissible
-            .iter()
-            .zip(&subproblems)
-            .filter(|(_, (_, criterion))| *criterion <= min + penalty)
-            .map(|(&t, _)| t)
-            .collect();
-    }
-    let mut breakpoints = Vec::new();
-    let mut end = n;
-    while end > 0 {
-        let Some((_, previous)) = best[end] else {
-            break;
+        let penalty = match given(1) {
+            None => None,
+            Some(v) => match arguments::number(v) {
+                Some(p) if p >= 0.0 && p.is_finite() => Some(p),
+                _ => return plan_err!("{function}: penalty must be a number >= 0, got {v}"),
+            },
         };
-        if previous > 0 {
-            breakpoints.push(previous);
+        let min_size = match given(2) {
+            None => default_min_size,
+            Some(v) => match arguments::integer(v) {
+                Some(m) if m >= 1 => m as usize,
+                _ => return plan_err!("{function}: min_size must be an integer >= 1, got {v}"),
+            },
+        };
+        let n_changes = match given(3) {
+            None => None,
+            Some(v) => match arguments::integer(v) {
+                Some(k) if k >= 0 => Some(k as usize),
+                _ => return plan_err!("{function}: n_changes must be an integer >= 0, got {v}"),
+            },
+        };
+        if n_changes.is_some() && method == Method::Pelt {
+            return plan_err!("{function}: n_changes picks changes by binary segmentation; leave method NULL or write 'binseg'");
         }
-        end = previous;
-    }
-    breakpoints.reverse();
-    breakpoints
-}
-
-/// Segment ends (excluding `values.len()`) from greedy binary segmentation,
-/// as `ruptures.Binseg(model="l2", min_size, jump=1).predict(pen)` finds them.
-pub fn binseg(values: &[f64], penalty: f64, min_size: usize) -> Vec<usize> {
-    let n = values.len();
-    let cost = L2Cost::new(values);
-    let mut breakpoints = vec![n];
-    loop {
-        let mut best: Option<(usize, f64)> = None;
-        let mut start = 0;
-        for &end in &breakpoints {
-            if let Some((split, gain)) = best_split(&cost, start, end, min_size) {
-                if best.is_none_or(|(_, g)| gain > g) {
-                    best = Some((split, gain));
-                }
-            }
-            start = end;
-        }
-        match best {
-            Some((split, gain)) if gain > penalty => {
-                breakpoints.push(split);
-                breakpoints.sort_unstable();
-            }
-            _ => break,
-        }
-    }
-    breakpoints.pop();
-    breakpoints
-}
-
-/// The split of `start..end` with the largest gain (ties: the later split).
-fn best_split(cost: &L2Cost, start: usize, end: usize, min_size: usize) -> Option<(usize, f64)> {
-    let whole = cost.error(start, end);
-    (start + min_size..=end.saturating_sub(min_size))
-        .map(|split| {
-            (
-                split,
-                whole - cost.error(start, split) - cost.error(split, end),
-            )
+        Ok(SearchArguments {
+            method,
+            penalty,
+            min_size,
+            n_changes,
         })
-        .reduce(|a, b| if b.1 >= a.1 { b } else { a })
+    }
+
+    /// The breakpoints over `values` (finite, in step order) for `cost`.
+    pub(crate) fn breakpoints<C: Cost>(&self, cost: &C, values: &[f64]) -> Vec<usize> {
+        let stop = match self.n_changes {
+            Some(k) => Stop::Changes(k),
+            None => Stop::Penalty(
+                self.penalty
+                    .unwrap_or_else(|| segmentation::default_penalty(values, C::PARAMETERS)),
+            ),
+        };
+        search(cost, values.len(), self.method, stop, self.min_size)
+    }
 }
 
-/// The default penalty: 2·σ̂²·ln(n) with σ̂ from first differences.
-pub fn default_penalty(values: &[f64]) -> f64 {
-    let n = values.len().max(2) as f64;
-    let mut diffs: Vec<f64> = values.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
-    let sigma = if diffs.is_empty() {
-        0.0
-    } else {
-        diffs.sort_by(f64::total_cmp);
-        1.4826 * diffs[diffs.len() / 2] / std::f64::consts::SQRT_2
-    };
-    let variance = if sigma > 0.0 { sigma * sigma } else { 1e-12 };
-    2.0 * variance * n.ln()
+/// The finite points of a series sorted by step.
+pub(crate) fn finite_points(steps: &[i64], values: &[f64]) -> (Vec<i64>, Vec<f64>) {
+    steps
+        .iter()
+        .zip(values)
+        .filter(|(_, v)| v.is_finite())
+        .map(|(s, v)| (*s, *v))
+        .unzip()
+}
+
+/// The segment bounds: 0, the breakpoints, n.
+pub(crate) fn bounds(breakpoints: &[usize], n: usize) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(breakpoints.iter().copied())
+        .chain(std::iter::once(n))
+        .collect()
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len() as f64
 }
 
 fn result_fields() -> Fields {
@@ -235,12 +188,7 @@ impl AggregateUDFImpl for Changepoints {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        use DataType::{Float64, Int64, Utf8};
-        let all = [Int64, Float64, Utf8, Float64, Int64];
-        match arg_types.len() {
-            n @ 2..=5 => Ok(all[..n].to_vec()),
-            n => plan_err!("changepoints takes (step, value [, method [, penalty [, min_size]]]), got {n} arguments"),
-        }
+        CHANGEPOINTS.coerce(arg_types)
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
@@ -248,39 +196,11 @@ impl AggregateUDFImpl for Changepoints {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let method = match literal_argument(args.exprs, 2, "changepoints", "method")? {
-            None | Some(ScalarValue::Null) => Method::Pelt,
-            Some(ScalarValue::Utf8(Some(m))) if m.eq_ignore_ascii_case("pelt") => Method::Pelt,
-            Some(ScalarValue::Utf8(Some(m))) if m.eq_ignore_ascii_case("binseg") => Method::Binseg,
-            Some(other) => {
-                return plan_err!("changepoints: method must be 'pelt' or 'binseg', got {other}")
-            }
-        };
-        let penalty = match literal_argument(args.exprs, 3, "changepoints", "penalty")? {
-            None | Some(ScalarValue::Float64(None)) | Some(ScalarValue::Null) => None,
-            Some(ScalarValue::Float64(Some(p))) if p >= 0.0 && p.is_finite() => Some(p),
-            Some(other) => {
-                return plan_err!("changepoints: penalty must be a number >= 0, got {other}")
-            }
-        };
-        let min_size = match literal_argument(args.exprs, 4, "changepoints", "min_size")? {
-            None | Some(ScalarValue::Null) => 2,
-            Some(ScalarValue::Int64(Some(m))) if m >= 1 => m as usize,
-            Some(other) => {
-                return plan_err!("changepoints: min_size must be an integer >= 1, got {other}")
-            }
-        };
+        let constants = arguments::literal_arguments(args.exprs, 2, &CHANGEPOINTS)?;
+        let search = SearchArguments::parse("changepoints", &constants, 2)?;
         Ok(Box::new(SeriesAccumulator::<f64>::new(
             "changepoints",
-            move |points| {
-                changepoints_value(&detect(
-                    &points.steps,
-                    &points.values,
-                    method,
-                    penalty,
-                    min_size,
-                ))
-            },
+            move |points| changepoints_value(&detect(&points.steps, &points.values, &search)),
         )))
     }
 
@@ -308,37 +228,18 @@ pub struct Changepoint {
 }
 
 /// Changepoints of a series given as steps and values sorted by step.
-pub fn detect(
-    steps: &[i64],
-    values: &[f64],
-    method: Method,
-    penalty: Option<f64>,
-    min_size: usize,
-) -> Vec<Changepoint> {
-    let (steps, values): (Vec<i64>, Vec<f64>) = steps
-        .iter()
-        .zip(values)
-        .filter(|(_, v)| v.is_finite())
-        .map(|(s, v)| (*s, *v))
-        .unzip();
-    let penalty = penalty.unwrap_or_else(|| default_penalty(&values));
-    let breakpoints = match method {
-        Method::Pelt => pelt(&values, penalty, min_size),
-        Method::Binseg => binseg(&values, penalty, min_size),
-    };
+pub(crate) fn detect(steps: &[i64], values: &[f64], search: &SearchArguments) -> Vec<Changepoint> {
+    let (steps, values) = finite_points(steps, values);
     let cost = L2Cost::new(&values);
-    let bounds: Vec<usize> = std::iter::once(0)
-        .chain(breakpoints.iter().copied())
-        .chain(std::iter::once(values.len()))
-        .collect();
-    bounds
+    let breakpoints = search.breakpoints(&cost, &values);
+    bounds(&breakpoints, values.len())
         .windows(3)
         .map(|w| {
             let (before, at, after) = (w[0], w[1], w[2]);
             Changepoint {
                 step: steps[at],
-                mean_before: cost.mean(&values, before, at),
-                mean_after: cost.mean(&values, at, after),
+                mean_before: mean(&values[before..at]),
+                mean_after: mean(&values[at..after]),
                 gain: cost.error(before, after) - cost.error(before, at) - cost.error(at, after),
             }
         })
@@ -365,49 +266,42 @@ fn changepoints_value(found: &[Changepoint]) -> Result<ScalarValue> {
 mod tests {
     use super::*;
 
-    fn steps_series(levels: &[(usize, f64)]) -> Vec<f64> {
-        let mut out = Vec::new();
-        let mut seed = 7u64;
-        for &(len, level) in levels {
-            for _ in 0..len {
-                seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                out.push(level + ((seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.2);
-            }
+    fn search(method: Method, penalty: Option<f64>, n_changes: Option<usize>) -> SearchArguments {
+        SearchArguments {
+            method,
+            penalty,
+            min_size: 2,
+            n_changes,
         }
-        out
     }
 
     #[test]
-    fn pelt_and_binseg_find_mean_shifts() {
-        let values = steps_series(&[(50, 0.0), (30, 3.0), (40, -1.0)]);
-        assert_eq!(pelt(&values, 1.0, 2), vec![50, 80]);
-        assert_eq!(binseg(&values, 1.0, 2), vec![50, 80]);
-        let found = detect(
-            &(0..values.len() as i64).map(|s| s * 10).collect::<Vec<_>>(),
-            &values,
-            Method::Pelt,
-            None,
-            2,
-        );
-        assert_eq!(
-            found.iter().map(|c| c.step).collect::<Vec<_>>(),
-            vec![500, 800]
-        );
-        assert!((found[0].mean_after - 3.0).abs() < 0.1);
+    fn changepoints_report_steps_means_and_gains() {
+        let values: Vec<f64> = (0..120)
+            .map(|i| match i {
+                0..50 => 0.0,
+                50..80 => 3.0,
+                _ => -1.0,
+            } + 0.01 * (i % 3) as f64)
+            .collect();
+        let steps: Vec<i64> = (0..values.len() as i64).map(|s| s * 10).collect();
+        let found = detect(&steps, &values, &search(Method::Auto, None, None));
+        assert_eq!(found.iter().map(|c| c.step).collect::<Vec<_>>(), vec![500, 800]);
+        assert!((found[0].mean_after - 3.01).abs() < 0.01);
         assert!(found.iter().all(|c| c.gain > 0.0));
+        let top = detect(&steps, &values, &search(Method::Auto, None, Some(1)));
+        assert_eq!(top.iter().map(|c| c.step).collect::<Vec<_>>(), vec![800]);
     }
 
     #[test]
     fn constant_short_and_nan_series() {
-        assert!(pelt(&[1.0; 10], 0.5, 2).is_empty());
-        assert!(pelt(&[1.0, 2.0, 3.0], 0.5, 2).is_empty());
-        assert!(detect(&[], &[], Method::Pelt, None, 2).is_empty());
-        let mut values = steps_series(&[(20, 0.0), (20, 5.0)]);
+        let flat = search(Method::Pelt, Some(0.5), None);
+        assert!(detect(&[0, 1, 2], &[1.0, 2.0, 3.0], &flat).is_empty());
+        assert!(detect(&[], &[], &search(Method::Auto, None, None)).is_empty());
+        let mut values: Vec<f64> = (0..40).map(|i| if i < 20 { 0.0 } else { 5.0 }).collect();
         values[5] = f64::NAN;
         let steps: Vec<i64> = (0..40).collect();
-        let found = detect(&steps, &values, Method::Pelt, None, 2);
+        let found = detect(&steps, &values, &search(Method::Auto, None, None));
         assert_eq!(found.iter().map(|c| c.step).collect::<Vec<_>>(), vec![20]);
     }
 }

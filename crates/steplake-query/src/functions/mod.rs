@@ -5,7 +5,9 @@
 //! - [`series`]: window functions over one series: `ema`, `smooth`,
 //!   `rolling_zscore`, `is_spike`, `spike_ratio`;
 //! - [`emergence`]: `first_sustained`, "at which step did this emerge?";
-//! - [`changepoints`]: `changepoints`, regime changes by PELT or binary segmentation;
+//! - [`changepoints`]: `changepoints`, shifts of the mean;
+//! - [`phases`]: `phases`, changes of slope (warmup, decay, a grokking rise);
+//! - [`segmentation`]: their search (PELT, binary segmentation) and default penalty;
 //! - [`spikes`]: the spike rule of `is_spike` and `spike_ratio`, and
 //!   `spike_rate`, the fraction of points `is_spike` flags;
 //! - [`downsample`]: `downsample`, min/max/last per step bucket for plots;
@@ -21,7 +23,9 @@ pub mod condition_series;
 pub mod downsample;
 pub mod emergence;
 pub mod points;
+pub mod phases;
 pub mod power_law;
+pub mod segmentation;
 pub mod series;
 pub mod spikes;
 pub mod tensor;
@@ -37,6 +41,7 @@ pub fn register(ctx: &SessionContext) {
     }
     ctx.register_udaf(emergence::FirstSustained::udaf());
     ctx.register_udaf(changepoints::Changepoints::udaf());
+    ctx.register_udaf(phases::Phases::udaf());
     ctx.register_udaf(spikes::SpikeRate::udaf());
     ctx.register_udaf(downsample::Downsample::udaf());
     ctx.register_udaf(power_law::FitPowerLaw::udaf());

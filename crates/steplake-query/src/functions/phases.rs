@@ -1,0 +1,180 @@
+//! `phases(step, value [, method [, penalty [, min_size [, n_changes]]]])`:
+//! where a curve changes slope, so that warmup, a plateau, a decay or a
+//! grokking rise each come out as one phase.
+//!
+//! The same search as [`super::changepoints`], with a line fitted to each
+//! segment (least squares of value on step) and its residual Σ (v − a − b·step)²
+//! as the segment cost (`ruptures`' `model="linear"` with covariates
+//! (1, step)). Returns a list of `{step, slope_before, slope_after, gain}`
+//! in step order: `step` starts the new phase, the slopes are per step, and
+//! `gain` is how much the split lowers the residual.
+//!
+//! Defaults: `method` `'auto'`, `penalty` 3·σ̂²·ln n (a line has two
+//! parameters), `min_size` 5 points, no `n_changes`. NaN and ±Inf values are
+//! left out.
+//!
+//! ```sql
+//! SELECT p['step'], p['slope_before'], p['slope_after']
+//! FROM (SELECT unnest(phases(step, value)) AS p FROM scalars
+//!       WHERE run_id = 'r' AND name = 'eval/acc');
+//! ```
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, Int64Array, StructArray};
+use arrow::datatypes::{DataType, Field, FieldRef, Fields};
+use datafusion::common::{Result, ScalarValue};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::utils::AggregateOrderSensitivity;
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
+};
+
+use super::arguments::{self, Kind, Parameters};
+use super::changepoints::{bounds, finite_points, SearchArguments};
+use super::points::{single_list, Points, SeriesAccumulator};
+use super::segmentation::{Cost, LinearCost};
+
+const PHASES: Parameters = Parameters {
+    function: "phases",
+    usage: "(step, value [, method [, penalty [, min_size [, n_changes]]]])",
+    list: &[
+        ("step", Kind::Step),
+        ("value", Kind::Value),
+        ("method", Kind::Text),
+        ("penalty", Kind::Number),
+        ("min_size", Kind::Integer),
+        ("n_changes", Kind::Integer),
+    ],
+    required: 2,
+};
+
+/// Points a phase holds at least, by default.
+const DEFAULT_MIN_SIZE: usize = 5;
+
+/// A change of slope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseChange {
+    /// First step of the new phase.
+    pub step: i64,
+    /// Least-squares slope (per step) of the phase before.
+    pub slope_before: f64,
+    /// Least-squares slope (per step) of the phase after.
+    pub slope_after: f64,
+    /// Reduction of the residual from splitting here.
+    pub gain: f64,
+}
+
+/// The slope changes of a series given as steps and values sorted by step.
+pub(crate) fn detect(steps: &[i64], values: &[f64], search: &SearchArguments) -> Vec<PhaseChange> {
+    let (steps, values) = finite_points(steps, values);
+    let x: Vec<f64> = steps.iter().map(|&s| s as f64).collect();
+    let cost = LinearCost::new(&x, &values);
+    let breakpoints = search.breakpoints(&cost, &values);
+    bounds(&breakpoints, values.len())
+        .windows(3)
+        .map(|w| {
+            let (before, at, after) = (w[0], w[1], w[2]);
+            PhaseChange {
+                step: steps[at],
+                slope_before: slope(&x[before..at], &values[before..at]),
+                slope_after: slope(&x[at..after], &values[at..after]),
+                gain: cost.error(before, after) - cost.error(before, at) - cost.error(at, after),
+            }
+        })
+        .collect()
+}
+
+/// The least-squares slope of y on x (0 for a single x).
+fn slope(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let (mut sxx, mut sxy) = (0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxx += (a - mx) * (a - mx);
+        sxy += (a - mx) * (b - my);
+    }
+    if sxx > 0.0 {
+        sxy / sxx
+    } else {
+        0.0
+    }
+}
+
+fn result_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("step", DataType::Int64, false),
+        Field::new("slope_before", DataType::Float64, false),
+        Field::new("slope_after", DataType::Float64, false),
+        Field::new("gain", DataType::Float64, false),
+    ])
+}
+
+fn result_type() -> DataType {
+    DataType::List(Arc::new(Field::new(
+        "item",
+        DataType::Struct(result_fields()),
+        true,
+    )))
+}
+
+fn phases_value(found: &[PhaseChange]) -> Result<ScalarValue> {
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(found.iter().map(|c| c.step))),
+        Arc::new(Float64Array::from_iter_values(found.iter().map(|c| c.slope_before))),
+        Arc::new(Float64Array::from_iter_values(found.iter().map(|c| c.slope_after))),
+        Arc::new(Float64Array::from_iter_values(found.iter().map(|c| c.gain))),
+    ];
+    let structs = StructArray::try_new(result_fields(), columns, None)?;
+    Ok(ScalarValue::List(Arc::new(single_list(Arc::new(structs)))))
+}
+
+/// The `phases` aggregate.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Phases {
+    signature: Signature,
+}
+
+impl Phases {
+    /// The UDAF, ready to register.
+    pub fn udaf() -> AggregateUDF {
+        AggregateUDF::from(Phases {
+            signature: Signature::user_defined(Volatility::Immutable),
+        })
+    }
+}
+
+impl AggregateUDFImpl for Phases {
+    fn name(&self) -> &str {
+        "phases"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        PHASES.coerce(arg_types)
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(result_type())
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let constants = arguments::literal_arguments(args.exprs, 2, &PHASES)?;
+        let search = SearchArguments::parse("phases", &constants, DEFAULT_MIN_SIZE)?;
+        Ok(Box::new(SeriesAccumulator::<f64>::new("phases", move |points| {
+            phases_value(&detect(&points.steps, &points.values, &search))
+        })))
+    }
+
+    /// Points are sorted by step inside, so input order never matters.
+    fn order_sensitivity(&self) -> AggregateOrderSensitivity {
+        AggregateOrderSensitivity::Insensitive
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(Points::<f64>::state_fields(args.name))
+    }
+}
