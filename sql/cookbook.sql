@@ -70,3 +70,20 @@ ORDER BY step;
 SELECT d['step'] AS step, d['min'] AS lo, d['max'] AS hi, d['last'] AS last
 FROM (SELECT unnest(downsample(step, value, 500)) AS d FROM scalars WHERE name = 'train/loss')
 ORDER BY step;
+
+-- 7. Schedule-aware prediction of the final loss, with an interval: fit the
+--    first 30% of the loss against the learning rate logged as 'lr'.
+WITH l AS (SELECT run_id, step, value FROM scalars WHERE name = 'train/loss'),
+     r AS (SELECT run_id, step, value AS lr FROM scalars WHERE name = 'lr'),
+     last AS (SELECT run_id, max(step) AS final FROM l GROUP BY run_id),
+     fits AS (SELECT r.run_id, fit_loss_curve(r.step, CASE WHEN r.step <= 0.3 * last.final THEN l.value END, r.lr) AS f
+              FROM r JOIN last ON last.run_id = r.run_id
+              LEFT JOIN l ON l.run_id = r.run_id AND l.step = r.step
+              GROUP BY r.run_id)
+SELECT fits.run_id, predict_loss_curve(f, last.final) AS predicted
+FROM fits JOIN last ON last.run_id = fits.run_id;
+
+-- 8. Phases of test accuracy: where it starts rising and where it stops.
+SELECT run_id, unnest(phases(step, value)) AS phase
+FROM scalars WHERE name = 'eval/acc'
+GROUP BY run_id;

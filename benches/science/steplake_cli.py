@@ -44,10 +44,12 @@ class Server:
 
     def write(self, run: str, csv_text: str, project: str = "science") -> None:
         """Writes `name,step,value` CSV rows into `run`."""
-        subprocess.run(
+        out = subprocess.run(
             [binary(), "write", "--server", self.url, "--run", run, "--project", project, "-"],
-            input=csv_text, text=True, check=True, capture_output=True,
+            input=csv_text, text=True, capture_output=True,
         )
+        if out.returncode != 0:
+            raise SystemExit(f"steplake write failed: {out.stderr}")
 
     def sql(self, statement: str) -> list[dict[str, str]]:
         """The rows of a query, as strings by column name."""

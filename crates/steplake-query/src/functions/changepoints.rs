@@ -71,12 +71,21 @@ impl SearchArguments {
         constants: &[Option<ScalarValue>],
         default_min_size: usize,
     ) -> Result<SearchArguments> {
-        let given = |i: usize| constants.get(i).and_then(|v| v.as_ref()).filter(|v| !v.is_null());
+        let given = |i: usize| {
+            constants
+                .get(i)
+                .and_then(|v| v.as_ref())
+                .filter(|v| !v.is_null())
+        };
         let method = match given(0) {
             None => Method::Auto,
             Some(v) => match Method::named(arguments::text(v)) {
                 Some(m) => m,
-                None => return plan_err!("{function}: method must be 'auto', 'pelt' or 'binseg', got {v}"),
+                None => {
+                    return plan_err!(
+                        "{function}: method must be 'auto', 'pelt' or 'binseg', got {v}"
+                    )
+                }
             },
         };
         let penalty = match given(1) {
@@ -286,7 +295,10 @@ mod tests {
             .collect();
         let steps: Vec<i64> = (0..values.len() as i64).map(|s| s * 10).collect();
         let found = detect(&steps, &values, &search(Method::Auto, None, None));
-        assert_eq!(found.iter().map(|c| c.step).collect::<Vec<_>>(), vec![500, 800]);
+        assert_eq!(
+            found.iter().map(|c| c.step).collect::<Vec<_>>(),
+            vec![500, 800]
+        );
         assert!((found[0].mean_after - 3.01).abs() < 0.01);
         assert!(found.iter().all(|c| c.gain > 0.0));
         let top = detect(&steps, &values, &search(Method::Auto, None, Some(1)));

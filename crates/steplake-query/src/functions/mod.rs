@@ -12,6 +12,8 @@
 //!   `spike_rate`, the fraction of points `is_spike` flags;
 //! - [`downsample`]: `downsample`, min/max/last per step bucket for plots;
 //! - [`power_law`]: `fit_power_law` and `predict_power_law`, early prediction of the final loss;
+//! - [`loss_curve`]: `fit_loss_curve` and `predict_loss_curve`, the same with the
+//!   learning-rate schedule and an interval;
 //! - [`tensor`]: norms, distances, `rel_change`, histograms, quantiles, slices
 //!   and the spectrum of 2-D tensors, over the `tensors` table.
 //!
@@ -22,8 +24,9 @@ pub mod changepoints;
 pub mod condition_series;
 pub mod downsample;
 pub mod emergence;
-pub mod points;
+pub mod loss_curve;
 pub mod phases;
+pub mod points;
 pub mod power_law;
 pub mod segmentation;
 pub mod series;
@@ -46,6 +49,8 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udaf(downsample::Downsample::udaf());
     ctx.register_udaf(power_law::FitPowerLaw::udaf());
     ctx.register_udf(power_law::PredictPowerLaw::udf());
+    ctx.register_udaf(loss_curve::FitLossCurve::udaf());
+    ctx.register_udf(loss_curve::PredictLossCurve::udf());
     for function in tensor::TensorFunction::ALL {
         ctx.register_udf(function.udf());
     }

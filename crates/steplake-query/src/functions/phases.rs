@@ -121,8 +121,12 @@ fn result_type() -> DataType {
 fn phases_value(found: &[PhaseChange]) -> Result<ScalarValue> {
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from_iter_values(found.iter().map(|c| c.step))),
-        Arc::new(Float64Array::from_iter_values(found.iter().map(|c| c.slope_before))),
-        Arc::new(Float64Array::from_iter_values(found.iter().map(|c| c.slope_after))),
+        Arc::new(Float64Array::from_iter_values(
+            found.iter().map(|c| c.slope_before),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            found.iter().map(|c| c.slope_after),
+        )),
         Arc::new(Float64Array::from_iter_values(found.iter().map(|c| c.gain))),
     ];
     let structs = StructArray::try_new(result_fields(), columns, None)?;
@@ -164,9 +168,10 @@ impl AggregateUDFImpl for Phases {
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         let constants = arguments::literal_arguments(args.exprs, 2, &PHASES)?;
         let search = SearchArguments::parse("phases", &constants, DEFAULT_MIN_SIZE)?;
-        Ok(Box::new(SeriesAccumulator::<f64>::new("phases", move |points| {
-            phases_value(&detect(&points.steps, &points.values, &search))
-        })))
+        Ok(Box::new(SeriesAccumulator::<f64>::new(
+            "phases",
+            move |points| phases_value(&detect(&points.steps, &points.values, &search)),
+        )))
     }
 
     /// Points are sorted by step inside, so input order never matters.

@@ -89,9 +89,21 @@ pub fn fit_power_law(x: &[f64], y: &[f64]) -> Option<PowerLaw> {
         return None;
     }
     let sse = |alpha: f64| fit_linear(&ln_x, &y, alpha).map_or(f64::INFINITY, |f| f.2);
-    // A logarithmic grid over α ∈ [0.001, 5], then golden-section search
-    // between the grid neighbours of the best point (60 steps shrink the
-    // bracket by 0.618^60 ≈ 3e-13).
+    let alpha = best_exponent(sse)?;
+    let (e, amplitude, sse) = fit_linear(&ln_x, &y, alpha)?;
+    Some(PowerLaw {
+        e,
+        a: amplitude,
+        alpha,
+        rmse: (sse / ln_x.len() as f64).sqrt(),
+    })
+}
+
+/// The exponent α ∈ [0.001, 5] that minimizes `sse`: a 61-point logarithmic
+/// grid, then golden-section search between the grid neighbours of the best
+/// point (60 steps shrink the bracket by 0.618^60 ≈ 3e-13). `None` when no
+/// exponent gives a finite error.
+pub(crate) fn best_exponent(sse: impl Fn(f64) -> f64) -> Option<f64> {
     const GRID: usize = 60;
     let (lo, hi) = (0.001f64.ln(), 5.0f64.ln());
     let grid: Vec<f64> = (0..=GRID)
@@ -99,6 +111,9 @@ pub fn fit_power_law(x: &[f64], y: &[f64]) -> Option<PowerLaw> {
         .collect();
     let errors: Vec<f64> = grid.iter().map(|&alpha| sse(alpha)).collect();
     let best = (0..grid.len()).min_by(|&i, &j| errors[i].total_cmp(&errors[j]))?;
+    if !errors[best].is_finite() {
+        return None;
+    }
     let (mut a, mut b) = (grid[best.saturating_sub(1)], grid[(best + 1).min(GRID)]);
     let ratio = (5f64.sqrt() - 1.0) / 2.0;
     let (mut c, mut d) = (b - ratio * (b - a), a + ratio * (b - a));
@@ -118,14 +133,7 @@ pub fn fit_power_law(x: &[f64], y: &[f64]) -> Option<PowerLaw> {
             sse_d = sse(d);
         }
     }
-    let alpha = (a + b) / 2.0;
-    let (e, amplitude, sse) = fit_linear(&ln_x, &y, alpha)?;
-    Some(PowerLaw {
-        e,
-        a: amplitude,
-        alpha,
-        rmse: (sse / ln_x.len() as f64).sqrt(),
-    })
+    Some((a + b) / 2.0)
 }
 
 fn fit_fields() -> Fields {

@@ -106,7 +106,11 @@ impl LinearCost {
     pub fn new(x: &[f64], y: &[f64]) -> Self {
         let n = x.len().max(1) as f64;
         let (cx, cy) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
-        let scale = x.iter().map(|v| (v - cx).abs()).fold(0.0, f64::max).max(1e-300);
+        let scale = x
+            .iter()
+            .map(|v| (v - cx).abs())
+            .fold(0.0, f64::max)
+            .max(1e-300);
         let mut sums = Vec::with_capacity(x.len() + 1);
         let mut acc = [0.0; 5];
         sums.push(acc);
@@ -247,12 +251,7 @@ pub fn binseg(cost: &impl Cost, n: usize, stop: Stop, min_size: usize) -> Vec<us
 }
 
 /// The split of `start..end` with the largest gain (ties: the later split).
-fn best_split(
-    cost: &impl Cost,
-    start: usize,
-    end: usize,
-    min_size: usize,
-) -> Option<(usize, f64)> {
+fn best_split(cost: &impl Cost, start: usize, end: usize, min_size: usize) -> Option<(usize, f64)> {
     let whole = cost.error(start, end);
     (start + min_size..=end.saturating_sub(min_size))
         .map(|split| {
@@ -265,12 +264,16 @@ fn best_split(
 }
 
 /// Breakpoints of `n` points by `method`, stopping at `stop`.
-pub fn search(cost: &impl Cost, n: usize, method: Method, stop: Stop, min_size: usize) -> Vec<usize> {
+pub fn search(
+    cost: &impl Cost,
+    n: usize,
+    method: Method,
+    stop: Stop,
+    min_size: usize,
+) -> Vec<usize> {
     match (method, stop) {
         (_, Stop::Changes(_)) | (Method::Binseg, _) => binseg(cost, n, stop, min_size),
-        (Method::Auto, Stop::Penalty(_)) if n > PELT_MAX_POINTS => {
-            binseg(cost, n, stop, min_size)
-        }
+        (Method::Auto, Stop::Penalty(_)) if n > PELT_MAX_POINTS => binseg(cost, n, stop, min_size),
         (Method::Auto | Method::Pelt, Stop::Penalty(p)) => pelt(cost, n, p, min_size),
     }
 }
@@ -350,7 +353,10 @@ mod tests {
         let values = noisy(&[(50, 0.0), (30, 3.0), (40, -1.0)]);
         let cost = L2Cost::new(&values);
         assert_eq!(pelt(&cost, values.len(), 1.0, 2), vec![50, 80]);
-        assert_eq!(binseg(&cost, values.len(), Stop::Penalty(1.0), 2), vec![50, 80]);
+        assert_eq!(
+            binseg(&cost, values.len(), Stop::Penalty(1.0), 2),
+            vec![50, 80]
+        );
         // The larger shift (3 to −1) first.
         assert_eq!(binseg(&cost, values.len(), Stop::Changes(1), 2), vec![80]);
     }
