@@ -40,17 +40,20 @@ use super::arguments::{self, Kind, Parameters};
 use super::points::{single_list, Points, SeriesAccumulator};
 use super::segmentation::{self, search, Cost, L2Cost, Method, Stop};
 
+/// The parameters of `changepoints` and `phases`.
+pub(crate) const SEARCH_PARAMETERS: [(&str, Kind); 6] = [
+    ("step", Kind::Step),
+    ("value", Kind::Value),
+    ("method", Kind::Text),
+    ("penalty", Kind::Number),
+    ("min_size", Kind::Integer),
+    ("n_changes", Kind::Integer),
+];
+
 const CHANGEPOINTS: Parameters = Parameters {
     function: "changepoints",
     usage: "(step, value [, method [, penalty [, min_size [, n_changes]]]])",
-    list: &[
-        ("step", Kind::Step),
-        ("value", Kind::Value),
-        ("method", Kind::Text),
-        ("penalty", Kind::Number),
-        ("min_size", Kind::Integer),
-        ("n_changes", Kind::Integer),
-    ],
+    list: &SEARCH_PARAMETERS,
     required: 2,
 };
 

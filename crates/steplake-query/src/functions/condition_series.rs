@@ -180,16 +180,7 @@ impl ConditionSeries {
     /// The first step at which the condition becomes true and stays true for
     /// `hold` consecutive points (`None`: to the end of the series).
     pub fn first_sustained(&mut self, hold: Option<usize>) -> Option<i64> {
-        self.segments.sort_by_key(|segment| segment.first());
-        let disjoint = self
-            .segments
-            .windows(2)
-            .all(|pair| pair[0].last() < pair[1].first());
-        if !disjoint || !self.loose.is_empty() {
-            let mut points: Vec<(i64, bool)> =
-                self.segments.iter().flat_map(Segment::points).collect();
-            points.extend(self.loose.iter().copied());
-            points.sort_by_key(|&(step, _)| step);
+        if let Some(points) = self.sorted_points_unless_disjoint() {
             return first_sustained(&points, hold);
         }
         match hold {
@@ -285,19 +276,27 @@ impl ConditionSeries {
     /// for at least `hold` steps: every point from `s` to one at step
     /// ≥ `s + hold` holds it.
     pub fn first_sustained_for_steps(&mut self, hold: i64) -> Option<i64> {
+        if let Some(points) = self.sorted_points_unless_disjoint() {
+            return sustained_for_steps(points.into_iter(), hold);
+        }
+        sustained_for_steps(self.segments.iter().flat_map(Segment::points), hold)
+    }
+
+    /// Sorts the segments; when they overlap or loose points exist, every
+    /// point sorted by step (the fast paths need sorted disjoint segments).
+    fn sorted_points_unless_disjoint(&mut self) -> Option<Vec<(i64, bool)>> {
         self.segments.sort_by_key(|segment| segment.first());
         let disjoint = self
             .segments
             .windows(2)
             .all(|pair| pair[0].last() < pair[1].first());
-        if !disjoint || !self.loose.is_empty() {
-            let mut points: Vec<(i64, bool)> =
-                self.segments.iter().flat_map(Segment::points).collect();
-            points.extend(self.loose.iter().copied());
-            points.sort_by_key(|&(step, _)| step);
-            return sustained_for_steps(points.into_iter(), hold);
+        if disjoint && self.loose.is_empty() {
+            return None;
         }
-        sustained_for_steps(self.segments.iter().flat_map(Segment::points), hold)
+        let mut points: Vec<(i64, bool)> = self.segments.iter().flat_map(Segment::points).collect();
+        points.extend(self.loose.iter().copied());
+        points.sort_by_key(|&(step, _)| step);
+        Some(points)
     }
 }
 

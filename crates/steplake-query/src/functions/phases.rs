@@ -30,22 +30,15 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
 };
 
-use super::arguments::{self, Kind, Parameters};
-use super::changepoints::{bounds, finite_points, SearchArguments};
+use super::arguments::{self, Parameters};
+use super::changepoints::{bounds, finite_points, SearchArguments, SEARCH_PARAMETERS};
 use super::points::{single_list, Points, SeriesAccumulator};
 use super::segmentation::{Cost, LinearCost};
 
 const PHASES: Parameters = Parameters {
     function: "phases",
     usage: "(step, value [, method [, penalty [, min_size [, n_changes]]]])",
-    list: &[
-        ("step", Kind::Step),
-        ("value", Kind::Value),
-        ("method", Kind::Text),
-        ("penalty", Kind::Number),
-        ("min_size", Kind::Integer),
-        ("n_changes", Kind::Integer),
-    ],
+    list: &SEARCH_PARAMETERS,
     required: 2,
 };
 
