@@ -8,7 +8,9 @@ use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 use steplake_core::ScalarBatch;
 use steplake_query::QueryEngine;
-use steplake_store::{CreateRun, Store, StoreOptions};
+use steplake_store::StoreOptions;
+
+mod common;
 
 fn steps(round: u64) -> ScalarBatch {
     ScalarBatch {
@@ -22,19 +24,11 @@ fn steps(round: u64) -> ScalarBatch {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rewrites_and_flushes_during_queries_never_show_a_step_twice() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let options = StoreOptions {
+    let (_dir, store) = common::store_with_run_and(StoreOptions {
         flush_rows: 250,
         ..StoreOptions::default()
-    };
-    let store = Arc::new(Store::open(dir.path(), options).expect("open"));
-    store
-        .create_run(CreateRun {
-            run_id: Some("r".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("run");
+    })
+    .await;
     let engine = QueryEngine::new(store.clone()).expect("engine");
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {

@@ -158,41 +158,107 @@ fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
 }
 
-fn result_fields() -> Fields {
-    Fields::from(vec![
-        Field::new("step", DataType::Int64, false),
-        Field::new("mean_before", DataType::Float64, false),
-        Field::new("mean_after", DataType::Float64, false),
-        Field::new("gain", DataType::Float64, false),
-    ])
+/// What each segment is fitted with: a mean (`changepoints`) or a line
+/// (`phases`). Both aggregates are this one type, with the same search,
+/// state and result shape (a list of `{step, <three numbers>}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SegmentModel {
+    /// `changepoints`: shifts of the mean.
+    Mean,
+    /// `phases`: changes of slope.
+    Line,
 }
 
-fn result_type() -> DataType {
-    DataType::List(Arc::new(Field::new(
-        "item",
-        DataType::Struct(result_fields()),
-        true,
-    )))
+impl SegmentModel {
+    fn parameters(self) -> &'static Parameters {
+        match self {
+            SegmentModel::Mean => &CHANGEPOINTS,
+            SegmentModel::Line => &super::phases::PHASES,
+        }
+    }
+
+    fn default_min_size(self) -> usize {
+        match self {
+            SegmentModel::Mean => 2,
+            SegmentModel::Line => super::phases::DEFAULT_MIN_SIZE,
+        }
+    }
+
+    /// The result's fields after `step`.
+    fn value_fields(self) -> [&'static str; 3] {
+        match self {
+            SegmentModel::Mean => ["mean_before", "mean_after", "gain"],
+            SegmentModel::Line => ["slope_before", "slope_after", "gain"],
+        }
+    }
+
+    /// One (step, values) row per change of a series sorted by step.
+    fn rows(self, steps: &[i64], values: &[f64], search: &SearchArguments) -> Vec<(i64, [f64; 3])> {
+        match self {
+            SegmentModel::Mean => detect(steps, values, search)
+                .into_iter()
+                .map(|c| (c.step, [c.mean_before, c.mean_after, c.gain]))
+                .collect(),
+            SegmentModel::Line => super::phases::detect(steps, values, search)
+                .into_iter()
+                .map(|c| (c.step, [c.slope_before, c.slope_after, c.gain]))
+                .collect(),
+        }
+    }
+
+    fn result_fields(self) -> Fields {
+        let mut fields = vec![Field::new("step", DataType::Int64, false)];
+        fields.extend(
+            self.value_fields()
+                .iter()
+                .map(|name| Field::new(*name, DataType::Float64, false)),
+        );
+        Fields::from(fields)
+    }
+
+    fn result_type(self) -> DataType {
+        DataType::List(Arc::new(Field::new(
+            "item",
+            DataType::Struct(self.result_fields()),
+            true,
+        )))
+    }
+
+    /// The rows as the aggregate's list-of-struct value.
+    fn value(self, rows: &[(i64, [f64; 3])]) -> Result<ScalarValue> {
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.0),
+        ))];
+        for k in 0..3 {
+            columns.push(Arc::new(Float64Array::from_iter_values(
+                rows.iter().map(|r| r.1[k]),
+            )));
+        }
+        let structs = StructArray::try_new(self.result_fields(), columns, None)?;
+        Ok(ScalarValue::List(Arc::new(single_list(Arc::new(structs)))))
+    }
 }
 
-/// The `changepoints` aggregate.
+/// The `changepoints` and `phases` aggregates.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Changepoints {
+pub struct Segments {
+    model: SegmentModel,
     signature: Signature,
 }
 
-impl Changepoints {
-    /// The UDAF, ready to register.
-    pub fn udaf() -> AggregateUDF {
-        AggregateUDF::from(Changepoints {
+impl Segments {
+    /// The UDAF of `model`, ready to register.
+    pub fn udaf(model: SegmentModel) -> AggregateUDF {
+        AggregateUDF::from(Segments {
+            model,
             signature: Signature::user_defined(Volatility::Immutable),
         })
     }
 }
 
-impl AggregateUDFImpl for Changepoints {
+impl AggregateUDFImpl for Segments {
     fn name(&self) -> &str {
-        "changepoints"
+        self.model.parameters().function
     }
 
     fn signature(&self) -> &Signature {
@@ -200,19 +266,21 @@ impl AggregateUDFImpl for Changepoints {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        CHANGEPOINTS.coerce(arg_types)
+        self.model.parameters().coerce(arg_types)
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(result_type())
+        Ok(self.model.result_type())
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let constants = arguments::literal_arguments(args.exprs, 2, &CHANGEPOINTS)?;
-        let search = SearchArguments::parse("changepoints", &constants, 2)?;
+        let (model, parameters) = (self.model, self.model.parameters());
+        let constants = arguments::literal_arguments(args.exprs, 2, parameters)?;
+        let search =
+            SearchArguments::parse(parameters.function, &constants, model.default_min_size())?;
         Ok(Box::new(SeriesAccumulator::<f64>::new(
-            "changepoints",
-            move |points| changepoints_value(&detect(&points.steps, &points.values, &search)),
+            parameters.function,
+            move |points| model.value(&model.rows(&points.steps, &points.values, &search)),
         )))
     }
 
@@ -256,22 +324,6 @@ pub(crate) fn detect(steps: &[i64], values: &[f64], search: &SearchArguments) ->
             }
         })
         .collect()
-}
-
-/// The changepoints as the aggregate's list-of-struct value.
-fn changepoints_value(found: &[Changepoint]) -> Result<ScalarValue> {
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from_iter_values(found.iter().map(|c| c.step))),
-        Arc::new(Float64Array::from_iter_values(
-            found.iter().map(|c| c.mean_before),
-        )),
-        Arc::new(Float64Array::from_iter_values(
-            found.iter().map(|c| c.mean_after),
-        )),
-        Arc::new(Float64Array::from_iter_values(found.iter().map(|c| c.gain))),
-    ];
-    let structs = StructArray::try_new(result_fields(), columns, None)?;
-    Ok(ScalarValue::List(Arc::new(single_list(Arc::new(structs)))))
 }
 
 #[cfg(test)]

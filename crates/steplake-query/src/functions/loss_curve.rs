@@ -842,7 +842,14 @@ impl ScalarUDFImpl for PredictLossCurve {
             Vec::with_capacity(rows),
             Vec::with_capacity(rows),
         );
-        let mut cached: Option<(usize, LossCurve)> = None;
+        // A fit given once for every row (a scalar, as from a one-row CTE
+        // joined in) is read once; a column of fits is read row by row.
+        let constant = match args.args.first() {
+            Some(ColumnarValue::Scalar(_)) if rows > 0 && fit.is_valid(0) => {
+                Some(read_fit(fit, 0)?)
+            }
+            _ => None,
+        };
         for row in 0..rows {
             if fit.is_null(row) || steps.is_null(row) {
                 value.push(None);
@@ -857,14 +864,14 @@ impl ScalarUDFImpl for PredictLossCurve {
             if !(level > 0.0 && level < 1.0) {
                 return plan_err!("predict_loss_curve: level must be in (0, 1), got {level}");
             }
-            // A constant fit (one row from a CTE) is read once.
-            let same = cached.as_ref().is_some_and(|(r, _)| {
-                arrays[0].is_valid(*r) && fit.slice(*r, 1) == fit.slice(row, 1)
-            });
-            if !same {
-                cached = Some((row, read_fit(fit, row)?));
-            }
-            let curve = &cached.as_ref().expect("cached above").1;
+            let read;
+            let curve = match &constant {
+                Some(curve) => curve,
+                None => {
+                    read = read_fit(fit, row)?;
+                    &read
+                }
+            };
             let (v, se) = curve.predict_with_error(steps.value(row));
             let z = normal_quantile(0.5 + level / 2.0);
             value.push(Some(v));

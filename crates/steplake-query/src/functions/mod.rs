@@ -43,8 +43,12 @@ pub fn register(ctx: &SessionContext) {
         ctx.register_udwf(series::SeriesWindow::udwf(function));
     }
     ctx.register_udaf(emergence::FirstSustained::udaf());
-    ctx.register_udaf(changepoints::Changepoints::udaf());
-    ctx.register_udaf(phases::Phases::udaf());
+    ctx.register_udaf(changepoints::Segments::udaf(
+        changepoints::SegmentModel::Mean,
+    ));
+    ctx.register_udaf(changepoints::Segments::udaf(
+        changepoints::SegmentModel::Line,
+    ));
     ctx.register_udaf(spikes::SpikeRate::udaf());
     ctx.register_udaf(downsample::Downsample::udaf());
     ctx.register_udaf(power_law::FitPowerLaw::udaf());

@@ -2,7 +2,8 @@
 //! where a curve changes slope, so that warmup, a plateau, a decay or a
 //! grokking rise each come out as one phase.
 //!
-//! The same search as [`super::changepoints`], with a line fitted to each
+//! The same aggregate and search as [`super::changepoints`]
+//! ([`SegmentModel::Line`](super::changepoints::SegmentModel)), with a line fitted to each
 //! segment (least squares of value on step) and its residual Σ (v − a − b·step)²
 //! as the segment cost (`ruptures`' `model="linear"` with covariates
 //! (1, step)). Returns a list of `{step, slope_before, slope_after, gain}`
@@ -19,23 +20,11 @@
 //!       WHERE run_id = 'r' AND name = 'eval/acc');
 //! ```
 
-use std::sync::Arc;
-
-use arrow::array::{ArrayRef, Float64Array, Int64Array, StructArray};
-use arrow::datatypes::{DataType, Field, FieldRef, Fields};
-use datafusion::common::{Result, ScalarValue};
-use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::utils::AggregateOrderSensitivity;
-use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
-};
-
-use super::arguments::{self, Parameters};
+use super::arguments::Parameters;
 use super::changepoints::{bounds, finite_points, SearchArguments, SEARCH_PARAMETERS};
-use super::points::{single_list, Points, SeriesAccumulator};
 use super::segmentation::{Cost, LinearCost};
 
-const PHASES: Parameters = Parameters {
+pub(crate) const PHASES: Parameters = Parameters {
     function: "phases",
     usage: "(step, value [, method [, penalty [, min_size [, n_changes]]]])",
     list: &SEARCH_PARAMETERS,
@@ -43,7 +32,7 @@ const PHASES: Parameters = Parameters {
 };
 
 /// Points a phase holds at least, by default.
-const DEFAULT_MIN_SIZE: usize = 5;
+pub(crate) const DEFAULT_MIN_SIZE: usize = 5;
 
 /// A change of slope.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,88 +80,5 @@ fn slope(x: &[f64], y: &[f64]) -> f64 {
         sxy / sxx
     } else {
         0.0
-    }
-}
-
-fn result_fields() -> Fields {
-    Fields::from(vec![
-        Field::new("step", DataType::Int64, false),
-        Field::new("slope_before", DataType::Float64, false),
-        Field::new("slope_after", DataType::Float64, false),
-        Field::new("gain", DataType::Float64, false),
-    ])
-}
-
-fn result_type() -> DataType {
-    DataType::List(Arc::new(Field::new(
-        "item",
-        DataType::Struct(result_fields()),
-        true,
-    )))
-}
-
-fn phases_value(found: &[PhaseChange]) -> Result<ScalarValue> {
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from_iter_values(found.iter().map(|c| c.step))),
-        Arc::new(Float64Array::from_iter_values(
-            found.iter().map(|c| c.slope_before),
-        )),
-        Arc::new(Float64Array::from_iter_values(
-            found.iter().map(|c| c.slope_after),
-        )),
-        Arc::new(Float64Array::from_iter_values(found.iter().map(|c| c.gain))),
-    ];
-    let structs = StructArray::try_new(result_fields(), columns, None)?;
-    Ok(ScalarValue::List(Arc::new(single_list(Arc::new(structs)))))
-}
-
-/// The `phases` aggregate.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Phases {
-    signature: Signature,
-}
-
-impl Phases {
-    /// The UDAF, ready to register.
-    pub fn udaf() -> AggregateUDF {
-        AggregateUDF::from(Phases {
-            signature: Signature::user_defined(Volatility::Immutable),
-        })
-    }
-}
-
-impl AggregateUDFImpl for Phases {
-    fn name(&self) -> &str {
-        "phases"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        PHASES.coerce(arg_types)
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(result_type())
-    }
-
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let constants = arguments::literal_arguments(args.exprs, 2, &PHASES)?;
-        let search = SearchArguments::parse("phases", &constants, DEFAULT_MIN_SIZE)?;
-        Ok(Box::new(SeriesAccumulator::<f64>::new(
-            "phases",
-            move |points| phases_value(&detect(&points.steps, &points.values, &search)),
-        )))
-    }
-
-    /// Points are sorted by step inside, so input order never matters.
-    fn order_sensitivity(&self) -> AggregateOrderSensitivity {
-        AggregateOrderSensitivity::Insensitive
-    }
-
-    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(Points::<f64>::state_fields(args.name))
     }
 }

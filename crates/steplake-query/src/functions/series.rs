@@ -34,7 +34,7 @@ use datafusion::logical_expr::{
 };
 
 use super::arguments::{self, Kind, Parameters};
-use super::spikes::{self, mean_std, median, standardize, SpikeRule};
+use super::spikes::{self, mean_std, median_mad, standardize, SpikeRule};
 
 /// Which series window function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -337,15 +337,6 @@ pub fn rolling_zscore(values: &[f64], n: usize, robust: bool) -> Vec<Option<f64>
         out.push(Some(standardize(v, center, spread)));
     }
     out
-}
-
-/// Median and 1.4826 × median absolute deviation (consistent with σ for normal data).
-fn median_mad(xs: &mut [f64]) -> (f64, f64) {
-    let median = median(xs);
-    for x in xs.iter_mut() {
-        *x = (*x - median).abs();
-    }
-    (median, 1.4826 * spikes::median(xs))
 }
 
 #[cfg(test)]

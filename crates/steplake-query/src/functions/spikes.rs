@@ -251,11 +251,8 @@ fn score(method: SpikeMethod, v: f64, window: &mut [f64]) -> Option<f64> {
             (median > 0.0).then(|| v / median)
         }
         SpikeMethod::Mad => {
-            let median = median(window);
-            for x in window.iter_mut() {
-                *x = (*x - median).abs();
-            }
-            Some(standardize(v, median, 1.4826 * self::median(window)))
+            let (median, spread) = median_mad(window);
+            Some(standardize(v, median, spread))
         }
         SpikeMethod::Zscore => {
             let (mean, std) = mean_std(window);
@@ -285,6 +282,16 @@ pub(crate) fn mean_std(xs: &[f64]) -> (f64, f64) {
     let mean = xs.iter().sum::<f64>() / xs.len() as f64;
     let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (xs.len() - 1) as f64;
     (mean, var.sqrt())
+}
+
+/// Median and 1.4826 × median absolute deviation (consistent with σ for
+/// normal data); reorders `xs` and overwrites it with the deviations.
+pub(crate) fn median_mad(xs: &mut [f64]) -> (f64, f64) {
+    let median = median(xs);
+    for x in xs.iter_mut() {
+        *x = (*x - median).abs();
+    }
+    (median, 1.4826 * self::median(xs))
 }
 
 /// The median (the mean of the middle two for an even count); reorders `xs`.
