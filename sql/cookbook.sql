@@ -27,8 +27,19 @@ FROM (SELECT run_id, unnest(cps) AS cp
             FROM scalars WHERE name = 'train/loss' GROUP BY run_id))
 ORDER BY run_id, step;
 
--- 4. Do gradient-norm spikes lead loss spikes? For each loss spike, the
---    latest grad-norm spike at or before it, and how many steps earlier.
+-- 4. Do gradient-norm spikes lead loss spikes, and by how many steps?
+--    The lag at which the two spike ratios correlate most: positive when
+--    the grad norm moves first.
+WITH g AS (SELECT run_id, step, spike_ratio(value) OVER (PARTITION BY run_id ORDER BY step) AS r
+           FROM scalars WHERE name = 'grad_norm'),
+     l AS (SELECT run_id, step, spike_ratio(value) OVER (PARTITION BY run_id ORDER BY step) AS r
+           FROM scalars WHERE name = 'train/loss')
+SELECT run_id, lead['lag'] AS lead_points, lead['steps'] AS lead_steps, lead['corr'] AS corr
+FROM (SELECT g.run_id, lag_corr(g.step, g.r, l.r, 20) AS lead
+      FROM g JOIN l ON l.run_id = g.run_id AND l.step = g.step
+      GROUP BY g.run_id);
+
+--    And for each loss spike, the latest grad-norm spike at or before it.
 WITH loss_spikes AS (
        SELECT run_id, step FROM (
          SELECT run_id, step, is_spike(value) OVER (PARTITION BY run_id ORDER BY step) AS spike
@@ -71,7 +82,7 @@ SELECT d['step'] AS step, d['min'] AS lo, d['max'] AS hi, d['last'] AS last
 FROM (SELECT unnest(downsample(step, value, 500)) AS d FROM scalars WHERE name = 'train/loss')
 ORDER BY step;
 
--- 7. Schedule-aware prediction of the final loss, with an interval: fit the
+-- 9. Schedule-aware prediction of the final loss, with an interval: fit the
 --    first 30% of the loss against the learning rate logged as 'lr'.
 WITH l AS (SELECT run_id, step, value FROM scalars WHERE name = 'train/loss'),
      r AS (SELECT run_id, step, value AS lr FROM scalars WHERE name = 'lr'),
@@ -83,7 +94,17 @@ WITH l AS (SELECT run_id, step, value FROM scalars WHERE name = 'train/loss'),
 SELECT fits.run_id, predict_loss_curve(f, last.final) AS predicted
 FROM fits JOIN last ON last.run_id = fits.run_id;
 
--- 8. Phases of test accuracy: where it starts rising and where it stops.
+-- 10. Phases of test accuracy: where it starts rising and where it stops.
 SELECT run_id, unnest(phases(step, value)) AS phase
 FROM scalars WHERE name = 'eval/acc'
 GROUP BY run_id;
+
+-- 11. Test accuracy at 10k steps, when it first reached 0.9, and the loss
+--     at that moment.
+WITH acc AS (SELECT run_id, value_at(step, value, 10000) AS acc_at_10k,
+                    crossing(step, value, 0.9, 'up') AS reached_90
+             FROM scalars WHERE name = 'eval/acc' GROUP BY run_id)
+SELECT acc.run_id, acc.acc_at_10k, acc.reached_90,
+       value_at(s.step, s.value, CAST(acc.reached_90 AS BIGINT)) AS loss_then
+FROM acc JOIN scalars s ON s.run_id = acc.run_id AND s.name = 'train/loss'
+GROUP BY acc.run_id, acc.acc_at_10k, acc.reached_90;

@@ -204,8 +204,14 @@ e2e_test! {
         assert!(statements.len() >= 8);
         let answers: Vec<String> = statements.iter().map(|sql| sql_csv(&server.url, sql)).collect();
         assert_eq!(answers[0], "run_id,emerged_at\nseed,1200\n");
-        assert_eq!(answers[4], "run_id,loss_spike,grad_spike,lead\nseed,1500,1497,3\n");
-        assert!(answers[5].lines().nth(1).is_some_and(|l| l.ends_with(",0.001")), "{}", answers[5]);
+        // The grad-norm spike leads the loss spike by 3 steps.
+        assert!(answers[4].starts_with("run_id,lead_points,lead_steps,corr\nseed,3,3,0.99"), "{}", answers[4]);
+        assert_eq!(answers[5], "run_id,loss_spike,grad_spike,lead\nseed,1500,1497,3\n");
+        assert!(answers[6].lines().nth(1).is_some_and(|l| l.ends_with(",0.001")), "{}", answers[6]);
+        // Accuracy at 10k steps (the last eval, 0.95) and its 0.9 crossing,
+        // interpolated between the evals at 1100 (0.1) and 1200 (0.95).
+        let last = answers.last().unwrap();
+        assert!(last.starts_with("run_id,acc_at_10k,reached_90,loss_then\nseed,0.95,1194.11764"), "{last}");
     }
 }
 

@@ -5,6 +5,9 @@
 //! - [`series`]: window functions over one series: `ema`, `smooth`,
 //!   `rolling_zscore`, `is_spike`, `spike_ratio`;
 //! - [`emergence`]: `first_sustained`, "at which step did this emerge?";
+//! - [`lookups`]: `value_at` (as of a step) and `crossing` (the interpolated
+//!   step at which a threshold is reached);
+//! - [`lag_corr`]: `lag_corr`, which of two series leads and by how much;
 //! - [`changepoints`]: `changepoints`, shifts of the mean;
 //! - [`phases`]: `phases`, changes of slope (warmup, decay, a grokking rise);
 //! - [`segmentation`]: their search (PELT, binary segmentation) and default penalty;
@@ -24,6 +27,8 @@ pub mod changepoints;
 pub mod condition_series;
 pub mod downsample;
 pub mod emergence;
+pub mod lag_corr;
+pub mod lookups;
 pub mod loss_curve;
 pub mod phases;
 pub mod points;
@@ -43,6 +48,9 @@ pub fn register(ctx: &SessionContext) {
         ctx.register_udwf(series::SeriesWindow::udwf(function));
     }
     ctx.register_udaf(emergence::FirstSustained::udaf());
+    ctx.register_udaf(lookups::ValueAt::udaf());
+    ctx.register_udaf(lookups::Crossing::udaf());
+    ctx.register_udaf(lag_corr::LagCorr::udaf());
     ctx.register_udaf(changepoints::Segments::udaf(
         changepoints::SegmentModel::Mean,
     ));

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use steplake_store::{CreateRun, Store, StoreOptions};
 
 /// A store in a temporary directory with run `r`.
-#[allow(dead_code, reason = "each test binary compiles these helpers; not all use every one")]
+#[allow(
+    dead_code,
+    reason = "each test binary compiles these helpers; not all use every one"
+)]
 pub(crate) async fn store_with_run() -> (tempfile::TempDir, Arc<Store>) {
     store_with_run_and(StoreOptions::default()).await
 }
