@@ -17,7 +17,24 @@ pub(crate) struct Server {
 }
 
 /// Starts the release `steplake serve` on `data_dir`; waits until it listens.
+#[allow(
+    dead_code,
+    reason = "each bench compiles these helpers; not all use every one"
+)]
 pub(crate) fn start_server(data_dir: &Path) -> Server {
+    start_server_with(data_dir, &[], &[])
+}
+
+/// [`start_server`] with extra flags and environment variables.
+#[allow(
+    dead_code,
+    reason = "each bench compiles these helpers; not all use every one"
+)]
+pub(crate) fn start_server_with(
+    data_dir: &Path,
+    extra: &[&str],
+    env: &[(String, String)],
+) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_steplake"))
         .args([
             "serve",
@@ -28,6 +45,8 @@ pub(crate) fn start_server(data_dir: &Path) -> Server {
             "--data-dir",
         ])
         .arg(data_dir)
+        .args(extra)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("STEPLAKE_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()

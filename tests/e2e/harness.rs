@@ -55,6 +55,17 @@ impl TestServer {
     /// Starts a server listening on `listen` (to start it again on the same
     /// port, for clients that reconnect).
     pub(crate) fn start_on(data_dir: &Path, listen: &str, extra: &[&str]) -> TestServer {
+        TestServer::start_with_env(data_dir, listen, extra, &[])
+    }
+
+    /// Starts a server with extra environment variables (an object store's
+    /// credentials and endpoint, say).
+    pub(crate) fn start_with_env(
+        data_dir: &Path,
+        listen: &str,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> TestServer {
         let mut child = Command::new(binary())
             .arg("serve")
             .arg("--data-dir")
@@ -62,6 +73,7 @@ impl TestServer {
             .args(["--listen", listen, "--http", "127.0.0.1:0"])
             .args(extra)
             .env("STEPLAKE_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -142,9 +154,19 @@ pub(crate) fn write_csv(url: &str, run: &str, csv: &str) {
 
 /// Runs `steplake ARGS` with optional stdin and returns its output.
 pub(crate) fn steplake(args: &[&str], stdin: Option<&str>) -> Output {
+    steplake_with_env(args, stdin, &[])
+}
+
+/// [`steplake`] with extra environment variables.
+pub(crate) fn steplake_with_env(
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(String, String)],
+) -> Output {
     let mut child = Command::new(binary())
         .args(args)
         .env("STEPLAKE_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -9,6 +9,7 @@ mod gpu;
 mod harness;
 mod import;
 mod ingest;
+mod object_store;
 mod python_clients;
 mod query_limits;
 mod shutdown;

@@ -28,6 +28,12 @@ pub(crate) struct ServeArgs {
     /// When the WAL is fsynced before an ack: always, batch (group commit) or off.
     #[arg(long, env = "STEPLAKE_FSYNC", default_value = "batch")]
     fsync: FsyncPolicy,
+    /// Keep flushed Parquet files and the manifest in this bucket prefix
+    /// (s3://bucket/prefix, gs://bucket/prefix, az://container/prefix)
+    /// instead of the data directory, which keeps the WAL. Credentials,
+    /// region and endpoint come from AWS_* (GOOGLE_*, AZURE_*) variables.
+    #[arg(long, env = "STEPLAKE_OBJECT_STORE")]
+    object_store: Option<String>,
     /// Flush the in-memory buffer to Parquet once it holds this many points.
     #[arg(long, env = "STEPLAKE_FLUSH_ROWS", default_value_t = StoreOptions::default().flush_rows)]
     flush_rows: usize,
@@ -159,6 +165,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
             codec,
             max_partial_tensor_bytes: args.max_partial_tensor_bytes as u64,
             max_partial_tensor_age: Duration::from_secs(args.max_partial_tensor_secs),
+            object_store: args.object_store.clone(),
             ..StoreOptions::default()
         },
         max_message_bytes: args.max_message_bytes,
@@ -211,8 +218,13 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
             server.http_addr().map(|h| format!(" or {h}")).unwrap_or_default()
         );
     }
+    let files_in = args
+        .object_store
+        .as_ref()
+        .map(|url| format!(", files in {url}"))
+        .unwrap_or_default();
     println!(
-        "steplake listening on {addr} (data dir {}, {dashboard}, tensor codec: {codec_description})",
+        "steplake listening on {addr} (data dir {}{files_in}, {dashboard}, tensor codec: {codec_description})",
         args.data_dir.display()
     );
     let _ = std::io::stdout().flush();

@@ -22,8 +22,13 @@ pub(crate) struct SqlArgs {
     #[command(flatten)]
     connect: ConnectArgs,
     /// Query a data directory directly instead of a server (no server may hold it).
-    #[arg(long, conflicts_with = "server")]
+    #[arg(long, conflicts_with_all = ["server", "object_store"])]
     data_dir: Option<PathBuf>,
+    /// Query a bucket prefix a server flushes to (s3://bucket/prefix, gs://…,
+    /// az://…) directly, with no server: what its manifest lists, without the
+    /// server's unflushed points. Credentials from AWS_* (GOOGLE_*, AZURE_*).
+    #[arg(long, conflicts_with = "server")]
+    object_store: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: OutputFormat,
@@ -53,18 +58,26 @@ fn read_sql(arg: Option<String>) -> Result<String, CliError> {
 /// Runs the query and prints the result.
 pub(crate) async fn run(args: SqlArgs) -> Result<(), CliError> {
     let sql = read_sql(args.sql)?;
-    let (schema, batches) = match &args.data_dir {
-        Some(dir) => query_data_dir(dir.clone(), &sql).await?,
-        None => args.connect.connect(&args.server).await?.sql(&sql).await?,
+    let (schema, batches) = match (&args.data_dir, &args.object_store) {
+        (Some(dir), _) => {
+            let dir = dir.clone();
+            query_store(move || Store::open_read_only(dir), &sql).await?
+        }
+        (None, Some(url)) => {
+            let url = url.clone();
+            query_store(move || Store::open_bucket_read_only(&url), &sql).await?
+        }
+        (None, None) => args.connect.connect(&args.server).await?.sql(&sql).await?,
     };
     print(args.format, &schema, &batches)
 }
 
-async fn query_data_dir(
-    dir: PathBuf,
+/// Runs `sql` on the store `open` opens read-only.
+async fn query_store(
+    open: impl FnOnce() -> Result<Store, StoreError> + Send + 'static,
     sql: &str,
 ) -> Result<(arrow::datatypes::SchemaRef, Vec<arrow::array::RecordBatch>), CliError> {
-    let store = tokio::task::spawn_blocking(move || Store::open_read_only(dir))
+    let store = tokio::task::spawn_blocking(open)
         .await
         .map_err(|e| CliError::Failure(e.to_string()))?
         .map_err(|e| match e {

@@ -165,6 +165,14 @@ impl QueryEngine {
             .with_memory_pool(Arc::new(pool))
             .build_arc()
             .map_err(QueryError::Execution)?;
+        if let Some(url) = store.bucket_url() {
+            // Queries read the bucket's files with their own client, on
+            // the query runtime.
+            let (bucket, _) = steplake_store::bucket::open_object_store(url).map_err(|e| {
+                QueryError::Execution(datafusion::error::DataFusionError::External(Box::new(e)))
+            })?;
+            runtime_env.register_object_store(&steplake_store::bucket::bucket_root(url), bucket);
+        }
         let mut rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
         rules.push(Arc::new(yields::YieldAfterJoins));
         let state = datafusion::execution::SessionStateBuilder::new()

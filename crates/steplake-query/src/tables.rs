@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -350,14 +349,15 @@ async fn files_scan(
     filters: &[Expr],
     limit: Option<usize>,
 ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-    let paths: Vec<PathBuf> = files.iter().map(|f| view.file_path(f)).collect();
+    let paths: Vec<String> = files.iter().map(|f| view.file_url(f)).collect();
     parquet_scan(state, &paths, scalars_schema(), projection, filters, limit).await
 }
 
-/// A Parquet scan of `paths` read as `schema` (None when there are none).
+/// A Parquet scan of `paths` (local paths or object-store URLs) read as
+/// `schema` (None when there are none).
 async fn parquet_scan(
     state: &dyn Session,
-    paths: &[PathBuf],
+    paths: &[String],
     schema: SchemaRef,
     projection: Option<&Vec<usize>>,
     filters: &[Expr],
@@ -368,14 +368,7 @@ async fn parquet_scan(
     }
     let urls = paths
         .iter()
-        .map(|path| {
-            ListingTableUrl::parse(path.to_str().ok_or_else(|| {
-                DataFusionError::Execution(format!(
-                    "data file path {} is not UTF-8",
-                    path.display()
-                ))
-            })?)
-        })
+        .map(ListingTableUrl::parse)
         .collect::<Result<Vec<_>>>()?;
     let format = ParquetFormat::new().with_options(state.default_table_options().parquet);
     let options = ListingOptions::new(Arc::new(format)).with_file_extension(".parquet");
@@ -412,7 +405,7 @@ async fn latest_tensors_scan(
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let mut batches = Vec::new();
     for file in &view.files {
-        let path = [view.data_dir.join(&file.path)];
+        let path = [view.file_url(file)];
         if let Some(plan) =
             parquet_scan(state, &path, tensors_schema(), None, filters, None).await?
         {
@@ -496,11 +489,7 @@ impl TableProvider for TensorsTable {
         if view.repeated {
             return latest_tensors_scan(state, &view, projection, filters).await;
         }
-        let paths: Vec<PathBuf> = view
-            .files
-            .iter()
-            .map(|f| view.data_dir.join(&f.path))
-            .collect();
+        let paths: Vec<String> = view.files.iter().map(|f| view.file_url(f)).collect();
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if let Some(plan) =
             parquet_scan(state, &paths, tensors_schema(), projection, filters, limit).await?

@@ -11,11 +11,13 @@ pub fn store_status(error: StoreError) -> Status {
     match error {
         StoreError::Invalid(_) => Status::invalid_argument(message),
         StoreError::RunNotFound { .. } => Status::not_found(message),
-        StoreError::Unavailable { .. } => Status::unavailable(message),
+        StoreError::Unavailable { .. } | StoreError::Bucket { .. } => Status::unavailable(message),
         StoreError::Overloaded { .. } => Status::resource_exhausted(message),
         StoreError::Locked { .. }
         | StoreError::ManifestMissing { .. }
-        | StoreError::SequenceGap { .. } => Status::failed_precondition(message),
+        | StoreError::SequenceGap { .. }
+        | StoreError::BucketOwned { .. }
+        | StoreError::Fenced { .. } => Status::failed_precondition(message),
         StoreError::Io { .. } | StoreError::Parquet { .. } | StoreError::Corrupt { .. } => {
             Status::internal(message)
         }

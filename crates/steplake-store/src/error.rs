@@ -76,6 +76,35 @@ pub enum StoreError {
         /// The unknown run id.
         run_id: String,
     },
+    /// A request to object storage failed.
+    #[error("object storage: could not {action} {url}: {reason}")]
+    Bucket {
+        /// The object or bucket prefix.
+        url: String,
+        /// What was being done.
+        action: String,
+        /// The service's or the client's error.
+        reason: String,
+    },
+    /// Another server's data directory writes to this bucket prefix.
+    #[error("{url} is written by {owner}. Two servers on one prefix would lose each other's files, so this one does not start: give it another prefix, or stop that server. If that server and its data directory are gone for good, delete {owner_file}")]
+    BucketOwned {
+        /// The bucket prefix.
+        url: String,
+        /// Who owns it.
+        owner: String,
+        /// The object naming the owner.
+        owner_file: String,
+    },
+    /// The manifest in the bucket was changed by someone else since this
+    /// server last wrote it.
+    #[error("the manifest at {url} was changed by another writer since this server wrote it ({reason}). This server stops publishing files there so as not to overwrite it; its acknowledged points stay in its write-ahead log. Stop the other writer, then restart this server")]
+    Fenced {
+        /// The manifest's URL.
+        url: String,
+        /// The failed condition.
+        reason: String,
+    },
     /// The store is shutting down or stopped after a failure.
     #[error("the store is not accepting writes: {reason}")]
     Unavailable {
@@ -107,6 +136,15 @@ impl StoreError {
             path: path.to_path_buf(),
             offset,
             reason: reason.into(),
+        }
+    }
+
+    /// A failed object-storage request: `action` on `url`.
+    pub fn bucket(url: &str, action: &str, reason: impl std::fmt::Display) -> Self {
+        StoreError::Bucket {
+            url: url.to_string(),
+            action: action.to_string(),
+            reason: reason.to_string(),
         }
     }
 

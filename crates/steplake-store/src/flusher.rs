@@ -114,6 +114,8 @@ pub(crate) fn flush_one(
             &run_ids,
         )
         .key_values();
+    // Paths of the files written, to publish and then drop locally.
+    let mut written_paths = Vec::new();
     if rows > 0 {
         let relative = format!(
             "data/{}",
@@ -121,6 +123,8 @@ pub(crate) fn flush_one(
         );
         let written =
             files::write_scalars_file(&shared.data_dir.join(&relative), &batches, &key_values)?;
+        shared.storage.publish(&shared.data_dir, &relative)?;
+        written_paths.push(relative.clone());
         manifest.files.push(DataFile {
             table: Table::Scalars,
             id: job.file_id,
@@ -143,6 +147,8 @@ pub(crate) fn flush_one(
             &shared.codec,
             &key_values,
         )?;
+        shared.storage.publish(&shared.data_dir, &relative)?;
+        written_paths.push(relative.clone());
         manifest.files.push(DataFile {
             table: Table::Tensors,
             id: job.file_id,
@@ -165,7 +171,10 @@ pub(crate) fn flush_one(
         .filter(|(_, w)| w.last_seen_us >= cutoff)
         .map(|(k, v)| (k.clone(), *v))
         .collect();
-    manifest.store(&shared.data_dir)?;
+    shared.storage.store_manifest(&shared.data_dir, &manifest)?;
+    shared
+        .storage
+        .drop_local_copies(&shared.data_dir, &written_paths);
     remove_unlisted_partials(&shared.data_dir, &manifest.partial_tensors);
     {
         let mut state = write_state(shared);

@@ -10,6 +10,10 @@
 //! DATA_DIR/manifest.json     files, runs, writers, WAL coverage (see [`manifest`])
 //! ```
 //!
+//! Opened with a bucket ([`StoreOptions::object_store`]), the data files and
+//! the manifest live in the bucket prefix instead, and `data/` only stages a
+//! file until it is uploaded (see [`bucket`] and `storage`).
+//!
 //! Write path: [`Store::write_scalars`] hands a batch to the WAL thread, which
 //! groups every waiting request into one append and one fsync (group commit),
 //! then applies them to the in-memory [`buffer`] and only then acknowledges,
@@ -36,12 +40,15 @@
 //! - `partial_files`: tensors still being received, kept across flushes;
 //! - `recovery`: the state rebuilt at open;
 //! - `views`: what one query reads, under one lock;
+//! - `storage`: where flushed files and the manifest are kept (the data
+//!   directory or a [`bucket`]);
 //! - `check`: verifying a directory's files without changing them;
 //! - `repair`: rebuilding a lost manifest from the files (`provenance`:
 //!   what each file records of the catalog for that);
 //! - `shared`: the state those stages share; `lock`, `options`, `error`.
 
 mod apply;
+pub mod bucket;
 pub mod buffer;
 mod check;
 mod error;
@@ -57,6 +64,7 @@ mod recovery;
 mod repair;
 mod request;
 mod shared;
+mod storage;
 pub mod tensor_files;
 pub mod tensor_parts;
 pub mod tensor_record;
@@ -65,7 +73,7 @@ pub mod wal;
 mod wal_thread;
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -90,6 +98,7 @@ use lock::{lock_data_dir, DirLock};
 use recovery::{recover, warn_about_unlisted_files};
 use request::Command;
 use shared::{read_state, Shared, State};
+use storage::Storage;
 use wal_thread::WalThread;
 
 use record::encode_scalar_record;
@@ -103,7 +112,8 @@ pub struct Store {
     shared: Arc<Shared>,
     commands: Mutex<Option<mpsc::Sender<Command>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    _lock: DirLock,
+    /// None for a bucket read with no data directory.
+    _lock: Option<DirLock>,
 }
 
 /// Microseconds since the Unix epoch, now.
@@ -122,10 +132,15 @@ impl Store {
     pub fn open(data_dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store, StoreError> {
         let data_dir = data_dir.as_ref().to_path_buf();
         let lock = lock_data_dir(&data_dir)?;
+        let storage = match &options.object_store {
+            None => Storage::Local,
+            Some(url) => Storage::claim_bucket(url, &data_dir)?,
+        };
         let data_files = files::data_files_dir(&data_dir);
         fs::create_dir_all(&data_files).map_err(|e| StoreError::io(&data_files, e))?;
         files::remove_temporary_files(&data_files)?;
-        let recovered = recover(&data_dir, &options.codec)?;
+        storage.clear_staging(&data_dir)?;
+        let recovered = recover(&data_dir, &options.codec, &storage)?;
         warn_about_unlisted_files(&data_dir, &recovered.manifest);
         // Their bytes are in the WAL past the manifest, or in no tensor.
         partial_files::remove_unlisted_partials(&data_dir, &recovered.manifest.partial_tensors);
@@ -154,6 +169,7 @@ impl Store {
                 failure: None,
             },
             options.codec.clone(),
+            storage,
         ));
         let (command_tx, command_rx) = mpsc::channel();
         let (flush_tx, flush_rx) = mpsc::channel();
@@ -181,7 +197,7 @@ impl Store {
             shared,
             commands: Mutex::new(Some(command_tx)),
             threads: Mutex::new(threads),
-            _lock: lock,
+            _lock: Some(lock),
         })
     }
 
@@ -199,7 +215,30 @@ impl Store {
             ));
         }
         let lock = lock_data_dir(&data_dir)?;
-        let recovered = recover(&data_dir, &Codec::cpu())?;
+        Store::read_only(data_dir, Storage::Local, Some(lock))
+    }
+
+    /// Opens a bucket prefix for reading only, with no data directory and no
+    /// server: what its manifest lists is what queries see. Nothing is
+    /// written, and nothing is locked: a server may be writing there.
+    pub fn open_bucket_read_only(url: &str) -> Result<Store, StoreError> {
+        let storage = Storage::read_bucket(url)?;
+        if !storage.has_manifest(Path::new(""))? {
+            return Err(StoreError::bucket(
+                url,
+                "read",
+                "there is no steplake data here (no manifest.json)",
+            ));
+        }
+        Store::read_only(PathBuf::new(), storage, None)
+    }
+
+    fn read_only(
+        data_dir: PathBuf,
+        storage: Storage,
+        lock: Option<DirLock>,
+    ) -> Result<Store, StoreError> {
+        let recovered = recover(&data_dir, &Codec::cpu(), &storage)?;
         Ok(Store {
             shared: Arc::new(Shared::new(
                 data_dir,
@@ -211,11 +250,17 @@ impl Store {
                     failure: None,
                 },
                 Codec::cpu(),
+                storage,
             )),
             commands: Mutex::new(None),
             threads: Mutex::new(Vec::new()),
             _lock: lock,
         })
+    }
+
+    /// The bucket prefix flushed files live in, when there is one.
+    pub fn bucket_url(&self) -> Option<&url::Url> {
+        self.shared.storage.bucket().map(|b| b.url())
     }
 
     /// The data directory.
@@ -403,7 +448,9 @@ impl Store {
                 let _ = t.join();
             }
         }
-        flushed
+        flushed?;
+        // Everything is in the bucket: another data directory may take it.
+        self.shared.storage.release()
     }
 
     fn is_writable(&self) -> bool {

@@ -17,6 +17,9 @@ use steplake_core::RunInfo;
 use crate::wal::sync_dir;
 use crate::StoreError;
 
+/// The manifest's file name, in the data directory or the bucket prefix.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
 /// Format version written into the manifest.
 pub const MANIFEST_VERSION: u32 = 1;
 
@@ -112,6 +115,10 @@ pub struct Manifest {
     /// Tensors still being received at `covered_lsn`.
     #[serde(default)]
     pub partial_tensors: Vec<PartialTensorFile>,
+    /// In a bucket: the id of the data directory whose WAL `covered_lsn`
+    /// counts in (absent in a data directory's own manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_owner: Option<String>,
 }
 
 impl Default for Manifest {
@@ -124,12 +131,13 @@ impl Default for Manifest {
             runs: BTreeMap::new(),
             writers: BTreeMap::new(),
             partial_tensors: Vec::new(),
+            wal_owner: None,
         }
     }
 }
 
 fn manifest_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("manifest.json")
+    data_dir.join(MANIFEST_FILE)
 }
 
 impl Manifest {
@@ -146,11 +154,16 @@ impl Manifest {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Manifest::default()),
             Err(e) => return Err(StoreError::io(&path, e)),
         };
-        let manifest: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::corrupt(&path, 0, format!("manifest is not valid: {e}")))?;
+        Manifest::from_json(&bytes, &path)
+    }
+
+    /// Parses a manifest read from `origin` (named in errors).
+    pub fn from_json(bytes: &[u8], origin: &Path) -> Result<Self, StoreError> {
+        let manifest: Manifest = serde_json::from_slice(bytes)
+            .map_err(|e| StoreError::corrupt(origin, 0, format!("manifest is not valid: {e}")))?;
         if manifest.version != MANIFEST_VERSION {
             return Err(StoreError::corrupt(
-                &path,
+                origin,
                 0,
                 format!(
                     "manifest version {} is not supported by this steplake (expects {MANIFEST_VERSION})",
@@ -161,12 +174,16 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// The manifest as written, for `destination` (named in errors).
+    pub fn to_json(&self, destination: &Path) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec(self).map_err(|e| StoreError::io(destination, std::io::Error::other(e)))
+    }
+
     /// Atomically replaces the manifest of `data_dir` with `self`.
     pub fn store(&self, data_dir: &Path) -> Result<(), StoreError> {
         let path = manifest_path(data_dir);
         let tmp = path.with_extension("json.tmp");
-        let bytes =
-            serde_json::to_vec(self).map_err(|e| StoreError::io(&tmp, std::io::Error::other(e)))?;
+        let bytes = self.to_json(&tmp)?;
         {
             use std::io::Write;
             let mut f = fs::File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;

@@ -29,6 +29,10 @@ pub struct StoreOptions {
     /// A tensor still incomplete this long after its first chunk is
     /// dropped (with a warning) at the next freeze of the buffer.
     pub max_partial_tensor_age: Duration,
+    /// Keep flushed files and the manifest in this bucket prefix
+    /// (`s3://bucket/prefix`, `gs://…`, `az://…`) instead of the data
+    /// directory; the WAL stays in the data directory.
+    pub object_store: Option<String>,
 }
 
 impl Default for StoreOptions {
@@ -42,6 +46,7 @@ impl Default for StoreOptions {
             codec: Codec::cpu(),
             max_partial_tensor_bytes: 4 << 30,
             max_partial_tensor_age: Duration::from_secs(3600),
+            object_store: None,
         }
     }
 }

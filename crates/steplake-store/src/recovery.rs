@@ -1,6 +1,6 @@
 //! Recovery: the state rebuilt from the manifest and the WAL at open.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use steplake_codec::Codec;
 
@@ -8,6 +8,7 @@ use crate::apply::{Record, Refusal, WriteRules};
 use crate::buffer::Buffer;
 use crate::partial_files::load_partials;
 use crate::record::decode_scalar_record;
+use crate::storage::Storage;
 use crate::tensor_parts::validate_part;
 use crate::tensor_parts::Assembler;
 use crate::tensor_record::decode_tensor_part;
@@ -22,7 +23,17 @@ pub(crate) fn check_manifest_present(data_dir: &Path) -> Result<(), StoreError> 
     if Manifest::exists(data_dir) {
         return Ok(());
     }
-    let data_files = files::parquet_files(&files::data_files_dir(data_dir));
+    refuse_lost_manifest(data_dir, &Storage::Local)
+}
+
+/// The error for a store with no manifest whose data directory shows that
+/// one existed: local data files, or a WAL whose first records were
+/// already flushed (and deleted). Ok when it looks new.
+fn refuse_lost_manifest(data_dir: &Path, storage: &Storage) -> Result<(), StoreError> {
+    let data_files = match storage {
+        Storage::Local => files::parquet_files(&files::data_files_dir(data_dir)),
+        Storage::Bucket { .. } => Vec::new(),
+    };
     let first_lsn = wal::list_segments(&wal::wal_dir(data_dir))?
         .first()
         .map(|(lsn, _)| *lsn);
@@ -40,7 +51,7 @@ pub(crate) fn check_manifest_present(data_dir: &Path) -> Result<(), StoreError> 
         ));
     }
     Err(StoreError::ManifestMissing {
-        dir: data_dir.to_path_buf(),
+        dir: PathBuf::from(storage.root(data_dir)),
         found: found.join(" and "),
     })
 }
@@ -55,10 +66,25 @@ pub(crate) struct Recovered {
     pub(crate) next_lsn: u64,
 }
 
-pub(crate) fn recover(data_dir: &Path, codec: &Codec) -> Result<Recovered, StoreError> {
-    check_manifest_present(data_dir)?;
-    let manifest = Manifest::load(data_dir)?;
-    for file in &manifest.files {
+pub(crate) fn recover(
+    data_dir: &Path,
+    codec: &Codec,
+    storage: &Storage,
+) -> Result<Recovered, StoreError> {
+    let manifest = match storage.load_manifest(data_dir)? {
+        Some(manifest) => manifest,
+        None => {
+            refuse_lost_manifest(data_dir, storage)?;
+            Manifest::default()
+        }
+    };
+    // A bucket's files are checked when read: a listing per open would
+    // cost O(files) requests.
+    let local_files = match storage {
+        Storage::Local => manifest.files.as_slice(),
+        Storage::Bucket { .. } => &[],
+    };
+    for file in local_files {
         let path = data_dir.join(&file.path);
         if !path.exists() {
             return Err(StoreError::corrupt(

@@ -9,6 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use steplake_codec::Codec;
 use steplake_core::RunInfo;
 
+use crate::storage::Storage;
 use crate::{random_id, Buffer, Manifest, StoreStats};
 
 pub(crate) struct Frozen {
@@ -40,14 +41,17 @@ pub(crate) struct Shared {
     /// Random per open, part of every data file name: files written by two
     /// processes (should the lock ever be defeated) never share a name.
     pub(crate) incarnation: String,
+    /// Where flushed files and the manifest live.
+    pub(crate) storage: Storage,
     /// Ids of the data files checked whole since the open.
     verified: Mutex<HashSet<u64>>,
 }
 
 impl Shared {
-    pub(crate) fn new(data_dir: PathBuf, state: State, codec: Codec) -> Self {
+    pub(crate) fn new(data_dir: PathBuf, state: State, codec: Codec, storage: Storage) -> Self {
         Shared {
             data_dir,
+            storage,
             codec,
             incarnation: random_id(),
             verified: Mutex::new(HashSet::new()),
@@ -57,6 +61,11 @@ impl Shared {
             flush_finished: Condvar::new(),
             shutting_down: AtomicBool::new(false),
         }
+    }
+
+    /// What the manifest's file paths are relative to (a path or a URL).
+    pub(crate) fn root(&self) -> String {
+        self.storage.root(&self.data_dir)
     }
 
     pub(crate) fn is_verified(&self, file_id: u64) -> bool {

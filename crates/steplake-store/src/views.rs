@@ -1,7 +1,6 @@
 //! Views for queries: what one scan reads, taken under one lock.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -24,8 +23,9 @@ pub struct BufferedRows {
 /// A consistent view of the `scalars` table for one query.
 #[derive(Debug, Clone)]
 pub struct ScalarsView {
-    /// The data directory (file paths are relative to it).
-    pub data_dir: PathBuf,
+    /// What file paths are relative to: the data directory, or the bucket
+    /// prefix's URL.
+    pub root: String,
     /// Data files that can hold matching rows, oldest first.
     pub files: Vec<FileRef>,
     /// Buffered rows, oldest source first.
@@ -33,17 +33,22 @@ pub struct ScalarsView {
 }
 
 impl ScalarsView {
-    /// Absolute path of a data file.
-    pub fn file_path(&self, file: &FileRef) -> PathBuf {
-        self.data_dir.join(&file.path)
+    /// Where a data file is: a path, or an object-store URL.
+    pub fn file_url(&self, file: &FileRef) -> String {
+        file_url(&self.root, file)
     }
+}
+
+/// `file`'s path under `root`.
+fn file_url(root: &str, file: &FileRef) -> String {
+    format!("{}/{}", root.trim_end_matches('/'), file.path)
 }
 
 /// A consistent view of the `tensors` table for one query.
 #[derive(Debug, Clone)]
 pub struct TensorsView {
-    /// The data directory (file paths are relative to it).
-    pub data_dir: PathBuf,
+    /// What file paths are relative to (see [`ScalarsView::root`]).
+    pub root: String,
     /// Tensor files that can hold matching rows, oldest first.
     pub files: Vec<FileRef>,
     /// Buffered tensors with their runs, oldest first (all newer than the files).
@@ -51,6 +56,13 @@ pub struct TensorsView {
     /// Whether some (run, name, step) may be held more than once among these
     /// sources (a step written again): the reader must keep the latest.
     pub repeated: bool,
+}
+
+impl TensorsView {
+    /// Where a tensor file is: a path, or an object-store URL.
+    pub fn file_url(&self, file: &FileRef) -> String {
+        file_url(&self.root, file)
+    }
 }
 
 /// A data file as a query needs it: its version, where it is, and what
@@ -71,7 +83,9 @@ impl Store {
     /// Checks, before a query reads them, that `files` are whole and
     /// unchanged since they were written (size and CRC-32), each once per
     /// open: data files never change after they are written. A damaged file
-    /// is an error naming it; the caller reads nothing of it.
+    /// is an error naming it; the caller reads nothing of it. Files in a
+    /// bucket are not read whole for this: the object store checks what it
+    /// stores, and a Parquet reader fails on a damaged page.
     pub fn verify_files(&self, files: &[FileRef]) -> Result<(), StoreError> {
         for file in self.unverified(files) {
             let path = self.shared.data_dir.join(&file.path);
@@ -84,6 +98,9 @@ impl Store {
     /// Those of `files` [`Store::verify_files`] has not checked since the
     /// open (usually none: a query can skip the check without blocking).
     pub fn unverified(&self, files: &[FileRef]) -> Vec<FileRef> {
+        if self.shared.storage.bucket().is_some() {
+            return Vec::new();
+        }
         files
             .iter()
             .filter(|f| !self.shared.is_verified(f.id))
@@ -109,7 +126,7 @@ impl Store {
             .collect();
         let repeated = tensors_repeat(&state.manifest, filter, &buffered);
         TensorsView {
-            data_dir: self.shared.data_dir.clone(),
+            root: self.shared.root(),
             files,
             buffered,
             repeated,
@@ -119,7 +136,7 @@ impl Store {
     /// The files and buffered rows that can match `filter`, taken at one instant.
     pub fn scalars_view(&self, filter: &SeriesFilter, projection: Option<&[usize]>) -> ScalarsView {
         let state = read_state(&self.shared);
-        scalars_view_of(&state, &self.shared.data_dir, filter, projection)
+        scalars_view_of(&state, &self.shared.root(), filter, projection)
     }
 
     /// What one scan of `scalars` reads, all taken under one lock: the
@@ -134,20 +151,20 @@ impl Store {
         projection: Option<&[usize]>,
     ) -> ScalarsSnapshot {
         let state = read_state(&self.shared);
-        let data_dir = &self.shared.data_dir;
+        let root = &self.shared.root();
         let rewritten = rewritten_series_of(&state, filter);
         let others = SeriesFilter {
             exclude: rewritten.iter().cloned().collect(),
             ..filter.clone()
         };
-        let streaming = scalars_view_of(&state, data_dir, &others, projection);
+        let streaming = scalars_view_of(&state, root, &others, projection);
         let latest = (!rewritten.is_empty()).then(|| {
             let only_rewritten = SeriesFilter {
                 run_ids: Some(rewritten.iter().map(|(r, _)| r.clone()).collect()),
                 names: Some(rewritten.iter().map(|(_, n)| n.clone()).collect()),
                 ..filter.clone()
             };
-            scalars_view_of(&state, data_dir, &only_rewritten, None)
+            scalars_view_of(&state, root, &only_rewritten, None)
         });
         ScalarsSnapshot {
             rewritten,
@@ -210,7 +227,7 @@ pub struct ScalarsSnapshot {
 /// The files and buffered rows of `state` that can match `filter`.
 fn scalars_view_of(
     state: &State,
-    data_dir: &Path,
+    root: &str,
     filter: &SeriesFilter,
     projection: Option<&[usize]>,
 ) -> ScalarsView {
@@ -229,7 +246,7 @@ fn scalars_view_of(
     });
     buffered.retain(|b| !b.batches.is_empty());
     ScalarsView {
-        data_dir: data_dir.to_path_buf(),
+        root: root.to_string(),
         files,
         buffered,
     }

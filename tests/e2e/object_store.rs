@@ -1,0 +1,369 @@
+//! Object storage: flushed files and the manifest in an S3 bucket, served by
+//! a real S3-compatible server (moto's server mode, tests/python/s3_server.py)
+//! on loopback, never a mock inside the process.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{parquet_files, repo_file, scalar, sql_csv, steplake_with_env, TestServer};
+
+fn python() -> String {
+    std::env::var("STEPLAKE_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// An S3 server with one bucket, stopped when dropped.
+struct S3Server {
+    child: Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    fn start(bucket: &str) -> S3Server {
+        let mut child = Command::new(python())
+            .arg(repo_file("tests/python/s3_server.py"))
+            .arg(bucket)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the S3 server (moto, installed by scripts/test.sh)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout is piped"))
+            .read_line(&mut line)
+            .expect("read the S3 server's address");
+        let endpoint = line
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("the S3 server did not start: it printed {line:?}"))
+            .trim()
+            .to_string();
+        S3Server { child, endpoint }
+    }
+
+    /// What a steplake process needs to reach it.
+    fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ACCESS_KEY_ID", "steplake-test"),
+            ("AWS_SECRET_ACCESS_KEY", "steplake-test"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(dir: &Path, s3: &S3Server, url: &str) -> TestServer {
+    TestServer::start_with_env(
+        dir,
+        "127.0.0.1:0",
+        &["--object-store", url, "--flush-secs", "3600"],
+        &s3.env(),
+    )
+}
+
+fn write(server: &TestServer, run: &str, csv: &str) {
+    let out = steplake_with_env(
+        &["write", "--server", &server.url, "--run", run, "-"],
+        Some(csv),
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn series_csv(name: &str, steps: std::ops::Range<i64>) -> String {
+    let mut csv = String::from("name,step,value\n");
+    for step in steps {
+        csv.push_str(&format!("{name},{step},{}\n", step as f64 * 0.5));
+    }
+    csv
+}
+
+/// `steplake sql --object-store URL --format csv SQL` with no server.
+fn bucket_sql(s3: &S3Server, url: &str, sql: &str) -> String {
+    let out = steplake_with_env(
+        &["sql", "--object-store", url, "--format", "csv", sql],
+        None,
+        &s3.env(),
+    );
+    assert!(
+        out.status.success(),
+        "sql on the bucket failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+const TOTALS: &str = "SELECT count(*) AS n, sum(value) AS total FROM scalars";
+
+#[test]
+fn flushed_files_live_in_the_bucket_and_a_new_data_dir_answers_from_it() {
+    let s3 = S3Server::start("steplake-e2e");
+    let url = "s3://steplake-e2e/lab/one";
+    let first = tempfile::tempdir().unwrap();
+    let server = serve(first.path(), &s3, url);
+    write(&server, "r1", &series_csv("loss", 0..1000));
+    write(&server, "r2", &series_csv("loss", 0..500));
+    let before = sql_csv(&server.url, TOTALS);
+    assert_eq!(before, "n,total\n1500,312125.0\n");
+    server.stop();
+    assert!(
+        parquet_files(first.path()).is_empty(),
+        "an uploaded file keeps no local copy"
+    );
+    assert!(!first.path().join("manifest.json").exists());
+
+    // The bucket alone, with no server: the same answer.
+    assert_eq!(bucket_sql(&s3, url, TOTALS), before);
+
+    // pyarrow reads the bucket's files through its own S3 client.
+    let script = format!(
+        "import pyarrow.dataset as ds, pyarrow.fs as fs\n\
+         s3 = fs.S3FileSystem(access_key='steplake-test', secret_key='steplake-test', region='us-east-1', \
+         endpoint_override='{}', scheme='http')\n\
+         t = ds.dataset('steplake-e2e/lab/one/data', filesystem=s3, format='parquet').to_table()\n\
+         print(t.num_rows, sum(t.column('value').to_pylist()))\n",
+        s3.endpoint.trim_start_matches("http://")
+    );
+    let out = Command::new(python())
+        .args(["-c", &script])
+        .output()
+        .expect("run pyarrow");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1500 312125.0");
+
+    // A new, empty data directory on the same prefix (the first server
+    // stopped cleanly and gave it up) answers from the bucket and goes on.
+    let second = tempfile::tempdir().unwrap();
+    let server = serve(second.path(), &s3, url);
+    assert_eq!(sql_csv(&server.url, TOTALS), before);
+    write(&server, "r3", &series_csv("acc", 0..10));
+    assert_eq!(
+        scalar(&sql_csv(&server.url, "SELECT count(*) FROM scalars")),
+        "1510"
+    );
+    server.stop();
+    assert_eq!(
+        scalar(&bucket_sql(
+            &s3,
+            url,
+            "SELECT count(DISTINCT run_id) FROM runs"
+        )),
+        "3"
+    );
+}
+
+#[test]
+fn a_second_server_on_the_same_prefix_is_refused_and_the_owner_restarts() {
+    let s3 = S3Server::start("steplake-owner");
+    let url = "s3://steplake-owner/shared";
+    let owner_dir = tempfile::tempdir().unwrap();
+    let owner = serve(owner_dir.path(), &s3, url);
+    write(&owner, "r1", &series_csv("loss", 0..100));
+
+    let other_dir = tempfile::tempdir().unwrap();
+    let mut other = Command::new(crate::harness::binary())
+        .args(["serve", "--data-dir"])
+        .arg(other_dir.path())
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "off",
+            "--object-store",
+            url,
+        ])
+        .envs(s3.env())
+        .env("STEPLAKE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn a second server");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = other.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a second server on the same prefix started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut other.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("is written by the server of data directory")
+            && stderr.contains(&owner_dir.path().display().to_string())
+            && stderr.contains("delete s3://steplake-owner/shared/OWNER"),
+        "{stderr}"
+    );
+    assert!(parquet_files(other_dir.path()).is_empty());
+
+    // The owner still works; killed with points only in its WAL, it restarts
+    // on its own claim and loses none of them.
+    write(&owner, "r2", &series_csv("acc", 0..50));
+    owner.kill9();
+    let owner = serve(owner_dir.path(), &s3, url);
+    assert_eq!(
+        scalar(&sql_csv(&owner.url, "SELECT count(*) FROM scalars")),
+        "150"
+    );
+    owner.stop();
+    assert_eq!(
+        scalar(&bucket_sql(&s3, url, "SELECT count(*) FROM scalars")),
+        "150"
+    );
+}
+
+/// A TCP proxy in front of the S3 server that can be cut off and restored:
+/// an outage of the object store as the steplake server sees it (the S3
+/// server itself keeps its data, which moto holds in memory).
+struct Outage {
+    port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Outage {
+    fn in_front_of(endpoint: &str) -> Outage {
+        use std::sync::atomic::Ordering;
+        let upstream = endpoint.trim_start_matches("http://").to_string();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let port = listener.local_addr().unwrap().port();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (accepting, tracked) = (open.clone(), connections.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !accepting.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let mut list = tracked.lock().unwrap();
+                list.push(client.try_clone().unwrap());
+                list.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Outage {
+            port,
+            open,
+            connections,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Cuts every connection and refuses new ones.
+    fn begin(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for stream in self.connections.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn end(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn an_object_store_outage_during_a_flush_loses_nothing() {
+    let s3 = S3Server::start("steplake-outage");
+    let url = "s3://steplake-outage/lab";
+    let outage = Outage::in_front_of(&s3.endpoint);
+    let mut env = s3.env();
+    for (key, value) in env.iter_mut() {
+        if key == "AWS_ENDPOINT_URL" {
+            *value = outage.endpoint();
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_env(
+        dir.path(),
+        "127.0.0.1:0",
+        &[
+            "--object-store",
+            url,
+            "--flush-rows",
+            "2000",
+            "--flush-secs",
+            "3600",
+        ],
+        &env,
+    );
+    write(&server, "before", &series_csv("loss", 0..500));
+    outage.begin();
+    // Past --flush-rows: the flush starts while the bucket is unreachable.
+    // Writes are still acknowledged (from the WAL) and readable.
+    write(&server, "during", &series_csv("loss", 0..2000));
+    assert_eq!(
+        scalar(&sql_csv(&server.url, "SELECT count(*) FROM scalars")),
+        "2500"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        bucket_sql_fails(&s3, url),
+        "nothing can have reached the bucket, so it has no manifest"
+    );
+    outage.end();
+    // The flush is retried until it lands.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while bucket_sql_fails(&s3, url) {
+        assert!(
+            Instant::now() < deadline,
+            "the flush never landed after the outage"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    write(&server, "after", &series_csv("loss", 0..10));
+    server.stop();
+    assert_eq!(
+        bucket_sql(
+            &s3,
+            url,
+            "SELECT run_id, count(*) AS n FROM scalars GROUP BY run_id ORDER BY run_id"
+        ),
+        "run_id,n\nafter,10\nbefore,500\nduring,2000\n"
+    );
+}
+
+/// Whether SQL on the bucket fails (no manifest there yet).
+fn bucket_sql_fails(s3: &S3Server, url: &str) -> bool {
+    !steplake_with_env(&["sql", "--object-store", url, "SELECT 1"], None, &s3.env())
+        .status
+        .success()
+}
