@@ -24,7 +24,7 @@ use steplake_client::Client;
 
 #[path = "common/server.rs"]
 mod server;
-use server::{start_server_with, stop_server, time_query};
+use server::{create_bench_run, start_server_with, stop_server, time_query};
 
 const RUN: &str = "bench";
 const BUCKET: &str = "steplake-bench";
@@ -62,6 +62,7 @@ fn generate(series: usize, steps: usize) -> Vec<ScalarBatch> {
 async fn load(dir: &Path, extra: &[&str], env: &[(String, String)], batches: &[ScalarBatch]) {
     let server = start_server_with(dir, extra, env);
     let client = Client::connect(&server.url).await.expect("connect");
+    create_bench_run(&client, RUN).await;
     let mut writer = client.writer(RUN).await.expect("writer");
     for batch in batches {
         writer.send(batch.clone()).await.expect("send");

@@ -15,12 +15,12 @@
 use std::path::Path;
 use std::time::Instant;
 
-use steplake_client::v1::{CreateRunRequest, ScalarBatch};
+use steplake_client::v1::ScalarBatch;
 use steplake_client::Client;
 
 #[path = "common/server.rs"]
 mod server;
-use server::{start_server, stop_server, time_query};
+use server::{create_bench_run, start_server, stop_server, time_query};
 
 const RUN: &str = "bench";
 /// Steps per batch; a batch holds steps × series points.
@@ -98,14 +98,7 @@ async fn main() {
 
     let server = start_server(dir);
     let client = Client::connect(&server.url).await.expect("connect");
-    client
-        .create_run(CreateRunRequest {
-            run_id: RUN.into(),
-            project: "bench".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("create run");
+    create_bench_run(&client, RUN).await;
     let started = Instant::now();
     let mut writer = client.writer(RUN).await.expect("writer");
     for batch in batches {

@@ -87,3 +87,19 @@ pub(crate) async fn time_query(client: &Client, sql: &str, repeats: usize) -> (D
     times.sort();
     (times[times.len() / 2], rows)
 }
+
+/// Creates the run `run_id` in project `bench`.
+#[allow(
+    dead_code,
+    reason = "each bench compiles these helpers; not all use every one"
+)]
+pub(crate) async fn create_bench_run(client: &Client, run_id: &str) {
+    client
+        .create_run(steplake_client::v1::CreateRunRequest {
+            run_id: run_id.into(),
+            project: "bench".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create run");
+}

@@ -330,3 +330,65 @@ e2e_test! {
         assert!(stderr.contains("corrupt data in") && stderr.contains("offset"), "{stderr}");
     }
 }
+
+e2e_test! {
+    /// Many small flushes keep the compactor busy merging files; a kill -9
+    /// at several moments of it loses and doubles nothing, and after the
+    /// restart the files are fewer than the flushes.
+    async fn kill9_during_compaction_keeps_every_point_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = ["--flush-rows", "2000", "--compact-min-files", "3"];
+        let per_batch = 500i64;
+        let mut next_seq = 0i64;
+        let mut acked = 0u64;
+        for (trial, wait) in [150u64, 400, 900].into_iter().enumerate() {
+            let server = TestServer::start(dir.path(), &flags);
+            let client = Client::connect(&server.url).await.unwrap();
+            if trial == 0 {
+                create_run(&client, "compact").await;
+            }
+            let mut writer = client.writer_with_id("compact", "w-compact", next_seq as u64 + 1).await.unwrap();
+            let first = next_seq;
+            let sender = tokio::spawn(async move {
+                for seq in first..first + 1_000_000 {
+                    if writer.send(batch("loss", seq * per_batch..(seq + 1) * per_batch)).await.is_err() {
+                        break;
+                    }
+                }
+                writer.finish().await
+            });
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            server.kill9();
+            let acked_now = match sender.await.unwrap() {
+                Err(ClientError::Stream { acked_points, .. }) => acked_points,
+                other => panic!("the stream must break when the server dies, got {other:?}"),
+            };
+            acked += acked_now;
+            // The next trial continues after what is stored (acked or not).
+            let server = TestServer::start(dir.path(), &flags);
+            let total: u64 = scalar(&sql_csv(&server.url, "SELECT count(*) FROM scalars")).parse().unwrap();
+            let distinct: u64 = scalar(&sql_csv(&server.url, "SELECT count(DISTINCT step) FROM scalars")).parse().unwrap();
+            assert_eq!(total, distinct, "trial {trial}: no point may appear twice");
+            assert!(total >= acked, "trial {trial}: lost acknowledged points: {total} < {acked}");
+            assert_eq!(total % per_batch as u64, 0, "batches are applied whole");
+            let max_step: i64 = scalar(&sql_csv(&server.url, "SELECT max(step) FROM scalars")).parse().unwrap();
+            assert_eq!(max_step + 1, total as i64, "trial {trial}: the stored steps are a prefix");
+            next_seq = total as i64 / per_batch;
+            acked = total;
+            server.kill9();
+        }
+        // Ten more flushes' worth, then a clean stop: the files stay few.
+        let server = TestServer::start(dir.path(), &flags);
+        let client = Client::connect(&server.url).await.unwrap();
+        let mut writer = client.writer_with_id("compact", "w-compact", next_seq as u64 + 1).await.unwrap();
+        for seq in next_seq..next_seq + 40 {
+            writer.send(batch("loss", seq * per_batch..(seq + 1) * per_batch)).await.unwrap();
+        }
+        writer.finish().await.unwrap();
+        let total: u64 = scalar(&sql_csv(&server.url, "SELECT count(*) FROM scalars")).parse().unwrap();
+        assert_eq!(total, acked + 40 * per_batch as u64);
+        server.stop();
+        let listed = steplake_store::Manifest::load(dir.path()).unwrap().files.len();
+        assert!(listed <= 4, "{listed} files after more than 10 flushes: compaction did not keep up");
+    }
+}

@@ -12,7 +12,7 @@ use steplake_server::{
     QueryOptions, Server, ServerConfig, ServerError, TlsIdentity, DEFAULT_LISTEN,
     DEFAULT_MAX_MESSAGE_BYTES,
 };
-use steplake_store::{FsyncPolicy, StoreError, StoreOptions};
+use steplake_store::{CompactionPolicy, FsyncPolicy, StoreError, StoreOptions};
 
 use crate::CliError;
 
@@ -34,6 +34,13 @@ pub(crate) struct ServeArgs {
     /// region and endpoint come from AWS_* (GOOGLE_*, AZURE_*) variables.
     #[arg(long, env = "STEPLAKE_OBJECT_STORE")]
     object_store: Option<String>,
+    /// Merge small data files once this many in a row are waiting (0: never).
+    #[arg(long, env = "STEPLAKE_COMPACT_MIN_FILES", default_value_t = CompactionPolicy::default().min_files)]
+    compact_min_files: usize,
+    /// Size a merged data file grows to at most, e.g. 256MiB; larger files
+    /// are left alone.
+    #[arg(long, env = "STEPLAKE_COMPACT_TARGET", default_value = "256MiB", value_parser = parse_size)]
+    compact_target: usize,
     /// Flush the in-memory buffer to Parquet once it holds this many points.
     #[arg(long, env = "STEPLAKE_FLUSH_ROWS", default_value_t = StoreOptions::default().flush_rows)]
     flush_rows: usize,
@@ -166,6 +173,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
             max_partial_tensor_bytes: args.max_partial_tensor_bytes as u64,
             max_partial_tensor_age: Duration::from_secs(args.max_partial_tensor_secs),
             object_store: args.object_store.clone(),
+            compaction: CompactionPolicy {
+                min_files: args.compact_min_files,
+                target_bytes: args.compact_target as u64,
+            },
             ..StoreOptions::default()
         },
         max_message_bytes: args.max_message_bytes,

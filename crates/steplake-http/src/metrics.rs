@@ -50,6 +50,34 @@ pub fn render(dashboard: &Dashboard) -> String {
         "Seconds spent writing Parquet files since start (divide by files for the mean).",
         stats.flush_millis.load(Ordering::Relaxed) as f64 / 1000.0,
     );
+    let _ = writeln!(
+        out,
+        "# HELP steplake_data_files Parquet data files the manifest lists, by table.\n# TYPE steplake_data_files gauge"
+    );
+    for (table, count) in dashboard.store.data_file_counts() {
+        let _ = writeln!(out, "steplake_data_files{{table=\"{table}\"}} {count}");
+    }
+    metric(
+        &mut out,
+        "steplake_compactions_total",
+        "counter",
+        "Compaction passes since start (each merges small files into one).",
+        stats.compactions.load(Ordering::Relaxed),
+    );
+    metric(
+        &mut out,
+        "steplake_files_compacted_total",
+        "counter",
+        "Data files merged away by compaction since start.",
+        stats.files_compacted.load(Ordering::Relaxed),
+    );
+    metric(
+        &mut out,
+        "steplake_bytes_compacted_total",
+        "counter",
+        "Bytes of the data files merged by compaction since start.",
+        stats.bytes_compacted.load(Ordering::Relaxed),
+    );
     metric(
         &mut out,
         "steplake_wal_bytes",

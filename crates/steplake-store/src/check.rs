@@ -101,7 +101,16 @@ pub fn check_data_dir(data_dir: &Path) -> Result<CheckReport, StoreError> {
             .files
             .iter()
             .any(|f| data_dir.join(&f.path) == path);
-        if !listed {
+        let garbage = manifest
+            .garbage
+            .iter()
+            .any(|g| data_dir.join(&g.path) == path);
+        if garbage {
+            report.notes.push(format!(
+                "{} was merged by compaction into a listed file; it is deleted at the next start",
+                path.display()
+            ));
+        } else if !listed {
             report.notes.push(format!(
                 "{} is not in the manifest (left by a flush a crash interrupted); it is never read",
                 path.display()

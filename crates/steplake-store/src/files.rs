@@ -19,7 +19,7 @@ use parquet::schema::types::ColumnPath;
 use steplake_core::schema::scalars_schema;
 
 use crate::wal::sync_dir;
-use crate::StoreError;
+use crate::{SeriesRange, StoreError};
 
 /// Rows per Parquet row group.
 pub const ROW_GROUP_ROWS: usize = 1 << 20;
@@ -35,6 +35,15 @@ pub fn data_files_dir(data_dir: &Path) -> PathBuf {
 /// `incarnation` (random per open, so two processes never share a name).
 pub fn data_file_name(id: u64, incarnation: &str) -> String {
     format!("scalars-{id:010}-{incarnation}.parquet")
+}
+
+/// How the names of files written by compaction end.
+pub const COMPACTED_SUFFIX: &str = "-c.parquet";
+
+/// File name of a file compaction writes with this id: random, so it never
+/// replaces the file of that id it merges.
+pub fn compacted_file_name(id: u64) -> String {
+    format!("scalars-{id:010}-{}{COMPACTED_SUFFIX}", crate::random_id())
 }
 
 /// The `.parquet` files in `dir` (none when it does not exist).
@@ -219,6 +228,49 @@ pub fn remove_temporary_files(dir: &Path) -> Result<(), StoreError> {
         if entry.file_name().to_string_lossy().ends_with(".tmp") {
             let path = entry.path();
             fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Extends `ranges` with the per-series step ranges of `batch`, whose rows
+/// (run_id, name, step) come sorted by series: a series continuing from the
+/// previous batch extends its range.
+pub(crate) fn add_series_ranges(
+    ranges: &mut Vec<SeriesRange>,
+    batch: &RecordBatch,
+) -> Result<(), String> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{DataType, Int64Type};
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| format!("it has no {name} column"))
+    };
+    let runs =
+        arrow::compute::cast(column("run_id")?, &DataType::Utf8).map_err(|e| e.to_string())?;
+    let names =
+        arrow::compute::cast(column("name")?, &DataType::Utf8).map_err(|e| e.to_string())?;
+    let steps = column("step")?;
+    let (runs, names) = (runs.as_string::<i32>(), names.as_string::<i32>());
+    let steps = steps
+        .as_primitive_opt::<Int64Type>()
+        .ok_or("its step column is not 64-bit integers")?;
+    for row in 0..batch.num_rows() {
+        let (run, series, step) = (runs.value(row), names.value(row), steps.value(row));
+        match ranges.last_mut() {
+            Some(r) if r.run_id == run && r.name == series => {
+                r.min_step = r.min_step.min(step);
+                r.max_step = r.max_step.max(step);
+                r.rows += 1;
+            }
+            _ => ranges.push(SeriesRange {
+                run_id: run.to_string(),
+                name: series.to_string(),
+                min_step: step,
+                max_step: step,
+                rows: 1,
+            }),
         }
     }
     Ok(())

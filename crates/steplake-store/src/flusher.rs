@@ -11,6 +11,7 @@ use arrow::datatypes::Int64Type;
 use steplake_core::schema::scalars_col;
 use steplake_core::{RunInfo, TensorRecord};
 
+use crate::compactor;
 use crate::partial_files::{remove_unlisted_partials, write_partials, PartialSnapshot};
 use crate::provenance::Filed;
 use crate::shared::{read_state, write_state, Shared};
@@ -53,6 +54,12 @@ pub(crate) fn run_flusher(shared: Arc<Shared>, jobs: mpsc::Receiver<FlushJob>) {
         shared.release_flush_slot();
         for reply in &job.replies {
             let _ = reply.send(result.clone());
+        }
+        if result.is_ok() && !shared.shutting_down.load(Ordering::SeqCst) {
+            // A failed pass changes nothing listed; the next flush tries again.
+            if let Err(e) = compactor::compact_if_due(&shared) {
+                tracing::warn!(error = %e, "compacting data files failed; they stay as they are");
+            }
         }
     }
 }

@@ -37,6 +37,8 @@
 //! - `request`: what callers ask of the WAL thread and the reply each gets;
 //! - `wal_thread`: group commit, log, apply, freeze;
 //! - `flusher`: frozen buffers to Parquet files and the manifest;
+//! - `compactor`: merging small files after a flush, and deleting the files
+//!   they replaced;
 //! - `partial_files`: tensors still being received, kept across flushes;
 //! - `recovery`: the state rebuilt at open;
 //! - `views`: what one query reads, under one lock;
@@ -51,6 +53,7 @@ mod apply;
 pub mod bucket;
 pub mod buffer;
 mod check;
+mod compactor;
 mod error;
 pub mod files;
 mod flusher;
@@ -84,8 +87,11 @@ use tokio::sync::oneshot;
 
 pub use buffer::{Buffer, SeriesFilter};
 pub use check::{check_data_dir, CheckReport, FileCheck};
+pub use compactor::{file_counts, CompactionPolicy};
 pub use error::StoreError;
-pub use manifest::{DataFile, Manifest, PartialTensorFile, SeriesRange, Table, WriterState};
+pub use manifest::{
+    DataFile, Garbage, Manifest, PartialTensorFile, SeriesRange, Table, WriterState,
+};
 pub use options::{StoreOptions, StoreStats};
 pub use repair::{repair_manifest, RepairReport};
 pub use request::{CreateRun, PendingAck, WriteAck};
@@ -95,7 +101,7 @@ pub use wal::FsyncPolicy;
 
 use flusher::run_flusher;
 use lock::{lock_data_dir, DirLock};
-use recovery::{recover, warn_about_unlisted_files};
+use recovery::{recover, tidy_unlisted_files};
 use request::Command;
 use shared::{read_state, Shared, State};
 use storage::Storage;
@@ -141,7 +147,7 @@ impl Store {
         files::remove_temporary_files(&data_files)?;
         storage.clear_staging(&data_dir)?;
         let recovered = recover(&data_dir, &options.codec, &storage)?;
-        warn_about_unlisted_files(&data_dir, &recovered.manifest);
+        tidy_unlisted_files(&data_dir, &recovered.manifest)?;
         // Their bytes are in the WAL past the manifest, or in no tensor.
         partial_files::remove_unlisted_partials(&data_dir, &recovered.manifest.partial_tensors);
         let wal = WalWriter::open(
@@ -159,7 +165,7 @@ impl Store {
             );
         }
         let next_file_id = recovered.manifest.next_file_id;
-        let shared = Arc::new(Shared::new(
+        let mut shared = Shared::new(
             data_dir.clone(),
             State {
                 manifest: recovered.manifest,
@@ -170,7 +176,11 @@ impl Store {
             },
             options.codec.clone(),
             storage,
-        ));
+        );
+        shared.compaction = options.compaction;
+        // No query runs yet: what compaction replaced can go now.
+        compactor::delete_garbage(&shared, i64::MAX)?;
+        let shared = Arc::new(shared);
         let (command_tx, command_rx) = mpsc::channel();
         let (flush_tx, flush_rx) = mpsc::channel();
         let writer = WalThread {
@@ -271,6 +281,11 @@ impl Store {
     /// Monitoring counters.
     pub fn stats(&self) -> &StoreStats {
         &self.shared.stats
+    }
+
+    /// How many data files the manifest lists, by table (`scalars`, `tensors`).
+    pub fn data_file_counts(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        file_counts(&read_state(&self.shared).manifest)
     }
 
     /// Points waiting in memory for a flush.

@@ -97,6 +97,15 @@ pub struct PartialTensorFile {
     pub started_us: i64,
 }
 
+/// A file the manifest no longer lists, to delete (see `compactor`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Garbage {
+    /// Path relative to the data directory or bucket prefix.
+    pub path: String,
+    /// When it stopped being listed, microseconds since the epoch.
+    pub since_us: i64,
+}
+
 /// The manifest's contents.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -115,6 +124,9 @@ pub struct Manifest {
     /// Tensors still being received at `covered_lsn`.
     #[serde(default)]
     pub partial_tensors: Vec<PartialTensorFile>,
+    /// Files compaction replaced, deleted once no query can still read them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub garbage: Vec<Garbage>,
     /// In a bucket: the id of the data directory whose WAL `covered_lsn`
     /// counts in (absent in a data directory's own manifest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,6 +143,7 @@ impl Default for Manifest {
             runs: BTreeMap::new(),
             writers: BTreeMap::new(),
             partial_tensors: Vec::new(),
+            garbage: Vec::new(),
             wal_owner: None,
         }
     }

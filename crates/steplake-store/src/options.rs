@@ -6,6 +6,7 @@ use std::time::Duration;
 use steplake_codec::Codec;
 
 use crate::wal::FsyncPolicy;
+use crate::CompactionPolicy;
 
 /// Tuning of a writable store. The defaults suit a workstation.
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub struct StoreOptions {
     /// (`s3://bucket/prefix`, `gs://…`, `az://…`) instead of the data
     /// directory; the WAL stays in the data directory.
     pub object_store: Option<String>,
+    /// When small data files are merged.
+    pub compaction: CompactionPolicy,
 }
 
 impl Default for StoreOptions {
@@ -47,6 +50,7 @@ impl Default for StoreOptions {
             max_partial_tensor_bytes: 4 << 30,
             max_partial_tensor_age: Duration::from_secs(3600),
             object_store: None,
+            compaction: CompactionPolicy::default(),
         }
     }
 }
@@ -64,4 +68,10 @@ pub struct StoreStats {
     pub flush_millis: AtomicU64,
     /// Bytes appended to the write-ahead log since start.
     pub wal_bytes_appended: AtomicU64,
+    /// Compaction passes since start.
+    pub compactions: AtomicU64,
+    /// Data files merged away by compaction since start.
+    pub files_compacted: AtomicU64,
+    /// Bytes of the files merged by compaction since start.
+    pub bytes_compacted: AtomicU64,
 }

@@ -102,6 +102,25 @@ impl Provenance {
         ]
     }
 
+    /// What one file records for two files merged by compaction: `self`
+    /// (the older) followed by `later`, whose runs and writers override.
+    pub(crate) fn followed_by(self, later: Provenance) -> Provenance {
+        let mut runs: BTreeMap<String, RunInfo> = self
+            .runs
+            .into_iter()
+            .map(|run| (run.run_id.clone(), run))
+            .collect();
+        runs.extend(later.runs.into_iter().map(|run| (run.run_id.clone(), run)));
+        let mut writers = self.writers;
+        writers.extend(later.writers);
+        Provenance {
+            file_id: self.file_id.max(later.file_id),
+            covered_lsn: self.covered_lsn.max(later.covered_lsn),
+            runs: runs.into_values().collect(),
+            writers,
+        }
+    }
+
     /// Read back from a file's key-value metadata; `None` when the file
     /// records none (written before provenance was recorded) or it does not
     /// parse.

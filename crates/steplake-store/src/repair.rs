@@ -19,12 +19,10 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow::array::AsArray;
-use arrow::datatypes::{DataType, Int64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use steplake_core::RunInfo;
 
-use crate::files::{checksum, data_files_dir, parquet_files};
+use crate::files::{self, checksum, data_files_dir, parquet_files};
 use crate::lock::lock_data_dir;
 use crate::partial_files::partial_dir;
 use crate::provenance::Provenance;
@@ -178,37 +176,7 @@ fn read_data_file(path: &Path) -> Result<(DataFile, Option<Provenance>), String>
     for batch in builder.build().map_err(|e| e.to_string())? {
         let batch = batch.map_err(|e| e.to_string())?;
         rows += batch.num_rows() as u64;
-        let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .ok_or_else(|| format!("it has no {name} column"))
-        };
-        let runs =
-            arrow::compute::cast(column("run_id")?, &DataType::Utf8).map_err(|e| e.to_string())?;
-        let names =
-            arrow::compute::cast(column("name")?, &DataType::Utf8).map_err(|e| e.to_string())?;
-        let steps = column("step")?;
-        let (runs, names) = (runs.as_string::<i32>(), names.as_string::<i32>());
-        let steps = steps
-            .as_primitive_opt::<Int64Type>()
-            .ok_or("its step column is not 64-bit integers")?;
-        for row in 0..batch.num_rows() {
-            let (run, series, step) = (runs.value(row), names.value(row), steps.value(row));
-            match ranges.last_mut() {
-                Some(r) if r.run_id == run && r.name == series => {
-                    r.min_step = r.min_step.min(step);
-                    r.max_step = r.max_step.max(step);
-                    r.rows += 1;
-                }
-                _ => ranges.push(SeriesRange {
-                    run_id: run.to_string(),
-                    name: series.to_string(),
-                    min_step: step,
-                    max_step: step,
-                    rows: 1,
-                }),
-            }
-        }
+        files::add_series_ranges(&mut ranges, &batch)?;
     }
     ranges.sort_by(|a, b| (&a.run_id, &a.name).cmp(&(&b.run_id, &b.name)));
     let relative = format!("data/{name}");

@@ -10,6 +10,7 @@ use steplake_codec::Codec;
 use steplake_core::RunInfo;
 
 use crate::storage::Storage;
+use crate::CompactionPolicy;
 use crate::{random_id, Buffer, Manifest, StoreStats};
 
 pub(crate) struct Frozen {
@@ -43,6 +44,8 @@ pub(crate) struct Shared {
     pub(crate) incarnation: String,
     /// Where flushed files and the manifest live.
     pub(crate) storage: Storage,
+    /// When the flusher merges small files.
+    pub(crate) compaction: CompactionPolicy,
     /// Ids of the data files checked whole since the open.
     verified: Mutex<HashSet<u64>>,
 }
@@ -52,6 +55,7 @@ impl Shared {
         Shared {
             data_dir,
             storage,
+            compaction: CompactionPolicy::default(),
             codec,
             incarnation: random_id(),
             verified: Mutex::new(HashSet::new()),
@@ -73,6 +77,14 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(&file_id)
+    }
+
+    /// A file with this id replaced the one checked (compaction).
+    pub(crate) fn forget_verified(&self, file_id: u64) {
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&file_id);
     }
 
     pub(crate) fn mark_verified(&self, file_id: u64) {

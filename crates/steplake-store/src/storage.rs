@@ -190,6 +190,21 @@ impl Storage {
         }
     }
 
+    /// Deletes the file at `relative` (absent already is fine).
+    pub(crate) fn delete(&self, data_dir: &Path, relative: &str) -> Result<(), StoreError> {
+        match self {
+            Storage::Local => {
+                let path = data_dir.join(relative);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(StoreError::io(&path, e)),
+                }
+            }
+            Storage::Bucket { bucket, .. } => bucket.delete(relative),
+        }
+    }
+
     /// At open: removes local copies a crash left. Each one was either
     /// uploaded and named by the manifest, or is named by no manifest and
     /// its points are still in the WAL.

@@ -1,0 +1,310 @@
+//! Compaction: merges runs of small `scalars` files into one sorted file, so
+//! that a long run leaves a few large files instead of one per flush.
+//!
+//! It runs on the flusher thread after a flush, so it is the only writer of
+//! the manifest besides the flush itself and never races it. One pass:
+//!
+//! 1. pick the oldest run of at least [`CompactionPolicy::min_files`]
+//!    consecutive `scalars` files (in id order), each smaller than the
+//!    target, together at most the target size;
+//! 2. read them, keep the latest write of each (run, name, step) (the row of
+//!    the file with the larger id), sort by (run, name, step);
+//! 3. write one file with the largest id of the run (so it stays older than
+//!    every file after the run and newer than every file before it) under a
+//!    new name, and publish it (upload it to a bucket);
+//! 4. swap it for the run in the manifest, in one manifest write, listing
+//!    the replaced files as garbage;
+//! 5. delete garbage once no query can still be reading it: a few minutes
+//!    after it became garbage, or at the next open.
+//!
+//! A kill at any moment loses and doubles nothing: before step 4 the new
+//! file is unlisted and never read (the old files still are); after it, the
+//! old files are garbage the manifest names, deleted later.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, UInt64Array};
+use arrow::compute::{concat_batches, lexsort_to_indices, take_record_batch, SortColumn};
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use steplake_core::schema::{scalars_col, scalars_schema};
+
+use crate::manifest::Garbage;
+use crate::provenance::Provenance;
+use crate::shared::{read_state, write_state, Shared};
+use crate::{files, now_us, DataFile, Manifest, StoreError, Table};
+
+/// When files are compacted.
+#[derive(Debug, Clone, Copy)]
+pub struct CompactionPolicy {
+    /// Compact once this many consecutive small files are waiting (0: never).
+    pub min_files: usize,
+    /// Files at least this big are left alone, and a merged file is at most
+    /// about this big.
+    pub target_bytes: u64,
+}
+
+impl Default for CompactionPolicy {
+    fn default() -> Self {
+        CompactionPolicy {
+            min_files: 8,
+            target_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Garbage is deleted this long after the manifest stopped naming it: no
+/// query reads a file for longer (the default query timeout is 300 s).
+const GARBAGE_GRACE_US: i64 = 10 * 60 * 1_000_000;
+
+/// One compaction pass, if one is due; returns whether files were merged.
+pub(crate) fn compact_if_due(shared: &Shared) -> Result<bool, StoreError> {
+    delete_garbage(shared, now_us() - GARBAGE_GRACE_US)?;
+    let policy = shared.compaction;
+    let manifest = read_state(shared).manifest.clone();
+    let Some(run) = pick(&manifest, policy) else {
+        return Ok(false);
+    };
+    let merged = merge(shared, &run)?;
+    swap(shared, &run, merged)?;
+    Ok(true)
+}
+
+/// The oldest run of consecutive small scalars files worth merging.
+fn pick(manifest: &Manifest, policy: CompactionPolicy) -> Option<Vec<DataFile>> {
+    if policy.min_files < 2 {
+        return None;
+    }
+    let mut run: Vec<DataFile> = Vec::new();
+    let mut bytes = 0;
+    for file in manifest.files.iter().filter(|f| f.table == Table::Scalars) {
+        let small = file.bytes < policy.target_bytes;
+        if small && bytes + file.bytes <= policy.target_bytes {
+            bytes += file.bytes;
+            run.push(file.clone());
+            continue;
+        }
+        if run.len() >= policy.min_files {
+            return Some(run);
+        }
+        run.clear();
+        bytes = 0;
+        if small {
+            bytes = file.bytes;
+            run.push(file.clone());
+        }
+    }
+    (run.len() >= policy.min_files).then_some(run)
+}
+
+/// The merged file of `run`, written and published but not yet listed.
+fn merge(shared: &Shared, run: &[DataFile]) -> Result<DataFile, StoreError> {
+    let mut batches = Vec::new();
+    let mut versions = Vec::new();
+    let mut provenance: Option<Provenance> = None;
+    for (order, file) in run.iter().enumerate() {
+        let bytes = read_file(shared, &file.path)?;
+        let origin =
+            std::path::PathBuf::from(shared.storage.root(&shared.data_dir)).join(&file.path);
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(|e| StoreError::parquet(&origin, e))?;
+        if let Some(p) = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| Provenance::from_key_values(kv))
+        {
+            provenance = Some(match provenance {
+                None => p,
+                Some(earlier) => earlier.followed_by(p),
+            });
+        }
+        for batch in builder
+            .build()
+            .map_err(|e| StoreError::parquet(&origin, e))?
+        {
+            let batch = batch.map_err(|e| StoreError::corrupt(&origin, 0, e.to_string()))?;
+            versions.push(
+                Arc::new(UInt64Array::from(vec![order as u64; batch.num_rows()])) as ArrayRef,
+            );
+            batches.push(batch);
+        }
+    }
+    let merged = latest_writes_sorted(&batches, &versions)
+        .map_err(|e| StoreError::corrupt(&shared.data_dir, 0, format!("compaction: {e}")))?;
+    let id = run.last().map_or(0, |f| f.id);
+    let relative = format!("data/{}", files::compacted_file_name(id));
+    let key_values = provenance.map(|p| p.key_values()).unwrap_or_default();
+    let written = files::write_scalars_file(
+        &shared.data_dir.join(&relative),
+        std::slice::from_ref(&merged),
+        &key_values,
+    )?;
+    shared.storage.publish(&shared.data_dir, &relative)?;
+    let mut series = Vec::new();
+    files::add_series_ranges(&mut series, &merged)
+        .map_err(|e| StoreError::corrupt(&shared.data_dir, 0, format!("compaction: {e}")))?;
+    Ok(DataFile {
+        table: Table::Scalars,
+        id,
+        path: relative,
+        rows: merged.num_rows() as u64,
+        bytes: written.bytes,
+        crc32: Some(written.crc32),
+        series,
+    })
+}
+
+/// The bytes of a listed data file, from the data directory or the bucket.
+fn read_file(shared: &Shared, relative: &str) -> Result<Bytes, StoreError> {
+    match shared.storage.bucket() {
+        None => {
+            let path = shared.data_dir.join(relative);
+            std::fs::read(&path)
+                .map(Bytes::from)
+                .map_err(|e| StoreError::io(&path, e))
+        }
+        Some(bucket) => bucket
+            .get(relative)?
+            .map(|(bytes, _)| bytes)
+            .ok_or_else(|| {
+                StoreError::bucket(
+                    &bucket.file_url(relative),
+                    "read",
+                    "the manifest lists it but it is gone",
+                )
+            }),
+    }
+}
+
+/// `batches` as one batch sorted by (run, name, step), keeping of each
+/// (run, name, step) the row with the largest version (the last write).
+fn latest_writes_sorted(
+    batches: &[RecordBatch],
+    versions: &[ArrayRef],
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let all = concat_batches(&scalars_schema(), batches)?;
+    let version = arrow::compute::concat(&versions.iter().map(|v| v.as_ref()).collect::<Vec<_>>())?;
+    let key = |column: usize| SortColumn {
+        values: all.column(column).clone(),
+        options: None,
+    };
+    let order = lexsort_to_indices(
+        &[
+            key(scalars_col::RUN_ID),
+            key(scalars_col::NAME),
+            key(scalars_col::STEP),
+            SortColumn {
+                values: version,
+                options: None,
+            },
+        ],
+        None,
+    )?;
+    let sorted = take_record_batch(&all, &order)?;
+    // Of equal (run, name, step), the last row sorted has the largest version.
+    let comparator = arrow::row::RowConverter::new(vec![
+        arrow::row::SortField::new(
+            sorted
+                .schema()
+                .field(scalars_col::RUN_ID)
+                .data_type()
+                .clone(),
+        ),
+        arrow::row::SortField::new(sorted.schema().field(scalars_col::NAME).data_type().clone()),
+        arrow::row::SortField::new(arrow::datatypes::DataType::Int64),
+    ])?;
+    let rows = comparator.convert_columns(&[
+        sorted.column(scalars_col::RUN_ID).clone(),
+        sorted.column(scalars_col::NAME).clone(),
+        sorted.column(scalars_col::STEP).clone(),
+    ])?;
+    let keep: Vec<u32> = (0..sorted.num_rows())
+        .filter(|&i| i + 1 == sorted.num_rows() || rows.row(i) != rows.row(i + 1))
+        .map(|i| i as u32)
+        .collect();
+    if keep.len() == sorted.num_rows() {
+        return Ok(sorted);
+    }
+    take_record_batch(&sorted, &arrow::array::UInt32Array::from(keep))
+}
+
+/// Lists `merged` in place of `run`, in one manifest write; the files of
+/// `run` become garbage.
+fn swap(shared: &Shared, run: &[DataFile], merged: DataFile) -> Result<(), StoreError> {
+    let mut manifest = read_state(shared).manifest.clone();
+    let replaced: Vec<&str> = run.iter().map(|f| f.path.as_str()).collect();
+    let Some(position) = manifest
+        .files
+        .iter()
+        .position(|f| f.path == run[run.len() - 1].path)
+    else {
+        return Ok(());
+    };
+    let merged_path = merged.path.clone();
+    let (rows, bytes): (u64, u64) = run
+        .iter()
+        .fold((0, 0), |(r, b), f| (r + f.rows, b + f.bytes));
+    manifest.files[position] = merged;
+    manifest
+        .files
+        .retain(|f| f.path == merged_path || !replaced.contains(&f.path.as_str()));
+    let now = now_us();
+    manifest.garbage.extend(replaced.iter().map(|path| Garbage {
+        path: path.to_string(),
+        since_us: now,
+    }));
+    shared.storage.store_manifest(&shared.data_dir, &manifest)?;
+    shared
+        .storage
+        .drop_local_copies(&shared.data_dir, std::slice::from_ref(&merged_path));
+    let id = run[run.len() - 1].id;
+    write_state(shared).manifest = manifest;
+    shared.forget_verified(id);
+    shared.stats.compactions.fetch_add(1, Ordering::Relaxed);
+    shared
+        .stats
+        .files_compacted
+        .fetch_add(run.len() as u64, Ordering::Relaxed);
+    shared
+        .stats
+        .bytes_compacted
+        .fetch_add(bytes, Ordering::Relaxed);
+    tracing::debug!(files = run.len(), rows, bytes, "compacted data files");
+    Ok(())
+}
+
+/// Deletes the garbage the manifest names that became garbage before
+/// `before_us`, then drops it from the manifest.
+pub(crate) fn delete_garbage(shared: &Shared, before_us: i64) -> Result<(), StoreError> {
+    let mut manifest = read_state(shared).manifest.clone();
+    let (old, young): (Vec<Garbage>, Vec<Garbage>) = manifest
+        .garbage
+        .drain(..)
+        .partition(|g| g.since_us < before_us);
+    if old.is_empty() {
+        return Ok(());
+    }
+    for garbage in &old {
+        shared.storage.delete(&shared.data_dir, &garbage.path)?;
+    }
+    manifest.garbage = young;
+    shared.storage.store_manifest(&shared.data_dir, &manifest)?;
+    write_state(shared).manifest = manifest;
+    Ok(())
+}
+
+/// Counts of the files a manifest lists, by table.
+pub fn file_counts(manifest: &Manifest) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::from([("scalars", 0), ("tensors", 0)]);
+    for file in &manifest.files {
+        let table = match file.table {
+            Table::Scalars => "scalars",
+            Table::Tensors => "tensors",
+        };
+        *counts.entry(table).or_default() += 1;
+    }
+    counts
+}
