@@ -273,31 +273,38 @@ impl Bucket {
         };
         let bytes = serde_json::to_vec_pretty(&owner)
             .map_err(|e| StoreError::bucket(self.url.as_str(), "claim", e))?;
-        if self.put(OWNER, bytes, PutMode::Create)?.is_ok() {
-            return Ok(());
+        // Twice at most: the owner may release between our two requests.
+        for _ in 0..2 {
+            if self.put(OWNER, bytes.clone(), PutMode::Create)?.is_ok() {
+                return Ok(());
+            }
+            let Some((found, _)) = self.get(OWNER)? else {
+                continue;
+            };
+            let found: Owner = serde_json::from_slice(&found).map_err(|e| {
+                StoreError::bucket(
+                    &self.file_url(OWNER),
+                    "read",
+                    format!("it is not valid: {e}"),
+                )
+            })?;
+            if found.store_id == store_id {
+                return Ok(());
+            }
+            return Err(StoreError::BucketOwned {
+                url: self.url.to_string(),
+                owner: format!(
+                    "the server of data directory {} on {} (store id {}), since {} µs after the epoch",
+                    found.data_dir, found.host, found.store_id, found.since_us
+                ),
+                owner_file: self.file_url(OWNER),
+            });
         }
-        let Some((found, _)) = self.get(OWNER)? else {
-            // Released between the two calls: try once more.
-            return self.claim(store_id, data_dir);
-        };
-        let found: Owner = serde_json::from_slice(&found).map_err(|e| {
-            StoreError::bucket(
-                &self.file_url(OWNER),
-                "read",
-                format!("it is not valid: {e}"),
-            )
-        })?;
-        if found.store_id == store_id {
-            return Ok(());
-        }
-        Err(StoreError::BucketOwned {
-            url: self.url.to_string(),
-            owner: format!(
-                "the server of data directory {} on {} (store id {}), since {} µs after the epoch",
-                found.data_dir, found.host, found.store_id, found.since_us
-            ),
-            owner_file: self.file_url(OWNER),
-        })
+        Err(StoreError::bucket(
+            &self.file_url(OWNER),
+            "claim",
+            "another server is claiming and releasing this prefix at the same time; stop it and start again",
+        ))
     }
 
     /// Releases the claim of `store_id`, if it still holds it.
