@@ -333,8 +333,8 @@ e2e_test! {
 
 e2e_test! {
     /// Many small flushes keep the compactor busy merging files; a kill -9
-    /// at several moments of it loses and doubles nothing, and after the
-    /// restart the files are fewer than the flushes.
+    /// at several moments of it loses and doubles nothing, and at the end
+    /// far fewer files are listed than there were flushes.
     async fn kill9_during_compaction_keeps_every_point_exactly_once() {
         let dir = tempfile::tempdir().unwrap();
         let flags = ["--flush-rows", "2000", "--compact-min-files", "3"];
@@ -388,7 +388,11 @@ e2e_test! {
         let total: u64 = scalar(&sql_csv(&server.url, "SELECT count(*) FROM scalars")).parse().unwrap();
         assert_eq!(total, acked + 40 * per_batch as u64);
         server.stop();
+        // Each flush wrote a file of about 2,000 points; compaction merged
+        // them as they came (except for flushes at shutdown, which skip
+        // it, so how many remain depends on timing, not how few).
+        let flushes = (total / 2000) as usize;
         let listed = steplake_store::Manifest::load(dir.path()).unwrap().files.len();
-        assert!(listed <= 4, "{listed} files after more than 10 flushes: compaction did not keep up");
+        assert!(listed * 2 < flushes, "{listed} files listed after {flushes} flushes: compaction did not run");
     }
 }
