@@ -4,9 +4,11 @@
 //! It runs on the flusher thread after a flush, so it is the only writer of
 //! the manifest besides the flush itself and never races it. One pass:
 //!
-//! 1. pick the oldest run of at least [`CompactionPolicy::min_files`]
-//!    consecutive `scalars` files (in id order), each smaller than the
-//!    target, together at most the target size;
+//! 1. pick the oldest run of [`CompactionPolicy::min_files`] consecutive
+//!    `scalars` files (in id order), each smaller than the target and none
+//!    in a higher size tier than the first, together at most the target
+//!    size (size-tiered: a merged file is not rewritten at every later
+//!    merge);
 //! 2. read them, keep the latest write of each (run, name, step) (the row of
 //!    the file with the larger id), sort by (run, name, step);
 //! 3. write one file with the largest id of the run (so it stays older than
@@ -72,7 +74,17 @@ pub(crate) fn compact_if_due(shared: &Shared) -> Result<bool, StoreError> {
     Ok(true)
 }
 
-/// The oldest run of consecutive small scalars files worth merging.
+/// A file's size tier: sizes within a factor of `min_files` of each other
+/// share one.
+fn tier(bytes: u64, min_files: usize) -> u32 {
+    ((bytes.max(1) as f64).ln() / (min_files.max(2) as f64).ln()).floor() as u32
+}
+
+/// The oldest run of `min_files` consecutive small scalars files worth
+/// merging: none after the first is in a higher size tier than it, so a
+/// large merged file is not rewritten by every later merge of small ones
+/// (each byte is rewritten about `min_files` times per tier, not once per
+/// flush), and together they stay within the target.
 fn pick(manifest: &Manifest, policy: CompactionPolicy) -> Option<Vec<DataFile>> {
     if policy.min_files < 2 {
         return None;
@@ -81,13 +93,16 @@ fn pick(manifest: &Manifest, policy: CompactionPolicy) -> Option<Vec<DataFile>> 
     let mut bytes = 0;
     for file in manifest.files.iter().filter(|f| f.table == Table::Scalars) {
         let small = file.bytes < policy.target_bytes;
-        if small && bytes + file.bytes <= policy.target_bytes {
+        let fits_tier = run.first().is_none_or(|first| {
+            tier(file.bytes, policy.min_files) <= tier(first.bytes, policy.min_files)
+        });
+        if small && fits_tier && bytes + file.bytes <= policy.target_bytes {
             bytes += file.bytes;
             run.push(file.clone());
+            if run.len() == policy.min_files {
+                return Some(run);
+            }
             continue;
-        }
-        if run.len() >= policy.min_files {
-            return Some(run);
         }
         run.clear();
         bytes = 0;
@@ -96,7 +111,7 @@ fn pick(manifest: &Manifest, policy: CompactionPolicy) -> Option<Vec<DataFile>> 
             run.push(file.clone());
         }
     }
-    (run.len() >= policy.min_files).then_some(run)
+    None
 }
 
 /// The merged file of `run`, written and published but not yet listed.
@@ -307,4 +322,51 @@ pub fn file_counts(manifest: &Manifest) -> BTreeMap<&'static str, usize> {
         *counts.entry(table).or_default() += 1;
     }
     counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(sizes: &[u64]) -> Manifest {
+        Manifest {
+            files: sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &bytes)| DataFile {
+                    table: Table::Scalars,
+                    id: i as u64 + 1,
+                    path: format!("data/{i}"),
+                    rows: 1,
+                    bytes,
+                    crc32: None,
+                    series: Vec::new(),
+                })
+                .collect(),
+            ..Manifest::default()
+        }
+    }
+
+    fn picked(sizes: &[u64]) -> Option<Vec<u64>> {
+        let policy = CompactionPolicy {
+            min_files: 4,
+            target_bytes: 1 << 20,
+        };
+        pick(&files(sizes), policy).map(|run| run.iter().map(|f| f.bytes).collect())
+    }
+
+    #[test]
+    fn merges_runs_of_files_of_about_one_size() {
+        assert_eq!(picked(&[100, 100, 100]), None);
+        assert_eq!(picked(&[100, 100, 100, 100, 100]), Some(vec![100; 4]));
+        // A merged file takes small ones after it, but is not taken by them.
+        assert_eq!(
+            picked(&[400, 100, 100, 100]),
+            Some(vec![400, 100, 100, 100])
+        );
+        assert_eq!(picked(&[100, 100, 400, 100, 100]), None);
+        // Files at the target are left alone, and a run stays under it.
+        assert_eq!(picked(&[1 << 20, 100, 100, 100]), None);
+        assert_eq!(picked(&[300_000, 300_000, 300_000, 300_000]), None);
+    }
 }
