@@ -176,6 +176,16 @@ impl Bucket {
         }
     }
 
+    /// Whether an object exists at `relative` (a HEAD request).
+    pub(crate) fn exists(&self, relative: &str) -> Result<bool, StoreError> {
+        let (store, location) = (self.store.clone(), self.location(relative));
+        match self.run(async move { store.head(&location).await })? {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(StoreError::bucket(&self.file_url(relative), "look up", e)),
+        }
+    }
+
     /// Writes `bytes` to `relative` with `mode`; returns the new version.
     /// A failed condition is `Ok(Err(..))`, for the caller to explain.
     pub(crate) fn put(

@@ -64,9 +64,8 @@ const GARBAGE_GRACE_US: i64 = 10 * 60 * 1_000_000;
 /// One compaction pass, if one is due; returns whether files were merged.
 pub(crate) fn compact_if_due(shared: &Shared) -> Result<bool, StoreError> {
     delete_garbage(shared, now_us() - GARBAGE_GRACE_US)?;
-    let policy = shared.compaction;
-    let manifest = read_state(shared).manifest.clone();
-    let Some(run) = pick(&manifest, policy) else {
+    let picked = pick(&read_state(shared).manifest, shared.compaction);
+    let Some(run) = picked else {
         return Ok(false);
     };
     let merged = merge(shared, &run)?;
@@ -294,6 +293,15 @@ fn swap(shared: &Shared, run: &[DataFile], merged: DataFile) -> Result<(), Store
 /// Deletes the garbage the manifest names that became garbage before
 /// `before_us`, then drops it from the manifest.
 pub(crate) fn delete_garbage(shared: &Shared, before_us: i64) -> Result<(), StoreError> {
+    // The usual case, checked without copying the manifest at every flush.
+    let due = read_state(shared)
+        .manifest
+        .garbage
+        .iter()
+        .any(|g| g.since_us < before_us);
+    if !due {
+        return Ok(());
+    }
     let mut manifest = read_state(shared).manifest.clone();
     let (old, young): (Vec<Garbage>, Vec<Garbage>) = manifest
         .garbage

@@ -91,7 +91,7 @@ impl Storage {
     pub(crate) fn has_manifest(&self, data_dir: &Path) -> Result<bool, StoreError> {
         match self {
             Storage::Local => Ok(Manifest::exists(data_dir)),
-            Storage::Bucket { .. } => Ok(self.load_manifest(data_dir)?.is_some()),
+            Storage::Bucket { bucket, .. } => bucket.exists(MANIFEST_FILE),
         }
     }
 

@@ -87,45 +87,55 @@ pub fn pair_by_step(a: &Points<f64>, b: &Points<f64>) -> (Vec<i64>, Vec<f64>, Ve
     (steps, xs, ys)
 }
 
-/// Pearson correlation of `x[i]` with `y[i + lag]` over the pairs where both
-/// are finite, with the pair count and the median step gap.
-fn correlation_at(steps: &[i64], x: &[f64], y: &[f64], lag: i64) -> Option<Lead> {
+/// The pairs (i, i + lag) of `x` and `y` where both are finite.
+fn finite_pairs<'a>(
+    x: &'a [f64],
+    y: &'a [f64],
+    lag: i64,
+) -> impl Iterator<Item = (usize, f64, f64)> + 'a {
     let n = x.len() as i64;
-    let (from, to) = (0.max(-lag), n.min(n - lag));
-    let mut gaps = Vec::new();
+    (0.max(-lag)..n.min(n - lag))
+        .map(move |i| (i as usize, x[i as usize], y[(i + lag) as usize]))
+        .filter(|(_, xi, yi)| xi.is_finite() && yi.is_finite())
+}
+
+/// Pearson correlation of `x[i]` with `y[i + lag]` over the pairs where both
+/// are finite, with the pair count; `steps` is filled in for the best lag only.
+fn correlation_at(x: &[f64], y: &[f64], lag: i64) -> Option<Lead> {
     let (mut sx, mut sy, mut count) = (0.0, 0.0, 0usize);
-    for i in from..to {
-        let (xi, yi) = (x[i as usize], y[(i + lag) as usize]);
-        if xi.is_finite() && yi.is_finite() {
-            sx += xi;
-            sy += yi;
-            count += 1;
-            gaps.push(steps[(i + lag) as usize] - steps[i as usize]);
-        }
+    for (_, xi, yi) in finite_pairs(x, y, lag) {
+        sx += xi;
+        sy += yi;
+        count += 1;
     }
     if count < 3 {
         return None;
     }
     let (mx, my) = (sx / count as f64, sy / count as f64);
     let (mut sxx, mut syy, mut sxy) = (0.0, 0.0, 0.0);
-    for i in from..to {
-        let (xi, yi) = (x[i as usize], y[(i + lag) as usize]);
-        if xi.is_finite() && yi.is_finite() {
-            sxx += (xi - mx) * (xi - mx);
-            syy += (yi - my) * (yi - my);
-            sxy += (xi - mx) * (yi - my);
-        }
+    for (_, xi, yi) in finite_pairs(x, y, lag) {
+        sxx += (xi - mx) * (xi - mx);
+        syy += (yi - my) * (yi - my);
+        sxy += (xi - mx) * (yi - my);
     }
     if sxx <= 0.0 || syy <= 0.0 {
         return None;
     }
-    gaps.sort_unstable();
     Some(Lead {
         lag,
-        steps: gaps[gaps.len() / 2],
+        steps: 0,
         corr: (sxy / (sxx * syy).sqrt()).clamp(-1.0, 1.0),
         pairs: count,
     })
+}
+
+/// The median of `step[i + lag] − step[i]` over the pairs of a lag.
+fn median_step_gap(steps: &[i64], x: &[f64], y: &[f64], lag: i64) -> i64 {
+    let mut gaps: Vec<i64> = finite_pairs(x, y, lag)
+        .map(|(i, _, _)| steps[(i as i64 + lag) as usize] - steps[i])
+        .collect();
+    gaps.sort_unstable();
+    gaps.get(gaps.len() / 2).copied().unwrap_or(0)
 }
 
 /// The lag in [-max_lag, max_lag] with the largest |correlation| of `x`
@@ -136,13 +146,16 @@ pub fn best_lag(steps: &[i64], x: &[f64], y: &[f64], max_lag: usize) -> Option<L
     let lags = std::iter::once(0).chain((1..=max_lag).flat_map(|k| [-k, k]));
     let mut best: Option<Lead> = None;
     for lag in lags {
-        if let Some(lead) = correlation_at(steps, x, y, lag) {
+        if let Some(lead) = correlation_at(x, y, lag) {
             if best.is_none_or(|b| lead.corr.abs() > b.corr.abs()) {
                 best = Some(lead);
             }
         }
     }
-    best
+    best.map(|lead| Lead {
+        steps: median_step_gap(steps, x, y, lead.lag),
+        ..lead
+    })
 }
 
 fn lead_fields() -> Fields {
