@@ -315,6 +315,8 @@ fn metrics_and_the_page_are_served() {
         "steplake_data_files{table=\"scalars\"} 0",
         "steplake_compactions_total 0",
         "steplake_bytes_compacted_total 0",
+        "steplake_manifest_writes_total 0",
+        "# TYPE steplake_manifest_checkpoints_total counter",
         "steplake_flush_seconds_total",
         "steplake_queries_total",
         "steplake_http_requests_total",

@@ -75,7 +75,7 @@ fn repair_rebuilds_a_lost_manifest_from_the_files_and_the_wal() {
     let server = TestServer::start(dir.path(), &["--flush-secs", "3600"]);
     write_points(&server.url, "in-the-wal", 700);
     server.kill9();
-    std::fs::remove_file(dir.path().join("manifest.json")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("manifest")).unwrap();
 
     let out = steplake(
         &["serve", "--data-dir", data_dir, "--listen", "127.0.0.1:0"],

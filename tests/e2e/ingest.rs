@@ -332,12 +332,14 @@ e2e_test! {
 }
 
 e2e_test! {
-    /// Many small flushes keep the compactor busy merging files; a kill -9
-    /// at several moments of it loses and doubles nothing, and at the end
-    /// far fewer files are listed than there were flushes.
-    async fn kill9_during_compaction_keeps_every_point_exactly_once() {
+    /// Many small flushes keep the compactor busy merging files and the
+    /// manifest log folding into a checkpoint at every other write; a kill
+    /// -9 at several moments of it loses and doubles nothing, and at the
+    /// end far fewer files are listed than there were flushes, and the log
+    /// holds only the last checkpoint and what followed it.
+    async fn kill9_during_compaction_and_manifest_checkpoints_keeps_every_point_exactly_once() {
         let dir = tempfile::tempdir().unwrap();
-        let flags = ["--flush-rows", "2000", "--compact-min-files", "3"];
+        let flags = ["--flush-rows", "2000", "--compact-min-files", "3", "--manifest-checkpoint-every", "2"];
         let per_batch = 500i64;
         let mut next_seq = 0i64;
         let mut acked = 0u64;
@@ -394,5 +396,11 @@ e2e_test! {
         let flushes = (total / 2000) as usize;
         let listed = steplake_store::Manifest::load(dir.path()).unwrap().files.len();
         assert!(listed * 2 < flushes, "{listed} files listed after {flushes} flushes: compaction did not run");
+        let entries: Vec<String> = std::fs::read_dir(dir.path().join("manifest"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        // One checkpoint, at most one change after it, and the pointer.
+        assert!(entries.len() <= 3, "superseded manifest entries were kept: {entries:?}");
     }
 }

@@ -4,6 +4,7 @@ mod auth;
 mod crash_trials;
 mod dashboard;
 mod data_dir_tools;
+mod deletion;
 mod flight_sql;
 mod gpu;
 mod harness;

@@ -125,7 +125,7 @@ fn flushed_files_live_in_the_bucket_and_a_new_data_dir_answers_from_it() {
         parquet_files(first.path()).is_empty(),
         "an uploaded file keeps no local copy"
     );
-    assert!(!first.path().join("manifest.json").exists());
+    assert!(!first.path().join("manifest").exists());
 
     // The bucket alone, with no server: the same answer.
     assert_eq!(bucket_sql(&s3, url, TOTALS), before);

@@ -1,11 +1,12 @@
 //! The `steplake` command: `serve`, `write`, `sql`, `import`, `sync`,
-//! `check`, `repair`, `token`.
+//! `check`, `repair`, `delete-run`, `delete-project`, `token`.
 //!
 //! Exit codes: 0 success; 1 failure (server unreachable, I/O, internal);
 //! 2 bad input (malformed file line, SQL error, statement not allowed, bad flag).
 
 mod check;
 mod connect;
+mod delete;
 mod import;
 mod output;
 mod points;
@@ -47,8 +48,12 @@ enum Command {
     Sync(sync::SyncArgs),
     /// Check every file of a data directory for damage, changing nothing.
     Check(check::CheckArgs),
-    /// Rebuild a lost manifest.json of a data directory from its files: repair.
+    /// Rebuild a lost manifest of a data directory from its files: repair.
     Repair(repair::RepairArgs),
+    /// Delete a run with all its data (the server must be stopped).
+    DeleteRun(delete::DeleteRunArgs),
+    /// Delete every run of a project with all its data (the server must be stopped).
+    DeleteProject(delete::DeleteProjectArgs),
     /// Create, list or revoke the access tokens of a data directory: token.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -122,6 +127,8 @@ fn main() -> ExitCode {
             Command::Sync(args) => sync::run(args).await,
             Command::Check(args) => check::run(args),
             Command::Repair(args) => repair::run(args),
+            Command::DeleteRun(args) => delete::run_delete_run(args),
+            Command::DeleteProject(args) => delete::run_delete_project(args),
             Command::Token(command) => token::run(command),
         }
     });

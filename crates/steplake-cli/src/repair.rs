@@ -1,4 +1,4 @@
-//! `steplake repair --data-dir DIR`: rebuilds a lost `manifest.json` from
+//! `steplake repair --data-dir DIR`: rebuilds a lost manifest (`manifest/`) from
 //! the data files' own Parquet metadata; the write-ahead log past them is
 //! replayed at the next start as usual. Run it with the server stopped.
 
@@ -40,7 +40,7 @@ pub(crate) fn run(args: RepairArgs) -> Result<(), CliError> {
     }
     println!(
         "rebuilt {} from {} ({}, {}); the write-ahead log past LSN {} is replayed at the next start",
-        args.data_dir.join("manifest.json").display(),
+        args.data_dir.join("manifest").display(),
         steplake_core::counted(report.files.len() as u64, "data file", "data files"),
         steplake_core::counted(report.runs as u64, "run", "runs"),
         steplake_core::counted(report.writers as u64, "writer", "writers"),

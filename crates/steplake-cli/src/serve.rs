@@ -12,7 +12,7 @@ use steplake_server::{
     QueryOptions, Server, ServerConfig, ServerError, TlsIdentity, DEFAULT_LISTEN,
     DEFAULT_MAX_MESSAGE_BYTES,
 };
-use steplake_store::{CompactionPolicy, FsyncPolicy, StoreError, StoreOptions};
+use steplake_store::{CompactionPolicy, FsyncPolicy, ManifestPolicy, StoreError, StoreOptions};
 
 use crate::CliError;
 
@@ -41,6 +41,11 @@ pub(crate) struct ServeArgs {
     /// are left alone.
     #[arg(long, env = "STEPLAKE_COMPACT_TARGET", default_value = "256MiB", value_parser = parse_size)]
     compact_target: usize,
+    /// Write the whole manifest as a checkpoint after at most this many
+    /// changes (sooner once they outweigh it); start-up reads the last
+    /// checkpoint and the changes after it.
+    #[arg(long, env = "STEPLAKE_MANIFEST_CHECKPOINT_EVERY", default_value_t = ManifestPolicy::default().checkpoint_every, value_parser = clap::value_parser!(u64).range(1..))]
+    manifest_checkpoint_every: u64,
     /// Flush the in-memory buffer to Parquet once it holds this many points.
     #[arg(long, env = "STEPLAKE_FLUSH_ROWS", default_value_t = StoreOptions::default().flush_rows)]
     flush_rows: usize,
@@ -176,6 +181,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
             compaction: CompactionPolicy {
                 min_files: args.compact_min_files,
                 target_bytes: args.compact_target as u64,
+            },
+            manifest: ManifestPolicy {
+                checkpoint_every: args.manifest_checkpoint_every,
+                ..ManifestPolicy::default()
             },
             ..StoreOptions::default()
         },

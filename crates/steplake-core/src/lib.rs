@@ -211,6 +211,10 @@ impl ScalarBatch {
 /// Lifecycle state of a run as shown in the `runs` table.
 pub const RUN_STATUS_RUNNING: &str = "running";
 
+/// Status of a run record that deletes the run: it is logged like any run
+/// record, and applying it forgets the run and its points.
+pub const RUN_STATUS_DELETED: &str = "deleted";
+
 /// One run: a row of the `runs` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {

@@ -39,6 +39,8 @@ fn needed(method: &Method, path: &str) -> Option<Action<'static>> {
     match path {
         "/" | "/app.js" | "/app.css" | "/api/login" | "/api/logout" => None,
         _ if path == "/api/tokens" || path.starts_with("/api/tokens/") => Some(Action::Admin),
+        // Deleting data.
+        _ if method == Method::DELETE => Some(Action::Admin),
         _ if path.starts_with("/api/") || path == "/metrics" => Some(Action::Read),
         // Unknown paths answer 404 either way.
         _ if method == Method::GET => None,
@@ -202,5 +204,11 @@ mod tests {
             Some(Action::Admin)
         );
         assert_eq!(needed(&Method::GET, "/api/tokens"), Some(Action::Admin));
+        assert_eq!(needed(&Method::GET, "/api/runs"), Some(Action::Read));
+        assert_eq!(needed(&Method::DELETE, "/api/runs/r"), Some(Action::Admin));
+        assert_eq!(
+            needed(&Method::DELETE, "/api/projects/p"),
+            Some(Action::Admin)
+        );
     }
 }

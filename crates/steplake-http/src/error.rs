@@ -16,6 +16,9 @@ pub enum ApiError {
     /// No token, an unknown one, or one whose scope does not allow this.
     #[error("{0}")]
     Auth(steplake_auth::AuthError),
+    /// The store refused or failed (deletions).
+    #[error("{0}")]
+    Store(steplake_store::StoreError),
 }
 
 impl ApiError {
@@ -45,6 +48,10 @@ impl ApiError {
                 | steplake_auth::AuthError::InvalidScope { .. },
             ) => StatusCode::BAD_REQUEST,
             ApiError::Auth(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Store(steplake_store::StoreError::NothingToDelete { .. }) => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod access;
 pub mod api;
 mod assets;
 mod columns;
+mod deletion;
 pub mod error;
 mod guard;
 mod json;
@@ -89,6 +90,8 @@ impl Dashboard {
     pub fn router(self, guard: Guard) -> Router {
         let api = Router::new()
             .route("/runs", get(api::runs))
+            .route("/runs/{run}", delete(deletion::delete_run))
+            .route("/projects/{project}", delete(deletion::delete_project))
             .route("/names", get(api::names))
             .route("/series", get(api::series))
             .route("/markers", get(api::markers))

@@ -80,6 +80,20 @@ pub fn render(dashboard: &Dashboard) -> String {
     );
     metric(
         &mut out,
+        "steplake_manifest_writes_total",
+        "counter",
+        "Manifest writes since start (each appends one change to the manifest log).",
+        stats.manifest_writes.load(Ordering::Relaxed),
+    );
+    metric(
+        &mut out,
+        "steplake_manifest_checkpoints_total",
+        "counter",
+        "Manifest writes since start that also wrote the whole manifest as a checkpoint.",
+        stats.manifest_checkpoints.load(Ordering::Relaxed),
+    );
+    metric(
+        &mut out,
         "steplake_wal_bytes",
         "gauge",
         "Bytes in write-ahead log segments.",

@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use steplake_core::{CoreError, RunInfo, ScalarBatch, TensorRecord};
+use steplake_core::{CoreError, RunInfo, ScalarBatch, TensorRecord, RUN_STATUS_DELETED};
 
 use crate::tensor_parts::Assembler;
 use crate::{now_us, Buffer, StoreError, TensorPart, WriterState};
@@ -51,6 +51,8 @@ pub(crate) enum Record {
 pub(crate) enum Change {
     /// Only the run catalog changed.
     Run,
+    /// The run was deleted: its points go too.
+    RunDeleted(String),
     /// Points to add to the buffer.
     Scalars { run_id: String, batch: ScalarBatch },
     /// A tensor chunk: the whole tensor when this chunk completed it.
@@ -74,6 +76,7 @@ impl Change {
     pub(crate) fn apply_to(self, buffer: &mut Buffer) {
         match self {
             Change::Run => {}
+            Change::RunDeleted(run_id) => buffer.remove_run(&run_id),
             Change::Scalars { run_id, batch } => buffer.apply(&run_id, &batch),
             Change::Tensor { run_id, complete } => {
                 if let Some(tensor) = complete {
@@ -96,6 +99,11 @@ impl WriteRules {
     /// Admits `record`, recording its effect on runs, writers and tensors.
     pub(crate) fn admit(&mut self, record: Record) -> Result<Change, Refusal> {
         match record {
+            Record::Run(run) if run.status == RUN_STATUS_DELETED => {
+                self.runs.remove(&run.run_id);
+                self.assembler.drop_run(&run.run_id);
+                Ok(Change::RunDeleted(run.run_id))
+            }
             Record::Run(run) => {
                 self.runs.insert(run.run_id.clone(), run);
                 Ok(Change::Run)

@@ -4,7 +4,7 @@
 //! with one.
 //!
 //! ```text
-//! URL/manifest.json    the manifest (conditional writes: If-Match / If-None-Match)
+//! URL/manifest/        the manifest log (entries created with If-None-Match)
 //! URL/data/*.parquet   data files, uploaded by the flusher
 //! URL/OWNER            which data directory writes here (claimed with If-None-Match)
 //! ```
@@ -26,6 +26,7 @@ use object_store::{
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::storage::Listed;
 use crate::{now_us, StoreError};
 
 /// Files up to this size are uploaded in one request; larger ones in parts.
@@ -176,16 +177,6 @@ impl Bucket {
         }
     }
 
-    /// Whether an object exists at `relative` (a HEAD request).
-    pub(crate) fn exists(&self, relative: &str) -> Result<bool, StoreError> {
-        let (store, location) = (self.store.clone(), self.location(relative));
-        match self.run(async move { store.head(&location).await })? {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(StoreError::bucket(&self.file_url(relative), "look up", e)),
-        }
-    }
-
     /// Writes `bytes` to `relative` with `mode`; returns the new version.
     /// A failed condition is `Ok(Err(..))`, for the caller to explain.
     pub(crate) fn put(
@@ -259,6 +250,36 @@ impl Bucket {
             Ok::<(), StoreError>(())
         })?;
         uploaded
+    }
+
+    /// The objects under the directory `dir` whose paths sort after `after`
+    /// (S3 and GCS skip the rest on the server), relative to the prefix.
+    pub(crate) fn list(&self, dir: &str, after: Option<&str>) -> Result<Vec<Listed>, StoreError> {
+        use futures::TryStreamExt;
+        let (store, location) = (self.store.clone(), self.location(dir));
+        let offset = after.map(|a| self.location(a));
+        let prefix = self.prefix.clone();
+        let listed = self.run(async move {
+            let stream = match &offset {
+                Some(offset) => store.list_with_offset(Some(&location), offset),
+                None => store.list(Some(&location)),
+            };
+            stream.try_collect::<Vec<_>>().await
+        })?;
+        let listed = listed.map_err(|e| StoreError::bucket(&self.file_url(dir), "list", e))?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|meta| {
+                let path = meta
+                    .location
+                    .prefix_match(&prefix)?
+                    .map(|part| part.as_ref().to_string());
+                Some(Listed {
+                    path: path.collect::<Vec<_>>().join("/"),
+                    modified_us: meta.last_modified.timestamp_micros(),
+                })
+            })
+            .collect())
     }
 
     /// Deletes `relative` (absent already is fine).

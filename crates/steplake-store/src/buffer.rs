@@ -151,6 +151,12 @@ impl Visible {
     }
 }
 
+/// What a buffered tensor counts toward the flush threshold: its value
+/// bytes plus its header.
+fn tensor_cost(record: &TensorRecord) -> usize {
+    record.values.as_ref().map_or(0, Vec::len) + 1024
+}
+
 /// Points of many series, and whole tensors, as written.
 #[derive(Debug, Default)]
 pub struct Buffer {
@@ -175,7 +181,7 @@ impl Buffer {
 
     /// Adds a complete, validated tensor of `run_id`.
     pub fn apply_tensor(&mut self, run_id: &str, record: TensorRecord) {
-        self.tensor_bytes += record.values.as_ref().map_or(0, Vec::len) + 1024;
+        self.tensor_bytes += tensor_cost(&record);
         self.tensors.push((Arc::from(run_id), Arc::new(record)));
     }
 
@@ -251,6 +257,26 @@ impl Buffer {
             max_step: i64::MIN,
         });
         slot
+    }
+
+    /// Drops every point and tensor of `run_id` (a deleted run).
+    pub fn remove_run(&mut self, run_id: &str) {
+        if self.by_run.remove(run_id).is_none()
+            && !self.tensors.iter().any(|(run, _)| &**run == run_id)
+        {
+            return;
+        }
+        self.series.retain(|s| &*s.run_id != run_id);
+        self.by_run.clear();
+        for (slot, series) in self.series.iter().enumerate() {
+            self.by_run
+                .entry(series.run_id.clone())
+                .or_default()
+                .insert(series.name.clone(), slot);
+        }
+        self.rows = self.series.iter().map(|s| s.steps.len()).sum();
+        self.tensors.retain(|(run, _)| &**run != run_id);
+        self.tensor_bytes = self.tensors.iter().map(|(_, t)| tensor_cost(t)).sum();
     }
 
     /// Step ranges of every series held, sorted by (run, name).

@@ -149,7 +149,7 @@ fn merge(shared: &Shared, run: &[DataFile]) -> Result<DataFile, StoreError> {
     let merged = latest_writes_sorted(&batches, &versions)
         .map_err(|e| StoreError::corrupt(&shared.data_dir, 0, format!("compaction: {e}")))?;
     let id = run.last().map_or(0, |f| f.id);
-    let relative = format!("data/{}", files::compacted_file_name(id));
+    let relative = format!("data/{}", files::compacted_file_name(Table::Scalars, id));
     let key_values = provenance.map(|p| p.key_values()).unwrap_or_default();
     let written = files::write_scalars_file(
         &shared.data_dir.join(&relative),
@@ -172,7 +172,7 @@ fn merge(shared: &Shared, run: &[DataFile]) -> Result<DataFile, StoreError> {
 }
 
 /// The bytes of a listed data file, from the data directory or the bucket.
-fn read_file(shared: &Shared, relative: &str) -> Result<Bytes, StoreError> {
+pub(crate) fn read_file(shared: &Shared, relative: &str) -> Result<Bytes, StoreError> {
     match shared.storage.bucket() {
         None => {
             let path = shared.data_dir.join(relative);
@@ -265,12 +265,13 @@ fn swap(shared: &Shared, run: &[DataFile], merged: DataFile) -> Result<(), Store
     manifest
         .files
         .retain(|f| f.path == merged_path || !replaced.contains(&f.path.as_str()));
+    manifest.sort_files();
     let now = now_us();
     manifest.garbage.extend(replaced.iter().map(|path| Garbage {
         path: path.to_string(),
         since_us: now,
     }));
-    shared.storage.store_manifest(&shared.data_dir, &manifest)?;
+    shared.store_manifest(&manifest)?;
     shared
         .storage
         .drop_local_copies(&shared.data_dir, std::slice::from_ref(&merged_path));
@@ -314,7 +315,7 @@ pub(crate) fn delete_garbage(shared: &Shared, before_us: i64) -> Result<(), Stor
         shared.storage.delete(&shared.data_dir, &garbage.path)?;
     }
     manifest.garbage = young;
-    shared.storage.store_manifest(&shared.data_dir, &manifest)?;
+    shared.store_manifest(&manifest)?;
     write_state(shared).manifest = manifest;
     Ok(())
 }

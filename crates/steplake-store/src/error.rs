@@ -41,8 +41,8 @@ pub enum StoreError {
         /// " (pid N)" when known.
         holder: String,
     },
-    /// `manifest.json` is missing but the directory holds data it described.
-    #[error("{dir} has no manifest.json, but it holds {found}: the manifest was lost or deleted, and starting as if the directory were new would hide every flushed point. Nothing was changed; restore manifest.json from a backup")]
+    /// The manifest is missing but the directory holds data it described.
+    #[error("{dir} has no manifest (manifest/), but it holds {found}: the manifest was lost or deleted, and starting as if the directory were new would hide every flushed point. Nothing was changed; restore manifest/ from a backup")]
     ManifestMissing {
         /// The data directory.
         dir: PathBuf,
@@ -75,6 +75,12 @@ pub enum StoreError {
     RunNotFound {
         /// The unknown run id.
         run_id: String,
+    },
+    /// A deletion named no run that exists.
+    #[error("there is nothing to delete: {what} does not exist (deleted already?). `SELECT run_id, project FROM runs` lists what does")]
+    NothingToDelete {
+        /// The run or project named.
+        what: String,
     },
     /// A request to object storage failed.
     #[error("object storage: could not {action} {url}: {reason}")]

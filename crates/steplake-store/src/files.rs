@@ -37,13 +37,19 @@ pub fn data_file_name(id: u64, incarnation: &str) -> String {
     format!("scalars-{id:010}-{incarnation}.parquet")
 }
 
-/// How the names of files written by compaction end.
+/// How the names of files rewritten from listed ones end (by compaction,
+/// or deletion of runs): one unlisted after a crash holds nothing the
+/// listed files lack, and is deleted at open.
 pub const COMPACTED_SUFFIX: &str = "-c.parquet";
 
-/// File name of a file compaction writes with this id: random, so it never
-/// replaces the file of that id it merges.
-pub fn compacted_file_name(id: u64) -> String {
-    format!("scalars-{id:010}-{}{COMPACTED_SUFFIX}", crate::random_id())
+/// File name of a file of `table` rewritten from listed ones, with this id:
+/// random, so it never replaces the file of that id it was made from.
+pub fn compacted_file_name(table: crate::Table, id: u64) -> String {
+    let prefix = match table {
+        crate::Table::Scalars => "scalars",
+        crate::Table::Tensors => "tensors",
+    };
+    format!("{prefix}-{id:010}-{}{COMPACTED_SUFFIX}", crate::random_id())
 }
 
 /// The `.parquet` files in `dir` (none when it does not exist).
@@ -173,9 +179,20 @@ pub fn write_scalars_file(
     batches: &[RecordBatch],
     key_values: &[KeyValue],
 ) -> Result<Written, StoreError> {
+    write_batches_file(final_path, batches, scalars_writer_properties(), key_values)
+}
+
+/// Writes `batches` as the file `final_path` with the writer settings
+/// `properties`, and `key_values` in its metadata.
+pub(crate) fn write_batches_file(
+    final_path: &Path,
+    batches: &[RecordBatch],
+    properties: parquet::file::properties::WriterProperties,
+    key_values: &[KeyValue],
+) -> Result<Written, StoreError> {
+    let schema = batches.first().map_or_else(scalars_schema, |b| b.schema());
     write_atomically(final_path, |file| {
-        let mut writer =
-            ArrowWriter::try_new(file, scalars_schema(), Some(scalars_writer_properties()))?;
+        let mut writer = ArrowWriter::try_new(file, schema, Some(properties))?;
         for batch in batches {
             writer.write(batch)?;
         }

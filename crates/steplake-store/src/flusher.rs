@@ -11,10 +11,10 @@ use arrow::datatypes::Int64Type;
 use steplake_core::schema::scalars_col;
 use steplake_core::{RunInfo, TensorRecord};
 
-use crate::compactor;
 use crate::partial_files::{remove_unlisted_partials, write_partials, PartialSnapshot};
 use crate::provenance::Filed;
 use crate::shared::{read_state, write_state, Shared};
+use crate::{compactor, deleter};
 use crate::{
     files, now_us, tensor_files, wal, Buffer, DataFile, SeriesFilter, SeriesRange, StoreError,
     Table, WriterState,
@@ -29,6 +29,9 @@ pub(crate) struct FlushJob {
     pub(crate) partials: Vec<PartialSnapshot>,
     pub(crate) runs: BTreeMap<String, RunInfo>,
     pub(crate) writers: BTreeMap<String, WriterState>,
+    /// Runs deleted since the previous flush: their rows leave every listed
+    /// file in this flush's manifest write (see `deleter`).
+    pub(crate) deleted_runs: Vec<String>,
     /// Callers waiting for this flush.
     pub(crate) replies: Vec<mpsc::Sender<Result<(), String>>>,
 }
@@ -55,10 +58,24 @@ pub(crate) fn run_flusher(shared: Arc<Shared>, jobs: mpsc::Receiver<FlushJob>) {
         for reply in &job.replies {
             let _ = reply.send(result.clone());
         }
-        if result.is_ok() && !shared.shutting_down.load(Ordering::SeqCst) {
+        if result.is_ok() {
+            compact_while_idle(&shared);
+        }
+    }
+}
+
+/// Compaction passes while any is due and no flush waits: a backlog of
+/// small files is merged between flushes without delaying one by more
+/// than a pass.
+fn compact_while_idle(shared: &Shared) {
+    while !shared.shutting_down.load(Ordering::SeqCst) && shared.flushes_pending() == 0 {
+        match compactor::compact_if_due(shared) {
+            Ok(true) => {}
+            Ok(false) => break,
             // A failed pass changes nothing listed; the next flush tries again.
-            if let Err(e) = compactor::compact_if_due(&shared) {
+            Err(e) => {
                 tracing::warn!(error = %e, "compacting data files failed; they stay as they are");
+                break;
             }
         }
     }
@@ -167,6 +184,13 @@ pub(crate) fn flush_one(
         });
         shared.stats.files_flushed.fetch_add(1, Ordering::Relaxed);
     }
+    let mut replaced_ids = Vec::new();
+    if !job.deleted_runs.is_empty() {
+        let runs: BTreeSet<String> = job.deleted_runs.iter().cloned().collect();
+        let (rewritten, replaced) = deleter::drop_runs(shared, &mut manifest, &runs)?;
+        written_paths.extend(rewritten);
+        replaced_ids = replaced;
+    }
     let cutoff = now_us() - WRITER_RETENTION_US;
     manifest.partial_tensors = write_partials(&shared.data_dir, &job.partials)?;
     manifest.covered_lsn = manifest.covered_lsn.max(job.covered_lsn);
@@ -178,7 +202,7 @@ pub(crate) fn flush_one(
         .filter(|(_, w)| w.last_seen_us >= cutoff)
         .map(|(k, v)| (k.clone(), *v))
         .collect();
-    shared.storage.store_manifest(&shared.data_dir, &manifest)?;
+    shared.store_manifest(&manifest)?;
     shared
         .storage
         .drop_local_copies(&shared.data_dir, &written_paths);
@@ -187,6 +211,9 @@ pub(crate) fn flush_one(
         let mut state = write_state(shared);
         state.manifest = manifest;
         state.frozen.retain(|f| f.file_id != job.file_id);
+    }
+    for id in replaced_ids {
+        shared.forget_verified(id);
     }
     shared
         .stats

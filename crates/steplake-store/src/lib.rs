@@ -7,7 +7,8 @@
 //! DATA_DIR/wal/*.wal         write-ahead log segments (see [`wal`])
 //! DATA_DIR/data/*.parquet    standard Parquet files (see [`files`])
 //! DATA_DIR/partial/*.part    tensors still being received, across flushes
-//! DATA_DIR/manifest.json     files, runs, writers, WAL coverage (see [`manifest`])
+//! DATA_DIR/manifest/         files, runs, writers, WAL coverage (see [`manifest`]):
+//!                            checkpoints plus a log of changes (`manifest_log`)
 //! ```
 //!
 //! Opened with a bucket ([`StoreOptions::object_store`]), the data files and
@@ -39,9 +40,12 @@
 //! - `flusher`: frozen buffers to Parquet files and the manifest;
 //! - `compactor`: merging small files after a flush, and deleting the files
 //!   they replaced;
+//! - `deleter`: dropping deleted runs' rows from the files;
 //! - `partial_files`: tensors still being received, kept across flushes;
 //! - `recovery`: the state rebuilt at open;
 //! - `views`: what one query reads, under one lock;
+//! - `manifest_change` and `manifest_log`: the manifest written as changes
+//!   and checkpoints, and read back at open;
 //! - `storage`: where flushed files and the manifest are kept (the data
 //!   directory or a [`bucket`]);
 //! - `check`: verifying a directory's files without changing them;
@@ -54,11 +58,14 @@ pub mod bucket;
 pub mod buffer;
 mod check;
 mod compactor;
+mod deleter;
 mod error;
 pub mod files;
 mod flusher;
 mod lock;
 pub mod manifest;
+mod manifest_change;
+mod manifest_log;
 mod options;
 mod partial_files;
 mod provenance;
@@ -92,15 +99,17 @@ pub use error::StoreError;
 pub use manifest::{
     DataFile, Garbage, Manifest, PartialTensorFile, SeriesRange, Table, WriterState,
 };
+pub use manifest_log::ManifestPolicy;
 pub use options::{StoreOptions, StoreStats};
 pub use repair::{repair_manifest, RepairReport};
-pub use request::{CreateRun, PendingAck, WriteAck};
+pub use request::{CreateRun, PendingAck, RunSelector, WriteAck};
 pub use tensor_record::TensorPart;
 pub use views::{BufferedRows, FileRef, ScalarsSnapshot, ScalarsView, TensorsView};
 pub use wal::FsyncPolicy;
 
 use flusher::run_flusher;
 use lock::{lock_data_dir, DirLock};
+use manifest_log::ManifestLog;
 use recovery::{recover, tidy_unlisted_files};
 use request::Command;
 use shared::{read_state, Shared, State};
@@ -165,6 +174,7 @@ impl Store {
             );
         }
         let next_file_id = recovered.manifest.next_file_id;
+        let manifest_log = ManifestLog::new(recovered.log_position.clone(), options.manifest);
         let mut shared = Shared::new(
             data_dir.clone(),
             State {
@@ -178,6 +188,7 @@ impl Store {
             storage,
         );
         shared.compaction = options.compaction;
+        shared.manifest_log = manifest_log;
         // No query runs yet: what compaction replaced can go now.
         compactor::delete_garbage(&shared, i64::MAX)?;
         let shared = Arc::new(shared);
@@ -191,6 +202,8 @@ impl Store {
             buffer_started: (replayed > 0).then(Instant::now),
             options,
             flush_tx,
+            deleted_runs: recovered.deleted_runs.clone(),
+            deletion_replies: Vec::new(),
         };
         let flusher_shared = shared.clone();
         let threads = vec![
@@ -203,24 +216,30 @@ impl Store {
                 .spawn(move || run_flusher(flusher_shared, flush_rx))
                 .map_err(|e| StoreError::io(&data_dir, e))?,
         ];
-        Ok(Store {
+        let store = Store {
             shared,
             commands: Mutex::new(Some(command_tx)),
             threads: Mutex::new(threads),
             _lock: Some(lock),
-        })
+        };
+        if !recovered.deleted_runs.is_empty() {
+            // A deletion the WAL holds but no manifest yet: finished before
+            // anyone reads, so no query sees the run half deleted.
+            store.flush()?;
+        }
+        Ok(store)
     }
 
     /// Opens a data directory for reading only: nothing on disk is changed and
     /// writes are refused. Still takes the lock, so it fails while a server runs.
     pub fn open_read_only(data_dir: impl AsRef<Path>) -> Result<Store, StoreError> {
         let data_dir = data_dir.as_ref().to_path_buf();
-        if !data_dir.join("manifest.json").exists() && !wal::wal_dir(&data_dir).exists() {
+        if !Manifest::exists(&data_dir) && !wal::wal_dir(&data_dir).exists() {
             return Err(StoreError::io(
                 &data_dir,
                 std::io::Error::new(
                     std::io::ErrorKind::NotFound,
-                    "no steplake data here (no manifest.json or wal/)",
+                    "no steplake data here (no manifest or wal/)",
                 ),
             ));
         }
@@ -233,11 +252,11 @@ impl Store {
     /// written, and nothing is locked: a server may be writing there.
     pub fn open_bucket_read_only(url: &str) -> Result<Store, StoreError> {
         let storage = Storage::read_bucket(url)?;
-        if !storage.has_manifest(Path::new(""))? {
+        if !manifest_log::exists(&storage, Path::new(""))? {
             return Err(StoreError::bucket(
                 url,
                 "read",
-                "there is no steplake data here (no manifest.json)",
+                "there is no steplake data here (no manifest/)",
             ));
         }
         Store::read_only(PathBuf::new(), storage, None)
@@ -444,6 +463,24 @@ impl Store {
         done.recv()
             .map_err(|_| StoreError::closed())?
             .map_err(|reason| StoreError::Unavailable { reason })
+    }
+
+    /// Deletes the runs `selector` names, with every point and tensor of
+    /// them, and returns their ids. Once it returns the deletion is durable
+    /// and done: the run is gone from `runs`, the buffer and every file
+    /// (rewritten or dropped; the files replaced are deleted after the
+    /// garbage grace period). Later writes to the run are refused until it
+    /// is created again. Blocks the calling thread.
+    pub fn delete_runs(&self, selector: RunSelector) -> Result<Vec<String>, StoreError> {
+        let (reply, started) = mpsc::channel();
+        self.send(Command::DeleteRuns { selector, reply })?;
+        let started = started.recv().map_err(|_| StoreError::closed())??;
+        started
+            .flushed
+            .recv()
+            .map_err(|_| StoreError::closed())?
+            .map_err(|reason| StoreError::Unavailable { reason })?;
+        Ok(started.runs)
     }
 
     /// Flushes, stops the background threads and releases the directory.

@@ -1,26 +1,21 @@
 //! The manifest: the durable list of what the Parquet files hold.
 //!
-//! `DATA_DIR/manifest.json` names every data file with the step range of each
-//! series in it (so a query opens only files that can match), the LSN up to
-//! which the write-ahead log is covered by those files, the runs, and each
-//! writer's highest applied sequence number (so retries stay idempotent across
-//! restarts). It is replaced atomically: write a temporary file, fsync,
-//! rename, fsync the directory.
+//! It names every data file with the step range of each series in it (so a
+//! query opens only files that can match), the LSN up to which the
+//! write-ahead log is covered by those files, the runs, and each writer's
+//! highest applied sequence number (so retries stay idempotent across
+//! restarts). This module is its contents; `manifest_log` keeps it durable
+//! as checkpoints of it plus a log of changes (`manifest_change`).
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use steplake_core::RunInfo;
 
-use crate::wal::sync_dir;
 use crate::StoreError;
 
-/// The manifest's file name, in the data directory or the bucket prefix.
-pub const MANIFEST_FILE: &str = "manifest.json";
-
-/// Format version written into the manifest.
+/// Format version written into the manifest (and each checkpoint of it).
 pub const MANIFEST_VERSION: u32 = 1;
 
 /// Step range of one series within one file (or buffer).
@@ -149,27 +144,7 @@ impl Default for Manifest {
     }
 }
 
-fn manifest_path(data_dir: &Path) -> PathBuf {
-    data_dir.join(MANIFEST_FILE)
-}
-
 impl Manifest {
-    /// Whether `data_dir` has a manifest file.
-    pub fn exists(data_dir: &Path) -> bool {
-        manifest_path(data_dir).exists()
-    }
-
-    /// Loads the manifest of `data_dir`; an empty one when there is none yet.
-    pub fn load(data_dir: &Path) -> Result<Self, StoreError> {
-        let path = manifest_path(data_dir);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Manifest::default()),
-            Err(e) => return Err(StoreError::io(&path, e)),
-        };
-        Manifest::from_json(&bytes, &path)
-    }
-
     /// Parses a manifest read from `origin` (named in errors).
     pub fn from_json(bytes: &[u8], origin: &Path) -> Result<Self, StoreError> {
         let manifest: Manifest = serde_json::from_slice(bytes)
@@ -192,18 +167,10 @@ impl Manifest {
         serde_json::to_vec(self).map_err(|e| StoreError::io(destination, std::io::Error::other(e)))
     }
 
-    /// Atomically replaces the manifest of `data_dir` with `self`.
-    pub fn store(&self, data_dir: &Path) -> Result<(), StoreError> {
-        let path = manifest_path(data_dir);
-        let tmp = path.with_extension("json.tmp");
-        let bytes = self.to_json(&tmp)?;
-        {
-            use std::io::Write;
-            let mut f = fs::File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-            f.write_all(&bytes).map_err(|e| StoreError::io(&tmp, e))?;
-            f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
-        }
-        fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
-        sync_dir(data_dir)
+    /// Sorts the files into their one order: by id (later writes last),
+    /// a flush's scalars file before its tensors file.
+    pub(crate) fn sort_files(&mut self) {
+        self.files
+            .sort_by_key(|f| (f.id, f.table == Table::Tensors));
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use steplake_codec::Codec;
 
 use crate::wal::FsyncPolicy;
-use crate::CompactionPolicy;
+use crate::{CompactionPolicy, ManifestPolicy};
 
 /// Tuning of a writable store. The defaults suit a workstation.
 #[derive(Debug, Clone)]
@@ -36,6 +36,8 @@ pub struct StoreOptions {
     pub object_store: Option<String>,
     /// When small data files are merged.
     pub compaction: CompactionPolicy,
+    /// When the manifest log is folded into a checkpoint.
+    pub manifest: ManifestPolicy,
 }
 
 impl Default for StoreOptions {
@@ -51,6 +53,7 @@ impl Default for StoreOptions {
             max_partial_tensor_age: Duration::from_secs(3600),
             object_store: None,
             compaction: CompactionPolicy::default(),
+            manifest: ManifestPolicy::default(),
         }
     }
 }
@@ -74,4 +77,10 @@ pub struct StoreStats {
     pub files_compacted: AtomicU64,
     /// Bytes of the files merged by compaction since start.
     pub bytes_compacted: AtomicU64,
+    /// Manifest writes (flushes, compactions, deletions) since start.
+    pub manifest_writes: AtomicU64,
+    /// Total microseconds spent in manifest writes since start.
+    pub manifest_write_micros: AtomicU64,
+    /// Manifest writes that also wrote a checkpoint, since start.
+    pub manifest_checkpoints: AtomicU64,
 }

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! DATA_DIR/partial/<random id>.part   the tensor's bytes so far, appended to
-//! manifest.json "partial_tensors"     per file: path, valid length, header
+//! manifest "partial_tensors"         per file: path, valid length, header
 //! ```
 //!
 //! The flusher appends only the bytes that came since the previous flush

@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 
 use steplake_codec::Codec;
 
-use crate::apply::{Record, Refusal, WriteRules};
+use crate::apply::{Change, Record, Refusal, WriteRules};
 use crate::buffer::Buffer;
+use crate::manifest_log::{self, LogPosition};
 use crate::partial_files::load_partials;
 use crate::record::decode_scalar_record;
 use crate::storage::Storage;
@@ -59,11 +60,16 @@ fn refuse_lost_manifest(data_dir: &Path, storage: &Storage) -> Result<(), StoreE
 /// The state rebuilt from the manifest and the WAL.
 pub(crate) struct Recovered {
     pub(crate) manifest: Manifest,
+    /// Where the manifest log stands.
+    pub(crate) log_position: LogPosition,
     /// Runs, writers and partial tensors after the replay.
     pub(crate) rules: WriteRules,
     pub(crate) buffer: Buffer,
     pub(crate) replay: wal::Replay,
     pub(crate) next_lsn: u64,
+    /// Runs deleted in the WAL past the manifest: their files still hold
+    /// their rows until the next flush drops them.
+    pub(crate) deleted_runs: Vec<String>,
 }
 
 pub(crate) fn recover(
@@ -71,13 +77,20 @@ pub(crate) fn recover(
     codec: &Codec,
     storage: &Storage,
 ) -> Result<Recovered, StoreError> {
-    let manifest = match storage.load_manifest(data_dir)? {
-        Some(manifest) => manifest,
+    let (mut manifest, log_position) = match manifest_log::load(storage, data_dir)? {
+        Some(loaded) => loaded,
         None => {
             refuse_lost_manifest(data_dir, storage)?;
-            Manifest::default()
+            (Manifest::default(), LogPosition::default())
         }
     };
+    // A bucket written from another data directory: its `covered_lsn`
+    // counts in that directory's WAL, so none of this one's is covered.
+    // The next manifest write records this one as the owner.
+    if storage.bucket().is_some() && manifest.wal_owner.as_deref() != storage.wal_owner() {
+        manifest.covered_lsn = 0;
+        manifest.wal_owner = storage.wal_owner().map(str::to_string);
+    }
     // A bucket's files are checked when read: a listing per open would
     // cost O(files) requests.
     let local_files = match storage {
@@ -107,6 +120,7 @@ pub(crate) fn recover(
     let mut buffer = Buffer::default();
     let mut replay = wal::replay(&wal::wal_dir(data_dir), manifest.covered_lsn)?;
     let mut next_lsn = manifest.covered_lsn + 1;
+    let mut deleted_runs = Vec::new();
     for record in std::mem::take(&mut replay.records) {
         next_lsn = next_lsn.max(record.lsn + 1);
         if record.lsn <= manifest.covered_lsn {
@@ -122,7 +136,12 @@ pub(crate) fn recover(
         })?;
         // The rules the live path admitted this record by, applied again.
         match rules.admit(decoded) {
-            Ok(change) => change.apply_to(&mut buffer),
+            Ok(change) => {
+                if let Change::RunDeleted(run_id) = &change {
+                    deleted_runs.push(run_id.clone());
+                }
+                change.apply_to(&mut buffer)
+            }
             Err(Refusal::Repeat) => {}
             Err(Refusal::Refused(error)) => {
                 tracing::warn!(lsn, %error, "a logged record is refused on replay and skipped");
@@ -131,10 +150,12 @@ pub(crate) fn recover(
     }
     Ok(Recovered {
         manifest,
+        log_position,
         rules,
         buffer,
         replay,
         next_lsn,
+        deleted_runs,
     })
 }
 

@@ -24,8 +24,10 @@ use steplake_core::RunInfo;
 
 use crate::files::{self, checksum, data_files_dir, parquet_files};
 use crate::lock::lock_data_dir;
+use crate::manifest_log;
 use crate::partial_files::partial_dir;
 use crate::provenance::Provenance;
+use crate::storage::Storage;
 use crate::{now_us, DataFile, Manifest, SeriesRange, StoreError, Table, WriterState};
 
 /// What [`repair_manifest`] rebuilt.
@@ -50,11 +52,11 @@ pub struct RepairReport {
     pub damaged_manifest: Option<PathBuf>,
 }
 
-/// Rebuilds `manifest.json` of `data_dir` from its data files.
+/// Rebuilds the manifest of `data_dir` from its data files.
 ///
 /// Refuses when a valid manifest is there (nothing to repair) or another
-/// process holds the directory. A manifest that does not load is kept as
-/// `manifest.json.damaged`.
+/// process holds the directory. A manifest that does not load is moved
+/// aside to `manifest.damaged-TIME`.
 pub fn repair_manifest(data_dir: &Path) -> Result<RepairReport, StoreError> {
     let _lock = lock_data_dir(data_dir)?;
     let mut report = RepairReport::default();
@@ -63,17 +65,12 @@ pub fn repair_manifest(data_dir: &Path) -> Result<RepairReport, StoreError> {
             Ok(_) => {
                 return Err(StoreError::Unavailable {
                     reason: format!(
-                        "{} has a valid manifest.json; there is nothing to repair",
+                        "{} has a valid manifest; there is nothing to repair",
                         data_dir.display()
                     ),
                 })
             }
-            Err(_) => {
-                let from = data_dir.join("manifest.json");
-                let to = data_dir.join("manifest.json.damaged");
-                std::fs::rename(&from, &to).map_err(|e| StoreError::io(&from, e))?;
-                report.damaged_manifest = Some(to);
-            }
+            Err(_) => report.damaged_manifest = Some(manifest_log::set_aside(data_dir)?),
         }
     }
     let mut found: Vec<(DataFile, Option<Provenance>, PathBuf)> = Vec::new();
@@ -123,7 +120,7 @@ pub fn repair_manifest(data_dir: &Path) -> Result<RepairReport, StoreError> {
     report.lost_partial_tensors = std::fs::read_dir(partial_dir(data_dir))
         .map(|d| d.count())
         .unwrap_or(0);
-    manifest.store(data_dir)?;
+    manifest_log::write_new(&Storage::Local, data_dir, &manifest)?;
     Ok(report)
 }
 

@@ -87,6 +87,26 @@ pub(crate) enum Command {
     Flush {
         reply: mpsc::Sender<Result<(), String>>,
     },
+    DeleteRuns {
+        selector: RunSelector,
+        reply: mpsc::Sender<Result<DeletionStarted, StoreError>>,
+    },
+}
+
+/// Which runs [`Store::delete_runs`](crate::Store::delete_runs) deletes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunSelector {
+    /// The run with this id.
+    Run(String),
+    /// Every run of this project.
+    Project(String),
+}
+
+/// A deletion logged and applied: the runs it deleted, and the flush that
+/// rewrites their files, to wait for.
+pub(crate) struct DeletionStarted {
+    pub(crate) runs: Vec<String>,
+    pub(crate) flushed: mpsc::Receiver<Result<(), String>>,
 }
 
 /// A request in the group being appended, waiting for the append: what the
@@ -110,6 +130,11 @@ pub(crate) enum Effect {
         run: RunInfo,
         resumed: bool,
         reply: RunReply,
+    },
+    /// Logged deletion records of these runs.
+    Delete {
+        runs: Vec<RunInfo>,
+        reply: mpsc::Sender<Result<DeletionStarted, StoreError>>,
     },
 }
 
@@ -150,6 +175,9 @@ impl Effect {
                     let _ = r.send(Err(err()));
                 }
             },
+            Effect::Delete { reply, .. } => {
+                let _ = reply.send(Err(err()));
+            }
         }
     }
 }
@@ -170,6 +198,9 @@ pub(crate) fn reject(command: Command, reason: &str) {
         }
         Command::Flush { reply } => {
             let _ = reply.send(Err(reason.to_string()));
+        }
+        Command::DeleteRuns { reply, .. } => {
+            let _ = reply.send(Err(err()));
         }
     }
 }

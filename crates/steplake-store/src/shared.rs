@@ -3,15 +3,17 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use steplake_codec::Codec;
 use steplake_core::RunInfo;
 
+use crate::manifest_change::ManifestChange;
+use crate::manifest_log::ManifestLog;
 use crate::storage::Storage;
 use crate::CompactionPolicy;
-use crate::{random_id, Buffer, Manifest, StoreStats};
+use crate::{random_id, Buffer, Manifest, StoreError, StoreStats};
 
 pub(crate) struct Frozen {
     pub(crate) file_id: u64,
@@ -44,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) incarnation: String,
     /// Where flushed files and the manifest live.
     pub(crate) storage: Storage,
+    /// How the manifest is written there.
+    pub(crate) manifest_log: ManifestLog,
     /// When the flusher merges small files.
     pub(crate) compaction: CompactionPolicy,
     /// Ids of the data files checked whole since the open.
@@ -55,6 +59,7 @@ impl Shared {
         Shared {
             data_dir,
             storage,
+            manifest_log: ManifestLog::default(),
             compaction: CompactionPolicy::default(),
             codec,
             incarnation: random_id(),
@@ -77,6 +82,26 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(&file_id)
+    }
+
+    /// Makes `next` the durable manifest, writing only what it changes of
+    /// the one readers see now. Called on the flusher thread only (the one
+    /// thread that changes the manifest), which then publishes `next`.
+    pub(crate) fn store_manifest(&self, next: &Manifest) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let change = ManifestChange::between(&read_state(self).manifest, next);
+        let checkpointed = self
+            .manifest_log
+            .append(&self.storage, &self.data_dir, change, next)?;
+        let stats = &self.stats;
+        stats.manifest_writes.fetch_add(1, Ordering::Relaxed);
+        stats
+            .manifest_write_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        if checkpointed {
+            stats.manifest_checkpoints.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// A file with this id replaced the one checked (compaction).
@@ -112,6 +137,14 @@ impl Shared {
                 .unwrap_or_else(|p| p.into_inner());
         }
         *pending += 1;
+    }
+
+    /// Flush jobs waiting for the flusher.
+    pub(crate) fn flushes_pending(&self) -> usize {
+        *self
+            .pending_flushes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn release_flush_slot(&self) {

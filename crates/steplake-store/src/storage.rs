@@ -3,19 +3,19 @@
 //! in the data directory either way.
 //!
 //! With a bucket, a flush writes each file locally (as without one), uploads
-//! it, then writes the manifest to the bucket conditionally (If-Match the
-//! version this server wrote last, If-None-Match for the first), and only
-//! then deletes the local copies and the WAL segments the manifest covers.
-//! A manifest changed by anyone else fails the condition: this server is
-//! fenced off ([`StoreError::Fenced`]) instead of overwriting it.
+//! it, then appends to the manifest log in the bucket, and only then deletes
+//! the local copies and the WAL segments the manifest covers. Log entries
+//! are created only if absent (If-None-Match; a hard link on a local disk),
+//! so a server whose next version someone else wrote is fenced off
+//! ([`StoreError::Fenced`]) instead of overwriting it (see `manifest_log`).
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::io::Write;
+use std::path::Path;
 
-use object_store::{PutMode, UpdateVersion};
+use object_store::PutMode;
 
 use crate::bucket::Bucket;
-use crate::manifest::MANIFEST_FILE;
+use crate::wal::sync_dir;
 use crate::{files, random_id, Manifest, StoreError};
 
 /// The file in a data directory that names it, for bucket ownership.
@@ -30,10 +30,8 @@ pub(crate) enum Storage {
     Bucket {
         bucket: Box<Bucket>,
         /// The data directory's id: the owner of the prefix, and of the WAL
-        /// the manifest's `covered_lsn` counts in.
+        /// the manifest's `covered_lsn` counts in (empty when only reading).
         store_id: String,
-        /// The manifest's version as this server last read or wrote it.
-        manifest_version: Mutex<Option<UpdateVersion>>,
     },
 }
 
@@ -46,7 +44,7 @@ impl Storage {
                 url,
                 "use",
                 format!(
-                    "{} already holds a store on the local disk (manifest.json); a data directory keeps its files either locally or in a bucket. Start with a new data directory for the bucket",
+                    "{} already holds a store on the local disk (a manifest); a data directory keeps its files either locally or in a bucket. Start with a new data directory for the bucket",
                     data_dir.display()
                 ),
             ));
@@ -57,7 +55,6 @@ impl Storage {
         Ok(Storage::Bucket {
             bucket: Box::new(bucket),
             store_id,
-            manifest_version: Mutex::new(None),
         })
     }
 
@@ -66,7 +63,6 @@ impl Storage {
         Ok(Storage::Bucket {
             bucket: Box::new(Bucket::open(url)?),
             store_id: String::new(),
-            manifest_version: Mutex::new(None),
         })
     }
 
@@ -87,84 +83,128 @@ impl Storage {
         }
     }
 
-    /// Whether the manifest exists.
-    pub(crate) fn has_manifest(&self, data_dir: &Path) -> Result<bool, StoreError> {
+    /// The id whose WAL a manifest written here counts `covered_lsn` in:
+    /// `None` on a local disk (its own WAL) and when only reading.
+    pub(crate) fn wal_owner(&self) -> Option<&str> {
         match self {
-            Storage::Local => Ok(Manifest::exists(data_dir)),
-            Storage::Bucket { bucket, .. } => bucket.exists(MANIFEST_FILE),
+            Storage::Bucket { store_id, .. } if !store_id.is_empty() => Some(store_id),
+            _ => None,
         }
     }
 
-    /// The manifest, or `None` when there is none yet. From a bucket, a
-    /// manifest whose `covered_lsn` counts in another data directory's WAL
-    /// covers nothing of this one's (`covered_lsn` 0).
-    pub(crate) fn load_manifest(&self, data_dir: &Path) -> Result<Option<Manifest>, StoreError> {
-        match self {
-            Storage::Local => {
-                if !Manifest::exists(data_dir) {
-                    return Ok(None);
-                }
-                Manifest::load(data_dir).map(Some)
-            }
-            Storage::Bucket {
-                bucket,
-                store_id,
-                manifest_version,
-            } => {
-                let Some((bytes, version)) = bucket.get(MANIFEST_FILE)? else {
-                    return Ok(None);
-                };
-                let mut manifest =
-                    Manifest::from_json(&bytes, &PathBuf::from(bucket.file_url(MANIFEST_FILE)))?;
-                if manifest.wal_owner.as_deref() != Some(store_id.as_str()) {
-                    manifest.covered_lsn = 0;
-                }
-                *manifest_version.lock().unwrap_or_else(|p| p.into_inner()) = Some(version);
-                Ok(Some(manifest))
-            }
-        }
-    }
-
-    /// Makes `manifest` the durable one.
-    pub(crate) fn store_manifest(
+    /// The object at `relative`, or `None` when absent.
+    pub(crate) fn read(
         &self,
         data_dir: &Path,
-        manifest: &Manifest,
-    ) -> Result<(), StoreError> {
-        let Storage::Bucket {
-            bucket,
-            store_id,
-            manifest_version,
-        } = self
-        else {
-            return manifest.store(data_dir);
-        };
-        let mut manifest = manifest.clone();
-        manifest.wal_owner = Some(store_id.clone());
-        let url = bucket.file_url(MANIFEST_FILE);
-        let bytes = manifest.to_json(&PathBuf::from(&url))?;
-        let mut version = manifest_version.lock().unwrap_or_else(|p| p.into_inner());
-        let mode = match version.clone() {
-            Some(v) => PutMode::Update(v),
-            None => PutMode::Create,
-        };
-        match bucket.put(MANIFEST_FILE, bytes.clone(), mode)? {
-            Ok(new_version) => {
-                *version = Some(new_version);
-                Ok(())
-            }
-            Err(failed) => match bucket.get(MANIFEST_FILE)? {
-                // Our own write, whose reply was lost before a retry.
-                Some((current, current_version)) if current == bytes => {
-                    *version = Some(current_version);
-                    Ok(())
+        relative: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Storage::Local => {
+                let path = data_dir.join(relative);
+                match std::fs::read(&path) {
+                    Ok(bytes) => Ok(Some(bytes)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(StoreError::io(&path, e)),
                 }
-                _ => Err(StoreError::Fenced {
-                    url,
-                    reason: failed.to_string(),
-                }),
-            },
+            }
+            Storage::Bucket { bucket, .. } => Ok(bucket.get(relative)?.map(|(b, _)| b.to_vec())),
         }
+    }
+
+    /// Writes `bytes` to `relative` only if nothing is there yet, durably
+    /// and whole or not at all; `false` when something already was.
+    pub(crate) fn create(
+        &self,
+        data_dir: &Path,
+        relative: &str,
+        bytes: Vec<u8>,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Storage::Local => {
+                let path = data_dir.join(relative);
+                let tmp = write_temporary(&path, &bytes)?;
+                // A hard link, unlike a rename, fails when the name is taken.
+                let linked = std::fs::hard_link(&tmp, &path);
+                let _ = std::fs::remove_file(&tmp);
+                match linked {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+                    Err(e) => return Err(StoreError::io(&path, e)),
+                }
+                sync_parent(&path)?;
+                Ok(true)
+            }
+            Storage::Bucket { bucket, .. } => {
+                Ok(bucket.put(relative, bytes, PutMode::Create)?.is_ok())
+            }
+        }
+    }
+
+    /// Replaces whatever is at `relative` with `bytes`, atomically.
+    pub(crate) fn overwrite(
+        &self,
+        data_dir: &Path,
+        relative: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Storage::Local => {
+                let path = data_dir.join(relative);
+                let tmp = write_temporary(&path, &bytes)?;
+                std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+                sync_parent(&path)
+            }
+            Storage::Bucket { bucket, .. } => {
+                match bucket.put(relative, bytes, PutMode::Overwrite)? {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(StoreError::bucket(&bucket.file_url(relative), "write", e)),
+                }
+            }
+        }
+    }
+
+    /// The objects under the directory `dir` whose paths sort after
+    /// `after` (when given), as paths relative to the root.
+    pub(crate) fn list(
+        &self,
+        data_dir: &Path,
+        dir: &str,
+        after: Option<&str>,
+    ) -> Result<Vec<Listed>, StoreError> {
+        let mut listed = match self {
+            Storage::Local => {
+                let path = data_dir.join(dir);
+                let entries = match std::fs::read_dir(&path) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                    Err(e) => return Err(StoreError::io(&path, e)),
+                };
+                let mut listed = Vec::new();
+                for entry in entries {
+                    let entry = entry.map_err(|e| StoreError::io(&path, e))?;
+                    let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                        continue;
+                    };
+                    let modified_us = entry
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map_or(0, |d| d.as_micros() as i64);
+                    listed.push(Listed {
+                        path: format!("{dir}/{name}"),
+                        modified_us,
+                    });
+                }
+                listed
+            }
+            Storage::Bucket { bucket, .. } => bucket.list(dir, after)?,
+        };
+        if let Some(after) = after {
+            listed.retain(|l| l.path.as_str() > after);
+        }
+        listed.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(listed)
     }
 
     /// Makes the file just written at `relative` durable where it belongs:
@@ -226,6 +266,37 @@ impl Storage {
             } if !store_id.is_empty() => bucket.release(store_id),
             _ => Ok(()),
         }
+    }
+}
+
+/// An object found by [`Storage::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Listed {
+    /// Relative to the root.
+    pub(crate) path: String,
+    /// When it was last written, microseconds since the epoch.
+    pub(crate) modified_us: i64,
+}
+
+/// Writes `bytes` next to `path` under a name no other writer uses, fsynced;
+/// returns that name.
+fn write_temporary(path: &Path, bytes: &[u8]) -> Result<std::path::PathBuf, StoreError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
+    }
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".tmp-{}", random_id()));
+    let tmp = std::path::PathBuf::from(name);
+    let mut f = std::fs::File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| StoreError::io(&tmp, e))?;
+    f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+    Ok(tmp)
+}
+
+fn sync_parent(path: &Path) -> Result<(), StoreError> {
+    match path.parent() {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
     }
 }
 

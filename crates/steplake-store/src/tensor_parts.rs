@@ -196,6 +196,19 @@ impl Assembler {
             .collect()
     }
 
+    /// Drops the tensors of `run_id` still being received (a deleted run).
+    pub(crate) fn drop_run(&mut self, run_id: &str) {
+        let keys: Vec<PartialKey> = self
+            .partials
+            .iter()
+            .filter(|(_, p)| p.part.run_id == run_id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            self.remove(&key);
+        }
+    }
+
     fn remove(&mut self, key: &PartialKey) -> Option<TensorPart> {
         let partial = self.partials.remove(key)?;
         self.bytes -= partial.part.data.len() as u64;

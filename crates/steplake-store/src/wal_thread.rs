@@ -8,12 +8,12 @@ use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use steplake_core::{RunInfo, RUN_STATUS_RUNNING};
+use steplake_core::{RunInfo, RUN_STATUS_DELETED, RUN_STATUS_RUNNING};
 use tokio::sync::oneshot;
 
 use crate::apply::{Change, Record, Refusal, WriteRules};
 use crate::flusher::FlushJob;
-use crate::request::{reject, Command, Effect, RunReply};
+use crate::request::{reject, Command, DeletionStarted, Effect, RunReply, RunSelector};
 use crate::shared::{read_state, write_state, Frozen, Shared};
 use crate::wal::{frame_record, frame_record_with_crc, FsyncPolicy, RecordKind, WalWriter};
 use crate::{now_us, random_id, CreateRun, StoreError, StoreOptions, TensorPart, WriteAck};
@@ -29,6 +29,12 @@ pub(crate) struct WalThread {
     pub(crate) buffer_started: Option<Instant>,
     pub(crate) options: StoreOptions,
     pub(crate) flush_tx: mpsc::Sender<FlushJob>,
+    /// Runs deleted since the last freeze: the next flush drops their rows
+    /// from every listed file (recovery hands over those deleted in the
+    /// WAL past the manifest).
+    pub(crate) deleted_runs: Vec<String>,
+    /// Deletions waiting for that flush.
+    pub(crate) deletion_replies: Vec<mpsc::Sender<Result<(), String>>>,
 }
 
 /// The requests of one group framed so far, and their effects.
@@ -68,9 +74,29 @@ impl Pending {
         self.runs.insert(run.run_id.clone(), run.clone());
     }
 
-    /// A run as this group leaves it so far.
+    /// A run as this group leaves it so far (`None` once deleted).
     fn run<'a>(&'a self, rules: &'a WriteRules, run_id: &str) -> Option<&'a RunInfo> {
-        self.runs.get(run_id).or_else(|| rules.runs.get(run_id))
+        match self.runs.get(run_id) {
+            Some(run) => (run.status != RUN_STATUS_DELETED).then_some(run),
+            None => rules.runs.get(run_id),
+        }
+    }
+
+    /// The runs `selector` names as this group leaves them so far.
+    fn select(&self, rules: &WriteRules, selector: &RunSelector) -> Vec<RunInfo> {
+        match selector {
+            RunSelector::Run(id) => self.run(rules, id).cloned().into_iter().collect(),
+            RunSelector::Project(project) => {
+                let mut ids: Vec<&String> = rules.runs.keys().chain(self.runs.keys()).collect();
+                ids.sort();
+                ids.dedup();
+                ids.into_iter()
+                    .filter_map(|id| self.run(rules, id))
+                    .filter(|run| &run.project == project)
+                    .cloned()
+                    .collect()
+            }
+        }
     }
 }
 
@@ -81,6 +107,10 @@ enum Reply {
         Result<WriteAck, StoreError>,
     ),
     Run(RunInfo, bool, RunReply),
+    Deleted(
+        Vec<String>,
+        mpsc::Sender<Result<DeletionStarted, StoreError>>,
+    ),
 }
 
 /// Most requests grouped into one append.
@@ -161,6 +191,7 @@ impl WalThread {
                 }
             }
         }
+        flushes.append(&mut self.deletion_replies);
         let forced = (!flushes.is_empty()).then_some(flushes);
         self.freeze_if_due(forced);
     }
@@ -284,6 +315,29 @@ impl WalThread {
                 })
             }
             Command::Flush { .. } => None,
+            Command::DeleteRuns { selector, reply } => {
+                let runs = pending.select(&self.rules, &selector);
+                if runs.is_empty() {
+                    let what = match selector {
+                        RunSelector::Run(id) => format!("run {id:?}"),
+                        RunSelector::Project(p) => format!("a run of project {p:?}"),
+                    };
+                    let _ = reply.send(Err(StoreError::NothingToDelete { what }));
+                    return None;
+                }
+                let runs: Vec<RunInfo> = runs
+                    .into_iter()
+                    .map(|run| RunInfo {
+                        status: RUN_STATUS_DELETED.into(),
+                        ended_at_us: Some(now_us()),
+                        ..run
+                    })
+                    .collect();
+                for run in &runs {
+                    pending.log_run(&mut self.wal, run);
+                }
+                Some(Effect::Delete { runs, reply })
+            }
         }
     }
 
@@ -370,13 +424,31 @@ impl WalThread {
                     let _ = self.rules.admit(Record::Run(run.clone()));
                     replies.push(Reply::Run(run, resumed, reply));
                 }
+                Effect::Delete { runs, reply } => {
+                    let mut ids = Vec::new();
+                    for run in runs {
+                        ids.push(run.run_id.clone());
+                        if let Ok(change) = self.rules.admit(Record::Run(run)) {
+                            changes.push(change);
+                        }
+                    }
+                    replies.push(Reply::Deleted(ids, reply));
+                }
             }
         }
         {
             let mut state = write_state(&self.shared);
             for reply in &replies {
-                if let Reply::Run(run, ..) = reply {
-                    state.runs.insert(run.run_id.clone(), run.clone());
+                match reply {
+                    Reply::Run(run, ..) => {
+                        state.runs.insert(run.run_id.clone(), run.clone());
+                    }
+                    Reply::Deleted(ids, _) => {
+                        for id in ids {
+                            state.runs.remove(id);
+                        }
+                    }
+                    Reply::Write(..) => {}
                 }
             }
             for change in changes {
@@ -389,7 +461,7 @@ impl WalThread {
                         !batch.is_empty()
                     }
                     Change::Tensor { complete, .. } => complete.is_some(),
-                    Change::Run => false,
+                    Change::Run | Change::RunDeleted(_) => false,
                 };
                 if readable && self.buffer_started.is_none() {
                     self.buffer_started = Some(Instant::now());
@@ -413,6 +485,13 @@ impl WalThread {
                 }
                 Reply::Run(run, _, RunReply::Finished(r)) => {
                     let _ = r.send(Ok(run));
+                }
+                Reply::Deleted(runs, reply) => {
+                    // Answered by the flush that drops their files' rows.
+                    let (done, flushed) = mpsc::channel();
+                    self.deleted_runs.extend(runs.iter().cloned());
+                    self.deletion_replies.push(done);
+                    let _ = reply.send(Ok(DeletionStarted { runs, flushed }));
                 }
             }
         }
@@ -470,6 +549,7 @@ impl WalThread {
             buffer,
             covered_lsn,
             runs: self.rules.runs.clone(),
+            deleted_runs: std::mem::take(&mut self.deleted_runs),
             writers: self
                 .rules
                 .writers

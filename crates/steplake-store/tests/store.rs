@@ -215,13 +215,13 @@ fn a_lost_manifest_stops_start_up_and_deletes_nothing() {
     let dir = flushed_directory(100);
     let files = steplake_store::files::parquet_files(&dir.path().join("data"));
     assert_eq!(files.len(), 1);
-    std::fs::remove_file(dir.path().join("manifest.json")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("manifest")).unwrap();
     let err = Store::open(dir.path(), StoreOptions::default())
         .err()
         .expect("refused");
     let message = err.to_string();
     assert!(
-        message.contains("no manifest.json") && message.contains("1 Parquet files"),
+        message.contains("no manifest") && message.contains("1 Parquet files"),
         "{message}"
     );
     assert!(
@@ -343,4 +343,63 @@ fn sequences_must_follow_each_other_and_start_at_one() {
     let ack = block_on(store.write_scalars("w", 1, "r", batch(0..10))).unwrap();
     assert!(ack.duplicate);
     assert_eq!(rows(&store), 10);
+}
+
+/// Size of each manifest change entry (`manifest/NNN.json`) on disk.
+fn change_entry_sizes(dir: &std::path::Path) -> Vec<u64> {
+    let mut entries: Vec<(String, u64)> = std::fs::read_dir(dir.join("manifest"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, e.metadata().unwrap().len())
+        })
+        .filter(|(name, _)| name.len() == 25 && name.ends_with(".json"))
+        .collect();
+    entries.sort();
+    entries.into_iter().map(|(_, len)| len).collect()
+}
+
+#[test]
+fn a_flush_writes_what_it_changed_of_the_manifest_not_all_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        compaction: steplake_store::CompactionPolicy {
+            min_files: 0,
+            ..Default::default()
+        },
+        manifest: steplake_store::ManifestPolicy {
+            checkpoint_every: 1000,
+            ..Default::default()
+        },
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir.path(), options.clone()).unwrap();
+    create(&store);
+    for seq in 1..=40u64 {
+        let first = (seq as i64 - 1) * 10;
+        block_on(store.write_scalars("w", seq, "r", batch(first..first + 10))).unwrap();
+        store.flush().unwrap();
+    }
+    let sizes = change_entry_sizes(dir.path());
+    assert_eq!(
+        sizes.len(),
+        39,
+        "the first write is a checkpoint, each later one a change"
+    );
+    // The 40th flush's change names one file, like the 2nd flush's, while
+    // the manifest lists 40 files.
+    let (second, last) = (sizes[0], sizes[sizes.len() - 1]);
+    assert!(
+        last <= second + 16,
+        "a change grew with the file count: {second} then {last} bytes"
+    );
+    drop(store);
+    let store = Store::open(dir.path(), options).unwrap();
+    let counts = store.data_file_counts();
+    assert_eq!(
+        counts.get("scalars"),
+        Some(&40),
+        "start-up replays every change"
+    );
 }
