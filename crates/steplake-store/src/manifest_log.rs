@@ -144,10 +144,7 @@ impl Manifest {
     /// Whether `data_dir` holds a manifest (a log, or the single file of
     /// older versions).
     pub fn exists(data_dir: &Path) -> bool {
-        data_dir.join(LEGACY_MANIFEST).exists()
-            || Storage::Local
-                .list(data_dir, MANIFEST_DIR, None)
-                .is_ok_and(|listed| listed.iter().any(|l| parse_entry(&l.path).is_some()))
+        exists(&Storage::Local, data_dir).unwrap_or(false)
     }
 
     /// Loads the manifest of `data_dir`; an empty one when there is none yet.
