@@ -9,8 +9,9 @@
 //!    in a higher size tier than the first, together at most the target
 //!    size (size-tiered: a merged file is not rewritten at every later
 //!    merge);
-//! 2. read them, keep the latest write of each (run, name, step) (the row of
-//!    the file with the larger id), sort by (run, name, step);
+//! 2. read them and merge their sorted rows ([`merge`]), keeping the latest
+//!    write of each (run, name, step) (the row of the file with the larger
+//!    id);
 //! 3. write one file with the largest id of the run (so it stays older than
 //!    every file after the run and newer than every file before it) under a
 //!    new name, and publish it (upload it to a bucket);
@@ -25,15 +26,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, UInt64Array};
-use arrow::compute::{concat_batches, lexsort_to_indices, take_record_batch, SortColumn};
+use arrow::compute::concat_batches;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use steplake_core::schema::{scalars_col, scalars_schema};
+use steplake_core::schema::scalars_schema;
 
 use crate::manifest::Garbage;
+use crate::merge;
 use crate::provenance::Provenance;
 use crate::shared::{read_state, write_state, Shared};
 use crate::{files, now_us, DataFile, Manifest, StoreError, Table};
@@ -115,15 +115,15 @@ fn pick(manifest: &Manifest, policy: CompactionPolicy) -> Option<Vec<DataFile>> 
 
 /// The merged file of `run`, written and published but not yet listed.
 fn merge(shared: &Shared, run: &[DataFile]) -> Result<DataFile, StoreError> {
-    let mut batches = Vec::new();
-    let mut versions = Vec::new();
+    let mut inputs = Vec::with_capacity(run.len());
     let mut provenance: Option<Provenance> = None;
-    for (order, file) in run.iter().enumerate() {
+    for file in run {
         let bytes = read_file(shared, &file.path)?;
         let origin =
             std::path::PathBuf::from(shared.storage.root(&shared.data_dir)).join(&file.path);
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .map_err(|e| StoreError::parquet(&origin, e))?;
+            .map_err(|e| StoreError::parquet(&origin, e))?
+            .with_batch_size(merge::OUTPUT_BATCH_ROWS);
         if let Some(p) = builder
             .metadata()
             .file_metadata()
@@ -135,36 +135,35 @@ fn merge(shared: &Shared, run: &[DataFile]) -> Result<DataFile, StoreError> {
                 Some(earlier) => earlier.followed_by(p),
             });
         }
-        for batch in builder
+        let batches = builder
             .build()
             .map_err(|e| StoreError::parquet(&origin, e))?
-        {
-            let batch = batch.map_err(|e| StoreError::corrupt(&origin, 0, e.to_string()))?;
-            versions.push(
-                Arc::new(UInt64Array::from(vec![order as u64; batch.num_rows()])) as ArrayRef,
-            );
-            batches.push(batch);
-        }
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::corrupt(&origin, 0, e.to_string()))?;
+        inputs.push(
+            concat_batches(&scalars_schema(), &batches)
+                .map_err(|e| StoreError::corrupt(&origin, 0, e.to_string()))?,
+        );
     }
-    let merged = latest_writes_sorted(&batches, &versions)
+    let merged = merge::merge_latest_writes(&inputs)
         .map_err(|e| StoreError::corrupt(&shared.data_dir, 0, format!("compaction: {e}")))?;
+    drop(inputs);
     let id = run.last().map_or(0, |f| f.id);
     let relative = format!("data/{}", files::compacted_file_name(Table::Scalars, id));
     let key_values = provenance.map(|p| p.key_values()).unwrap_or_default();
-    let written = files::write_scalars_file(
-        &shared.data_dir.join(&relative),
-        std::slice::from_ref(&merged),
-        &key_values,
-    )?;
+    let written =
+        files::write_scalars_file(&shared.data_dir.join(&relative), &merged, &key_values)?;
     shared.storage.publish(&shared.data_dir, &relative)?;
     let mut series = Vec::new();
-    files::add_series_ranges(&mut series, &merged)
-        .map_err(|e| StoreError::corrupt(&shared.data_dir, 0, format!("compaction: {e}")))?;
+    for batch in &merged {
+        files::add_series_ranges(&mut series, batch)
+            .map_err(|e| StoreError::corrupt(&shared.data_dir, 0, format!("compaction: {e}")))?;
+    }
     Ok(DataFile {
         table: Table::Scalars,
         id,
         path: relative,
-        rows: merged.num_rows() as u64,
+        rows: merged.iter().map(|b| b.num_rows() as u64).sum(),
         bytes: written.bytes,
         crc32: Some(written.crc32),
         series,
@@ -191,58 +190,6 @@ pub(crate) fn read_file(shared: &Shared, relative: &str) -> Result<Bytes, StoreE
                 )
             }),
     }
-}
-
-/// `batches` as one batch sorted by (run, name, step), keeping of each
-/// (run, name, step) the row with the largest version (the last write).
-fn latest_writes_sorted(
-    batches: &[RecordBatch],
-    versions: &[ArrayRef],
-) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let all = concat_batches(&scalars_schema(), batches)?;
-    let version = arrow::compute::concat(&versions.iter().map(|v| v.as_ref()).collect::<Vec<_>>())?;
-    let key = |column: usize| SortColumn {
-        values: all.column(column).clone(),
-        options: None,
-    };
-    let order = lexsort_to_indices(
-        &[
-            key(scalars_col::RUN_ID),
-            key(scalars_col::NAME),
-            key(scalars_col::STEP),
-            SortColumn {
-                values: version,
-                options: None,
-            },
-        ],
-        None,
-    )?;
-    let sorted = take_record_batch(&all, &order)?;
-    // Of equal (run, name, step), the last row sorted has the largest version.
-    let comparator = arrow::row::RowConverter::new(vec![
-        arrow::row::SortField::new(
-            sorted
-                .schema()
-                .field(scalars_col::RUN_ID)
-                .data_type()
-                .clone(),
-        ),
-        arrow::row::SortField::new(sorted.schema().field(scalars_col::NAME).data_type().clone()),
-        arrow::row::SortField::new(arrow::datatypes::DataType::Int64),
-    ])?;
-    let rows = comparator.convert_columns(&[
-        sorted.column(scalars_col::RUN_ID).clone(),
-        sorted.column(scalars_col::NAME).clone(),
-        sorted.column(scalars_col::STEP).clone(),
-    ])?;
-    let keep: Vec<u32> = (0..sorted.num_rows())
-        .filter(|&i| i + 1 == sorted.num_rows() || rows.row(i) != rows.row(i + 1))
-        .map(|i| i as u32)
-        .collect();
-    if keep.len() == sorted.num_rows() {
-        return Ok(sorted);
-    }
-    take_record_batch(&sorted, &arrow::array::UInt32Array::from(keep))
 }
 
 /// Lists `merged` in place of `run`, in one manifest write; the files of

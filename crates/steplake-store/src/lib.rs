@@ -66,6 +66,7 @@ mod lock;
 pub mod manifest;
 mod manifest_change;
 mod manifest_log;
+mod merge;
 mod options;
 mod partial_files;
 mod provenance;
