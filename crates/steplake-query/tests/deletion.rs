@@ -88,6 +88,33 @@ async fn count(store: &Arc<Store>, sql_from: &str) -> i64 {
     batches[0].column(0).as_primitive::<Int64Type>().value(0)
 }
 
+/// Every listed tensors file stores its tensor values compressed, as a
+/// flush wrote them, including one rewritten without a deleted run's rows.
+fn assert_tensor_values_compressed(dir: &std::path::Path) {
+    use datafusion::parquet::basic::Compression;
+    use datafusion::parquet::file::metadata::ParquetMetaDataReader;
+    let manifest = steplake_store::Manifest::load(dir).expect("manifest");
+    for file in &manifest.files {
+        if file.table != steplake_store::Table::Tensors {
+            continue;
+        }
+        let path = dir.join(&file.path);
+        let metadata = ParquetMetaDataReader::new()
+            .parse_and_finish(&std::fs::File::open(&path).expect("open"))
+            .expect("footer");
+        for column in metadata.row_groups().iter().flat_map(|rg| rg.columns()) {
+            if column.column_path().string().starts_with("tensor") {
+                assert!(
+                    !matches!(column.compression(), Compression::UNCOMPRESSED),
+                    "{}: column {} is stored uncompressed",
+                    file.path,
+                    column.column_path().string()
+                );
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_run_leaves_buffer_and_files_and_stays_deleted() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -140,6 +167,7 @@ async fn a_deleted_run_leaves_buffer_and_files_and_stays_deleted() {
     let counts = store.data_file_counts();
     assert_eq!(counts.get("scalars"), Some(&2), "{counts:?}");
     assert_eq!(counts.get("tensors"), Some(&1), "{counts:?}");
+    assert_tensor_values_compressed(dir.path());
     let refused = store.write_scalars("wa", 4, "a", batch(300, 1)).await;
     assert!(
         matches!(refused, Err(StoreError::RunNotFound { .. })),

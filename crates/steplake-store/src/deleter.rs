@@ -95,7 +95,7 @@ fn rewrite_without(
     let relative = format!("data/{}", files::compacted_file_name(file.table, file.id));
     let properties = match file.table {
         Table::Scalars => files::scalars_writer_properties(),
-        Table::Tensors => tensor_files::tensors_writer_properties(),
+        Table::Tensors => tensor_files::tensors_rewrite_properties(),
     };
     let written = files::write_batches_file(
         &shared.data_dir.join(&relative),

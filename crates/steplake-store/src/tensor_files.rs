@@ -59,8 +59,22 @@ fn element_path(column: &str) -> ColumnPath {
     ColumnPath::from(vec![column.to_string(), "list".into(), "element".into()])
 }
 
-/// Writer settings for `tensors` files.
+/// Writer settings for `tensors` files whose value pages are compressed by
+/// steplake-codec ([`write_tensors_file`]).
 pub fn tensors_writer_properties() -> WriterProperties {
+    tensor_properties(Compression::UNCOMPRESSED)
+}
+
+/// Writer settings for `tensors` files written from decoded rows by
+/// parquet's own Arrow writer (a file rewritten without some of its rows):
+/// value pages in the same encodings, compressed by parquet's zstd.
+pub fn tensors_rewrite_properties() -> WriterProperties {
+    tensor_properties(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+}
+
+/// Writer settings for `tensors` files, with value pages compressed as
+/// `values` says.
+fn tensor_properties(values: Compression) -> WriterProperties {
     let zstd = ZstdLevel::try_new(1).unwrap_or_default();
     let mut builder = WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_2_0)
@@ -81,8 +95,8 @@ pub fn tensors_writer_properties() -> WriterProperties {
         };
         builder = builder
             .set_column_encoding(element_path(column), encoding)
-            // Pages reach CodecPageWriter uncompressed; it compresses them.
-            .set_column_compression(element_path(column), Compression::UNCOMPRESSED)
+            // UNCOMPRESSED when pages reach CodecPageWriter, which compresses them.
+            .set_column_compression(element_path(column), values)
             // Per-value statistics of whole tensors cost more than they save.
             .set_column_statistics_enabled(element_path(column), EnabledStatistics::None);
     }
