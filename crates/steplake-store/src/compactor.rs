@@ -1,17 +1,19 @@
-//! Compaction: merges runs of small `scalars` files into one sorted file, so
-//! that a long run leaves a few large files instead of one per flush.
+//! Compaction: merges runs of small data files into one, so that a long run
+//! leaves a few large files instead of one per flush (per table).
 //!
 //! It runs on the flusher thread after a flush, so it is the only writer of
-//! the manifest besides the flush itself and never races it. One pass:
+//! the manifest besides the flush itself and never races it. One pass, for
+//! the `scalars` files and then the `tensors` files:
 //!
 //! 1. pick the oldest run of [`CompactionPolicy::min_files`] consecutive
-//!    `scalars` files (in id order), each smaller than the target and none
-//!    in a higher size tier than the first, together at most the target
-//!    size (size-tiered: a merged file is not rewritten at every later
-//!    merge);
-//! 2. read them and merge their sorted rows ([`merge`]), keeping the latest
-//!    write of each (run, name, step) (the row of the file with the larger
-//!    id);
+//!    files of the table (in id order), each smaller than the target and
+//!    none in a higher size tier than the first, together at most the
+//!    target size (size-tiered: a merged file is not rewritten at every
+//!    later merge);
+//! 2. merge them, keeping the latest write of each (run, name, step) (the
+//!    row of the file with the larger id): scalars files by merging their
+//!    sorted rows ([`merge`]), tensors files by copying their row groups'
+//!    bytes ([`tensor_merge`]);
 //! 3. write one file with the largest id of the run (so it stays older than
 //!    every file after the run and newer than every file before it) under a
 //!    new name, and publish it (upload it to a bucket);
@@ -32,11 +34,13 @@ use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use steplake_core::schema::scalars_schema;
 
+use crate::files::Written;
 use crate::manifest::Garbage;
 use crate::merge;
 use crate::provenance::Provenance;
 use crate::shared::{read_state, write_state, Shared};
-use crate::{files, now_us, DataFile, Manifest, StoreError, Table};
+use crate::tensor_merge::{self, TensorInput};
+use crate::{files, now_us, DataFile, Manifest, SeriesRange, StoreError, Table};
 
 /// When files are compacted.
 #[derive(Debug, Clone, Copy)]
@@ -64,13 +68,17 @@ const GARBAGE_GRACE_US: i64 = 10 * 60 * 1_000_000;
 /// One compaction pass, if one is due; returns whether files were merged.
 pub(crate) fn compact_if_due(shared: &Shared) -> Result<bool, StoreError> {
     delete_garbage(shared, now_us() - GARBAGE_GRACE_US)?;
-    let picked = pick(&read_state(shared).manifest, shared.compaction);
-    let Some(run) = picked else {
-        return Ok(false);
-    };
-    let merged = merge(shared, &run)?;
-    swap(shared, &run, merged)?;
-    Ok(true)
+    let mut merged_any = false;
+    for table in [Table::Scalars, Table::Tensors] {
+        let picked = pick(&read_state(shared).manifest, table, shared.compaction);
+        let Some(run) = picked else {
+            continue;
+        };
+        let merged = merge(shared, table, &run)?;
+        swap(shared, &run, merged)?;
+        merged_any = true;
+    }
+    Ok(merged_any)
 }
 
 /// A file's size tier: sizes within a factor of `min_files` of each other
@@ -79,18 +87,18 @@ fn tier(bytes: u64, min_files: usize) -> u32 {
     ((bytes.max(1) as f64).ln() / (min_files.max(2) as f64).ln()).floor() as u32
 }
 
-/// The oldest run of `min_files` consecutive small scalars files worth
+/// The oldest run of `min_files` consecutive small files of `table` worth
 /// merging: none after the first is in a higher size tier than it, so a
 /// large merged file is not rewritten by every later merge of small ones
 /// (each byte is rewritten about `min_files` times per tier, not once per
 /// flush), and together they stay within the target.
-fn pick(manifest: &Manifest, policy: CompactionPolicy) -> Option<Vec<DataFile>> {
+fn pick(manifest: &Manifest, table: Table, policy: CompactionPolicy) -> Option<Vec<DataFile>> {
     if policy.min_files < 2 {
         return None;
     }
     let mut run: Vec<DataFile> = Vec::new();
     let mut bytes = 0;
-    for file in manifest.files.iter().filter(|f| f.table == Table::Scalars) {
+    for file in manifest.files.iter().filter(|f| f.table == table) {
         let small = file.bytes < policy.target_bytes;
         let fits_tier = run.first().is_none_or(|first| {
             tier(file.bytes, policy.min_files) <= tier(first.bytes, policy.min_files)
@@ -113,28 +121,65 @@ fn pick(manifest: &Manifest, policy: CompactionPolicy) -> Option<Vec<DataFile>> 
     None
 }
 
-/// The merged file of `run`, written and published but not yet listed.
-fn merge(shared: &Shared, run: &[DataFile]) -> Result<DataFile, StoreError> {
+/// The merged file of `run` (files of `table`), written and published but
+/// not yet listed.
+fn merge(shared: &Shared, table: Table, run: &[DataFile]) -> Result<DataFile, StoreError> {
+    let id = run.last().map_or(0, |f| f.id);
+    let relative = format!("data/{}", files::compacted_file_name(table, id));
+    let path = shared.data_dir.join(&relative);
+    let (written, rows, series) = match table {
+        Table::Scalars => merge_scalars(shared, run, &path)?,
+        Table::Tensors => {
+            let mut inputs = Vec::with_capacity(run.len());
+            for file in run {
+                inputs.push(TensorInput {
+                    origin: std::path::PathBuf::from(shared.root()).join(&file.path),
+                    bytes: read_file(shared, &file.path)?,
+                });
+            }
+            let merged = tensor_merge::merge_tensor_files(&path, &inputs)?;
+            tracing::debug!(
+                copied = merged.copied_row_groups,
+                rewritten = merged.rewritten_row_groups,
+                "merged tensor files"
+            );
+            (merged.written, merged.rows, merged.series)
+        }
+    };
+    shared.storage.publish(&shared.data_dir, &relative)?;
+    Ok(DataFile {
+        table,
+        id,
+        path: relative,
+        rows,
+        bytes: written.bytes,
+        crc32: Some(written.crc32),
+        series,
+    })
+}
+
+/// Merges the scalars files of `run` into the file `path`; returns what was
+/// written, its rows and its series.
+fn merge_scalars(
+    shared: &Shared,
+    run: &[DataFile],
+    path: &std::path::Path,
+) -> Result<(Written, u64, Vec<SeriesRange>), StoreError> {
     let mut inputs = Vec::with_capacity(run.len());
-    let mut provenance: Option<Provenance> = None;
+    let mut key_values = Vec::with_capacity(run.len());
     for file in run {
         let bytes = read_file(shared, &file.path)?;
-        let origin =
-            std::path::PathBuf::from(shared.storage.root(&shared.data_dir)).join(&file.path);
+        let origin = std::path::PathBuf::from(shared.root()).join(&file.path);
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .map_err(|e| StoreError::parquet(&origin, e))?
             .with_batch_size(merge::OUTPUT_BATCH_ROWS);
-        if let Some(p) = builder
-            .metadata()
-            .file_metadata()
-            .key_value_metadata()
-            .and_then(|kv| Provenance::from_key_values(kv))
-        {
-            provenance = Some(match provenance {
-                None => p,
-                Some(earlier) => earlier.followed_by(p),
-            });
-        }
+        key_values.push(
+            builder
+                .metadata()
+                .file_metadata()
+                .key_value_metadata()
+                .cloned(),
+        );
         let batches = builder
             .build()
             .map_err(|e| StoreError::parquet(&origin, e))?
@@ -148,26 +193,15 @@ fn merge(shared: &Shared, run: &[DataFile]) -> Result<DataFile, StoreError> {
     let merged = merge::merge_latest_writes(&inputs)
         .map_err(|e| StoreError::corrupt(&shared.data_dir, 0, format!("compaction: {e}")))?;
     drop(inputs);
-    let id = run.last().map_or(0, |f| f.id);
-    let relative = format!("data/{}", files::compacted_file_name(Table::Scalars, id));
-    let key_values = provenance.map(|p| p.key_values()).unwrap_or_default();
-    let written =
-        files::write_scalars_file(&shared.data_dir.join(&relative), &merged, &key_values)?;
-    shared.storage.publish(&shared.data_dir, &relative)?;
+    let key_values = Provenance::merged_key_values(key_values.iter().map(|kv| kv.as_deref()));
+    let written = files::write_scalars_file(path, &merged, &key_values)?;
     let mut series = Vec::new();
     for batch in &merged {
         files::add_series_ranges(&mut series, batch)
             .map_err(|e| StoreError::corrupt(&shared.data_dir, 0, format!("compaction: {e}")))?;
     }
-    Ok(DataFile {
-        table: Table::Scalars,
-        id,
-        path: relative,
-        rows: merged.iter().map(|b| b.num_rows() as u64).sum(),
-        bytes: written.bytes,
-        crc32: Some(written.crc32),
-        series,
-    })
+    let rows = merged.iter().map(|b| b.num_rows() as u64).sum();
+    Ok((written, rows, series))
 }
 
 /// The bytes of a listed data file, from the data directory or the bucket.
@@ -308,7 +342,7 @@ mod tests {
             min_files: 4,
             target_bytes: 1 << 20,
         };
-        pick(&files(sizes), policy).map(|run| run.iter().map(|f| f.bytes).collect())
+        pick(&files(sizes), Table::Scalars, policy).map(|run| run.iter().map(|f| f.bytes).collect())
     }
 
     #[test]

@@ -250,6 +250,49 @@ pub fn remove_temporary_files(dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The (run_id, name, step) columns of a batch read from a data file (of
+/// either table), run and name as plain strings whatever their encoding.
+pub(crate) struct KeyColumns {
+    runs: arrow::array::StringArray,
+    names: arrow::array::StringArray,
+    steps: arrow::array::Int64Array,
+}
+
+impl KeyColumns {
+    /// The key columns of `batch`, or what is wrong with them.
+    pub(crate) fn of(batch: &RecordBatch) -> Result<KeyColumns, String> {
+        use arrow::array::AsArray;
+        use arrow::datatypes::{DataType, Int64Type};
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| format!("it has no {name} column"))
+        };
+        let text = |name: &str| {
+            arrow::compute::cast(column(name)?, &DataType::Utf8)
+                .map(|c| c.as_string::<i32>().clone())
+                .map_err(|e| e.to_string())
+        };
+        Ok(KeyColumns {
+            runs: text("run_id")?,
+            names: text("name")?,
+            steps: column("step")?
+                .as_primitive_opt::<Int64Type>()
+                .ok_or("its step column is not 64-bit integers")?
+                .clone(),
+        })
+    }
+
+    /// (run, name, step) of `row`.
+    pub(crate) fn get(&self, row: usize) -> (&str, &str, i64) {
+        (
+            self.runs.value(row),
+            self.names.value(row),
+            self.steps.value(row),
+        )
+    }
+}
+
 /// Extends `ranges` with the per-series step ranges of `batch`, whose rows
 /// (run_id, name, step) come sorted by series: a series continuing from the
 /// previous batch extends its range.
@@ -257,24 +300,9 @@ pub(crate) fn add_series_ranges(
     ranges: &mut Vec<SeriesRange>,
     batch: &RecordBatch,
 ) -> Result<(), String> {
-    use arrow::array::AsArray;
-    use arrow::datatypes::{DataType, Int64Type};
-    let column = |name: &str| {
-        batch
-            .column_by_name(name)
-            .ok_or_else(|| format!("it has no {name} column"))
-    };
-    let runs =
-        arrow::compute::cast(column("run_id")?, &DataType::Utf8).map_err(|e| e.to_string())?;
-    let names =
-        arrow::compute::cast(column("name")?, &DataType::Utf8).map_err(|e| e.to_string())?;
-    let steps = column("step")?;
-    let (runs, names) = (runs.as_string::<i32>(), names.as_string::<i32>());
-    let steps = steps
-        .as_primitive_opt::<Int64Type>()
-        .ok_or("its step column is not 64-bit integers")?;
+    let keys = KeyColumns::of(batch)?;
     for row in 0..batch.num_rows() {
-        let (run, series, step) = (runs.value(row), names.value(row), steps.value(row));
+        let (run, series, step) = keys.get(row);
         match ranges.last_mut() {
             Some(r) if r.run_id == run && r.name == series => {
                 r.min_step = r.min_step.min(step);

@@ -77,6 +77,7 @@ mod request;
 mod shared;
 mod storage;
 pub mod tensor_files;
+mod tensor_merge;
 pub mod tensor_parts;
 pub mod tensor_record;
 mod views;

@@ -121,6 +121,19 @@ impl Provenance {
         }
     }
 
+    /// The key-value metadata of one file merged from files with
+    /// `key_values` (oldest first; `None` for a file without metadata).
+    pub(crate) fn merged_key_values<'a>(
+        key_values: impl IntoIterator<Item = Option<&'a [KeyValue]>>,
+    ) -> Vec<KeyValue> {
+        key_values
+            .into_iter()
+            .filter_map(|kv| kv.and_then(Provenance::from_key_values))
+            .reduce(Provenance::followed_by)
+            .map(|p| p.key_values())
+            .unwrap_or_default()
+    }
+
     /// Read back from a file's key-value metadata; `None` when the file
     /// records none (written before provenance was recorded) or it does not
     /// parse.
