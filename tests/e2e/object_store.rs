@@ -150,6 +150,30 @@ fn flushed_files_live_in_the_bucket_and_a_new_data_dir_answers_from_it() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1500 312125.0");
 
+    // So does DuckDB, through its httpfs extension (from PyPI, loaded from
+    // the file the wheel holds).
+    let script = format!(
+        "import duckdb, duckdb_extension_httpfs, pathlib\n\
+         ext = pathlib.Path(duckdb_extension_httpfs.__file__).parent / 'extensions' / ('v' + duckdb.__version__) / 'httpfs.duckdb_extension'\n\
+         con = duckdb.connect()\n\
+         con.sql(f\"LOAD '{{ext}}'\")\n\
+         con.sql(\"CREATE SECRET (TYPE s3, KEY_ID 'steplake-test', SECRET 'steplake-test', REGION 'us-east-1', \
+         ENDPOINT '{}', URL_STYLE 'path', USE_SSL false)\")\n\
+         n, total = con.sql(\"SELECT count(*), sum(value) FROM read_parquet('s3://steplake-e2e/lab/one/data/*.parquet')\").fetchone()\n\
+         print(n, total)\n",
+        s3.endpoint.trim_start_matches("http://")
+    );
+    let out = Command::new(python())
+        .args(["-c", &script])
+        .output()
+        .expect("run duckdb");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1500 312125.0");
+
     // A new, empty data directory on the same prefix (the first server
     // stopped cleanly and gave it up) answers from the bucket and goes on.
     let second = tempfile::tempdir().unwrap();
