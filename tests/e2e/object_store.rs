@@ -261,11 +261,29 @@ fn a_second_server_on_the_same_prefix_is_refused_and_the_owner_restarts() {
 
 /// A TCP proxy in front of the S3 server that can be cut off and restored:
 /// an outage of the object store as the steplake server sees it (the S3
-/// server itself keeps its data, which moto holds in memory).
+/// server itself keeps its data, which moto holds in memory). It counts the
+/// bytes the S3 server sends.
 struct Outage {
     port: u16,
     open: std::sync::Arc<std::sync::atomic::AtomicBool>,
     connections: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    served: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// A reader that adds what it reads to a counter.
+struct Counted<R> {
+    inner: R,
+    count: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(count) = &self.count {
+            count.fetch_add(n as u64, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(n)
+    }
 }
 
 impl Outage {
@@ -276,7 +294,8 @@ impl Outage {
         let port = listener.local_addr().unwrap().port();
         let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (accepting, tracked) = (open.clone(), connections.clone());
+        let served = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (accepting, tracked, counter) = (open.clone(), connections.clone(), served.clone());
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 if !accepting.load(Ordering::SeqCst) {
@@ -289,11 +308,12 @@ impl Outage {
                 let mut list = tracked.lock().unwrap();
                 list.push(client.try_clone().unwrap());
                 list.push(server.try_clone().unwrap());
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
+                for (from, mut to, count) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap(), None),
+                    (server, client, Some(counter.clone())),
                 ] {
                     std::thread::spawn(move || {
+                        let mut from = Counted { inner: from, count };
                         let _ = std::io::copy(&mut from, &mut to);
                         let _ = to.shutdown(std::net::Shutdown::Both);
                     });
@@ -304,7 +324,24 @@ impl Outage {
             port,
             open,
             connections,
+            served,
         }
+    }
+
+    /// Bytes the S3 server has sent through the proxy so far.
+    fn served(&self) -> u64 {
+        self.served.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The S3 server's environment, with the proxy as its endpoint.
+    fn env(&self, s3: &S3Server) -> Vec<(String, String)> {
+        let mut env = s3.env();
+        for (key, value) in env.iter_mut() {
+            if key == "AWS_ENDPOINT_URL" {
+                *value = self.endpoint();
+            }
+        }
+        env
     }
 
     fn endpoint(&self) -> String {
@@ -329,12 +366,7 @@ fn an_object_store_outage_during_a_flush_loses_nothing() {
     let s3 = S3Server::start("steplake-outage");
     let url = "s3://steplake-outage/lab";
     let outage = Outage::in_front_of(&s3.endpoint);
-    let mut env = s3.env();
-    for (key, value) in env.iter_mut() {
-        if key == "AWS_ENDPOINT_URL" {
-            *value = outage.endpoint();
-        }
-    }
+    let env = outage.env(&s3);
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_with_env(
         dir.path(),
@@ -390,4 +422,85 @@ fn bucket_sql_fails(s3: &S3Server, url: &str) -> bool {
     !steplake_with_env(&["sql", "--object-store", url, "SELECT 1"], None, &s3.env())
         .status
         .success()
+}
+
+/// Size in bytes of the Parquet files under `prefix` of `bucket`.
+fn parquet_bytes_in(s3: &S3Server, bucket: &str, prefix: &str) -> u64 {
+    let script = format!(
+        "import boto3\n\
+         c = boto3.client('s3', endpoint_url='{}', aws_access_key_id='steplake-test', \
+         aws_secret_access_key='steplake-test', region_name='us-east-1')\n\
+         objects = c.list_objects_v2(Bucket='{bucket}', Prefix='{prefix}').get('Contents', [])\n\
+         print(sum(o['Size'] for o in objects if o['Key'].endswith('.parquet')))\n",
+        s3.endpoint
+    );
+    let out = Command::new(python())
+        .args(["-c", &script])
+        .output()
+        .expect("run boto3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a byte count")
+}
+
+#[test]
+fn a_query_of_one_series_fetches_part_of_a_file_and_its_footer_once() {
+    let s3 = S3Server::start("steplake-cache");
+    let url = "s3://steplake-cache/lab";
+    let first = tempfile::tempdir().unwrap();
+    let server = serve(first.path(), &s3, url);
+    // 50 series x 10,000 steps in one file, values that do not compress
+    // away (a multiplicative hash of the position).
+    let mut csv = String::from("name,step,value\n");
+    for series in 0..50u64 {
+        for step in 0..10_000u64 {
+            let hash = (series * 10_000 + step).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
+            csv.push_str(&format!("m{series:02},{step},{}\n", hash as f64 / (1u64 << 53) as f64));
+        }
+    }
+    write(&server, "r", &csv);
+    server.stop();
+    let file_bytes = parquet_bytes_in(&s3, "steplake-cache", "lab/data/");
+    assert!(file_bytes > 0, "the flush uploaded nothing");
+
+    // A new server with an empty local directory, reading through the proxy.
+    let outage = Outage::in_front_of(&s3.endpoint);
+    let second = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_env(
+        second.path(),
+        "127.0.0.1:0",
+        &["--object-store", url, "--flush-secs", "3600"],
+        &outage.env(&s3),
+    );
+    let one_series = "SELECT count(*) AS n, sum(value) AS total FROM scalars WHERE name = 'm07'";
+    let fetched = |sql: &str| {
+        let before = outage.served();
+        let answer = sql_csv(&server.url, sql);
+        (answer, outage.served() - before)
+    };
+    let (answer, first_query) = fetched(one_series);
+    assert!(
+        answer.lines().nth(1).is_some_and(|row| row.starts_with("10000,")),
+        "{answer}"
+    );
+    let (again, second_query) = fetched(one_series);
+    assert_eq!(again, answer);
+    // The first query fetches the footer (DataFusion reads the last 512 KiB
+    // in one request) and the pages of one series; the second only pages.
+    assert!(
+        first_query < file_bytes / 2,
+        "one series of 50 fetched {first_query} of the file's {file_bytes} bytes"
+    );
+    assert!(
+        second_query < first_query && second_query < file_bytes / 10,
+        "the second query fetched {second_query} bytes, the first {first_query}: \
+         the footer and page index were not cached"
+    );
+    server.stop();
 }
