@@ -309,7 +309,11 @@ impl Outage {
                 list.push(client.try_clone().unwrap());
                 list.push(server.try_clone().unwrap());
                 for (from, mut to, count) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap(), None),
+                    (
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                        None,
+                    ),
                     (server, client, Some(counter.clone())),
                 ] {
                     std::thread::spawn(move || {
@@ -424,14 +428,13 @@ fn bucket_sql_fails(s3: &S3Server, url: &str) -> bool {
         .success()
 }
 
-/// Size in bytes of the Parquet files under `prefix` of `bucket`.
-fn parquet_bytes_in(s3: &S3Server, bucket: &str, prefix: &str) -> u64 {
+/// Runs `body` (Python, with `c` a boto3 client of the S3 server) and
+/// returns what it printed.
+fn boto3(s3: &S3Server, body: &str) -> String {
     let script = format!(
         "import boto3\n\
          c = boto3.client('s3', endpoint_url='{}', aws_access_key_id='steplake-test', \
-         aws_secret_access_key='steplake-test', region_name='us-east-1')\n\
-         objects = c.list_objects_v2(Bucket='{bucket}', Prefix='{prefix}').get('Contents', [])\n\
-         print(sum(o['Size'] for o in objects if o['Key'].endswith('.parquet')))\n",
+         aws_secret_access_key='steplake-test', region_name='us-east-1')\n{body}",
         s3.endpoint
     );
     let out = Command::new(python())
@@ -443,10 +446,71 @@ fn parquet_bytes_in(s3: &S3Server, bucket: &str, prefix: &str) -> u64 {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("a byte count")
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// (key, size) of the objects under `prefix` of `bucket`, sorted by key.
+fn bucket_objects(s3: &S3Server, bucket: &str, prefix: &str) -> Vec<(String, u64)> {
+    boto3(
+        s3,
+        &format!(
+            "for o in sorted(c.list_objects_v2(Bucket='{bucket}', Prefix='{prefix}').get('Contents', []), key=lambda o: o['Key']):\n    print(o['Key'], o['Size'])\n"
+        ),
+    )
+    .lines()
+    .filter_map(|line| {
+        let (key, size) = line.rsplit_once(' ')?;
+        Some((key.to_string(), size.parse().ok()?))
+    })
+    .collect()
+}
+
+/// Size in bytes of the Parquet files under `prefix` of `bucket`.
+fn parquet_bytes_in(s3: &S3Server, bucket: &str, prefix: &str) -> u64 {
+    bucket_objects(s3, bucket, prefix)
+        .iter()
+        .filter(|(key, _)| key.ends_with(".parquet"))
+        .map(|(_, size)| size)
+        .sum()
+}
+
+#[test]
+fn unlisted_compaction_output_in_the_bucket_is_deleted_at_start() {
+    let s3 = S3Server::start("steplake-tidy");
+    let url = "s3://steplake-tidy/lab";
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &s3, url);
+    write(&server, "r", &series_csv("loss", 0..100));
+    server.stop();
+    // What a kill -9 can leave: a merged file uploaded before the manifest
+    // named it, and a flushed one (its points still in a WAL).
+    let compacted = "lab/data/scalars-0000000001-0123456789abcdef-c.parquet";
+    let flushed = "lab/data/scalars-0000000002-0123456789abcdef.parquet";
+    boto3(
+        &s3,
+        &format!(
+            "c.put_object(Bucket='steplake-tidy', Key='{compacted}', Body=b'PAR1')\n\
+             c.put_object(Bucket='steplake-tidy', Key='{flushed}', Body=b'PAR1')\n"
+        ),
+    );
+    let server = serve(dir.path(), &s3, url);
+    assert_eq!(
+        scalar(&sql_csv(&server.url, "SELECT count(*) FROM scalars")),
+        "100"
+    );
+    server.stop();
+    let keys: Vec<String> = bucket_objects(&s3, "steplake-tidy", "lab/data/")
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    assert!(
+        !keys.iter().any(|k| k == compacted),
+        "the unlisted merged file is still there: {keys:?}"
+    );
+    assert!(
+        keys.iter().any(|k| k == flushed),
+        "an unlisted flushed file is kept (it is not provably garbage): {keys:?}"
+    );
 }
 
 #[test]
@@ -461,7 +525,10 @@ fn a_query_of_one_series_fetches_part_of_a_file_and_its_footer_once() {
     for series in 0..50u64 {
         for step in 0..10_000u64 {
             let hash = (series * 10_000 + step).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
-            csv.push_str(&format!("m{series:02},{step},{}\n", hash as f64 / (1u64 << 53) as f64));
+            csv.push_str(&format!(
+                "m{series:02},{step},{}\n",
+                hash as f64 / (1u64 << 53) as f64
+            ));
         }
     }
     write(&server, "r", &csv);
@@ -486,7 +553,10 @@ fn a_query_of_one_series_fetches_part_of_a_file_and_its_footer_once() {
     };
     let (answer, first_query) = fetched(one_series);
     assert!(
-        answer.lines().nth(1).is_some_and(|row| row.starts_with("10000,")),
+        answer
+            .lines()
+            .nth(1)
+            .is_some_and(|row| row.starts_with("10000,")),
         "{answer}"
     );
     let (again, second_query) = fetched(one_series);

@@ -158,7 +158,7 @@ impl Store {
         files::remove_temporary_files(&data_files)?;
         storage.clear_staging(&data_dir)?;
         let recovered = recover(&data_dir, &options.codec, &storage)?;
-        tidy_unlisted_files(&data_dir, &recovered.manifest)?;
+        tidy_unlisted_files(&data_dir, &storage, &recovered.manifest)?;
         // Their bytes are in the WAL past the manifest, or in no tensor.
         partial_files::remove_unlisted_partials(&data_dir, &recovered.manifest.partial_tensors);
         let wal = WalWriter::open(

@@ -190,29 +190,34 @@ fn decode(record: wal::Record) -> Result<Record, String> {
     })
 }
 
-/// Deals with data files the manifest does not list. A file compaction
-/// wrote (its name ends in `-c.parquet`) and a crash kept out of the
-/// manifest is deleted: every row of it is in the files it was merged from,
-/// which are still listed. Any other such file was left by a flush that a
-/// crash interrupted after the file was in place and before the manifest
-/// named it; its points are still in the WAL and are replayed, so it is
-/// never read. It is kept, with a warning: only temporary files and
-/// compaction output are provably garbage.
-pub(crate) fn tidy_unlisted_files(data_dir: &Path, manifest: &Manifest) -> Result<(), StoreError> {
-    for path in files::parquet_files(&files::data_files_dir(data_dir)) {
-        let Some(name) = path.file_name().map(|n| n.to_string_lossy().to_string()) else {
+/// Deals with data files the manifest does not list, in the data directory
+/// or the bucket. A file compaction or a deletion wrote (its name ends in
+/// `-c.parquet`) and a crash kept out of the manifest is deleted: every row
+/// of it is in the files it was made from, which are still listed. Any
+/// other such file was left by a flush that a crash interrupted after the
+/// file was in place and before the manifest named it; its points are still
+/// in the WAL and are replayed, so it is never read. It is kept, with a
+/// warning: only temporary files and compaction output are provably
+/// garbage.
+pub(crate) fn tidy_unlisted_files(
+    data_dir: &Path,
+    storage: &Storage,
+    manifest: &Manifest,
+) -> Result<(), StoreError> {
+    for object in storage.list(data_dir, "data", None)? {
+        let relative = object.path;
+        if !relative.ends_with(".parquet") {
             continue;
-        };
-        let relative = format!("data/{name}");
+        }
         let listed = manifest.files.iter().any(|f| f.path == relative)
             || manifest.garbage.iter().any(|g| g.path == relative);
         if listed {
             continue;
         }
-        if name.ends_with(files::COMPACTED_SUFFIX) {
-            std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+        if relative.ends_with(files::COMPACTED_SUFFIX) {
+            storage.delete(data_dir, &relative)?;
         } else {
-            tracing::warn!(file = %name, "a data file is not in the manifest (a flush interrupted by a crash); it is not read, and its points come from the write-ahead log");
+            tracing::warn!(file = %relative, "a data file is not in the manifest (a flush interrupted by a crash); it is not read, and its points come from the write-ahead log");
         }
     }
     Ok(())
