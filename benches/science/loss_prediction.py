@@ -17,7 +17,14 @@ predicts the loss at the last step, compared with the logged one:
   95% interval;
 - steplake `fit_power_law(step, loss)` / `predict_power_law`, the plain
   power law in steps;
-- scipy `curve_fit` of the same plain power law, L = E + A·step^(−α).
+- scipy `curve_fit` of the same plain power law, L = E + A·step^(−α);
+- steplake `fit_loss_curve(step, loss, lr, prior)`: the same fit with α and
+  the annealing coefficient C taken from a prior, the fit of another,
+  finished run of the same model size (the reference: `cosine_72000`, and
+  for that run itself `cosine_24000`). A prefix without a decay cannot tell
+  how much a decay will lower the loss; a finished run of the same setup
+  can. A second table shows the result for each choice of the reference
+  schedule (predicting the other eight runs of each size).
 """
 
 from __future__ import annotations
@@ -44,6 +51,42 @@ def scipy_power_law(steps: np.ndarray, loss: np.ndarray, at: float) -> float:
     p, _ = curve_fit(law, steps, loss, p0=[loss.min() * 0.8, 10.0, 0.3],
                      bounds=([0, 0, 0], [np.inf, np.inf, 5]), maxfev=20000)
     return float(law(at, *p))
+
+
+REFERENCE = "cosine_72000"
+REFERENCE_OF_REFERENCE = "cosine_24000"
+REFERENCES = ["cosine_72000", "cosine_24000", "wsd_20000_24000", "wsdld_20000_24000",
+              "wsdcon_9", "wsdcon_18", "constant_72000"]
+
+
+def size_and_schedule(run: str) -> tuple[str, str]:
+    size, schedule = run.split("_", 1)
+    return size, schedule
+
+
+def predict_with_priors(server: Server, refs: dict[str, str]) -> dict[str, tuple[float, float, float]]:
+    """(value, lo, hi) at each run's last step, fitted on its prefix with
+    the full fit of `refs[run]` as the prior."""
+    pairs = ", ".join(f"('{run}', '{ref}')" for run, ref in sorted(refs.items()))
+    rows = server.sql(f"""
+        WITH l AS (SELECT run_id, step, value FROM scalars WHERE name = 'train/loss'),
+             r AS (SELECT run_id, step, value AS lr FROM scalars WHERE name = 'lr'),
+             last AS (SELECT run_id, max(step) AS final FROM l GROUP BY run_id),
+             everything AS (SELECT r.run_id, r.step, r.lr, l.value AS loss FROM r
+                            LEFT JOIN l ON l.run_id = r.run_id AND l.step = r.step),
+             full_fits AS (SELECT run_id, fit_loss_curve(step, loss, lr) AS f FROM everything GROUP BY run_id),
+             refs AS (SELECT column1 AS run_id, column2 AS ref FROM (VALUES {pairs})),
+             prefix AS (SELECT e.run_id, e.step, e.lr,
+                               CASE WHEN e.step <= {PREFIX} * last.final THEN e.loss END AS loss
+                        FROM everything e JOIN last ON last.run_id = e.run_id),
+             fits AS (SELECT prefix.run_id, fit_loss_curve(prefix.step, prefix.loss, prefix.lr, full_fits.f) AS f
+                      FROM prefix JOIN refs ON refs.run_id = prefix.run_id
+                      JOIN full_fits ON full_fits.run_id = refs.ref
+                      GROUP BY prefix.run_id),
+             predicted AS (SELECT fits.run_id, predict_loss_curve(f, last.final) AS p
+                           FROM fits JOIN last ON last.run_id = fits.run_id)
+        SELECT run_id, p['value'] AS v, p['lo'] AS lo, p['hi'] AS hi FROM predicted ORDER BY run_id""")
+    return {row["run_id"]: (float(row["v"]), float(row["lo"]), float(row["hi"])) for row in rows}
 
 
 def main() -> None:
@@ -74,10 +117,23 @@ def main() -> None:
                                JOIN plain ON plain.run_id = fits.run_id)
             SELECT run_id, final, lc['value'] AS lc, lc['lo'] AS lo, lc['hi'] AS hi, pl FROM predicted
             ORDER BY run_id""")
+        main_refs = {}
+        for run in runs:
+            size, schedule = size_and_schedule(run)
+            ref = REFERENCE_OF_REFERENCE if schedule == REFERENCE else REFERENCE
+            main_refs[run] = f"{size}_{ref}"
+        with_prior = predict_with_priors(server, main_refs)
+        by_reference = {}
+        for ref in REFERENCES:
+            refs = {run: f"{size_and_schedule(run)[0]}_{ref}" for run in runs
+                    if size_and_schedule(run)[1] != ref}
+            by_reference[ref] = predict_with_priors(server, refs)
 
-    errors: dict[str, list[float]] = {"fit_loss_curve": [], "fit_power_law": [], "scipy curve_fit": []}
-    covered = 0
+    methods = ["fit_loss_curve", "with prior", "fit_power_law", "scipy curve_fit"]
+    errors: dict[str, list[float]] = {m: [] for m in methods}
+    covered = {"fit_loss_curve": 0, "with prior": 0}
     print(f"{'run':24s} {'final loss':>10s}  {'fit_loss_curve (95% interval)':>36s} {'covers':>6s}  "
+          f"{'with prior (95% interval)':>36s} {'covers':>6s}  "
           f"{'fit_power_law':>13s}  {'scipy curve_fit':>15s}")
     for row in results:
         data = runs[row["run_id"]]
@@ -85,19 +141,34 @@ def main() -> None:
         final = float(row["final"])
         prefix = data[data[:, 0] <= PREFIX * final]
         ours, lo, hi, plain = (float(row[k]) for k in ("lc", "lo", "hi", "pl"))
+        prior, plo, phi = with_prior[row["run_id"]]
         theirs = scipy_power_law(prefix[:, 0], prefix[:, 2], final)
         inside = lo <= truth <= hi
-        covered += inside
-        for name, value in (("fit_loss_curve", ours), ("fit_power_law", plain), ("scipy curve_fit", theirs)):
+        prior_inside = plo <= truth <= phi
+        covered["fit_loss_curve"] += inside
+        covered["with prior"] += prior_inside
+        for name, value in zip(methods, (ours, prior, plain, theirs)):
             errors[name].append(abs(value - truth) / truth)
         pct = lambda v: f"{100 * (v - truth) / truth:+.2f}%"  # noqa: E731
         print(f"{row['run_id']:24s} {truth:10.4f}  {ours:8.4f} {pct(ours):>7s} [{lo:.4f}, {hi:.4f}] "
-              f"{'yes' if inside else 'no':>6s}  {plain:7.4f} {pct(plain):>7s}  {theirs:7.4f} {pct(theirs):>7s}")
+              f"{'yes' if inside else 'no':>6s}  {prior:8.4f} {pct(prior):>7s} [{plo:.4f}, {phi:.4f}] "
+              f"{'yes' if prior_inside else 'no':>6s}  {plain:7.4f} {pct(plain):>7s}  {theirs:7.4f} {pct(theirs):>7s}")
     print()
-    print(f"{'method':16s} {'median error':>12s} {'worst error':>12s}")
+    print(f"{'method':16s} {'median error':>12s} {'worst error':>12s} {'95% interval covers':>20s}")
     for name, e in errors.items():
-        print(f"{name:16s} {100 * statistics.median(e):11.2f}% {100 * max(e):11.2f}%")
-    print(f"\n95% interval of fit_loss_curve covers the final loss in {covered} of {len(results)} runs")
+        cover = f"{covered[name]} of {len(results)} runs" if name in covered else "-"
+        print(f"{name:16s} {100 * statistics.median(e):11.2f}% {100 * max(e):11.2f}% {cover:>20s}")
+    print()
+    print("with a prior from each reference schedule (the other eight runs of each size):")
+    print(f"{'reference':20s} {'runs':>4s} {'median error':>12s} {'worst error':>12s} {'95% interval covers':>20s}")
+    for ref, predictions in by_reference.items():
+        e, inside = [], 0
+        for run, (value, lo, hi) in predictions.items():
+            truth = float(runs[run][-1, 2])
+            e.append(abs(value - truth) / truth)
+            inside += lo <= truth <= hi
+        print(f"{ref:20s} {len(e):4d} {100 * statistics.median(e):11.2f}% {100 * max(e):11.2f}% "
+              f"{f'{inside} of {len(e)}':>20s}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-//! Schedule-aware loss prediction: `fit_loss_curve(step, value, lr [, lambda])`
-//! and `predict_loss_curve(fit, step [, level])`.
+//! Schedule-aware loss prediction: `fit_loss_curve(step, value, lr [, lambda
+//! | prior])` and `predict_loss_curve(fit, step [, level])`.
 //!
 //! The model is the learning-rate annealing law of Tissue et al. (2024,
 //! "Scaling Law with Learning Rate Annealing"):
@@ -24,6 +24,11 @@
 //! when the fitted points have no annealing, or when it comes out below 0);
 //! α ∈ [0.001, 5] is found as `fit_power_law` finds it. At least five points
 //! must remain, else the fit is NULL.
+//!
+//! With a prior (the fit of another run of the same setup, passed as the
+//! 4th argument), α, C and λ are the prior's and only (L₀, A) are fitted: a
+//! prefix before any decay of η cannot tell C, a finished run can
+//! ([`fit_loss_curve_with_prior`]).
 //!
 //! Uncertainty: the covariance of the parameters is s²·(JᵀJ)⁻¹ (J the
 //! Jacobian, s² the residual variance), multiplied by (1 + ρ)/(1 − ρ), where
@@ -58,7 +63,7 @@ const MIN_POINTS: usize = 5;
 
 const FIT_LOSS_CURVE: Parameters = Parameters {
     function: "fit_loss_curve",
-    usage: "(step, value, lr [, lambda])",
+    usage: "(step, value, lr [, lambda | prior])",
     list: &[
         ("step", Kind::Step),
         ("value", Kind::Value),
@@ -245,8 +250,22 @@ impl LossCurve {
 
 /// Fits the curve to (step, value) points under `schedule`.
 pub fn fit_loss_curve(points: &[(i64, f64)], schedule: Schedule) -> Option<LossCurve> {
+    fit_loss_curve_with_prior(points, schedule, None)
+}
+
+/// Fits the curve to (step, value) points under `schedule`, with α and C
+/// taken from `prior` when given: the fit of another run of the same model
+/// and data (a finished one, say), whose exponent and annealing a short
+/// prefix cannot tell. Only L₀ and A are then fitted (and C too when the
+/// prior has none, C = 0); the prior's uncertainty in α and C is carried
+/// into the covariance.
+pub fn fit_loss_curve_with_prior(
+    points: &[(i64, f64)],
+    schedule: Schedule,
+    prior: Option<&LossCurve>,
+) -> Option<LossCurve> {
     let warmup_end = schedule.warmup_end();
-    let mut rows: Vec<(f64, f64, f64)> = points
+    let mut rows: Vec<Row> = points
         .iter()
         .filter(|(step, v)| *step >= warmup_end && v.is_finite())
         .filter_map(|&(step, v)| {
@@ -258,68 +277,59 @@ pub fn fit_loss_curve(points: &[(i64, f64)], schedule: Schedule) -> Option<LossC
     if rows.len() < MIN_POINTS || rows.iter().all(|r| r.0 == rows[0].0) {
         return None;
     }
-    let anneals = rows.iter().any(|r| r.1 > 0.0);
-    // (L₀, A, C, SSE) for one α, with C ≥ 0.
-    let linear = |alpha: f64| -> Option<([f64; 3], f64)> {
-        let basis = |r: &(f64, f64, f64), with_c: bool| {
-            let z = (-alpha * r.0).exp();
-            if with_c {
-                vec![1.0, z, -r.1]
-            } else {
-                vec![1.0, z]
-            }
-        };
-        let solve = |with_c: bool| -> Option<([f64; 3], f64)> {
-            let design: Vec<Vec<f64>> = rows.iter().map(|r| basis(r, with_c)).collect();
-            let y: Vec<f64> = rows.iter().map(|r| r.2).collect();
-            let beta = least_squares(&design, &y)?;
-            let sse: f64 = design
-                .iter()
-                .zip(&y)
-                .map(|(x, yi)| (yi - dot(x, &beta)).powi(2))
-                .sum();
-            let c = if with_c { beta[2] } else { 0.0 };
-            sse.is_finite().then_some(([beta[0], beta[1], c], sse))
-        };
-        match anneals.then(|| solve(true)).flatten() {
-            Some(fit) if fit.0[2] >= 0.0 => Some(fit),
-            _ => solve(false),
+    // A prior's C is carried over only when it was fitted (C > 0).
+    let prior_c = prior.map(|p| p.c).filter(|c| *c > 0.0 && c.is_finite());
+    let alpha = match prior {
+        Some(p) if p.alpha.is_finite() && p.alpha > 0.0 => p.alpha,
+        Some(_) => return None,
+        None => {
+            best_exponent(|alpha| linear_fit(&rows, alpha, None).map_or(f64::INFINITY, |f| f.1))?
         }
     };
-    let alpha = best_exponent(|alpha| linear(alpha).map_or(f64::INFINITY, |f| f.1))?;
-    let ([l0, a, c], sse) = linear(alpha)?;
-    let n = rows.len();
-    // Jacobian columns: L₀, A, α, and C when it was fitted.
-    let with_c = c > 0.0;
+    let ([l0, a, c], sse) = linear_fit(&rows, alpha, prior_c)?;
+    // The parameters fitted here, of (L₀, A, α, C); the rest come from the
+    // prior (α, and C when it is carried over) or are 0 (C).
+    let mut fitted = vec![0, 1];
+    if prior.is_none() {
+        fitted.push(2);
+    }
+    if prior_c.is_none() && c > 0.0 {
+        fitted.push(3);
+    }
     let jacobian: Vec<Vec<f64>> = rows
         .iter()
         .map(|r| {
             let z = (-alpha * r.0).exp();
-            let mut row = vec![1.0, z, -a * r.0 * z];
-            if with_c {
-                row.push(-r.1);
-            }
-            row
+            let column = [1.0, z, -a * r.0 * z, -r.1];
+            fitted.iter().map(|&k| column[k]).collect()
         })
         .collect();
-    let p = jacobian[0].len();
+    let n = rows.len();
     let residuals: Vec<f64> = rows
         .iter()
         .map(|r| r.2 - (l0 + a * (-alpha * r.0).exp() - c * r.1))
         .collect();
-    let dof = (n.saturating_sub(p)).max(1) as f64;
+    let dof = (n.saturating_sub(fitted.len())).max(1) as f64;
     let inflation = autocorrelation_inflation(&residuals);
     let s2 = sse / dof * inflation;
     let mut cov = [0.0; 16];
-    if let Some(inverse) = invert(&gram(&jacobian)) {
-        // Map the fitted columns onto (L₀, A, α, C).
-        for i in 0..p {
-            for j in 0..p {
-                cov[i * 4 + j] = inverse[i][j] * s2;
+    match invert(&gram(&jacobian)) {
+        Some(inverse) => {
+            for (i, &pi) in fitted.iter().enumerate() {
+                for (j, &pj) in fitted.iter().enumerate() {
+                    cov[pi * 4 + pj] = inverse[i][j] * s2;
+                }
             }
         }
-    } else {
-        cov = [f64::NAN; 16];
+        None => cov = [f64::NAN; 16],
+    }
+    if let Some(prior) = prior {
+        let from_prior: &[usize] = if prior_c.is_some() { &[2, 3] } else { &[2] };
+        for &i in from_prior {
+            for &j in from_prior {
+                cov[i * 4 + j] = prior.cov[i * 4 + j];
+            }
+        }
     }
     Some(LossCurve {
         l0,
@@ -333,6 +343,46 @@ pub fn fit_loss_curve(points: &[(i64, f64)], schedule: Schedule) -> Option<LossC
         warmup_end,
         schedule,
     })
+}
+
+/// A fitted point: (ln S₁, S₂, value).
+type Row = (f64, f64, f64);
+
+/// (L₀, A, C) and the sum of squared residuals of the rows for one α, by
+/// linear least squares: C held at `fixed_c` when given, else fitted when
+/// the rows anneal, and dropped (0) when it comes out below 0.
+fn linear_fit(rows: &[Row], alpha: f64, fixed_c: Option<f64>) -> Option<([f64; 3], f64)> {
+    let solve = |with_c: bool, offset_c: f64| -> Option<([f64; 3], f64)> {
+        let design: Vec<Vec<f64>> = rows
+            .iter()
+            .map(|r| {
+                let z = (-alpha * r.0).exp();
+                if with_c {
+                    vec![1.0, z, -r.1]
+                } else {
+                    vec![1.0, z]
+                }
+            })
+            .collect();
+        // A fixed C moves to the left side: y + C·S₂ ≈ L₀ + A·z.
+        let y: Vec<f64> = rows.iter().map(|r| r.2 + offset_c * r.1).collect();
+        let beta = least_squares(&design, &y)?;
+        let sse: f64 = design
+            .iter()
+            .zip(&y)
+            .map(|(x, yi)| (yi - dot(x, &beta)).powi(2))
+            .sum();
+        let c = if with_c { beta[2] } else { offset_c };
+        sse.is_finite().then_some(([beta[0], beta[1], c], sse))
+    };
+    if let Some(c) = fixed_c {
+        return solve(false, c);
+    }
+    let anneals = rows.iter().any(|r| r.1 > 0.0);
+    match anneals.then(|| solve(true, 0.0)).flatten() {
+        Some(fit) if fit.0[2] >= 0.0 => Some(fit),
+        _ => solve(false, 0.0),
+    }
 }
 
 /// (1 + ρ)/(1 − ρ) for the lag-1 autocorrelation ρ of `residuals` (ρ ≥ 0,
@@ -562,7 +612,24 @@ impl AggregateUDFImpl for FitLossCurve {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        FIT_LOSS_CURVE.coerce(arg_types)
+        match arg_types {
+            [_, _, _, prior @ DataType::Struct(fields)] => {
+                let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+                if !fit_fields()
+                    .iter()
+                    .all(|f| names.contains(&f.name().as_str()))
+                {
+                    return plan_err!(
+                        "fit_loss_curve: a struct as the 4th argument is a prior and must be \
+                         the result of fit_loss_curve (on another run), got {prior}"
+                    );
+                }
+                let mut types = FIT_LOSS_CURVE.coerce(&arg_types[..3])?;
+                types.push(prior.clone());
+                Ok(types)
+            }
+            _ => FIT_LOSS_CURVE.coerce(arg_types),
+        }
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
@@ -570,6 +637,20 @@ impl AggregateUDFImpl for FitLossCurve {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let takes_prior = args
+            .expr_fields
+            .get(3)
+            .is_some_and(|f| matches!(f.data_type(), DataType::Struct(_)));
+        if takes_prior {
+            return Ok(Box::new(LossCurveAccumulator {
+                lambda: DEFAULT_LAMBDA,
+                takes_prior,
+                prior: None,
+                steps: Vec::new(),
+                values: Vec::new(),
+                lrs: Vec::new(),
+            }));
+        }
         let lambda = match arguments::literal_argument(args.exprs, 3, "fit_loss_curve", "lambda")? {
             None => DEFAULT_LAMBDA,
             Some(v) if v.is_null() => DEFAULT_LAMBDA,
@@ -580,6 +661,8 @@ impl AggregateUDFImpl for FitLossCurve {
         };
         Ok(Box::new(LossCurveAccumulator {
             lambda,
+            takes_prior,
+            prior: None,
             steps: Vec::new(),
             values: Vec::new(),
             lrs: Vec::new(),
@@ -591,7 +674,7 @@ impl AggregateUDFImpl for FitLossCurve {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(["step", "value", "lr"]
+        let mut fields: Vec<FieldRef> = ["step", "value", "lr"]
             .iter()
             .zip([DataType::Int64, DataType::Float64, DataType::Float64])
             .map(|(name, t)| {
@@ -601,20 +684,43 @@ impl AggregateUDFImpl for FitLossCurve {
                     true,
                 ))
             })
-            .collect())
+            .collect();
+        fields.push(Arc::new(Field::new(
+            format!("{}[prior]", args.name),
+            DataType::Struct(fit_fields()),
+            true,
+        )));
+        Ok(fields)
     }
 }
 
 /// Every row's (step, value, lr); NaN stands for NULL in values and lrs.
+/// With a prior, the first one given (it is the same on every row).
 #[derive(Debug)]
 struct LossCurveAccumulator {
     lambda: f64,
+    takes_prior: bool,
+    prior: Option<LossCurve>,
     steps: Vec<i64>,
     values: Vec<f64>,
     lrs: Vec<f64>,
 }
 
 impl LossCurveAccumulator {
+    /// Keeps the first non-NULL fit of `priors` as the prior.
+    fn take_prior(&mut self, priors: &dyn Array) -> Result<()> {
+        if self.prior.is_some() {
+            return Ok(());
+        }
+        let Some(priors) = priors.as_struct_opt() else {
+            return exec_err!("fit_loss_curve: the prior must be the result of fit_loss_curve");
+        };
+        if let Some(row) = (0..priors.len()).find(|&row| priors.is_valid(row)) {
+            self.prior = Some(read_fit(priors, row, "fit_loss_curve")?);
+        }
+        Ok(())
+    }
+
     fn add(&mut self, steps: &dyn Array, values: &dyn Array, lrs: &dyn Array) {
         let (steps_i, values_f, lrs_f) = (
             steps.as_primitive::<Int64Type>(),
@@ -647,6 +753,11 @@ impl Accumulator for LossCurveAccumulator {
             return exec_err!("fit_loss_curve: expected (step, value, lr)");
         };
         self.add(steps.as_ref(), v.as_ref(), lr.as_ref());
+        if self.takes_prior {
+            if let Some(prior) = values.get(3) {
+                self.take_prior(prior.as_ref())?;
+            }
+        }
         Ok(())
     }
 
@@ -663,8 +774,17 @@ impl Accumulator for LossCurveAccumulator {
             .copied()
             .zip(self.values.iter().copied())
             .collect();
-        let fit = Schedule::new(&schedule_points, self.lambda)
-            .and_then(|schedule| fit_loss_curve(&loss_points, schedule));
+        if self.takes_prior && self.prior.is_none() {
+            // No prior (a NULL one, or none joined in): no fit.
+            return ScalarValue::try_from(DataType::Struct(fit_fields()));
+        }
+        let lambda = self
+            .prior
+            .as_ref()
+            .map_or(self.lambda, |p| p.schedule.lambda);
+        let fit = Schedule::new(&schedule_points, lambda).and_then(|schedule| {
+            fit_loss_curve_with_prior(&loss_points, schedule, self.prior.as_ref())
+        });
         match fit {
             Some(fit) => fit_value(&fit),
             None => ScalarValue::try_from(DataType::Struct(fit_fields())),
@@ -680,10 +800,15 @@ impl Accumulator for LossCurveAccumulator {
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         let list = |a: ArrayRef| ScalarValue::List(Arc::new(single_list(a)));
+        let prior = match &self.prior {
+            Some(prior) => fit_value(prior)?,
+            None => ScalarValue::try_from(DataType::Struct(fit_fields()))?,
+        };
         Ok(vec![
             list(Arc::new(Int64Array::from(self.steps.clone()))),
             list(Arc::new(Float64Array::from(self.values.clone()))),
             list(Arc::new(Float64Array::from(self.lrs.clone()))),
+            prior,
         ])
     }
 
@@ -700,6 +825,9 @@ impl Accumulator for LossCurveAccumulator {
                     l.value(i).as_ref(),
                 );
             }
+        }
+        if let Some(prior) = states.get(3) {
+            self.take_prior(prior.as_ref())?;
         }
         Ok(())
     }
@@ -728,12 +856,15 @@ fn prediction_fields() -> Fields {
     ])
 }
 
-/// The fit in row `row` of a `fit_loss_curve` struct column.
-fn read_fit(fit: &StructArray, row: usize) -> Result<LossCurve> {
+/// The fit in row `row` of a `fit_loss_curve` struct column, read for
+/// `function` (named in errors).
+fn read_fit(fit: &StructArray, row: usize, function: &str) -> Result<LossCurve> {
     let column = |name: &str| -> Result<&ArrayRef> {
         match fit.column_by_name(name) {
             Some(c) => Ok(c),
-            None => exec_err!("predict_loss_curve: the fit has no field {name}; pass the result of fit_loss_curve"),
+            None => exec_err!(
+                "{function}: the fit has no field {name}; pass the result of fit_loss_curve"
+            ),
         }
     };
     let float = |name: &str| -> Result<f64> {
@@ -746,7 +877,7 @@ fn read_fit(fit: &StructArray, row: usize) -> Result<LossCurve> {
     let cov_values = cov_values.as_primitive::<Float64Type>();
     let mut cov = [0.0; 16];
     if cov_values.len() != 16 {
-        return exec_err!("predict_loss_curve: malformed fit (cov)");
+        return exec_err!("{function}: malformed fit (cov)");
     }
     for (k, c) in cov.iter_mut().enumerate() {
         *c = cov_values.value(k);
@@ -756,14 +887,14 @@ fn read_fit(fit: &StructArray, row: usize) -> Result<LossCurve> {
     let knot_column = |name: &str| -> Result<ArrayRef> {
         match knots.column_by_name(name) {
             Some(c) => Ok(cast(c, &DataType::Float64)?),
-            None => exec_err!("predict_loss_curve: malformed fit (schedule)"),
+            None => exec_err!("{function}: malformed fit (schedule)"),
         }
     };
     let steps = cast(
         knots.column_by_name("step").ok_or_else(|| {
-            datafusion::error::DataFusionError::Execution(
-                "predict_loss_curve: malformed fit (schedule)".into(),
-            )
+            datafusion::error::DataFusionError::Execution(format!(
+                "{function}: malformed fit (schedule)"
+            ))
         })?,
         &DataType::Int64,
     )?;
@@ -785,7 +916,7 @@ fn read_fit(fit: &StructArray, row: usize) -> Result<LossCurve> {
         })
         .collect();
     if knots.is_empty() {
-        return exec_err!("predict_loss_curve: malformed fit (empty schedule)");
+        return exec_err!("{function}: malformed fit (empty schedule)");
     }
     Ok(LossCurve {
         l0: float("l0")?,
@@ -846,7 +977,7 @@ impl ScalarUDFImpl for PredictLossCurve {
         // joined in) is read once; a column of fits is read row by row.
         let constant = match args.args.first() {
             Some(ColumnarValue::Scalar(_)) if rows > 0 && fit.is_valid(0) => {
-                Some(read_fit(fit, 0)?)
+                Some(read_fit(fit, 0, "predict_loss_curve")?)
             }
             _ => None,
         };
@@ -868,7 +999,7 @@ impl ScalarUDFImpl for PredictLossCurve {
             let curve = match &constant {
                 Some(curve) => curve,
                 None => {
-                    read = read_fit(fit, row)?;
+                    read = read_fit(fit, row, "predict_loss_curve")?;
                     &read
                 }
             };
