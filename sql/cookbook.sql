@@ -94,17 +94,20 @@ WITH l AS (SELECT run_id, step, value FROM scalars WHERE name = 'train/loss'),
 SELECT fits.run_id, predict_loss_curve(f, last.final) AS predicted
 FROM fits JOIN last ON last.run_id = fits.run_id;
 
---    The same with a finished run of the same model and data as the prior
---    (here the run tagged `reference`): the prefix of a
---    new run rarely holds the decay of its schedule, and the prior brings
---    the exponent and the annealing coefficient from a run that did.
---    Replace the last step with the planned one of a run still going.
+--    The same with finished runs of the same model and data as the prior
+--    (here the runs tagged `reference`): the prefix of a new run rarely
+--    holds the decay of its schedule, and the prior brings the exponent and
+--    the annealing coefficient from runs that did, and how much they vary
+--    between runs into the interval. Replace the last step with the
+--    planned one of a run still going.
 WITH l AS (SELECT run_id, step, value FROM scalars WHERE name = 'train/loss'),
      r AS (SELECT run_id, step, value AS lr FROM scalars WHERE name = 'lr'),
      last AS (SELECT run_id, max(step) AS final FROM l GROUP BY run_id),
-     prior AS (SELECT fit_loss_curve(r.step, l.value, r.lr) AS p
-               FROM r LEFT JOIN l ON l.run_id = r.run_id AND l.step = r.step
-               WHERE r.run_id IN (SELECT run_id FROM runs WHERE array_has(tags, 'reference'))),
+     finished AS (SELECT r.run_id, fit_loss_curve(r.step, l.value, r.lr) AS f
+                  FROM r LEFT JOIN l ON l.run_id = r.run_id AND l.step = r.step
+                  WHERE r.run_id IN (SELECT run_id FROM runs WHERE array_has(tags, 'reference'))
+                  GROUP BY r.run_id),
+     prior AS (SELECT loss_curve_prior(f) AS p FROM finished),
      fits AS (SELECT r.run_id, fit_loss_curve(r.step, CASE WHEN r.step <= 0.3 * last.final THEN l.value END, r.lr, prior.p) AS f
               FROM r JOIN last ON last.run_id = r.run_id
               LEFT JOIN l ON l.run_id = r.run_id AND l.step = r.step

@@ -224,6 +224,10 @@ pub struct LossCurve {
     pub warmup_end: i64,
     /// The schedule, to predict at any step.
     pub schedule: Schedule,
+    /// (L₀, A, α, C) of each member of an ensemble: one per run of a prior
+    /// from [`loss_curve_prior`](super::loss_prior), each with that run's α
+    /// and C and its own (L₀, A). Empty otherwise.
+    pub members: Vec<[f64; 4]>,
 }
 
 impl LossCurve {
@@ -234,17 +238,35 @@ impl LossCurve {
     }
 
     /// The prediction and its standard error (parameters and noise).
+    ///
+    /// For an ensemble (two members or more), the prediction is the mean of
+    /// the members' and the uncertainty of α and C is their spread
+    /// (variance × (1 + 1/m), for m members), plus the uncertainty of
+    /// (L₀, A) and the noise.
     pub fn predict_with_error(&self, step: i64) -> (f64, f64) {
         let (s1, s2) = self.schedule.areas(step);
         let z = s1.powf(-self.alpha);
         let gradient = [1.0, z, -self.a * s1.ln() * z, -s2];
+        let fitted = if self.members.len() >= 2 { 2 } else { 4 };
         let mut variance = self.noise;
-        for i in 0..4 {
-            for j in 0..4 {
+        for i in 0..fitted {
+            for j in 0..fitted {
                 variance += gradient[i] * self.cov[i * 4 + j] * gradient[j];
             }
         }
-        (self.predict(step), variance.max(0.0).sqrt())
+        if fitted == 4 {
+            return (self.predict(step), variance.max(0.0).sqrt());
+        }
+        let predictions: Vec<f64> = self
+            .members
+            .iter()
+            .map(|[l0, a, alpha, c]| l0 + a * s1.powf(-alpha) - c * s2)
+            .collect();
+        let m = predictions.len() as f64;
+        let mean = predictions.iter().sum::<f64>() / m;
+        let spread = predictions.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / (m - 1.0);
+        variance += spread * (1.0 + 1.0 / m);
+        (mean, variance.max(0.0).sqrt())
     }
 }
 
@@ -331,6 +353,12 @@ pub fn fit_loss_curve_with_prior(
             }
         }
     }
+    // An ensemble prior: each member's α and C, with (L₀, A) fitted here.
+    let mut members = Vec::new();
+    for &[_, _, member_alpha, member_c] in prior.map_or(&[][..], |p| &p.members[..]) {
+        let ([member_l0, member_a, _], _) = linear_fit(&rows, member_alpha, Some(member_c))?;
+        members.push([member_l0, member_a, member_alpha, member_c]);
+    }
     Some(LossCurve {
         l0,
         a,
@@ -342,6 +370,7 @@ pub fn fit_loss_curve_with_prior(
         points: n,
         warmup_end,
         schedule,
+        members,
     })
 }
 
@@ -535,7 +564,7 @@ fn list_of(item: DataType) -> DataType {
 /// The names of the parameters, in `cov`'s order.
 const PARAMETER_NAMES: [&str; 4] = ["l0", "a", "alpha", "c"];
 
-fn fit_fields() -> Fields {
+pub(super) fn fit_fields() -> Fields {
     let mut fields: Vec<Field> = PARAMETER_NAMES
         .iter()
         .map(|n| Field::new(*n, DataType::Float64, false))
@@ -553,11 +582,20 @@ fn fit_fields() -> Fields {
         Field::new("lambda", DataType::Float64, false),
         Field::new("cov", list_of(DataType::Float64), false),
         Field::new("schedule", list_of(DataType::Struct(knot_fields())), false),
+        Field::new("members", list_of(DataType::Struct(member_fields())), false),
     ]);
     Fields::from(fields)
 }
 
-fn fit_value(fit: &LossCurve) -> Result<ScalarValue> {
+/// (L₀, A, α, C) of one member of an ensemble fit.
+fn member_fields() -> Fields {
+    PARAMETER_NAMES
+        .iter()
+        .map(|n| Field::new(*n, DataType::Float64, false))
+        .collect()
+}
+
+pub(super) fn fit_value(fit: &LossCurve) -> Result<ScalarValue> {
     let f = |v: f64| -> ArrayRef { Arc::new(Float64Array::from(vec![v])) };
     let i = |v: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![v])) };
     let knots = &fit.schedule.knots;
@@ -569,6 +607,14 @@ fn fit_value(fit: &LossCurve) -> Result<ScalarValue> {
         Arc::new(Float64Array::from_iter_values(knots.iter().map(|k| k.s2))),
     ];
     let knots = StructArray::try_new(knot_fields(), knot_columns, None)?;
+    let member_columns: Vec<ArrayRef> = (0..4)
+        .map(|k| {
+            Arc::new(Float64Array::from_iter_values(
+                fit.members.iter().map(|member| member[k]),
+            )) as ArrayRef
+        })
+        .collect();
+    let members = StructArray::try_new(member_fields(), member_columns, None)?;
     let mut columns = vec![f(fit.l0), f(fit.a), f(fit.alpha), f(fit.c)];
     columns.extend((0..4).map(|k| f(fit.cov[k * 5].max(0.0).sqrt())));
     columns.extend([
@@ -579,6 +625,7 @@ fn fit_value(fit: &LossCurve) -> Result<ScalarValue> {
         f(fit.schedule.lambda),
         Arc::new(single_list(Arc::new(Float64Array::from(fit.cov.to_vec())))) as ArrayRef,
         Arc::new(single_list(Arc::new(knots))) as ArrayRef,
+        Arc::new(single_list(Arc::new(members))) as ArrayRef,
     ]);
     Ok(ScalarValue::Struct(Arc::new(StructArray::try_new(
         fit_fields(),
@@ -858,7 +905,7 @@ fn prediction_fields() -> Fields {
 
 /// The fit in row `row` of a `fit_loss_curve` struct column, read for
 /// `function` (named in errors).
-fn read_fit(fit: &StructArray, row: usize, function: &str) -> Result<LossCurve> {
+pub(super) fn read_fit(fit: &StructArray, row: usize, function: &str) -> Result<LossCurve> {
     let column = |name: &str| -> Result<&ArrayRef> {
         match fit.column_by_name(name) {
             Some(c) => Ok(c),
@@ -918,6 +965,21 @@ fn read_fit(fit: &StructArray, row: usize, function: &str) -> Result<LossCurve> 
     if knots.is_empty() {
         return exec_err!("{function}: malformed fit (empty schedule)");
     }
+    let mut members = Vec::new();
+    if let Some(list) = fit.column_by_name("members") {
+        let list = list.as_list::<i32>().value(row);
+        let list = list.as_struct();
+        let columns = PARAMETER_NAMES
+            .iter()
+            .map(|name| match list.column_by_name(name) {
+                Some(c) => Ok(cast(c, &DataType::Float64)?),
+                None => exec_err!("{function}: malformed fit (members)"),
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        for k in 0..list.len() {
+            members.push([0, 1, 2, 3].map(|p| value(&columns[p], k)));
+        }
+    }
     Ok(LossCurve {
         l0: float("l0")?,
         a: float("a")?,
@@ -932,6 +994,7 @@ fn read_fit(fit: &StructArray, row: usize, function: &str) -> Result<LossCurve> 
             knots,
             lambda: float("lambda")?,
         },
+        members,
     })
 }
 

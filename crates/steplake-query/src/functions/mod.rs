@@ -17,6 +17,8 @@
 //! - [`power_law`]: `fit_power_law` and `predict_power_law`, early prediction of the final loss;
 //! - [`loss_curve`]: `fit_loss_curve` and `predict_loss_curve`, the same with the
 //!   learning-rate schedule and an interval;
+//! - [`loss_prior`]: `loss_curve_prior`, the fits of several finished runs as
+//!   one prior for `fit_loss_curve`;
 //! - [`tensor`]: norms, distances, `rel_change`, histograms, quantiles, slices
 //!   and the spectrum of 2-D tensors, over the `tensors` table.
 //!
@@ -30,6 +32,7 @@ pub mod emergence;
 pub mod lag_corr;
 pub mod lookups;
 pub mod loss_curve;
+pub mod loss_prior;
 pub mod phases;
 pub mod points;
 pub mod power_law;
@@ -63,6 +66,7 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(power_law::PredictPowerLaw::udf());
     ctx.register_udaf(loss_curve::FitLossCurve::udaf());
     ctx.register_udf(loss_curve::PredictLossCurve::udf());
+    ctx.register_udaf(loss_prior::LossCurvePrior::udaf());
     for function in tensor::TensorFunction::ALL {
         ctx.register_udf(function.udf());
     }
