@@ -34,6 +34,8 @@ pub(crate) struct FlushJob {
     pub(crate) deleted_runs: Vec<String>,
     /// Callers waiting for this flush.
     pub(crate) replies: Vec<mpsc::Sender<Result<(), String>>>,
+    /// Callers waiting for this flush and the compaction passes after it.
+    pub(crate) compacted_replies: Vec<mpsc::Sender<Result<(), String>>>,
 }
 
 /// Writers idle longer than this are dropped from the manifest.
@@ -60,6 +62,9 @@ pub(crate) fn run_flusher(shared: Arc<Shared>, jobs: mpsc::Receiver<FlushJob>) {
         }
         if result.is_ok() {
             compact_while_idle(&shared);
+        }
+        for reply in &job.compacted_replies {
+            let _ = reply.send(result.clone());
         }
     }
 }

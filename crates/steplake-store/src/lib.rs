@@ -460,8 +460,22 @@ impl Store {
     /// Writes everything buffered to Parquet and waits until it is in the
     /// manifest. Blocks the calling thread.
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.flush_then(false)
+    }
+
+    /// Flushes, then waits for the compaction passes that follow a flush:
+    /// until no merge is due, or another flush waits. Blocks the calling
+    /// thread.
+    pub fn flush_and_compact(&self) -> Result<(), StoreError> {
+        self.flush_then(true)
+    }
+
+    fn flush_then(&self, then_compact: bool) -> Result<(), StoreError> {
         let (reply, done) = mpsc::channel();
-        self.send(Command::Flush { reply })?;
+        self.send(Command::Flush {
+            reply,
+            then_compact,
+        })?;
         done.recv()
             .map_err(|_| StoreError::closed())?
             .map_err(|reason| StoreError::Unavailable { reason })

@@ -86,6 +86,8 @@ pub(crate) enum Command {
     },
     Flush {
         reply: mpsc::Sender<Result<(), String>>,
+        /// Answer only once the compaction passes after the flush are done.
+        then_compact: bool,
     },
     DeleteRuns {
         selector: RunSelector,
@@ -196,7 +198,7 @@ pub(crate) fn reject(command: Command, reason: &str) {
         Command::FinishRun { reply, .. } => {
             let _ = reply.send(Err(err()));
         }
-        Command::Flush { reply } => {
+        Command::Flush { reply, .. } => {
             let _ = reply.send(Err(reason.to_string()));
         }
         Command::DeleteRuns { reply, .. } => {

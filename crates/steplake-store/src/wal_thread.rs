@@ -18,6 +18,13 @@ use crate::shared::{read_state, write_state, Frozen, Shared};
 use crate::wal::{frame_record, frame_record_with_crc, FsyncPolicy, RecordKind, WalWriter};
 use crate::{now_us, random_id, CreateRun, StoreError, StoreOptions, TensorPart, WriteAck};
 
+/// Callers waiting for the next flush: until it is written, or until it is
+/// written and the compaction passes after it are done.
+pub(crate) struct Waiting {
+    flushed: Vec<mpsc::Sender<Result<(), String>>>,
+    compacted: Vec<mpsc::Sender<Result<(), String>>>,
+}
+
 /// Owns the WAL writer; serializes every change to the store.
 pub(crate) struct WalThread {
     pub(crate) shared: Arc<Shared>,
@@ -155,11 +162,21 @@ impl WalThread {
         let failure = read_state(&self.shared).failure.clone();
         let mut pending = Pending::default();
         let mut flushes = Vec::new();
+        let mut compactions = Vec::new();
         let mut commands = group.into_iter();
         let mut append_error = None;
         for command in commands.by_ref() {
             match (command, &failure) {
-                (Command::Flush { reply }, _) => flushes.push(reply),
+                (
+                    Command::Flush {
+                        reply,
+                        then_compact,
+                    },
+                    _,
+                ) => match then_compact {
+                    false => flushes.push(reply),
+                    true => compactions.push(reply),
+                },
                 (command, Some(reason)) => reject(command, reason),
                 (command, None) => {
                     if let Some(effect) = self.log(command, &mut pending) {
@@ -186,13 +203,16 @@ impl WalThread {
             }
             for command in commands {
                 match command {
-                    Command::Flush { reply } => flushes.push(reply),
+                    Command::Flush { reply, .. } => flushes.push(reply),
                     other => reject(other, &reason),
                 }
             }
         }
         flushes.append(&mut self.deletion_replies);
-        let forced = (!flushes.is_empty()).then_some(flushes);
+        let forced = (!flushes.is_empty() || !compactions.is_empty()).then_some(Waiting {
+            flushed: flushes,
+            compacted: compactions,
+        });
         self.freeze_if_due(forced);
     }
 
@@ -499,7 +519,7 @@ impl WalThread {
 
     /// Freezes the active buffer and hands it to the flusher when it is big or
     /// old enough, or when `forced` callers wait for a flush.
-    fn freeze_if_due(&mut self, forced: Option<Vec<mpsc::Sender<Result<(), String>>>>) {
+    fn freeze_if_due(&mut self, forced: Option<Waiting>) {
         let (rows, tensor_bytes, empty) = {
             let state = read_state(&self.shared);
             (
@@ -543,6 +563,8 @@ impl WalThread {
             );
         }
         let covered_lsn = self.wal.next_lsn() - 1;
+        let (replies, compacted_replies) =
+            forced.map_or_else(Default::default, |w| (w.flushed, w.compacted));
         let job = FlushJob {
             partials: self.rules.assembler.snapshot(),
             file_id,
@@ -556,11 +578,12 @@ impl WalThread {
                 .iter()
                 .map(|(k, v)| (k.clone(), *v))
                 .collect(),
-            replies: forced.unwrap_or_default(),
+            replies,
+            compacted_replies,
         };
         if let Err(mpsc::SendError(job)) = self.flush_tx.send(job) {
             self.shared.release_flush_slot();
-            for reply in job.replies {
+            for reply in job.replies.iter().chain(&job.compacted_replies) {
                 let _ = reply.send(Err("the flusher has stopped".into()));
             }
         }
