@@ -68,21 +68,28 @@ def size_and_schedule(run: str) -> tuple[str, str]:
     return size, schedule
 
 
+def prior_prelude() -> str:
+    """The CTEs both prior evaluations share: every run's loss and
+    learning rate, its last step, its full fit, and its prefix."""
+    return f"""
+        l AS (SELECT run_id, step, value FROM scalars WHERE name = 'train/loss'),
+        r AS (SELECT run_id, step, value AS lr FROM scalars WHERE name = 'lr'),
+        last AS (SELECT run_id, max(step) AS final FROM l GROUP BY run_id),
+        everything AS (SELECT r.run_id, r.step, r.lr, l.value AS loss FROM r
+                       LEFT JOIN l ON l.run_id = r.run_id AND l.step = r.step),
+        full_fits AS (SELECT run_id, fit_loss_curve(step, loss, lr) AS f FROM everything GROUP BY run_id),
+        prefix AS (SELECT e.run_id, e.step, e.lr,
+                          CASE WHEN e.step <= {PREFIX} * last.final THEN e.loss END AS loss
+                   FROM everything e JOIN last ON last.run_id = e.run_id)"""
+
+
 def predict_with_priors(server: Server, refs: dict[str, str]) -> dict[str, tuple[float, float, float]]:
     """(value, lo, hi) at each run's last step, fitted on its prefix with
     the full fit of `refs[run]` as the prior."""
     pairs = ", ".join(f"('{run}', '{ref}')" for run, ref in sorted(refs.items()))
     rows = server.sql(f"""
-        WITH l AS (SELECT run_id, step, value FROM scalars WHERE name = 'train/loss'),
-             r AS (SELECT run_id, step, value AS lr FROM scalars WHERE name = 'lr'),
-             last AS (SELECT run_id, max(step) AS final FROM l GROUP BY run_id),
-             everything AS (SELECT r.run_id, r.step, r.lr, l.value AS loss FROM r
-                            LEFT JOIN l ON l.run_id = r.run_id AND l.step = r.step),
-             full_fits AS (SELECT run_id, fit_loss_curve(step, loss, lr) AS f FROM everything GROUP BY run_id),
+        WITH {prior_prelude()},
              refs AS (SELECT column1 AS run_id, column2 AS ref FROM (VALUES {pairs})),
-             prefix AS (SELECT e.run_id, e.step, e.lr,
-                               CASE WHEN e.step <= {PREFIX} * last.final THEN e.loss END AS loss
-                        FROM everything e JOIN last ON last.run_id = e.run_id),
              fits AS (SELECT prefix.run_id, fit_loss_curve(prefix.step, prefix.loss, prefix.lr, full_fits.f) AS f
                       FROM prefix JOIN refs ON refs.run_id = prefix.run_id
                       JOIN full_fits ON full_fits.run_id = refs.ref
@@ -97,20 +104,12 @@ def predict_with_combined_priors(server: Server) -> dict[str, tuple[float, float
     """(value, lo, hi) at each run's last step, fitted on its prefix with
     the full fits of every other run of the same size as the prior."""
     rows = server.sql(f"""
-        WITH l AS (SELECT run_id, step, value FROM scalars WHERE name = 'train/loss'),
-             r AS (SELECT run_id, step, value AS lr FROM scalars WHERE name = 'lr'),
-             last AS (SELECT run_id, max(step) AS final FROM l GROUP BY run_id),
-             everything AS (SELECT r.run_id, r.step, r.lr, l.value AS loss FROM r
-                            LEFT JOIN l ON l.run_id = r.run_id AND l.step = r.step),
-             full_fits AS (SELECT run_id, fit_loss_curve(step, loss, lr) AS f FROM everything GROUP BY run_id),
+        WITH {prior_prelude()},
              priors AS (SELECT last.run_id, loss_curve_prior(full_fits.f) AS p
                         FROM last JOIN full_fits
                           ON split_part(full_fits.run_id, '_', 1) = split_part(last.run_id, '_', 1)
                          AND full_fits.run_id <> last.run_id
                         GROUP BY last.run_id),
-             prefix AS (SELECT e.run_id, e.step, e.lr,
-                               CASE WHEN e.step <= {PREFIX} * last.final THEN e.loss END AS loss
-                        FROM everything e JOIN last ON last.run_id = e.run_id),
              fits AS (SELECT prefix.run_id, fit_loss_curve(prefix.step, prefix.loss, prefix.lr, priors.p) AS f
                       FROM prefix JOIN priors ON priors.run_id = prefix.run_id
                       GROUP BY prefix.run_id),
