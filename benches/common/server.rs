@@ -35,7 +35,11 @@ pub(crate) fn start_server_with(
     extra: &[&str],
     env: &[(String, String)],
 ) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_steplake"))
+    // STEPLAKE_BENCH_BIN runs a binary staged elsewhere (scripts/gpu-check.sh on a
+    // machine that did not build it); cargo's own build is the default.
+    let binary =
+        std::env::var_os("STEPLAKE_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_steplake").into());
+    let mut child = Command::new(binary)
         .args([
             "serve",
             "--listen",
