@@ -15,7 +15,8 @@
 #       and writes every figure and log into OUTDIR (at most 7 files).
 #
 # With the device tool: run(command="bash scripts/gpu-check.sh run $OUT",
-# carry=[".gpu-check"], timeout_s=540). The run takes about 4 minutes.
+# carry=[".gpu-check"], timeout_s=540). GPU_CHECK_SECONDS (default 480) bounds
+# the whole run: steps past it are skipped and say so.
 #
 # On a GPU machine that can build, `stage` then `run` on the same machine
 # does the same.
@@ -87,10 +88,17 @@ PY
   ls -l "$stage_dir"
 }
 
-# Runs "$@" under a time limit, output appended to the log $1.
+# Runs "$@" under a time limit (at most what is left of the whole check's
+# GPU_CHECK_SECONDS), output appended to the log $1.
 step() {
   local log="$1" limit="$2"
   shift 2
+  local left=$((deadline - $(date +%s)))
+  if [ "$left" -lt 10 ]; then
+    echo "=== skipped (out of time): $*" >> "$log"
+    return 0
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
   echo "=== $(date -u +%H:%M:%S) $*" >> "$log"
   timeout --kill-after=10 "$limit" "$@" >> "$log" 2>&1
   local rc=$?
@@ -100,6 +108,7 @@ step() {
 
 run() {
   local out="${1:?usage: scripts/gpu-check.sh run OUTDIR}"
+  deadline=$(($(date +%s) + ${GPU_CHECK_SECONDS:-480}))
   mkdir -p "$out"
   local bin=/tmp/gpu-check
   mkdir -p "$bin"
@@ -128,17 +137,17 @@ run() {
     uname -r
   } > "$env_log" 2>&1
 
-  step "$out/tests.log" 300 "$bin/gpu_device" --ignored --test-threads=1 --nocapture
-  step "$out/bench.log" 240 "$bin/gpu_bench"
+  step "$out/tests.log" 180 "$bin/gpu_device" --ignored --test-threads=1 --nocapture
+  step "$out/bench.log" 150 "$bin/gpu_bench"
   # Server ingest of 1 GiB, as 1,024 tensors of 1 MiB and as 16 of 64 MiB.
   for gpu in on off; do
-    STEPLAKE_GPU=$gpu step "$out/ingest.log" 120 "$bin/tensors_bench"
+    STEPLAKE_GPU=$gpu step "$out/ingest.log" 60 "$bin/tensors_bench"
     STEPLAKE_GPU=$gpu STEPLAKE_BENCH_TENSOR_STEPS=16 STEPLAKE_BENCH_TENSOR_KIB=65536 \
-      step "$out/ingest.log" 120 "$bin/tensors_bench"
+      step "$out/ingest.log" 60 "$bin/tensors_bench"
   done
   # Memory errors and races the equality checks cannot see; small cases only.
   if command -v compute-sanitizer > /dev/null; then
-    step "$out/sanitizer.log" 150 compute-sanitizer --tool memcheck --print-limit 20 \
+    step "$out/sanitizer.log" 90 compute-sanitizer --tool memcheck --print-limit 20 \
       "$bin/gpu_device" --ignored --test-threads=1 frames_and_statistics_equal_the_cpu_path
   fi
   grep -hE "^(test |GPU|device|\||batch|statistics|host planning|ingest|final flush|bytes on disk|steplake tensor|=== exit|.*ERROR SUMMARY)" \
