@@ -6,10 +6,9 @@
 //! the `scalars` files and then the `tensors` files:
 //!
 //! 1. pick the oldest run of [`CompactionPolicy::min_files`] consecutive
-//!    files of the table (in id order), each smaller than the target and
-//!    none in a higher size tier than the first, together at most the
-//!    target size (size-tiered: a merged file is not rewritten at every
-//!    later merge);
+//!    files of the table (in id order), each smaller than the target, all
+//!    of about one size, together at most the target size (size-tiered:
+//!    each byte is rewritten about once per tier, not at every merge);
 //! 2. merge them, keeping the latest write of each (run, name, step) (the
 //!    row of the file with the larger id): scalars files by merging their
 //!    sorted rows ([`merge`]), tensors files by copying their row groups'
@@ -81,44 +80,44 @@ pub(crate) fn compact_if_due(shared: &Shared) -> Result<bool, StoreError> {
     Ok(merged_any)
 }
 
-/// A file's size tier: sizes within a factor of `min_files` of each other
-/// share one.
-fn tier(bytes: u64, min_files: usize) -> u32 {
-    ((bytes.max(1) as f64).ln() / (min_files.max(2) as f64).ln()).floor() as u32
-}
-
 /// The oldest run of `min_files` consecutive small files of `table` worth
-/// merging: none after the first is in a higher size tier than it, so a
-/// large merged file is not rewritten by every later merge of small ones
-/// (each byte is rewritten about `min_files` times per tier, not once per
-/// flush), and together they stay within the target.
+/// merging: all of about one size (the largest less than `min_files` times
+/// the smallest), and together within the target.
+///
+/// One size per run is what bounds the rewriting: files merge like digits
+/// carrying in base `min_files`, so each byte is rewritten about once per
+/// size tier (log base `min_files` of the flush count), not at every merge.
+/// A large file that could take the small ones after it would be rewritten
+/// each time `min_files - 1` new ones arrived.
 fn pick(manifest: &Manifest, table: Table, policy: CompactionPolicy) -> Option<Vec<DataFile>> {
     if policy.min_files < 2 {
         return None;
     }
     let mut run: Vec<DataFile> = Vec::new();
-    let mut bytes = 0;
     for file in manifest.files.iter().filter(|f| f.table == table) {
-        let small = file.bytes < policy.target_bytes;
-        let fits_tier = run.first().is_none_or(|first| {
-            tier(file.bytes, policy.min_files) <= tier(first.bytes, policy.min_files)
-        });
-        if small && fits_tier && bytes + file.bytes <= policy.target_bytes {
-            bytes += file.bytes;
-            run.push(file.clone());
-            if run.len() == policy.min_files {
-                return Some(run);
-            }
+        if file.bytes >= policy.target_bytes {
+            run.clear();
             continue;
         }
-        run.clear();
-        bytes = 0;
-        if small {
-            bytes = file.bytes;
-            run.push(file.clone());
+        run.push(file.clone());
+        // The oldest files go until the run is of one size and fits.
+        while !of_one_size(&run, policy.min_files)
+            || run.iter().map(|f| f.bytes).sum::<u64>() > policy.target_bytes
+        {
+            run.remove(0);
+        }
+        if run.len() == policy.min_files {
+            return Some(run);
         }
     }
     None
+}
+
+/// Whether the largest of `files` is less than `factor` times the smallest.
+fn of_one_size(files: &[DataFile], factor: usize) -> bool {
+    let smallest = files.iter().map(|f| f.bytes.max(1)).min().unwrap_or(1);
+    let largest = files.iter().map(|f| f.bytes).max().unwrap_or(0);
+    (largest as u128) < smallest as u128 * factor as u128
 }
 
 /// The merged file of `run` (files of `table`), written and published but
@@ -349,14 +348,66 @@ mod tests {
     fn merges_runs_of_files_of_about_one_size() {
         assert_eq!(picked(&[100, 100, 100]), None);
         assert_eq!(picked(&[100, 100, 100, 100, 100]), Some(vec![100; 4]));
-        // A merged file takes small ones after it, but is not taken by them.
+        // Files of about one size merge; a file `min_files` times larger
+        // is not rewritten with small ones, on either side of them.
         assert_eq!(
-            picked(&[400, 100, 100, 100]),
-            Some(vec![400, 100, 100, 100])
+            picked(&[300, 100, 100, 100]),
+            Some(vec![300, 100, 100, 100])
         );
+        assert_eq!(picked(&[400, 100, 100, 100]), None);
         assert_eq!(picked(&[100, 100, 400, 100, 100]), None);
+        assert_eq!(picked(&[400, 100, 100, 100, 100]), Some(vec![100; 4]));
         // Files at the target are left alone, and a run stays under it.
         assert_eq!(picked(&[1 << 20, 100, 100, 100]), None);
         assert_eq!(picked(&[300_000, 300_000, 300_000, 300_000]), None);
+    }
+
+    /// Bytes written by compaction over `flushes` flushes of `size` bytes,
+    /// each followed by every pass that is due (a merged file's size is the
+    /// sum of its inputs'), and the files left.
+    fn simulate(flushes: usize, size: u64, policy: CompactionPolicy) -> (u64, usize) {
+        let mut manifest = Manifest::default();
+        let mut written = 0;
+        for id in 1..=flushes as u64 {
+            manifest.files.push(DataFile {
+                table: Table::Scalars,
+                id,
+                path: format!("data/{id}"),
+                rows: 1,
+                bytes: size,
+                crc32: None,
+                series: Vec::new(),
+            });
+            while let Some(run) = pick(&manifest, Table::Scalars, policy) {
+                let bytes: u64 = run.iter().map(|f| f.bytes).sum();
+                written += bytes;
+                let last = run[run.len() - 1].clone();
+                manifest
+                    .files
+                    .retain(|f| !run.iter().any(|r| r.path == f.path));
+                manifest.files.push(DataFile { bytes, ..last });
+                manifest.sort_files();
+            }
+        }
+        (written, manifest.files.len())
+    }
+
+    #[test]
+    fn each_byte_is_rewritten_about_once_per_size_tier() {
+        // 4,096 flushes with 8 files per merge: four tiers (8^4 = 4,096), so
+        // each byte is rewritten about four times. Letting a large file take
+        // the small ones after it rewrote it at every merge instead: 293×.
+        let policy = CompactionPolicy {
+            min_files: 8,
+            target_bytes: 1 << 40,
+        };
+        let (flushes, size) = (4096, 100_000);
+        let (written, left) = simulate(flushes, size, policy);
+        let rewrites = written as f64 / (flushes as u64 * size) as f64;
+        assert!(
+            rewrites <= 5.0,
+            "each byte was rewritten {rewrites:.1} times"
+        );
+        assert!(left <= 8, "{left} files left");
     }
 }
