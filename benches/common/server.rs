@@ -37,8 +37,8 @@ pub(crate) fn start_server_with(
 ) -> Server {
     // STEPLAKE_BENCH_BIN runs a binary staged elsewhere (scripts/gpu-check.sh on a
     // machine that did not build it); cargo's own build is the default.
-    let binary =
-        std::env::var_os("STEPLAKE_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_steplake").into());
+    let binary = std::env::var_os("STEPLAKE_BENCH_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_steplake").into());
     let mut child = Command::new(binary)
         .args([
             "serve",
