@@ -139,6 +139,22 @@ pub struct QueryEngine {
     queue_timeout: std::time::Duration,
 }
 
+/// The session settings of every steplake query, here or on a cluster:
+/// catalog `steplake.public`, `threads` partitions, strings as Utf8 (the
+/// type Flight SQL clients expect), Parquet filters pushed into the scan.
+pub fn session_config(threads: usize) -> SessionConfig {
+    let mut config = SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG, SCHEMA)
+        .with_information_schema(true)
+        .with_target_partitions(threads.max(1));
+    let session = config.options_mut();
+    session.execution.parquet.schema_force_view_types = false;
+    session.execution.parquet.pushdown_filters = true;
+    session.execution.parquet.reorder_filters = true;
+    session.sql_parser.map_string_types_to_utf8view = false;
+    config
+}
+
 impl QueryEngine {
     /// Creates a session over `store` with the default [`QueryOptions`].
     pub fn new(store: Arc<Store>) -> Result<Self, QueryError> {
@@ -147,16 +163,7 @@ impl QueryEngine {
 
     /// Creates a session over `store`.
     pub fn with_options(store: Arc<Store>, options: QueryOptions) -> Result<Self, QueryError> {
-        let mut config = SessionConfig::new()
-            .with_default_catalog_and_schema(CATALOG, SCHEMA)
-            .with_information_schema(true)
-            .with_target_partitions(options.threads.max(1));
-        let session = config.options_mut();
-        // Strings come back as Utf8, the type Flight SQL clients (JDBC) expect.
-        session.execution.parquet.schema_force_view_types = false;
-        session.execution.parquet.pushdown_filters = true;
-        session.execution.parquet.reorder_filters = true;
-        session.sql_parser.map_string_types_to_utf8view = false;
+        let config = session_config(options.threads);
         let pool = TrackConsumersPool::new(
             FairSpillPool::new(options.memory_bytes),
             NonZeroUsize::MIN.saturating_add(2),

@@ -1,0 +1,96 @@
+//! A client's session on a cluster: steplake's SQL planned here, run there.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use ballista::prelude::{SessionConfigExt, SessionContextExt};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::codec::{SteplakeTable, TableCodec};
+use crate::functions;
+
+/// A steplake table as a client sees it: its schema, and a name the codec
+/// ships. Only the scheduler reads it.
+#[derive(Debug)]
+pub struct ClusterTable {
+    table: SteplakeTable,
+}
+
+impl ClusterTable {
+    /// The stand-in for `table`.
+    pub fn new(table: SteplakeTable) -> ClusterTable {
+        ClusterTable { table }
+    }
+
+    /// The table it stands in for.
+    pub fn table(&self) -> SteplakeTable {
+        self.table
+    }
+}
+
+#[async_trait]
+impl TableProvider for ClusterTable {
+    fn schema(&self) -> SchemaRef {
+        self.table.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Every filter reaches the scheduler's provider, which prunes with
+        // what it can; the filter itself stays in the plan above the scan.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Err(DataFusionError::Plan(format!(
+            "the `{}` table is read on the cluster, not in this client's session",
+            self.table.name()
+        )))
+    }
+}
+
+/// A session whose statements run on the Ballista scheduler at `url`
+/// (`df://HOST:PORT`), with steplake's tables and functions and the same
+/// settings as one process.
+pub async fn cluster_context(url: &str) -> Result<SessionContext> {
+    let state = functions::session_state(cluster_config());
+    let ctx = SessionContext::remote_with_state(url, state).await?;
+    register_steplake(&ctx)?;
+    Ok(ctx)
+}
+
+/// Registers steplake's functions and a [`ClusterTable`] for each steplake
+/// table on `ctx`, a session Ballista made (which replaces the functions of
+/// the state it was given with DataFusion's own).
+pub fn register_steplake(ctx: &SessionContext) -> Result<()> {
+    steplake_query::functions::register(ctx);
+    for table in SteplakeTable::ALL {
+        ctx.register_table(table.name(), Arc::new(ClusterTable::new(table)))?;
+    }
+    Ok(())
+}
+
+/// steplake's session settings with Ballista's hooks and the client codec.
+pub fn cluster_config() -> SessionConfig {
+    steplake_query::session_config(1)
+        .upgrade_for_ballista()
+        .with_ballista_logical_extension_codec(Arc::new(TableCodec::client()))
+}

@@ -1,0 +1,104 @@
+//! The cluster roles: Ballista's own scheduler and executor processes, with
+//! steplake's codec, functions and bucket installed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ballista_core::error::BallistaError;
+use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::scheduler_process::start_server;
+use datafusion::error::DataFusionError;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::prelude::SessionConfig;
+
+use crate::codec::TableCodec;
+use crate::functions;
+
+/// How a scheduler runs.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    /// Where clients and executors reach it.
+    pub listen: SocketAddr,
+    /// The bucket prefix its queries read (`s3://bucket/prefix`).
+    pub object_store: String,
+}
+
+/// How an executor runs.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    /// The scheduler's host and port.
+    pub scheduler: (String, u16),
+    /// Host the executor binds and advertises.
+    pub bind_host: String,
+    /// Its Arrow Flight port (shuffle data), and its gRPC port.
+    pub ports: (u16, u16),
+    /// Partitions it runs at once.
+    pub vcores: usize,
+    /// The bucket prefix the plans it runs read.
+    pub object_store: String,
+    /// Where it keeps shuffle files (default: a temporary directory).
+    pub work_dir: Option<String>,
+}
+
+/// A runtime that reads the bucket of `url` with the same client the
+/// single-process engine uses.
+fn runtime_with_bucket(url: &str) -> datafusion::error::Result<Arc<RuntimeEnv>> {
+    let parsed = url::Url::parse(url.trim_end_matches('/'))
+        .map_err(|e| DataFusionError::Configuration(format!("--object-store {url}: {e}")))?;
+    let (bucket, _) = steplake_store::bucket::open_object_store(&parsed)
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let runtime = RuntimeEnvBuilder::new().build_arc()?;
+    runtime.register_object_store(&steplake_store::bucket::bucket_root(&parsed), bucket);
+    Ok(runtime)
+}
+
+/// Runs a Ballista scheduler whose queries read `options.object_store`,
+/// until the process ends.
+pub async fn run_scheduler(options: SchedulerOptions) -> Result<(), BallistaError> {
+    // Fail at start, not at the first query, when the bucket is unusable.
+    runtime_with_bucket(&options.object_store)?;
+    let url = options.object_store.clone();
+    let session_builder = Arc::new(move |config: SessionConfig| {
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime_with_bucket(&url)?)
+            .with_default_features()
+            .build();
+        Ok(functions::with_steplake_functions(state))
+    });
+    let config = SchedulerConfig {
+        bind_host: options.listen.ip().to_string(),
+        bind_port: options.listen.port(),
+        override_session_builder: Some(session_builder),
+        override_logical_codec: Some(Arc::new(TableCodec::scheduler(&options.object_store))),
+        ..Default::default()
+    };
+    let cluster = BallistaCluster::new_from_config(&config).await?;
+    start_server(cluster, options.listen, Arc::new(config)).await
+}
+
+/// Runs a Ballista executor for the scheduler of `options`, until the
+/// process ends.
+pub async fn run_executor(options: ExecutorOptions) -> Result<(), BallistaError> {
+    runtime_with_bucket(&options.object_store)?;
+    let url = options.object_store.clone();
+    let config = ExecutorProcessConfig {
+        scheduler_host: options.scheduler.0,
+        scheduler_port: options.scheduler.1,
+        bind_host: options.bind_host.clone(),
+        external_host: Some(options.bind_host),
+        port: options.ports.0,
+        grpc_port: options.ports.1,
+        vcores: options.vcores.max(1),
+        work_dir: options.work_dir,
+        override_function_registry: Some(Arc::new(functions::executor_registry())),
+        override_logical_codec: Some(Arc::new(TableCodec::client())),
+        override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| {
+            runtime_with_bucket(&url)
+        })),
+        ..Default::default()
+    };
+    start_executor_process(Arc::new(config)).await
+}

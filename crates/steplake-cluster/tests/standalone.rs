@@ -1,0 +1,91 @@
+//! steplake's SQL through Ballista's standalone (in-process) cluster gives
+//! the answers of one process: tables shipped by the codec, functions
+//! decoded on the executor.
+
+use std::sync::Arc;
+
+use ballista::prelude::{SessionConfigExt, SessionContextExt};
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::prelude::SessionContext;
+use steplake_cluster::client::{cluster_config, register_steplake};
+use steplake_cluster::{functions, TableCodec};
+use steplake_core::ScalarBatch;
+use steplake_query::QueryEngine;
+use steplake_store::{CreateRun, Store, StoreOptions};
+
+/// Two runs of a loss with a spike at step 120 and an accuracy that
+/// crosses 0.9 at step 150, flushed to Parquet.
+async fn store_with_runs(dir: &std::path::Path) -> Arc<Store> {
+    let store = Arc::new(Store::open(dir, StoreOptions::default()).expect("open"));
+    for (i, run) in ["a", "b"].into_iter().enumerate() {
+        store
+            .create_run(CreateRun {
+                run_id: Some(run.into()),
+                ..Default::default()
+            })
+            .await
+            .expect("create run");
+        let mut batch = ScalarBatch {
+            names: vec!["loss".into(), "acc".into()],
+            ..Default::default()
+        };
+        for step in 0..300i64 {
+            let spike = if step == 120 + i as i64 { 3.0 } else { 1.0 };
+            let loss = spike * (2.0 / (1.0 + step as f64 * 0.01));
+            let acc = (step as f64 / 166.0).min(1.0);
+            for (name, value) in [(0u32, loss), (1, acc)] {
+                batch.name_index.push(name);
+                batch.steps.push(step);
+                batch.values.push(value);
+                batch.wall_times_us.push(1_700_000_000_000_000 + step);
+            }
+        }
+        store
+            .write_scalars("w", i as u64 + 1, run, batch)
+            .await
+            .expect("write");
+    }
+    store.flush().expect("flush");
+    store
+}
+
+const QUERIES: [&str; 4] = [
+    "SELECT run_id, name, count(*) AS n, round(sum(value), 6) AS total FROM scalars GROUP BY run_id, name ORDER BY run_id, name",
+    "SELECT run_id, step FROM (SELECT run_id, step, is_spike(value) OVER (PARTITION BY run_id, name ORDER BY step) AS spike FROM scalars WHERE name = 'loss') WHERE spike ORDER BY run_id, step",
+    "SELECT run_id, first_sustained(step, value > 0.9, 3) AS emerged FROM scalars WHERE name = 'acc' GROUP BY run_id ORDER BY run_id",
+    "SELECT r.run_id, count(*) AS n FROM runs r JOIN scalars s ON r.run_id = s.run_id WHERE s.step >= 100 GROUP BY r.run_id ORDER BY r.run_id",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_cluster_answers_as_one_process() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_with_runs(dir.path()).await;
+    let engine = QueryEngine::new(store.clone()).expect("engine");
+
+    let config = cluster_config()
+        .with_ballista_logical_extension_codec(Arc::new(TableCodec::over(store.clone())));
+    let cluster = SessionContext::standalone_with_state(functions::session_state(config))
+        .await
+        .expect("standalone cluster");
+    register_steplake(&cluster).expect("tables");
+
+    for sql in QUERIES {
+        let (_, local) = engine.sql_collect(sql).await.expect(sql);
+        let remote = cluster
+            .sql(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let (local, remote) = (
+            pretty_format_batches(&local).expect("format").to_string(),
+            pretty_format_batches(&remote).expect("format").to_string(),
+        );
+        assert!(
+            local.lines().count() > 4,
+            "{sql} answered nothing:\n{local}"
+        );
+        assert_eq!(local, remote, "{sql}");
+    }
+}
