@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `steplake` binary, real clients, loopback only.
 
 mod auth;
+mod cluster;
 mod crash_trials;
 mod dashboard;
 mod data_dir_tools;

@@ -14,13 +14,13 @@ fn python() -> String {
 }
 
 /// An S3 server with one bucket, stopped when dropped.
-struct S3Server {
+pub(crate) struct S3Server {
     child: Child,
     endpoint: String,
 }
 
 impl S3Server {
-    fn start(bucket: &str) -> S3Server {
+    pub(crate) fn start(bucket: &str) -> S3Server {
         let mut child = Command::new(python())
             .arg(repo_file("tests/python/s3_server.py"))
             .arg(bucket)
@@ -42,7 +42,7 @@ impl S3Server {
     }
 
     /// What a steplake process needs to reach it.
-    fn env(&self) -> Vec<(String, String)> {
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
         [
             ("AWS_ACCESS_KEY_ID", "steplake-test"),
             ("AWS_SECRET_ACCESS_KEY", "steplake-test"),
@@ -63,7 +63,7 @@ impl Drop for S3Server {
     }
 }
 
-fn serve(dir: &Path, s3: &S3Server, url: &str) -> TestServer {
+pub(crate) fn serve(dir: &Path, s3: &S3Server, url: &str) -> TestServer {
     TestServer::start_with_env(
         dir,
         "127.0.0.1:0",
@@ -72,7 +72,7 @@ fn serve(dir: &Path, s3: &S3Server, url: &str) -> TestServer {
     )
 }
 
-fn write(server: &TestServer, run: &str, csv: &str) {
+pub(crate) fn write(server: &TestServer, run: &str, csv: &str) {
     let out = steplake_with_env(
         &["write", "--server", &server.url, "--run", run, "-"],
         Some(csv),
@@ -94,7 +94,7 @@ fn series_csv(name: &str, steps: std::ops::Range<i64>) -> String {
 }
 
 /// `steplake sql --object-store URL --format csv SQL` with no server.
-fn bucket_sql(s3: &S3Server, url: &str, sql: &str) -> String {
+pub(crate) fn bucket_sql(s3: &S3Server, url: &str, sql: &str) -> String {
     let out = steplake_with_env(
         &["sql", "--object-store", url, "--format", "csv", sql],
         None,

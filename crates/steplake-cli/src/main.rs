@@ -5,6 +5,7 @@
 //! 2 bad input (malformed file line, SQL error, statement not allowed, bad flag).
 
 mod check;
+mod cluster;
 mod connect;
 mod delete;
 mod import;
@@ -57,6 +58,10 @@ enum Command {
     /// Create, list or revoke the access tokens of a data directory: token.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Run a Ballista scheduler for SQL over a bucket on a cluster.
+    Scheduler(cluster::SchedulerArgs),
+    /// Run a Ballista executor of a `steplake scheduler`'s cluster.
+    Executor(cluster::ExecutorArgs),
 }
 
 /// A failure that ends the command, with the exit code it maps to.
@@ -123,6 +128,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Write(args) => write::run(args).await,
             Command::Sql(args) => sql::run(args).await,
+            Command::Scheduler(args) => cluster::run_scheduler(args).await,
+            Command::Executor(args) => cluster::run_executor(args).await,
             Command::Import(command) => import::run(command).await,
             Command::Sync(args) => sync::run(args).await,
             Command::Check(args) => check::run(args),

@@ -1,4 +1,5 @@
-//! `steplake sql`: read-only SQL against a server (Flight SQL) or a data directory.
+//! `steplake sql`: read-only SQL against a server (Flight SQL), a data
+//! directory, a bucket prefix, or a Ballista cluster.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -6,7 +7,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use steplake_client::DEFAULT_SERVER;
-use steplake_query::{QueryEngine, QueryError};
+use steplake_query::{QueryEngine, QueryError, QueryOptions};
 use steplake_store::{Store, StoreError};
 
 use crate::connect::ConnectArgs;
@@ -29,6 +30,11 @@ pub(crate) struct SqlArgs {
     /// server's unflushed points. Credentials from AWS_* (GOOGLE_*, AZURE_*).
     #[arg(long, conflicts_with = "server")]
     object_store: Option<String>,
+    /// Run the query on a Ballista cluster: the URL (df://HOST:PORT) of a
+    /// `steplake scheduler`. It reads what the scheduler's bucket manifest
+    /// lists, without any server's unflushed points.
+    #[arg(long, conflicts_with_all = ["server", "data_dir", "object_store"])]
+    cluster: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: OutputFormat,
@@ -59,6 +65,15 @@ fn read_sql(arg: Option<String>) -> Result<String, CliError> {
 pub(crate) async fn run(args: SqlArgs) -> Result<(), CliError> {
     let sql = read_sql(args.sql)?;
     let (schema, batches) = match (&args.data_dir, &args.object_store) {
+        _ if args.cluster.is_some() => {
+            let url = args.cluster.as_deref().unwrap_or_default();
+            let ctx = steplake_cluster::cluster_context(url).await.map_err(|e| {
+                CliError::Failure(format!("cannot reach the cluster at {url}: {e}"))
+            })?;
+            let engine = QueryEngine::over_context(ctx, QueryOptions::default())
+                .map_err(|e| CliError::Failure(e.to_string()))?;
+            engine.sql_collect(&sql).await.map_err(query_error)?
+        }
         (Some(dir), _) => {
             let dir = dir.clone();
             query_store(move || Store::open_read_only(dir), &sql).await?
@@ -90,12 +105,18 @@ async fn query_store(
             other => CliError::Failure(other.to_string()),
         })?;
     let engine = QueryEngine::new(Arc::new(store)).map_err(|e| CliError::Failure(e.to_string()))?;
-    engine.sql_collect(sql).await.map_err(|e| match e {
+    engine.sql_collect(sql).await.map_err(query_error)
+}
+
+/// A statement's error as the exit code the README gives: 2 for the
+/// statement itself, 1 for a failure while running it.
+fn query_error(e: QueryError) -> CliError {
+    match e {
         QueryError::Plan(_) | QueryError::TooComplex(_) | QueryError::Forbidden(_) => {
             CliError::Input(e.to_string())
         }
         QueryError::Execution(_) | QueryError::Overloaded(_) | QueryError::Timeout(_) => {
             CliError::Failure(e.to_string())
         }
-    })
+    }
 }

@@ -199,6 +199,13 @@ impl QueryEngine {
         .map_err(QueryError::Execution)?;
         ctx.register_table("tensors", Arc::new(tables::TensorsTable::new(store)))
             .map_err(QueryError::Execution)?;
+        Self::over_context(ctx, options)
+    }
+
+    /// An engine over a session made elsewhere, such as a Ballista
+    /// cluster's (steplake-cluster): statements get the same checks,
+    /// limits, time limit and runtime as over a store.
+    pub fn over_context(ctx: SessionContext, options: QueryOptions) -> Result<Self, QueryError> {
         Ok(QueryEngine {
             ctx,
             limits: options.limits,
