@@ -1,14 +1,14 @@
 //! Distributed SQL on Ballista: a real `steplake scheduler` and two
 //! `steplake executor`s on loopback, over the bucket of a real S3 server,
 //! answer as one process reading the same bucket. A cluster query sees what
-//! the bucket's manifest lists (flushed points only).
+//! the bucket's manifest lists: flushed points only, never a server's buffer.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{binary, steplake_with_env};
+use crate::harness::{binary, sql_csv, steplake_with_env};
 use crate::object_store::{bucket_sql, serve, write, S3Server};
 
 /// A free loopback port (free when asked; the role binds it right after).
@@ -69,7 +69,7 @@ const QUERIES: [&str; 4] = [
 ];
 
 #[test]
-fn a_scheduler_and_two_executors_answer_as_one_process() {
+fn a_scheduler_and_two_executors_answer_as_one_process_over_flushed_files() {
     let s3 = S3Server::start("steplake-cluster");
     let url = "s3://steplake-cluster/lab";
     let dir = tempfile::tempdir().unwrap();
@@ -140,4 +140,19 @@ fn a_scheduler_and_two_executors_answer_as_one_process() {
         };
         assert_eq!(answer, expected, "{sql}");
     }
+
+    // What a cluster query sees: the files the bucket's manifest lists.
+    // Points a server acknowledged but has not flushed are not among them;
+    // they show once it flushes (here, at its stop).
+    let server = serve(dir.path(), &s3, url);
+    write(&server, "r3", "name,step,value\nloss,0,1.5\nloss,1,1.25\n");
+    let count = "SELECT count(*) AS n FROM scalars WHERE run_id = 'r3'";
+    assert_eq!(
+        sql_csv(&server.url, count),
+        "n\n2\n",
+        "the server sees its buffer"
+    );
+    assert_eq!(cluster_sql(&s3, &cluster, count).as_deref(), Ok("n\n0\n"));
+    server.stop();
+    assert_eq!(cluster_sql(&s3, &cluster, count).as_deref(), Ok("n\n2\n"));
 }
