@@ -64,25 +64,17 @@ fn read_sql(arg: Option<String>) -> Result<String, CliError> {
 /// Runs the query and prints the result.
 pub(crate) async fn run(args: SqlArgs) -> Result<(), CliError> {
     let sql = read_sql(args.sql)?;
-    let (schema, batches) = match (&args.data_dir, &args.object_store) {
-        _ if args.cluster.is_some() => {
-            let url = args.cluster.as_deref().unwrap_or_default();
-            let ctx = steplake_cluster::cluster_context(url).await.map_err(|e| {
-                CliError::Failure(format!("cannot reach the cluster at {url}: {e}"))
-            })?;
-            let engine = QueryEngine::over_context(ctx, QueryOptions::default())
-                .map_err(|e| CliError::Failure(e.to_string()))?;
-            engine.sql_collect(&sql).await.map_err(query_error)?
-        }
-        (Some(dir), _) => {
+    let (schema, batches) = match (&args.cluster, &args.data_dir, &args.object_store) {
+        (Some(url), _, _) => query_cluster(url, &sql).await?,
+        (None, Some(dir), _) => {
             let dir = dir.clone();
             query_store(move || Store::open_read_only(dir), &sql).await?
         }
-        (None, Some(url)) => {
+        (None, None, Some(url)) => {
             let url = url.clone();
             query_store(move || Store::open_bucket_read_only(&url), &sql).await?
         }
-        (None, None) => args.connect.connect(&args.server).await?.sql(&sql).await?,
+        (None, None, None) => args.connect.connect(&args.server).await?.sql(&sql).await?,
     };
     print(args.format, &schema, &batches)
 }
@@ -105,6 +97,19 @@ async fn query_store(
             other => CliError::Failure(other.to_string()),
         })?;
     let engine = QueryEngine::new(Arc::new(store)).map_err(|e| CliError::Failure(e.to_string()))?;
+    engine.sql_collect(sql).await.map_err(query_error)
+}
+
+/// Runs `sql` on the Ballista cluster whose scheduler is at `url`.
+async fn query_cluster(
+    url: &str,
+    sql: &str,
+) -> Result<(arrow::datatypes::SchemaRef, Vec<arrow::array::RecordBatch>), CliError> {
+    let ctx = steplake_cluster::cluster_context(url)
+        .await
+        .map_err(|e| CliError::Failure(format!("cannot reach the cluster at {url}: {e}")))?;
+    let engine = QueryEngine::over_context(ctx, QueryOptions::default())
+        .map_err(|e| CliError::Failure(e.to_string()))?;
     engine.sql_collect(sql).await.map_err(query_error)
 }
 

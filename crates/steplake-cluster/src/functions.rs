@@ -2,7 +2,10 @@
 //! session state and the executors' function registry.
 
 use ballista_core::registry::BallistaFunctionRegistry;
-use datafusion::execution::SessionState;
+use std::sync::Arc;
+
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 /// `state` with every steplake function registered (DataFusion's own stay).
@@ -13,13 +16,21 @@ pub fn with_steplake_functions(state: SessionState) -> SessionState {
 }
 
 /// A session state for `config` with DataFusion's defaults and steplake's
-/// functions: what the scheduler plans each job with.
+/// functions.
 pub fn session_state(config: SessionConfig) -> SessionState {
-    let state = datafusion::execution::SessionStateBuilder::new()
+    with_steplake_functions(defaults(config).build())
+}
+
+/// [`session_state`] on `runtime` (one that reads the bucket): what the
+/// scheduler plans each job with.
+pub fn session_state_on(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionState {
+    with_steplake_functions(defaults(config).with_runtime_env(runtime).build())
+}
+
+fn defaults(config: SessionConfig) -> SessionStateBuilder {
+    SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
-        .build();
-    with_steplake_functions(state)
 }
 
 /// The functions an executor can decode: DataFusion's and steplake's.

@@ -43,10 +43,12 @@ pub struct ExecutorOptions {
 }
 
 /// A runtime that reads the bucket of `url` with the same client the
-/// single-process engine uses.
+/// single-process engine uses. Each role opens it once, at start (so an
+/// unusable bucket fails the start, not the first query), and every
+/// session it runs shares it.
 fn runtime_with_bucket(url: &str) -> datafusion::error::Result<Arc<RuntimeEnv>> {
     let parsed = url::Url::parse(url.trim_end_matches('/'))
-        .map_err(|e| DataFusionError::Configuration(format!("--object-store {url}: {e}")))?;
+        .map_err(|e| DataFusionError::Configuration(format!("bucket prefix {url}: {e}")))?;
     let (bucket, _) = steplake_store::bucket::open_object_store(&parsed)
         .map_err(|e| DataFusionError::External(Box::new(e)))?;
     let runtime = RuntimeEnvBuilder::new().build_arc()?;
@@ -57,16 +59,9 @@ fn runtime_with_bucket(url: &str) -> datafusion::error::Result<Arc<RuntimeEnv>> 
 /// Runs a Ballista scheduler whose queries read `options.object_store`,
 /// until the process ends.
 pub async fn run_scheduler(options: SchedulerOptions) -> Result<(), BallistaError> {
-    // Fail at start, not at the first query, when the bucket is unusable.
-    runtime_with_bucket(&options.object_store)?;
-    let url = options.object_store.clone();
+    let runtime = runtime_with_bucket(&options.object_store)?;
     let session_builder = Arc::new(move |config: SessionConfig| {
-        let state = datafusion::execution::SessionStateBuilder::new()
-            .with_config(config)
-            .with_runtime_env(runtime_with_bucket(&url)?)
-            .with_default_features()
-            .build();
-        Ok(functions::with_steplake_functions(state))
+        Ok(functions::session_state_on(config, runtime.clone()))
     });
     let config = SchedulerConfig {
         bind_host: options.listen.ip().to_string(),
@@ -82,8 +77,7 @@ pub async fn run_scheduler(options: SchedulerOptions) -> Result<(), BallistaErro
 /// Runs a Ballista executor for the scheduler of `options`, until the
 /// process ends.
 pub async fn run_executor(options: ExecutorOptions) -> Result<(), BallistaError> {
-    runtime_with_bucket(&options.object_store)?;
-    let url = options.object_store.clone();
+    let runtime = runtime_with_bucket(&options.object_store)?;
     let config = ExecutorProcessConfig {
         scheduler_host: options.scheduler.0,
         scheduler_port: options.scheduler.1,
@@ -95,9 +89,7 @@ pub async fn run_executor(options: ExecutorOptions) -> Result<(), BallistaError>
         work_dir: options.work_dir,
         override_function_registry: Some(Arc::new(functions::executor_registry())),
         override_logical_codec: Some(Arc::new(TableCodec::client())),
-        override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| {
-            runtime_with_bucket(&url)
-        })),
+        override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| Ok(runtime.clone()))),
         ..Default::default()
     };
     start_executor_process(Arc::new(config)).await
