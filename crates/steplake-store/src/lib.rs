@@ -177,6 +177,7 @@ impl Store {
         }
         let next_file_id = recovered.manifest.next_file_id;
         let manifest_log = ManifestLog::new(recovered.log_position.clone(), options.manifest);
+        manifest_log.start(&storage, &data_dir, &recovered.manifest)?;
         let mut shared = Shared::new(
             data_dir.clone(),
             State {

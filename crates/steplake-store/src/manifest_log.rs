@@ -14,7 +14,9 @@
 //! (a hard link locally; `If-None-Match: *` in a bucket). So two writers
 //! never both win a version: the loser is fenced off ([`StoreError::Fenced`]).
 //! A store's first write, and one of a store still described by the old
-//! single `manifest.json`, is a checkpoint instead.
+//! single `manifest.json`, is a checkpoint instead; it happens when the
+//! store opens ([`ManifestLog::start`]), so a store has a manifest before
+//! its first flush puts a data file in place.
 //!
 //! After [`ManifestPolicy::checkpoint_every`] changes, or sooner once the
 //! changes since the last checkpoint weigh more than it, the whole manifest
@@ -323,6 +325,30 @@ impl ManifestLog {
             position: Mutex::new(position),
             policy,
         }
+    }
+
+    /// Writes `manifest` as the first checkpoint when the log has none (a
+    /// new store, or one still described by the old single file), so that
+    /// a store has a manifest from its open on, before its first flush.
+    /// Data files with no manifest beside them then always mean a lost
+    /// manifest, never a first flush that a crash cut short between its
+    /// file and its manifest write.
+    pub(crate) fn start(
+        &self,
+        storage: &Storage,
+        data_dir: &Path,
+        manifest: &Manifest,
+    ) -> Result<(), StoreError> {
+        let has_checkpoint = self
+            .position
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .checkpoint
+            > 0;
+        if !has_checkpoint {
+            self.append(storage, data_dir, ManifestChange::default(), manifest)?;
+        }
+        Ok(())
     }
 
     /// Makes `after` the durable manifest; `change` is what it changes of

@@ -236,6 +236,34 @@ fn a_lost_manifest_stops_start_up_and_deletes_nothing() {
 }
 
 #[test]
+fn a_crash_during_the_first_flush_of_a_new_directory_restarts_from_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        create(&store);
+        block_on(store.write_scalars("w", 1, "r", batch(0..100))).unwrap();
+        // Dropped without shutdown: as after a kill -9.
+    }
+    // The first flush had put its file in place and was killed before it
+    // wrote the manifest: a data file, but no manifest naming it.
+    let other = flushed_directory(10);
+    let flushed = steplake_store::files::parquet_files(&other.path().join("data"));
+    std::fs::copy(
+        &flushed[0],
+        dir.path()
+            .join("data/scalars-0000000001-feedfacefeedface.parquet"),
+    )
+    .unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default())
+        .expect("a first flush cut short is not a lost manifest");
+    assert_eq!(rows(&store), 100, "every point comes back from the WAL");
+    assert!(store
+        .scalars_view(&SeriesFilter::default(), None)
+        .files
+        .is_empty());
+}
+
+#[test]
 fn a_data_file_the_manifest_does_not_list_is_kept_and_not_read() {
     let dir = flushed_directory(100);
     // As if a flush had put a file in place and crashed before the manifest.
@@ -384,10 +412,10 @@ fn a_flush_writes_what_it_changed_of_the_manifest_not_all_of_it() {
     let sizes = change_entry_sizes(dir.path());
     assert_eq!(
         sizes.len(),
-        39,
-        "the first write is a checkpoint, each later one a change"
+        40,
+        "the open writes the first checkpoint, each flush a change"
     );
-    // The 40th flush's change names one file, like the 2nd flush's, while
+    // The 40th flush's change names one file, like the 1st flush's, while
     // the manifest lists 40 files.
     let (second, last) = (sizes[0], sizes[sizes.len() - 1]);
     assert!(
