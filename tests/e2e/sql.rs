@@ -18,7 +18,7 @@ fn refused(url_or_dir: &[&str], sql: &str, needle: &str) {
 }
 
 /// The statements of a file in sql/, comment lines removed.
-fn sql_file_statements(file: &str) -> Vec<String> {
+pub(crate) fn sql_file_statements(file: &str) -> Vec<String> {
     let path = crate::harness::repo_file(&format!("sql/{file}"));
     let text =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
@@ -178,26 +178,48 @@ e2e_test! {
     }
 }
 
+/// The run the cookbook's queries are checked on (`steplake write` CSV):
+/// a power-law loss with a spike at 1500 that a grad-norm spike at 1497
+/// leads, and an accuracy that emerges at 1200.
+pub(crate) fn cookbook_seed_csv() -> String {
+    let mut csv = String::from("name,step,value\n");
+    let mut seed = 11u64;
+    let mut noise = |scale: f64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * scale
+    };
+    for step in 0..2000i64 {
+        let loss = if step == 1500 {
+            10.0
+        } else {
+            0.5 + 2.0 * ((step + 1) as f64).powf(-0.3) + noise(0.002)
+        };
+        let grad = if step == 1497 {
+            50.0
+        } else {
+            1.0 + noise(0.02)
+        };
+        csv.push_str(&format!(
+            "train/loss,{step},{loss:?}\ngrad_norm,{step},{grad:?}\n"
+        ));
+        if step % 100 == 0 {
+            let acc = if step >= 1200 { 0.95 } else { 0.1 };
+            csv.push_str(&format!("eval/acc,{step},{acc}\n"));
+            csv.push_str(&format!(
+                "update_norm/layer0,{step},0.01\nweight_norm/layer0,{step},10.0\n"
+            ));
+        }
+    }
+    csv
+}
+
 e2e_test! {
     async fn every_cookbook_query_runs() {
         let dir = tempfile::tempdir().unwrap();
         let server = TestServer::start(dir.path(), &[]);
-        let mut csv = String::from("name,step,value\n");
-        let mut seed = 11u64;
-        let mut noise = |scale: f64| {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * scale
-        };
-        for step in 0..2000i64 {
-            let loss = if step == 1500 { 10.0 } else { 0.5 + 2.0 * ((step + 1) as f64).powf(-0.3) + noise(0.002) };
-            let grad = if step == 1497 { 50.0 } else { 1.0 + noise(0.02) };
-            csv.push_str(&format!("train/loss,{step},{loss:?}\ngrad_norm,{step},{grad:?}\n"));
-            if step % 100 == 0 {
-                let acc = if step >= 1200 { 0.95 } else { 0.1 };
-                csv.push_str(&format!("eval/acc,{step},{acc}\n"));
-                csv.push_str(&format!("update_norm/layer0,{step},0.01\nweight_norm/layer0,{step},10.0\n"));
-            }
-        }
+        let csv = cookbook_seed_csv();
         let out = steplake(&["write", "--server", &server.url, "--run", "seed", "-"], Some(&csv));
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let statements = sql_file_statements("cookbook.sql");

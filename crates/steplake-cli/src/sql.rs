@@ -108,7 +108,7 @@ async fn query_cluster(
     let ctx = steplake_cluster::cluster_context(url)
         .await
         .map_err(|e| CliError::Failure(format!("cannot reach the cluster at {url}: {e}")))?;
-    let engine = QueryEngine::over_context(ctx, QueryOptions::default())
+    let engine = steplake_cluster::cluster_engine(ctx, QueryOptions::default())
         .map_err(|e| CliError::Failure(e.to_string()))?;
     engine.sql_collect(sql).await.map_err(query_error)
 }

@@ -6,6 +6,7 @@
 //!                                                               the bucket, read only
 //! ```
 //!
+//! `generate_series` and `range` ship their arguments ([`crate::series_table`]).
 //! Everything else (Ballista's own nodes, file formats, DataFusion's tables)
 //! goes through Ballista's codec unchanged.
 
@@ -25,6 +26,7 @@ use steplake_query::tables::{RunsTable, ScalarsTable, TensorsTable};
 use steplake_store::Store;
 
 use crate::client::ClusterTable;
+use crate::series_table;
 
 /// What an encoded steplake table starts with.
 const TABLE_TAG: &[u8] = b"steplake-table:";
@@ -160,6 +162,9 @@ impl LogicalExtensionCodec for TableCodec {
         ctx: &TaskContext,
     ) -> Result<Arc<dyn TableProvider>> {
         let Some(name) = buf.strip_prefix(TABLE_TAG) else {
+            if let Some(series) = series_table::decode(buf, schema.clone())? {
+                return Ok(series);
+            }
             return self
                 .ballista
                 .try_decode_table_provider(buf, table_ref, schema, ctx);
@@ -196,9 +201,15 @@ impl LogicalExtensionCodec for TableCodec {
                 buf.extend_from_slice(table.name().as_bytes());
                 Ok(())
             }
-            None => self
-                .ballista
-                .try_encode_table_provider(table_ref, node, buf),
+            None => match series_table::encode(node.as_ref())? {
+                Some(series) => {
+                    buf.extend_from_slice(&series);
+                    Ok(())
+                }
+                None => self
+                    .ballista
+                    .try_encode_table_provider(table_ref, node, buf),
+            },
         }
     }
 

@@ -19,14 +19,19 @@
 //! - **Functions** ([`functions`]): every steplake SQL function is registered
 //!   on the scheduler's sessions and in each executor's function registry, so
 //!   plans that call them decode on both.
+//! - **Refusals** ([`plan_check`]): a statement the shipped plan would
+//!   answer differently from one process (window functions with
+//!   `IGNORE NULLS`) is refused with a message, never answered wrongly.
 //! - **Roles** ([`roles`]): `run_scheduler` and `run_executor` start
 //!   Ballista's own scheduler and executor processes with those hooks.
 
 pub mod client;
 pub mod codec;
 pub mod functions;
+pub mod plan_check;
 pub mod roles;
+mod series_table;
 
-pub use client::cluster_context;
+pub use client::{cluster_context, cluster_engine};
 pub use codec::TableCodec;
 pub use roles::{run_executor, run_scheduler, ExecutorOptions, SchedulerOptions};
