@@ -1,12 +1,16 @@
 //! Distributed SQL on Ballista: a real `steplake scheduler` and two
 //! `steplake executor`s on loopback, over the bucket of a real S3 server,
-//! answer as one process reading the same bucket. A cluster query sees what
-//! the bucket's manifest lists: flushed points only, never a server's buffer.
+//! answer as one process reading the same bucket: four queries over two
+//! runs, every query of `sql/cookbook.sql`, and the whole `sql/slt` spec.
+//! A cluster query sees what the bucket's manifest lists: flushed points
+//! only, never a server's buffer.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use steplake_query::{QueryError, QueryOptions};
 
 use crate::harness::{binary, sql_csv, steplake_with_env};
 use crate::object_store::{bucket_sql, serve, write, S3Server};
@@ -85,6 +89,7 @@ fn a_scheduler_and_two_executors_answer_as_one_process_over_flushed_files() {
     }
     write(&server, "r1", &csv);
     write(&server, "r2", &csv);
+    write(&server, "seed", &crate::sql::cookbook_seed_csv());
     server.stop();
 
     let port = free_port();
@@ -140,6 +145,43 @@ fn a_scheduler_and_two_executors_answer_as_one_process_over_flushed_files() {
         };
         assert_eq!(answer, expected, "{sql}");
     }
+
+    // Every cookbook query answers as one process reading the bucket.
+    for sql in crate::sql::sql_file_statements("cookbook.sql") {
+        let expected = bucket_sql(&s3, url, &sql);
+        let answer = cluster_sql(&s3, &cluster, &sql)
+            .unwrap_or_else(|e| panic!("{sql} failed on the cluster: {e}"));
+        assert_eq!(answer, expected, "{sql}");
+    }
+
+    // The whole SQL spec, through this client's session on the cluster
+    // (the files bring their data as VALUES; `cluster` is their label).
+    let spec_failures = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(crate::slt_support::run_all(
+            {
+                let cluster = cluster.clone();
+                move || {
+                    let cluster = cluster.clone();
+                    async move {
+                        let ctx = steplake_cluster::cluster_context(&cluster)
+                            .await
+                            .map_err(QueryError::Execution)?;
+                        let options = QueryOptions {
+                            timeout: Some(Duration::from_secs(60)),
+                            ..QueryOptions::default()
+                        };
+                        let engine = steplake_cluster::cluster_engine(ctx, options)?;
+                        Ok(crate::slt_support::SltDb::new(engine, ()))
+                    }
+                }
+            },
+            &["cluster"],
+        ));
+    assert!(spec_failures.is_empty(), "{}", spec_failures.join("\n\n"));
 
     // What a cluster query sees: the files the bucket's manifest lists.
     // Points a server acknowledged but has not flushed are not among them;

@@ -15,6 +15,8 @@ mod object_store;
 mod python_clients;
 mod query_limits;
 mod shutdown;
+#[path = "../../crates/steplake-query/tests/slt_support/mod.rs"]
+mod slt_support;
 mod sql;
 mod tensor_functions;
 mod tensors;
