@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use steplake_query::{QueryError, QueryOptions};
 
-use crate::harness::{binary, sql_csv, steplake_with_env};
+use crate::harness::{binary, sql_csv, steplake_with_env, TestServer};
 use crate::object_store::{bucket_sql, serve, write, S3Server};
 
 /// A free loopback port (free when asked; the role binds it right after).
@@ -185,14 +185,46 @@ fn a_scheduler_and_two_executors_answer_as_one_process_over_flushed_files() {
 
     // What a cluster query sees: the files the bucket's manifest lists.
     // Points a server acknowledged but has not flushed are not among them;
-    // they show once it flushes (here, at its stop).
-    let server = serve(dir.path(), &s3, url);
+    // they show once it flushes (here, at its stop). A server started with
+    // --query-cluster sends its Flight SQL statements there, so they see
+    // the same; its dashboard still queries the server, buffer included.
+    let server = TestServer::start_with_env(
+        dir.path(),
+        "127.0.0.1:0",
+        &[
+            "--object-store",
+            url,
+            "--flush-secs",
+            "3600",
+            "--query-cluster",
+            &cluster,
+        ],
+        &s3.env(),
+    );
+    assert!(
+        server.banner().contains("Flight SQL on the cluster"),
+        "{}",
+        server.banner()
+    );
     write(&server, "r3", "name,step,value\nloss,0,1.5\nloss,1,1.25\n");
     let count = "SELECT count(*) AS n FROM scalars WHERE run_id = 'r3'";
     assert_eq!(
         sql_csv(&server.url, count),
-        "n\n2\n",
-        "the server sees its buffer"
+        "n\n0\n",
+        "Flight SQL runs on the cluster"
+    );
+    assert_eq!(
+        sql_csv(&server.url, QUERIES[0]),
+        bucket_sql(&s3, url, QUERIES[0]),
+        "the cluster answers the server's clients as one process over the bucket"
+    );
+    let (code, body) = crate::dashboard::http(&server.http_url(), "POST", "/api/sql", count);
+    assert_eq!(code, 200, "{body}");
+    let api: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        api["rows"][0]["n"],
+        serde_json::json!(2),
+        "the dashboard sees the buffer: {body}"
     );
     assert_eq!(cluster_sql(&s3, &cluster, count).as_deref(), Ok("n\n0\n"));
     server.stop();

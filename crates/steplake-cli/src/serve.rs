@@ -34,6 +34,12 @@ pub(crate) struct ServeArgs {
     /// region and endpoint come from AWS_* (GOOGLE_*, AZURE_*) variables.
     #[arg(long, env = "STEPLAKE_OBJECT_STORE")]
     object_store: Option<String>,
+    /// Run Flight SQL queries on a Ballista cluster: the URL (df://HOST:PORT)
+    /// of a `steplake scheduler` over the same --object-store. They see the
+    /// flushed points only (acknowledged points within --flush-secs); the
+    /// dashboard keeps querying this server, buffer included.
+    #[arg(long, env = "STEPLAKE_QUERY_CLUSTER", requires = "object_store")]
+    query_cluster: Option<String>,
     /// Merge small data files once this many in a row are waiting (0: never).
     #[arg(long, env = "STEPLAKE_COMPACT_MIN_FILES", default_value_t = CompactionPolicy::default().min_files)]
     compact_min_files: usize,
@@ -201,6 +207,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         http_hosts: args.http_hosts.clone(),
         insecure_no_auth: args.insecure_no_auth,
         tls: tls_identity(&args)?,
+        query_cluster: args.query_cluster.clone(),
     };
     let server = Server::start(config).await.map_err(|e| match e {
         ServerError::Store(StoreError::Locked { .. }) => {
@@ -243,6 +250,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         .as_ref()
         .map(|url| format!(", files in {url}"))
         .unwrap_or_default();
+    let files_in = match &args.query_cluster {
+        Some(cluster) => format!("{files_in}, Flight SQL on the cluster at {cluster}"),
+        None => files_in,
+    };
     println!(
         "steplake listening on {addr} (data dir {}{files_in}, {dashboard}, tensor codec: {codec_description})",
         args.data_dir.display()

@@ -117,12 +117,21 @@ pub struct ServerConfig {
     pub insecure_no_auth: bool,
     /// Serve both ports over TLS with this certificate.
     pub tls: Option<TlsIdentity>,
+    /// Run Flight SQL statements on the Ballista cluster whose scheduler is
+    /// at this URL (`df://HOST:PORT`) instead of in this process. They see
+    /// what the bucket's manifest lists: flushed points only. The dashboard
+    /// still queries this process, buffer included.
+    pub query_cluster: Option<String>,
 }
 
 /// A started server: the store is open and the port bound.
 pub struct Server {
     store: Arc<Store>,
+    /// This process's engine: the dashboard's, and Flight SQL's unless a
+    /// cluster runs those.
     engine: Arc<QueryEngine>,
+    /// The engine Flight SQL statements run on.
+    flight_engine: Arc<QueryEngine>,
     listener: TcpListener,
     max_message_bytes: usize,
     /// The dashboard's listener, when it has one.
@@ -174,6 +183,15 @@ impl Server {
             None => None,
         };
         let engine = Arc::new(QueryEngine::with_options(store.clone(), config.query)?);
+        let flight_engine = match &config.query_cluster {
+            None => engine.clone(),
+            Some(url) => {
+                let ctx = steplake_cluster::cluster_context(url)
+                    .await
+                    .map_err(QueryError::Execution)?;
+                Arc::new(steplake_cluster::cluster_engine(ctx, config.query)?)
+            }
+        };
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -192,6 +210,7 @@ impl Server {
         Ok(Server {
             store,
             engine,
+            flight_engine,
             listener,
             max_message_bytes: config.max_message_bytes,
             http,
@@ -273,9 +292,10 @@ impl Server {
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
         let ingest = InterceptedService::new(ingest, auth::IngestGate(self.access.clone()));
-        let flight = FlightServiceServer::new(flight::FlightSqlServer::new(self.engine.clone()))
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(usize::MAX);
+        let flight =
+            FlightServiceServer::new(flight::FlightSqlServer::new(self.flight_engine.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(usize::MAX);
         let flight = InterceptedService::new(flight, auth::ReadGate(self.access.clone()));
         let mut builder = tonic::transport::Server::builder();
         if let Some(Tls { identity, .. }) = &self.tls {
