@@ -65,6 +65,64 @@ fn cluster_sql(s3: &S3Server, cluster: &str, sql: &str) -> Result<String, String
     }
 }
 
+/// A scheduler and two executors on loopback over the bucket `url`, with
+/// extra flags for each role; killed when dropped.
+struct Cluster {
+    url: String,
+    _scheduler: Role,
+    executors: Vec<Role>,
+    _work: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(
+        s3: &S3Server,
+        url: &str,
+        scheduler_flags: &[&str],
+        executor_flags: &[&str],
+    ) -> Cluster {
+        let port = free_port();
+        let cluster = format!("df://127.0.0.1:{port}");
+        let mut args: Vec<String> = vec![
+            "scheduler".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--object-store".into(),
+            url.into(),
+        ];
+        args.extend(scheduler_flags.iter().map(|f| f.to_string()));
+        let scheduler = Role::start(&args, s3);
+        let work = tempfile::tempdir().unwrap();
+        let executors = (0..2)
+            .map(|i| {
+                let mut args: Vec<String> = vec![
+                    "executor".into(),
+                    "--scheduler".into(),
+                    cluster.clone(),
+                    "--object-store".into(),
+                    url.into(),
+                    "--flight-port".into(),
+                    free_port().to_string(),
+                    "--grpc-port".into(),
+                    free_port().to_string(),
+                    "--vcores".into(),
+                    "2".into(),
+                    "--work-dir".into(),
+                    work.path().join(format!("e{i}")).display().to_string(),
+                ];
+                args.extend(executor_flags.iter().map(|f| f.to_string()));
+                Role::start(&args, s3)
+            })
+            .collect();
+        Cluster {
+            url: cluster,
+            _scheduler: scheduler,
+            executors,
+            _work: work,
+        }
+    }
+}
+
 const QUERIES: [&str; 4] = [
     "SELECT run_id, name, count(*) AS n, sum(value) AS total FROM scalars GROUP BY run_id, name ORDER BY run_id, name",
     "SELECT run_id, step FROM (SELECT run_id, step, is_spike(value) OVER (PARTITION BY run_id, name ORDER BY step) AS spike FROM scalars WHERE name = 'loss') WHERE spike ORDER BY run_id, step",
@@ -92,41 +150,8 @@ fn a_scheduler_and_two_executors_answer_as_one_process_over_flushed_files() {
     write(&server, "seed", &crate::sql::cookbook_seed_csv());
     server.stop();
 
-    let port = free_port();
-    let cluster = format!("df://127.0.0.1:{port}");
-    let _scheduler = Role::start(
-        &[
-            "scheduler".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-            "--object-store".into(),
-            url.into(),
-        ],
-        &s3,
-    );
-    let work = tempfile::tempdir().unwrap();
-    let _executors: Vec<Role> = (0..2)
-        .map(|i| {
-            Role::start(
-                &[
-                    "executor".into(),
-                    "--scheduler".into(),
-                    cluster.clone(),
-                    "--object-store".into(),
-                    url.into(),
-                    "--flight-port".into(),
-                    free_port().to_string(),
-                    "--grpc-port".into(),
-                    free_port().to_string(),
-                    "--vcores".into(),
-                    "2".into(),
-                    "--work-dir".into(),
-                    work.path().join(format!("e{i}")).display().to_string(),
-                ],
-                &s3,
-            )
-        })
-        .collect();
+    let running = Cluster::start(&s3, url, &[], &[]);
+    let cluster = running.url.clone();
 
     for sql in QUERIES {
         let expected = bucket_sql(&s3, url, sql);
@@ -229,4 +254,113 @@ fn a_scheduler_and_two_executors_answer_as_one_process_over_flushed_files() {
     assert_eq!(cluster_sql(&s3, &cluster, count).as_deref(), Ok("n\n0\n"));
     server.stop();
     assert_eq!(cluster_sql(&s3, &cluster, count).as_deref(), Ok("n\n2\n"));
+}
+
+/// CPU time (user + system, in clock ticks) a process has used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+#[test]
+fn an_executor_killed_mid_query_is_replaced_and_the_answer_stays_right() {
+    let s3 = S3Server::start("steplake-kill");
+    let url = "s3://steplake-kill/lab";
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &s3, url);
+    write(&server, "r1", "name,step,value\nloss,0,1.5\n");
+    server.stop();
+    let mut running = Cluster::start(
+        &s3,
+        url,
+        &["--executor-timeout-secs", "6"],
+        &["--heartbeat-secs", "1"],
+    );
+    let cluster = running.url.clone();
+    let started = Instant::now();
+    while cluster_sql(&s3, &cluster, "SELECT 1").is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the cluster never answered"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let pids: Vec<u32> = running.executors.iter().map(|e| e.0.id()).collect();
+    let cpu_growth = || {
+        let before: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p)).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        pids.iter()
+            .zip(&before)
+            .map(|(p, b)| cpu_ticks(*p) - b)
+            .collect::<Vec<u64>>()
+    };
+    // Both idle before the query starts, so the busy one below runs it.
+    while cpu_growth().iter().any(|ticks| *ticks > 2) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the executors never went idle"
+        );
+    }
+    // One task long enough to be killed in: a sum over a generated series.
+    let n: u64 = std::env::var("STEPLAKE_KILL_QUERY_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30_000_000);
+    let sql = format!("SELECT count(*) AS n, sum(v % 7) AS s FROM (SELECT value AS v FROM generate_series(1, {n}))");
+    let expected = format!("n,s\n{n},{}\n", (n / 7) * 21 + (1..=n % 7).sum::<u64>());
+    let env = s3.env();
+    let query_cluster = cluster.clone();
+    let (done, answer) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let out = steplake_with_env(
+            &["sql", "--cluster", &query_cluster, "--format", "csv", &sql],
+            None,
+            &env,
+        );
+        let _ = done.send((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+    });
+    // Kill the executor that is running it: the one whose CPU time grows.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let busy = loop {
+        let grew = cpu_growth();
+        if let Some(i) = (0..grew.len())
+            .max_by_key(|i| grew[*i])
+            .filter(|i| grew[*i] >= 10)
+        {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "no executor started the query");
+    };
+    assert!(
+        matches!(answer.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty)),
+        "the query finished before the kill; raise STEPLAKE_KILL_QUERY_ROWS"
+    );
+    let killed_at = started.elapsed();
+    let mut victim = running.executors.remove(busy);
+    victim.0.kill().expect("kill -9 the executor");
+    let _ = victim.0.wait();
+    let (ok, stdout, stderr) = answer
+        .recv_timeout(Duration::from_secs(180))
+        .expect("the query neither answered nor failed within 180 s of the kill");
+    eprintln!(
+        "killed at {killed_at:?}, answered at {:?}",
+        started.elapsed()
+    );
+    // Ballista runs the lost task again on the other executor: the right
+    // answer, never a wrong one.
+    assert!(ok, "the query failed after the kill: {stderr}");
+    assert_eq!(stdout, expected);
 }

@@ -24,6 +24,11 @@ pub(crate) struct SchedulerArgs {
     /// (GOOGLE_*, AZURE_*).
     #[arg(long, env = "STEPLAKE_OBJECT_STORE")]
     object_store: String,
+    /// Seconds without a heartbeat after which an executor counts as lost:
+    /// its running tasks are run again on the others. Keep it above the
+    /// executors' --heartbeat-secs.
+    #[arg(long, default_value_t = SchedulerOptions::DEFAULT_EXECUTOR_TIMEOUT_SECS)]
+    executor_timeout_secs: u64,
 }
 
 /// Flags of `steplake executor`.
@@ -50,6 +55,10 @@ pub(crate) struct ExecutorArgs {
     /// Where it keeps shuffle files (default: a temporary directory).
     #[arg(long)]
     work_dir: Option<String>,
+    /// Seconds between its heartbeats to the scheduler (below the
+    /// scheduler's --executor-timeout-secs).
+    #[arg(long, default_value_t = ExecutorOptions::DEFAULT_HEARTBEAT_SECS)]
+    heartbeat_secs: u64,
 }
 
 /// `HOST:PORT` of a scheduler URL such as `df://HOST:PORT`.
@@ -78,6 +87,7 @@ pub(crate) async fn run_scheduler(args: SchedulerArgs) -> Result<(), CliError> {
     steplake_cluster::run_scheduler(SchedulerOptions {
         listen: args.listen,
         object_store: args.object_store,
+        executor_timeout_secs: args.executor_timeout_secs.max(1),
     })
     .await
     .map_err(|e| CliError::Failure(format!("scheduler: {e}")))
@@ -105,6 +115,7 @@ pub(crate) async fn run_executor(args: ExecutorArgs) -> Result<(), CliError> {
         vcores,
         object_store: args.object_store,
         work_dir: args.work_dir,
+        heartbeat_secs: args.heartbeat_secs.max(1),
     })
     .await
     .map_err(|e| CliError::Failure(format!("executor: {e}")))

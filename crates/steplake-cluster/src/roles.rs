@@ -23,6 +23,15 @@ pub struct SchedulerOptions {
     pub listen: SocketAddr,
     /// The bucket prefix its queries read (`s3://bucket/prefix`).
     pub object_store: String,
+    /// Seconds without a heartbeat after which an executor is lost and its
+    /// running tasks are run again elsewhere.
+    pub executor_timeout_secs: u64,
+}
+
+impl SchedulerOptions {
+    /// Ballista waits 180 s; a query should not stall that long when an
+    /// executor dies.
+    pub const DEFAULT_EXECUTOR_TIMEOUT_SECS: u64 = 30;
 }
 
 /// How an executor runs.
@@ -40,6 +49,14 @@ pub struct ExecutorOptions {
     pub object_store: String,
     /// Where it keeps shuffle files (default: a temporary directory).
     pub work_dir: Option<String>,
+    /// Seconds between its heartbeats to the scheduler.
+    pub heartbeat_secs: u64,
+}
+
+impl ExecutorOptions {
+    /// Well below [`SchedulerOptions::DEFAULT_EXECUTOR_TIMEOUT_SECS`]
+    /// (Ballista's default is 60 s).
+    pub const DEFAULT_HEARTBEAT_SECS: u64 = 5;
 }
 
 /// A runtime that reads the bucket of `url` with the same client the
@@ -68,6 +85,9 @@ pub async fn run_scheduler(options: SchedulerOptions) -> Result<(), BallistaErro
         bind_port: options.listen.port(),
         override_session_builder: Some(session_builder),
         override_logical_codec: Some(Arc::new(TableCodec::scheduler(&options.object_store))),
+        executor_timeout_seconds: options.executor_timeout_secs,
+        no_executors_grace_period_seconds: options.executor_timeout_secs,
+        expire_dead_executor_interval_seconds: (options.executor_timeout_secs / 4).clamp(1, 15),
         ..Default::default()
     };
     let cluster = BallistaCluster::new_from_config(&config).await?;
@@ -87,6 +107,7 @@ pub async fn run_executor(options: ExecutorOptions) -> Result<(), BallistaError>
         grpc_port: options.ports.1,
         vcores: options.vcores.max(1),
         work_dir: options.work_dir,
+        executor_heartbeat_interval_seconds: options.heartbeat_secs,
         override_function_registry: Some(Arc::new(functions::executor_registry())),
         override_logical_codec: Some(Arc::new(TableCodec::client())),
         override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| Ok(runtime.clone()))),
