@@ -66,11 +66,15 @@ fn cluster_sql(s3: &S3Server, cluster: &str, sql: &str) -> Result<String, String
 }
 
 /// A scheduler and two executors on loopback over the bucket `url`, with
-/// extra flags for each role; killed when dropped.
+/// extra flags for each role; killed when dropped. The first executor
+/// serves `/metrics` (and so runs steplake's counting engine); the second
+/// runs Ballista's own.
 struct Cluster {
     url: String,
     _scheduler: Role,
     executors: Vec<Role>,
+    /// http://HOST:PORT of the first executor's metrics.
+    metrics: String,
     _work: tempfile::TempDir,
 }
 
@@ -93,6 +97,7 @@ impl Cluster {
         args.extend(scheduler_flags.iter().map(|f| f.to_string()));
         let scheduler = Role::start(&args, s3);
         let work = tempfile::tempdir().unwrap();
+        let metrics_addr = format!("127.0.0.1:{}", free_port());
         let executors = (0..2)
             .map(|i| {
                 let mut args: Vec<String> = vec![
@@ -111,6 +116,9 @@ impl Cluster {
                     work.path().join(format!("e{i}")).display().to_string(),
                 ];
                 args.extend(executor_flags.iter().map(|f| f.to_string()));
+                if i == 0 {
+                    args.extend(["--metrics".to_string(), metrics_addr.clone()]);
+                }
                 Role::start(&args, s3)
             })
             .collect();
@@ -118,6 +126,7 @@ impl Cluster {
             url: cluster,
             _scheduler: scheduler,
             executors,
+            metrics: format!("http://{metrics_addr}"),
             _work: work,
         }
     }
@@ -207,6 +216,32 @@ fn a_scheduler_and_two_executors_answer_as_one_process_over_flushed_files() {
             &["cluster"],
         ));
     assert!(spec_failures.is_empty(), "{}", spec_failures.join("\n\n"));
+
+    // The first executor counts the tasks it ran on its /metrics page.
+    let (code, metrics) = crate::dashboard::http(&running.metrics, "GET", "/metrics", "");
+    assert_eq!(code, 200, "{metrics}");
+    let sample = |line_start: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line_start))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {line_start} in {metrics}"))
+    };
+    let succeeded = sample("steplake_executor_tasks_total{outcome=\"succeeded\"}");
+    // Every task ended one way or another; the spec's failing statements
+    // stop their jobs' other tasks, which count as cancelled.
+    assert_eq!(
+        sample("steplake_executor_tasks_total{outcome=\"started\"}"),
+        succeeded
+            + sample("steplake_executor_tasks_total{outcome=\"failed\"}")
+            + sample("steplake_executor_tasks_total{outcome=\"cancelled\"}"),
+        "{metrics}"
+    );
+    assert!(succeeded > 0, "the spec ran no task there: {metrics}");
+    assert!(
+        sample("steplake_executor_shuffle_rows_total") > 0,
+        "{metrics}"
+    );
 
     // What a cluster query sees: the files the bucket's manifest lists.
     // Points a server acknowledged but has not flushed are not among them;

@@ -59,6 +59,10 @@ pub(crate) struct ExecutorArgs {
     /// scheduler's --executor-timeout-secs).
     #[arg(long, default_value_t = ExecutorOptions::DEFAULT_HEARTBEAT_SECS)]
     heartbeat_secs: u64,
+    /// Serve Prometheus metrics (tasks run and failed, rows and bytes
+    /// written) at http://ADDR/metrics.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
 }
 
 /// `HOST:PORT` of a scheduler URL such as `df://HOST:PORT`.
@@ -116,6 +120,7 @@ pub(crate) async fn run_executor(args: ExecutorArgs) -> Result<(), CliError> {
         object_store: args.object_store,
         work_dir: args.work_dir,
         heartbeat_secs: args.heartbeat_secs.max(1),
+        metrics: args.metrics,
     })
     .await
     .map_err(|e| CliError::Failure(format!("executor: {e}")))

@@ -22,11 +22,15 @@
 //! - **Refusals** ([`plan_check`]): a statement the shipped plan would
 //!   answer differently from one process (window functions with
 //!   `IGNORE NULLS`) is refused with a message, never answered wrongly.
+//! - **Executor metrics** ([`executor_metrics`]): tasks run and failed, rows
+//!   and bytes written, on an executor's `/metrics` when it is given an
+//!   address for it.
 //! - **Roles** ([`roles`]): `run_scheduler` and `run_executor` start
 //!   Ballista's own scheduler and executor processes with those hooks.
 
 pub mod client;
 pub mod codec;
+pub mod executor_metrics;
 pub mod functions;
 pub mod plan_check;
 pub mod roles;

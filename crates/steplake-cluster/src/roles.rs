@@ -7,13 +7,16 @@ use std::sync::Arc;
 use ballista_core::error::BallistaError;
 use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
 use ballista_scheduler::cluster::BallistaCluster;
-use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::config::{SchedulerConfig, TaskDistributionPolicy};
 use ballista_scheduler::scheduler_process::start_server;
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::SessionConfig;
 
+use ballista_executor::execution_engine::ExecutionEngine;
+
 use crate::codec::TableCodec;
+use crate::executor_metrics::{serve_metrics, CountingEngine, ExecutorMetrics};
 use crate::functions;
 
 /// How a scheduler runs.
@@ -51,6 +54,8 @@ pub struct ExecutorOptions {
     pub work_dir: Option<String>,
     /// Seconds between its heartbeats to the scheduler.
     pub heartbeat_secs: u64,
+    /// Serve `/metrics` (tasks, rows and bytes written) on this address.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl ExecutorOptions {
@@ -85,6 +90,10 @@ pub async fn run_scheduler(options: SchedulerOptions) -> Result<(), BallistaErro
         bind_port: options.listen.port(),
         override_session_builder: Some(session_builder),
         override_logical_codec: Some(Arc::new(TableCodec::scheduler(&options.object_store))),
+        // Ballista's default (Bias) fills one executor's slots first, so a
+        // small query load never reaches the others; one scheduler spreads
+        // tasks evenly, as Ballista recommends for that case.
+        task_distribution: TaskDistributionPolicy::RoundRobin,
         executor_timeout_seconds: options.executor_timeout_secs,
         no_executors_grace_period_seconds: options.executor_timeout_secs,
         expire_dead_executor_interval_seconds: (options.executor_timeout_secs / 4).clamp(1, 15),
@@ -98,6 +107,18 @@ pub async fn run_scheduler(options: SchedulerOptions) -> Result<(), BallistaErro
 /// process ends.
 pub async fn run_executor(options: ExecutorOptions) -> Result<(), BallistaError> {
     let runtime = runtime_with_bucket(&options.object_store)?;
+    // Counting tasks needs Ballista's engine wrapped (see executor_metrics);
+    // without a /metrics address the executor runs Ballista's own.
+    let engine = match options.metrics {
+        Some(addr) => {
+            let metrics = Arc::new(ExecutorMetrics::default());
+            serve_metrics(addr, metrics.clone())
+                .await
+                .map_err(|e| BallistaError::General(format!("/metrics on {addr}: {e}")))?;
+            Some(Arc::new(CountingEngine::new(metrics)) as Arc<dyn ExecutionEngine>)
+        }
+        None => None,
+    };
     let config = ExecutorProcessConfig {
         scheduler_host: options.scheduler.0,
         scheduler_port: options.scheduler.1,
@@ -108,6 +129,7 @@ pub async fn run_executor(options: ExecutorOptions) -> Result<(), BallistaError>
         vcores: options.vcores.max(1),
         work_dir: options.work_dir,
         executor_heartbeat_interval_seconds: options.heartbeat_secs,
+        override_execution_engine: engine,
         override_function_registry: Some(Arc::new(functions::executor_registry())),
         override_logical_codec: Some(Arc::new(TableCodec::client())),
         override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| Ok(runtime.clone()))),
