@@ -79,6 +79,10 @@ pub(crate) fn stop_server(mut server: Server) {
 
 /// Runs `sql` `repeats` times through Flight SQL; returns the median time and
 /// the row count.
+#[allow(
+    dead_code,
+    reason = "each bench compiles these helpers; not all use every one"
+)]
 pub(crate) async fn time_query(client: &Client, sql: &str, repeats: usize) -> (Duration, usize) {
     let mut times = Vec::new();
     let mut rows = 0;
