@@ -103,6 +103,14 @@ pub fn register_steplake(ctx: &SessionContext) -> Result<()> {
 
 /// steplake's session settings with Ballista's hooks and the client codec.
 ///
+/// One partition per stage: each stage of a query is one task, so a query's
+/// stages, and different queries, spread over the executors, but one stage
+/// does not. With more partitions, a window function partitioned by two
+/// columns (`is_spike(value) OVER (PARTITION BY run_id, name ...)`) failed
+/// on the executor with DataFusion's "All partition by columns should have
+/// an ordering" assertion: the ordering its plan relies on does not survive
+/// the shipping.
+///
 /// Sorts are not split across the branches of a union
 /// (`datafusion.optimizer.repartition_sorts` off): Ballista 55 plans such a
 /// sort as one sort per branch and an order-preserving merge of the union's
