@@ -66,15 +66,14 @@ fn cluster_sql(s3: &S3Server, cluster: &str, sql: &str) -> Result<String, String
 }
 
 /// A scheduler and two executors on loopback over the bucket `url`, with
-/// extra flags for each role; killed when dropped. The first executor
-/// serves `/metrics` (and so runs steplake's counting engine); the second
-/// runs Ballista's own.
+/// extra flags for each role; killed when dropped. Each executor serves
+/// `/metrics` (which one gets a task is the scheduler's choice).
 struct Cluster {
     url: String,
     _scheduler: Role,
     executors: Vec<Role>,
-    /// http://HOST:PORT of the first executor's metrics.
-    metrics: String,
+    /// http://HOST:PORT of each executor's metrics.
+    metrics: Vec<String>,
     _work: tempfile::TempDir,
 }
 
@@ -97,7 +96,9 @@ impl Cluster {
         args.extend(scheduler_flags.iter().map(|f| f.to_string()));
         let scheduler = Role::start(&args, s3);
         let work = tempfile::tempdir().unwrap();
-        let metrics_addr = format!("127.0.0.1:{}", free_port());
+        let metrics: Vec<String> = (0..2)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
         let executors = (0..2)
             .map(|i| {
                 let mut args: Vec<String> = vec![
@@ -116,9 +117,7 @@ impl Cluster {
                     work.path().join(format!("e{i}")).display().to_string(),
                 ];
                 args.extend(executor_flags.iter().map(|f| f.to_string()));
-                if i == 0 {
-                    args.extend(["--metrics".to_string(), metrics_addr.clone()]);
-                }
+                args.extend(["--metrics".to_string(), metrics[i].clone()]);
                 Role::start(&args, s3)
             })
             .collect();
@@ -126,7 +125,7 @@ impl Cluster {
             url: cluster,
             _scheduler: scheduler,
             executors,
-            metrics: format!("http://{metrics_addr}"),
+            metrics: metrics.iter().map(|m| format!("http://{m}")).collect(),
             _work: work,
         }
     }
@@ -217,15 +216,28 @@ fn a_scheduler_and_two_executors_answer_as_one_process_over_flushed_files() {
         ));
     assert!(spec_failures.is_empty(), "{}", spec_failures.join("\n\n"));
 
-    // The first executor counts the tasks it ran on its /metrics page.
-    let (code, metrics) = crate::dashboard::http(&running.metrics, "GET", "/metrics", "");
-    assert_eq!(code, 200, "{metrics}");
+    // The executors count the tasks they ran on their /metrics pages.
+    let pages: Vec<String> = running
+        .metrics
+        .iter()
+        .map(|base| {
+            let (code, page) = crate::dashboard::http(base, "GET", "/metrics", "");
+            assert_eq!(code, 200, "{page}");
+            page
+        })
+        .collect();
+    let metrics = pages.join("\n");
+    // One sample summed over the executors.
     let sample = |line_start: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(line_start))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {line_start} in {metrics}"))
+        pages
+            .iter()
+            .map(|page| {
+                page.lines()
+                    .find_map(|l| l.strip_prefix(line_start))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or_else(|| panic!("no {line_start} in {page}"))
+            })
+            .sum()
     };
     let succeeded = sample("steplake_executor_tasks_total{outcome=\"succeeded\"}");
     // Every task ended one way or another; the spec's failing statements
@@ -237,7 +249,7 @@ fn a_scheduler_and_two_executors_answer_as_one_process_over_flushed_files() {
             + sample("steplake_executor_tasks_total{outcome=\"cancelled\"}"),
         "{metrics}"
     );
-    assert!(succeeded > 0, "the spec ran no task there: {metrics}");
+    assert!(succeeded > 0, "the executors ran no task: {metrics}");
     assert!(
         sample("steplake_executor_shuffle_rows_total") > 0,
         "{metrics}"

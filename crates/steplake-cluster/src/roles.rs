@@ -90,9 +90,8 @@ pub async fn run_scheduler(options: SchedulerOptions) -> Result<(), BallistaErro
         bind_port: options.listen.port(),
         override_session_builder: Some(session_builder),
         override_logical_codec: Some(Arc::new(TableCodec::scheduler(&options.object_store))),
-        // Ballista's default (Bias) fills one executor's slots first, so a
-        // small query load never reaches the others; one scheduler spreads
-        // tasks evenly, as Ballista recommends for that case.
+        // Ballista's default (Bias) fills one executor's slots before the
+        // next; with one scheduler Ballista recommends round robin.
         task_distribution: TaskDistributionPolicy::RoundRobin,
         executor_timeout_seconds: options.executor_timeout_secs,
         no_executors_grace_period_seconds: options.executor_timeout_secs,
