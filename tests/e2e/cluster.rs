@@ -28,6 +28,11 @@ struct Role(Child);
 
 impl Role {
     fn start(args: &[String], s3: &S3Server) -> Role {
+        Role::start_reading_line(args, s3).0
+    }
+
+    /// Starts a role; returns it and the first line it printed.
+    fn start_reading_line(args: &[String], s3: &S3Server) -> (Role, String) {
         let mut child = Command::new(binary())
             .args(args)
             .envs(s3.env())
@@ -41,7 +46,7 @@ impl Role {
             .read_line(&mut line)
             .expect("its first line");
         assert!(line.starts_with("steplake "), "it printed {line:?}");
-        Role(child)
+        (Role(child), line)
     }
 }
 
@@ -96,9 +101,7 @@ impl Cluster {
         args.extend(scheduler_flags.iter().map(|f| f.to_string()));
         let scheduler = Role::start(&args, s3);
         let work = tempfile::tempdir().unwrap();
-        let metrics: Vec<String> = (0..2)
-            .map(|_| format!("127.0.0.1:{}", free_port()))
-            .collect();
+        let mut metrics = Vec::new();
         let executors = (0..2)
             .map(|i| {
                 let mut args: Vec<String> = vec![
@@ -117,15 +120,21 @@ impl Cluster {
                     work.path().join(format!("e{i}")).display().to_string(),
                 ];
                 args.extend(executor_flags.iter().map(|f| f.to_string()));
-                args.extend(["--metrics".to_string(), metrics[i].clone()]);
-                Role::start(&args, s3)
+                args.extend(["--metrics".to_string(), "127.0.0.1:0".to_string()]);
+                let (role, line) = Role::start_reading_line(&args, s3);
+                let url = line
+                    .split_once("metrics ")
+                    .and_then(|(_, rest)| rest.trim().strip_suffix("/metrics"))
+                    .unwrap_or_else(|| panic!("no metrics address in {line:?}"));
+                metrics.push(url.to_string());
+                role
             })
             .collect();
         Cluster {
             url: cluster,
             _scheduler: scheduler,
             executors,
-            metrics: metrics.iter().map(|m| format!("http://{m}")).collect(),
+            metrics,
             _work: work,
         }
     }

@@ -4,6 +4,9 @@
 use std::net::SocketAddr;
 
 use clap::Args;
+use std::sync::Arc;
+
+use steplake_cluster::executor_metrics::{serve_metrics, ExecutorMetrics};
 use steplake_cluster::{ExecutorOptions, SchedulerOptions};
 
 use crate::CliError;
@@ -60,7 +63,8 @@ pub(crate) struct ExecutorArgs {
     #[arg(long, default_value_t = ExecutorOptions::DEFAULT_HEARTBEAT_SECS)]
     heartbeat_secs: u64,
     /// Serve Prometheus metrics (tasks run and failed, rows and bytes
-    /// written) at http://ADDR/metrics.
+    /// written) at http://ADDR/metrics (port 0: a free port, named in the
+    /// first line it prints).
     #[arg(long)]
     metrics: Option<SocketAddr>,
 }
@@ -103,8 +107,20 @@ pub(crate) async fn run_executor(args: ExecutorArgs) -> Result<(), CliError> {
     let vcores = args
         .vcores
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // Bound before the first line, which names the address (port 0 picks
+    // a free one).
+    let (metrics, metrics_line) = match args.metrics {
+        Some(addr) => {
+            let metrics = Arc::new(ExecutorMetrics::default());
+            let bound = serve_metrics(addr, metrics.clone())
+                .await
+                .map_err(|e| CliError::Failure(format!("--metrics {addr}: {e}")))?;
+            (Some(metrics), format!(", metrics http://{bound}/metrics"))
+        }
+        None => (None, String::new()),
+    };
     println!(
-        "steplake executor on {}:{} (grpc {}), scheduler {}:{}, reading {}",
+        "steplake executor on {}:{} (grpc {}), scheduler {}:{}, reading {}{metrics_line}",
         args.bind_host,
         args.flight_port,
         args.grpc_port,
@@ -120,7 +136,7 @@ pub(crate) async fn run_executor(args: ExecutorArgs) -> Result<(), CliError> {
         object_store: args.object_store,
         work_dir: args.work_dir,
         heartbeat_secs: args.heartbeat_secs.max(1),
-        metrics: args.metrics,
+        metrics,
     })
     .await
     .map_err(|e| CliError::Failure(format!("executor: {e}")))

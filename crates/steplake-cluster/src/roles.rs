@@ -16,7 +16,7 @@ use datafusion::prelude::SessionConfig;
 use ballista_executor::execution_engine::ExecutionEngine;
 
 use crate::codec::TableCodec;
-use crate::executor_metrics::{serve_metrics, CountingEngine, ExecutorMetrics};
+use crate::executor_metrics::{CountingEngine, ExecutorMetrics};
 use crate::functions;
 
 /// How a scheduler runs.
@@ -54,8 +54,9 @@ pub struct ExecutorOptions {
     pub work_dir: Option<String>,
     /// Seconds between its heartbeats to the scheduler.
     pub heartbeat_secs: u64,
-    /// Serve `/metrics` (tasks, rows and bytes written) on this address.
-    pub metrics: Option<SocketAddr>,
+    /// Count its tasks into these (served on `/metrics` with
+    /// [`crate::executor_metrics::serve_metrics`]).
+    pub metrics: Option<Arc<ExecutorMetrics>>,
 }
 
 impl ExecutorOptions {
@@ -108,16 +109,9 @@ pub async fn run_executor(options: ExecutorOptions) -> Result<(), BallistaError>
     let runtime = runtime_with_bucket(&options.object_store)?;
     // Counting tasks needs Ballista's engine wrapped (see executor_metrics);
     // without a /metrics address the executor runs Ballista's own.
-    let engine = match options.metrics {
-        Some(addr) => {
-            let metrics = Arc::new(ExecutorMetrics::default());
-            serve_metrics(addr, metrics.clone())
-                .await
-                .map_err(|e| BallistaError::General(format!("/metrics on {addr}: {e}")))?;
-            Some(Arc::new(CountingEngine::new(metrics)) as Arc<dyn ExecutionEngine>)
-        }
-        None => None,
-    };
+    let engine = options
+        .metrics
+        .map(|metrics| Arc::new(CountingEngine::new(metrics)) as Arc<dyn ExecutionEngine>);
     let config = ExecutorProcessConfig {
         scheduler_host: options.scheduler.0,
         scheduler_port: options.scheduler.1,
