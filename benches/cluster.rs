@@ -32,8 +32,11 @@ use steplake_client::Client;
 use steplake_query::{QueryEngine, QueryOptions};
 use steplake_store::Store;
 
+#[path = "common/s3.rs"]
+mod s3;
 #[path = "common/server.rs"]
 mod server;
+use s3::S3Server;
 use server::{create_bench_run, start_server_with, stop_server};
 
 const BUCKET: &str = "steplake-cluster-bench";
@@ -184,34 +187,10 @@ fn main() {
     let runs = env_usize("STEPLAKE_BENCH_RUNS", 200);
     let series = env_usize("STEPLAKE_BENCH_SERIES", 50).max(2);
     let steps = env_usize("STEPLAKE_BENCH_STEPS", 1000).max(100);
-    let python = std::env::var("STEPLAKE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/s3_server.py");
-    let mut s3 = Command::new(python)
-        .arg(script)
-        .arg(BUCKET)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the S3 server (moto: use the venv of scripts/test.sh)");
-    let mut line = String::new();
-    BufReader::new(s3.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("S3 server address");
-    let endpoint = line
-        .strip_prefix("listening ")
-        .expect("the S3 server started")
-        .trim()
-        .to_string();
+    let s3 = S3Server::start(BUCKET);
     // Before any thread starts: the store, the roles and the servers read
     // the bucket's credentials and endpoint from the environment.
-    for (key, value) in [
-        ("AWS_ACCESS_KEY_ID", "bench"),
-        ("AWS_SECRET_ACCESS_KEY", "bench"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-    ] {
+    for (key, value) in &s3.env {
         std::env::set_var(key, value);
     }
     tokio::runtime::Builder::new_multi_thread()
@@ -219,8 +198,7 @@ fn main() {
         .build()
         .expect("runtime")
         .block_on(bench(runs, series, steps));
-    let _ = s3.kill();
-    let _ = s3.wait();
+    drop(s3);
 }
 
 async fn bench(runs: usize, series: usize, steps: usize) {
@@ -295,13 +273,10 @@ async fn bench(runs: usize, series: usize, steps: usize) {
         &work.path().join("e0"),
         &metrics[0],
     )];
-    let connect = || async {
-        let ctx = steplake_cluster::cluster_context(&cluster)
-            .await
-            .expect("cluster session");
-        steplake_cluster::cluster_engine(ctx, QueryOptions::default()).expect("engine")
-    };
-    let engine = connect().await;
+    let ctx = steplake_cluster::cluster_context(&cluster)
+        .await
+        .expect("cluster session");
+    let engine = steplake_cluster::cluster_engine(ctx, QueryOptions::default()).expect("engine");
     let ready = Instant::now();
     while engine.sql_collect("SELECT 1").await.is_err() {
         assert!(

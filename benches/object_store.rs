@@ -14,16 +14,17 @@
 //! series. Both servers answer the same; loopback S3 costs the HTTP round
 //! trips of the footers and pages each query reads.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use steplake_client::v1::ScalarBatch;
 use steplake_client::Client;
 
+#[path = "common/s3.rs"]
+mod s3;
 #[path = "common/server.rs"]
 mod server;
+use s3::S3Server;
 use server::{create_bench_run, start_server_with, stop_server, time_query};
 
 const RUN: &str = "bench";
@@ -75,35 +76,8 @@ async fn load(dir: &Path, extra: &[&str], env: &[(String, String)], batches: &[S
 async fn main() {
     let series = env_usize("STEPLAKE_BENCH_SERIES", 200);
     let steps = env_usize("STEPLAKE_BENCH_STEPS", 20_000);
-    let python = std::env::var("STEPLAKE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/s3_server.py");
-    let mut s3 = Command::new(python)
-        .arg(script)
-        .arg(BUCKET)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the S3 server (moto: use the venv of scripts/test.sh)");
-    let mut line = String::new();
-    BufReader::new(s3.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("S3 server address");
-    let endpoint = line
-        .strip_prefix("listening ")
-        .expect("the S3 server started")
-        .trim()
-        .to_string();
-    let env: Vec<(String, String)> = [
-        ("AWS_ACCESS_KEY_ID", "bench"),
-        ("AWS_SECRET_ACCESS_KEY", "bench"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let s3 = S3Server::start(BUCKET);
+    let env = s3.env.clone();
     let url = format!("s3://{BUCKET}/bench");
     let bucket_flags = ["--object-store", url.as_str()];
 
@@ -152,6 +126,5 @@ async fn main() {
             remote.0.as_secs_f64() / local.0.as_secs_f64()
         );
     }
-    let _ = s3.kill();
-    let _ = s3.wait();
+    drop(s3);
 }

@@ -126,7 +126,7 @@ async fn the_slt_spec_passes_on_a_standalone_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ignore_nulls_in_a_window_is_refused_not_answered_wrongly() {
-    let mut db = standalone_engine().await.expect("cluster");
+    let db = standalone_engine().await.expect("cluster");
     let sql = "SELECT step, last_value(v) IGNORE NULLS OVER (ORDER BY step) FROM (VALUES (0, 1.0), (1, CAST(NULL AS DOUBLE))) AS t(step, v)";
     let refused = db.engine().sql_collect(sql).await.expect_err("refused");
     let message = refused.to_string();

@@ -35,7 +35,7 @@ impl SltDb {
 
     /// The engine statements go to.
     #[allow(dead_code)] // not every includer asks
-    pub(crate) fn engine(&mut self) -> &QueryEngine {
+    pub(crate) fn engine(&self) -> &QueryEngine {
         &self.engine
     }
 }
