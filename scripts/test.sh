@@ -9,9 +9,11 @@
 # 2. Fetches the all-MiniLM-L6-v2 checkpoint the import tests use (once).
 # 3. Installs what the dashboard's browser test drives: Debian's Chromium
 #    (apt, when missing) and playwright-core (npm ci in tests/browser).
-# 4. Runs every Rust test of the workspace: unit tests, the end-to-end tests
+# 4. Checks that the cargo target dir's disk has room (scripts/target-guard.sh
+#    removes stale build artifacts when it does not).
+# 5. Runs every Rust test of the workspace: unit tests, the end-to-end tests
 #    in tests/ (which start the real binary on loopback), and doc tests.
-# 5. Installs the Python package from python/ (as a user would, not
+# 6. Installs the Python package from python/ (as a user would, not
 #    editable) and runs its pytest suite against the binary cargo just built.
 #    Tests that need PyTorch, Lightning or transformers skip without them.
 #
@@ -45,6 +47,7 @@ log_dir="$(mktemp -d)"
 trap 'rm -rf "$log_dir"' EXIT
 failed_suites=()
 
+./scripts/target-guard.sh
 if ! cargo test --workspace --no-fail-fast 2>&1 | tee "$log_dir/cargo.log"; then
   failed_suites+=("cargo test --workspace")
 fi
