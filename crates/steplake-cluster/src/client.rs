@@ -80,21 +80,19 @@ pub async fn cluster_context(url: &str) -> Result<SessionContext> {
 }
 
 /// A query engine over `ctx`, a cluster's session: steplake's checks,
-/// limits and time limit, and the refusal of what the cluster would answer
-/// differently from one process ([`crate::plan_check`]).
+/// limits and time limit.
 pub fn cluster_engine(
     ctx: SessionContext,
     options: QueryOptions,
 ) -> std::result::Result<QueryEngine, QueryError> {
-    Ok(QueryEngine::over_context(ctx, options)?
-        .with_plan_check(crate::plan_check::refuse_what_a_cluster_runs_wrong))
+    QueryEngine::over_context(ctx, options)
 }
 
 /// Registers steplake's functions and a [`ClusterTable`] for each steplake
 /// table on `ctx`, a session Ballista made (which replaces the functions of
 /// the state it was given with DataFusion's own).
 pub fn register_steplake(ctx: &SessionContext) -> Result<()> {
-    steplake_query::functions::register(ctx);
+    functions::register(ctx);
     for table in SteplakeTable::ALL {
         ctx.register_table(table.name(), Arc::new(ClusterTable::new(table)))?;
     }

@@ -11,8 +11,15 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 /// `state` with every steplake function registered (DataFusion's own stay).
 pub fn with_steplake_functions(state: SessionState) -> SessionState {
     let ctx = SessionContext::new_with_state(state);
-    steplake_query::functions::register(&ctx);
+    register(&ctx);
     ctx.state()
+}
+
+/// Registers on `ctx` steplake's functions, and the rewrite that keeps
+/// `IGNORE NULLS` in window functions across the cluster.
+pub fn register(ctx: &SessionContext) {
+    steplake_query::functions::register(ctx);
+    crate::ignore_nulls::register(ctx);
 }
 
 /// A session state for `config` with DataFusion's defaults and steplake's

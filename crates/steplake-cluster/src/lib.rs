@@ -19,9 +19,9 @@
 //! - **Functions** ([`functions`]): every steplake SQL function is registered
 //!   on the scheduler's sessions and in each executor's function registry, so
 //!   plans that call them decode on both.
-//! - **Refusals** ([`plan_check`]): a statement the shipped plan would
-//!   answer differently from one process (window functions with
-//!   `IGNORE NULLS`) is refused with a message, never answered wrongly.
+//! - **`IGNORE NULLS`** (`ignore_nulls.rs`): DataFusion's physical plan codec
+//!   drops it from window functions, so a rewrite carries it in the name of
+//!   the function the executors run instead.
 //! - **Executor metrics** ([`executor_metrics`]): tasks run and failed, rows
 //!   and bytes written, on an executor's `/metrics` when it is given an
 //!   address for it.
@@ -32,7 +32,7 @@ pub mod client;
 pub mod codec;
 pub mod executor_metrics;
 pub mod functions;
-pub mod plan_check;
+mod ignore_nulls;
 pub mod roles;
 mod series_table;
 

@@ -137,14 +137,7 @@ pub struct QueryEngine {
     max_concurrent: usize,
     timeout: Option<std::time::Duration>,
     queue_timeout: std::time::Duration,
-    /// Refuses planned statements this engine's session cannot run right.
-    plan_check: Option<PlanCheck>,
 }
-
-/// A check of a planned statement beyond the read-only rule: `Err` says
-/// why the statement is refused and what to do instead. Set with
-/// [`QueryEngine::with_plan_check`].
-pub type PlanCheck = fn(&LogicalPlan) -> Result<(), String>;
 
 /// The session settings of every steplake query, here or on a cluster:
 /// catalog `steplake.public`, `threads` partitions, strings as Utf8 (the
@@ -222,15 +215,7 @@ impl QueryEngine {
             max_concurrent: options.max_concurrent.max(1),
             timeout: options.timeout,
             queue_timeout: options.queue_timeout,
-            plan_check: None,
         })
-    }
-
-    /// Refuses, as a planning error, every statement `check` refuses: what
-    /// a cluster's session would run wrong, for one.
-    pub fn with_plan_check(mut self, check: PlanCheck) -> Self {
-        self.plan_check = Some(check);
-        self
     }
 
     /// Waits for a turn among the statements allowed to run at once; the
@@ -269,7 +254,6 @@ impl QueryEngine {
             ctx: self.ctx.clone(),
             limits: self.limits,
             queries: self.queries.clone(),
-            plan_check: self.plan_check,
         }
     }
 
@@ -391,7 +375,6 @@ struct Planner {
     ctx: SessionContext,
     limits: StatementLimits,
     queries: Arc<std::sync::atomic::AtomicU64>,
-    plan_check: Option<PlanCheck>,
 }
 
 impl Planner {
@@ -435,11 +418,6 @@ impl Planner {
             .with_allow_statements(false)
             .verify_plan(&plan)
             .map_err(|e| QueryError::Forbidden(forbidden_reason(&e)))?;
-        if let Some(check) = self.plan_check {
-            check(&plan).map_err(|reason| {
-                QueryError::Plan(datafusion::error::DataFusionError::Plan(reason))
-            })?;
-        }
         Ok(plan)
     }
 
