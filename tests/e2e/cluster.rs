@@ -259,6 +259,18 @@ fn a_scheduler_and_two_executors_answer_as_one_process_over_flushed_files() {
         "{metrics}"
     );
     assert!(succeeded > 0, "the executors ran no task: {metrics}");
+    // Each stage runs as several tasks (CLUSTER_PARTITIONS), dealt round
+    // robin: every executor ran some of them, not only one per query.
+    for page in &pages {
+        let ran = page
+            .lines()
+            .find_map(|l| l.strip_prefix("steplake_executor_tasks_total{outcome=\"succeeded\"}"))
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        assert!(
+            ran.is_some_and(|n| n > 0),
+            "an executor ran no task:\n{page}"
+        );
+    }
     assert!(
         sample("steplake_executor_shuffle_rows_total") > 0,
         "{metrics}"

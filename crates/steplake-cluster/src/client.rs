@@ -5,6 +5,7 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
+use ballista_core::config::BALLISTA_ADAPTIVE_PLANNER_ENABLED;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
@@ -99,15 +100,20 @@ pub fn register_steplake(ctx: &SessionContext) -> Result<()> {
     Ok(())
 }
 
+/// Partitions of each stage of a cluster query: the task slots of the
+/// README's one-machine example (two executors of two).
+pub const CLUSTER_PARTITIONS: usize = 4;
+
 /// steplake's session settings with Ballista's hooks and the client codec.
 ///
-/// One partition per stage: each stage of a query is one task, so a query's
-/// stages, and different queries, spread over the executors, but one stage
-/// does not. With more partitions, a window function partitioned by two
-/// columns (`is_spike(value) OVER (PARTITION BY run_id, name ...)`) failed
-/// on the executor with DataFusion's "All partition by columns should have
-/// an ordering" assertion: the ordering its plan relies on does not survive
-/// the shipping.
+/// Each stage runs as [`CLUSTER_PARTITIONS`] tasks, spread over the
+/// executors. Jobs are planned by Ballista's static planner, not its
+/// adaptive one (on by default in Ballista 55): the adaptive planner plans
+/// with its own list of physical rules, which leaves out the session's, and
+/// the cluster needs one of its own (`shuffle_order.rs`: a window over a
+/// shuffle failed on the executors with DataFusion's "All partition by
+/// columns should have an ordering", which is why clusters ran one task per
+/// stage before).
 ///
 /// Sorts are not split across the branches of a union
 /// (`datafusion.optimizer.repartition_sorts` off): Ballista 55 plans such a
@@ -117,9 +123,10 @@ pub fn register_steplake(ctx: &SessionContext) -> Result<()> {
 /// query's time limit (the as-of join of `sql/slt/as_of.slt`). One sort
 /// over the union gives the same rows.
 pub fn cluster_config() -> SessionConfig {
-    let mut config = steplake_query::session_config(1);
+    let mut config = steplake_query::session_config(CLUSTER_PARTITIONS);
     config.options_mut().optimizer.repartition_sorts = false;
     config
         .upgrade_for_ballista()
+        .set_bool(BALLISTA_ADAPTIVE_PLANNER_ENABLED, false)
         .with_ballista_logical_extension_codec(Arc::new(TableCodec::client()))
 }

@@ -8,8 +8,13 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-/// `state` with every steplake function registered (DataFusion's own stay).
+/// `state` with every steplake function registered (DataFusion's own stay),
+/// and the physical rule that keeps shipped window stages valid
+/// (`shuffle_order.rs`).
 pub fn with_steplake_functions(state: SessionState) -> SessionState {
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_physical_optimizer_rule(Arc::new(crate::shuffle_order::SortAfterOrderedShuffles))
+        .build();
     let ctx = SessionContext::new_with_state(state);
     register(&ctx);
     ctx.state()

@@ -35,6 +35,7 @@ pub mod functions;
 mod ignore_nulls;
 pub mod roles;
 mod series_table;
+mod shuffle_order;
 
 pub use client::{cluster_context, cluster_engine};
 pub use codec::TableCodec;
