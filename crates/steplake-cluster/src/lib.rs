@@ -22,6 +22,9 @@
 //! - **`IGNORE NULLS`** (`ignore_nulls.rs`): DataFusion's physical plan codec
 //!   drops it from window functions, so a rewrite carries it in the name of
 //!   the function the executors run instead.
+//! - **Order after a shuffle** (`shuffle_order.rs`): each stage runs as
+//!   several tasks; a physical rule sorts a partition again where a plan
+//!   relied on order that Ballista's shuffle does not keep.
 //! - **Executor metrics** ([`executor_metrics`]): tasks run and failed, rows
 //!   and bytes written, on an executor's `/metrics` when it is given an
 //!   address for it.
