@@ -17,6 +17,10 @@
 //! series window functions (`ema`, `smooth`, `rolling_zscore`, `is_spike`)
 //! and `first_sustained`.
 //!
+//! Standing conditions ([`condition`]): a predicate over one series,
+//! checked and then evaluated point by point as a run trains, with the same
+//! answers as the series functions give in SQL.
+//!
 //! SQL is read-only: [`QueryEngine::sql`] plans the statement and refuses
 //! DDL, DML (`INSERT`, `COPY`), and statements (`SET`, transactions) with
 //! [`QueryError::Forbidden`] before anything runs. No table function that
@@ -32,6 +36,7 @@
 //! query; yield points above joins (module `yields`) make that, and the
 //! time limit, take effect soon even for a cross join.
 
+pub mod condition;
 mod error;
 mod executor;
 pub mod filters;

@@ -271,21 +271,39 @@ impl PartitionEvaluator for SeriesEvaluator {
 
 /// Plain EMA; non-finite values pass through and do not update the average.
 pub fn ema(values: &[f64], alpha: f64) -> Vec<f64> {
-    let mut average: Option<f64> = None;
-    values
-        .iter()
-        .map(|&v| {
-            if !v.is_finite() {
-                return v;
-            }
-            let next = match average {
-                None => v,
-                Some(a) => alpha * v + (1.0 - alpha) * a,
-            };
-            average = Some(next);
-            next
-        })
-        .collect()
+    let mut tracker = EmaTracker::new(alpha);
+    values.iter().map(|&v| tracker.next(v)).collect()
+}
+
+/// [`ema`] point by point, in step order.
+#[derive(Debug, Clone)]
+pub struct EmaTracker {
+    alpha: f64,
+    average: Option<f64>,
+}
+
+impl EmaTracker {
+    /// A tracker that has seen no finite value yet.
+    pub fn new(alpha: f64) -> EmaTracker {
+        EmaTracker {
+            alpha,
+            average: None,
+        }
+    }
+
+    /// The average after `v` (a non-finite `v` is returned as it is and
+    /// leaves the average alone).
+    pub fn next(&mut self, v: f64) -> f64 {
+        if !v.is_finite() {
+            return v;
+        }
+        let next = match self.average {
+            None => v,
+            Some(a) => self.alpha * v + (1.0 - self.alpha) * a,
+        };
+        self.average = Some(next);
+        next
+    }
 }
 
 /// TensorBoard's smoothing (`vz_line_chart2`): a debiased EMA with the
@@ -315,28 +333,51 @@ pub fn tensorboard_smooth(values: &[f64], weight: f64) -> Vec<f64> {
 /// z-scores against the previous `n` points (finite ones only), the current
 /// point excluded; `None` until two finite points of history exist.
 pub fn rolling_zscore(values: &[f64], n: usize, robust: bool) -> Vec<Option<f64>> {
-    let mut out = Vec::with_capacity(values.len());
-    let mut window: Vec<f64> = Vec::with_capacity(n);
-    for (i, &v) in values.iter().enumerate() {
-        window.clear();
-        window.extend(
-            values[i.saturating_sub(n)..i]
-                .iter()
-                .copied()
-                .filter(|x| x.is_finite()),
-        );
-        if window.len() < 2 {
-            out.push(None);
-            continue;
+    let mut tracker = ZscoreTracker::new(n, robust);
+    values.iter().map(|&v| tracker.next(v)).collect()
+}
+
+/// [`rolling_zscore`] point by point, in step order.
+#[derive(Debug, Clone)]
+pub struct ZscoreTracker {
+    n: usize,
+    robust: bool,
+    /// The previous `n` values, non-finite ones included (they count as
+    /// points of the window but never enter the statistics).
+    previous: std::collections::VecDeque<f64>,
+    window: Vec<f64>,
+}
+
+impl ZscoreTracker {
+    /// A tracker over windows of the previous `n` points.
+    pub fn new(n: usize, robust: bool) -> ZscoreTracker {
+        ZscoreTracker {
+            n,
+            robust,
+            previous: std::collections::VecDeque::with_capacity(n + 1),
+            window: Vec::with_capacity(n),
         }
-        let (center, spread) = if robust {
-            median_mad(&mut window)
-        } else {
-            mean_std(&window)
-        };
-        out.push(Some(standardize(v, center, spread)));
     }
-    out
+
+    /// `v`'s z-score against the previous `n` points; then `v` joins them.
+    pub fn next(&mut self, v: f64) -> Option<f64> {
+        self.window.clear();
+        self.window
+            .extend(self.previous.iter().copied().filter(|x| x.is_finite()));
+        let score = (self.window.len() >= 2).then(|| {
+            let (center, spread) = if self.robust {
+                median_mad(&mut self.window)
+            } else {
+                mean_std(&self.window)
+            };
+            standardize(v, center, spread)
+        });
+        self.previous.push_back(v);
+        if self.previous.len() > self.n {
+            self.previous.pop_front();
+        }
+        score
+    }
 }
 
 #[cfg(test)]

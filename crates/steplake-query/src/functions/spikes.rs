@@ -192,31 +192,8 @@ impl SpikeRule {
     /// Each point's score against its history (`None` while the history has
     /// fewer than two finite points, or for a ratio to a median ≤ 0).
     pub fn scores(&self, values: &[f64]) -> Vec<Option<f64>> {
-        let mut history: Vec<f64> = Vec::with_capacity(self.n);
-        let mut window: Vec<f64> = Vec::with_capacity(self.n);
-        let mut start = 0;
-        let mut out = Vec::with_capacity(values.len());
-        for &v in values {
-            window.clear();
-            window.extend_from_slice(&history[start..]);
-            out.push(if window.len() < 2 {
-                None
-            } else {
-                score(self.method, v, &mut window)
-            });
-            if v.is_finite() {
-                history.push(v);
-                if history.len() - start > self.n {
-                    start += 1;
-                }
-                // Keep the buffer short: drop what no window needs any more.
-                if start > 4 * self.n + 64 {
-                    history.drain(..start);
-                    start = 0;
-                }
-            }
-        }
-        out
+        let mut tracker = SpikeTracker::new(*self);
+        values.iter().map(|&v| tracker.score(v)).collect()
     }
 
     /// Whether each point is a spike; NaN and ±Inf always are.
@@ -224,8 +201,13 @@ impl SpikeRule {
         self.scores(values)
             .into_iter()
             .zip(values)
-            .map(|(score, v)| !v.is_finite() || score.is_some_and(|s| self.is_spike_score(s)))
+            .map(|(score, &v)| self.is_spike(v, score))
             .collect()
+    }
+
+    /// Whether `v`, with `score` against its history, is a spike.
+    fn is_spike(&self, v: f64, score: Option<f64>) -> bool {
+        !v.is_finite() || score.is_some_and(|s| self.is_spike_score(s))
     }
 
     fn is_spike_score(&self, score: f64) -> bool {
@@ -239,6 +221,53 @@ impl SpikeRule {
             Direction::Down => down,
             Direction::Both => up || down,
         }
+    }
+}
+
+/// One series' spike rule applied point by point, in step order: what
+/// [`SpikeRule::scores`] computes over a whole series, for a caller that
+/// sees the points as they arrive (the standing conditions of a live run).
+#[derive(Debug, Clone)]
+pub struct SpikeTracker {
+    rule: SpikeRule,
+    /// The last `n` finite values, oldest first.
+    history: std::collections::VecDeque<f64>,
+    window: Vec<f64>,
+}
+
+impl SpikeTracker {
+    /// A tracker with no history yet.
+    pub fn new(rule: SpikeRule) -> SpikeTracker {
+        SpikeTracker {
+            rule,
+            history: std::collections::VecDeque::with_capacity(rule.n + 1),
+            window: Vec::with_capacity(rule.n),
+        }
+    }
+
+    /// `v`'s score against the previous points (see [`SpikeRule::scores`]);
+    /// then `v` joins the history when it is finite.
+    pub fn score(&mut self, v: f64) -> Option<f64> {
+        self.window.clear();
+        self.window.extend(self.history.iter().copied());
+        let score = if self.window.len() < 2 {
+            None
+        } else {
+            score(self.rule.method, v, &mut self.window)
+        };
+        if v.is_finite() {
+            self.history.push_back(v);
+            if self.history.len() > self.rule.n {
+                self.history.pop_front();
+            }
+        }
+        score
+    }
+
+    /// Whether `v` is a spike (see [`SpikeRule::flags`]), with its score.
+    pub fn observe(&mut self, v: f64) -> (bool, Option<f64>) {
+        let score = self.score(v);
+        (self.rule.is_spike(v, score), score)
     }
 }
 
