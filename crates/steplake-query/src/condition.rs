@@ -45,7 +45,8 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use crate::functions::series::{EmaTracker, ZscoreTracker};
+use crate::functions::arguments;
+use crate::functions::series::{ema_alpha, window_length, EmaTracker, ZscoreTracker};
 use crate::functions::spikes::{SpikeRule, SpikeTracker};
 
 /// Longest predicate accepted, in bytes.
@@ -170,17 +171,6 @@ impl SeriesWatch {
             self.run_length = 0;
         }
         holds && self.run_length == self.hold
-    }
-
-    /// Whether the predicate is true at each point of `values` (steps
-    /// `0, 1, ...`), without firing: what the same predicate over window
-    /// functions says, for tests and for replaying history.
-    pub fn truths(&mut self, values: &[f64]) -> Vec<bool> {
-        values
-            .iter()
-            .enumerate()
-            .map(|(step, &v)| self.root.eval(step as i64, v).truth())
-            .collect()
     }
 }
 
@@ -464,10 +454,10 @@ impl Node {
                 let usage = "(value, n [, robust])";
                 let arg = series(usage)?;
                 let given = constants(usage, 2)?;
-                let n = match given.first() {
-                    Some(Some(ScalarValue::Int64(Some(n)))) if *n >= 2 => *n as usize,
-                    _ => return refuse(format!("rolling_zscore: n (the number of previous points) must be an integer >= 2: rolling_zscore{usage}")),
+                let Some(n) = given.first().and_then(Option::as_ref) else {
+                    return refuse(format!("rolling_zscore: n (the number of previous points) must be an integer >= 2: rolling_zscore{usage}"));
                 };
+                let n = window_length(&name, Some(n)).map_err(planned)?;
                 let robust = match given.get(1) {
                     None => false,
                     Some(Some(ScalarValue::Boolean(Some(b)))) => *b,
@@ -479,15 +469,12 @@ impl Node {
                 let usage = "(value, alpha)";
                 let arg = series(usage)?;
                 let given = constants(usage, 1)?;
-                let alpha = match given.first() {
-                    Some(Some(ScalarValue::Float64(Some(a)))) => *a,
-                    Some(Some(ScalarValue::Int64(Some(a)))) => *a as f64,
-                    _ => f64::NAN,
-                };
-                if !(alpha > 0.0 && alpha <= 1.0) {
-                    return refuse(format!("ema: alpha must be in (0, 1]: ema{usage}"));
-                }
-                Node::Ema(arg, EmaTracker::new(alpha))
+                let alpha = given
+                    .first()
+                    .and_then(Option::as_ref)
+                    .and_then(arguments::number)
+                    .unwrap_or(f64::NAN);
+                Node::Ema(arg, EmaTracker::new(ema_alpha(alpha).map_err(planned)?))
             }
             "isnan" => Node::Test(Test::Nan, one("(value)")?),
             "isinf" => Node::Test(Test::Infinite, one("(value)")?),
@@ -626,11 +613,16 @@ mod tests {
             .collect()
     }
 
+    /// Whether `predicate` is true at each point of `values` (steps 0, 1,
+    /// ...), without firing: what the same predicate over window functions
+    /// says.
     fn truths(predicate: &str, values: &[f64]) -> Vec<bool> {
-        Condition::parse(predicate, 1)
-            .expect(predicate)
-            .watch()
-            .truths(values)
+        let mut root = Condition::parse(predicate, 1).expect(predicate).root;
+        values
+            .iter()
+            .enumerate()
+            .map(|(step, &v)| root.eval(step as i64, v).truth())
+            .collect()
     }
 
     #[test]

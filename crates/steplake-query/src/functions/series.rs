@@ -203,14 +203,30 @@ fn constant_f64(values: &[ArrayRef], index: usize, function: &str, what: &str) -
 }
 
 fn constant_window(values: &[ArrayRef], function: &str) -> Result<usize> {
-    match constant(values, 1, function, "n")? {
+    window_length(function, constant(values, 1, function, "n")?.as_ref())
+}
+
+/// The `n` of `rolling_zscore` (previous points in the window), checked;
+/// also what a standing condition's call is checked with. A missing or
+/// NULL `n` is 2.
+pub(crate) fn window_length(function: &str, n: Option<&ScalarValue>) -> Result<usize> {
+    match n {
         None | Some(ScalarValue::Null) => Ok(2),
-        Some(v) => match arguments::integer(&v) {
+        Some(v) => match arguments::integer(v) {
             Some(n) if n >= 2 => Ok(n as usize),
             _ => plan_err!(
                 "{function}: n (the number of previous points) must be an integer >= 2, got {v}"
             ),
         },
+    }
+}
+
+/// `ema`'s `alpha`, checked (NaN when it was not a number).
+pub(crate) fn ema_alpha(alpha: f64) -> Result<f64> {
+    if alpha > 0.0 && alpha <= 1.0 {
+        Ok(alpha)
+    } else {
+        plan_err!("ema: alpha must be in (0, 1], got {alpha}")
     }
 }
 
@@ -223,10 +239,7 @@ impl PartitionEvaluator for SeriesEvaluator {
         debug_assert_eq!(data.len(), num_rows);
         let out: ArrayRef = match self.function {
             SeriesFunction::Ema => {
-                let alpha = constant_f64(values, 1, name, "alpha")?;
-                if !(alpha > 0.0 && alpha <= 1.0) {
-                    return plan_err!("ema: alpha must be in (0, 1], got {alpha}");
-                }
+                let alpha = ema_alpha(constant_f64(values, 1, name, "alpha")?)?;
                 Arc::new(Float64Array::from(ema(&data, alpha)))
             }
             SeriesFunction::Smooth => {
