@@ -37,6 +37,40 @@ pub fn float_value(value: f64) -> serde_json::Value {
     }
 }
 
+/// Serde for an `f64` field by the rule above (`#[serde(with =
+/// "steplake_core::json::float")]`), so that NaN and the infinities survive
+/// a JSON round trip instead of failing to read back.
+pub mod float {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes a finite float as a number, a non-finite one as its text.
+    pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        match super::non_finite_text(*value) {
+            Some(text) => serializer.serialize_str(text),
+            None => serializer.serialize_f64(*value),
+        }
+    }
+
+    /// Reads a number, or one of `"NaN"`, `"Infinity"`, `"-Infinity"`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Float<'a> {
+            Number(f64),
+            Text(&'a str),
+        }
+        match Float::deserialize(deserializer)? {
+            Float::Number(n) => Ok(n),
+            Float::Text("NaN") => Ok(f64::NAN),
+            Float::Text("Infinity") => Ok(f64::INFINITY),
+            Float::Text("-Infinity") => Ok(f64::NEG_INFINITY),
+            Float::Text(other) => Err(serde::de::Error::custom(format!(
+                "`{other}` is not a number"
+            ))),
+        }
+    }
+}
+
 /// `batches` as one JSON array of row objects, by the rule above.
 pub fn batches_to_json(batches: &[&RecordBatch]) -> Result<Vec<u8>, ArrowError> {
     let mut writer = WriterBuilder::new()

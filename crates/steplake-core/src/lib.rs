@@ -7,6 +7,7 @@
 //! - the data model: [`ScalarBatch`] (a columnar batch of scalar points as it
 //!   travels from the wire to the write-ahead log and the buffer) and
 //!   [`RunInfo`] (one row of the `runs` table);
+//! - standing conditions and their events ([`watch`]);
 //! - the Arrow schemas of the SQL tables ([`schema`]), so that the Parquet
 //!   writer, the in-memory buffer and the query layer agree on one layout;
 //! - the validation rules for input from outside ([`ScalarBatch::validate`],
@@ -21,9 +22,11 @@ pub mod json;
 pub mod safetensors;
 pub mod schema;
 pub mod tensor;
+pub mod watch;
 
 pub use dtype::DType;
 pub use tensor::{TensorRecord, TensorStats};
+pub use watch::{ConditionScope, ConditionSpec, Event};
 
 use serde::{Deserialize, Serialize};
 

@@ -10,9 +10,9 @@ pub fn store_status(error: StoreError) -> Status {
     let message = error.to_string();
     match error {
         StoreError::Invalid(_) => Status::invalid_argument(message),
-        StoreError::RunNotFound { .. } | StoreError::NothingToDelete { .. } => {
-            Status::not_found(message)
-        }
+        StoreError::RunNotFound { .. }
+        | StoreError::NothingToDelete { .. }
+        | StoreError::ConditionNotFound { .. } => Status::not_found(message),
         StoreError::Unavailable { .. } | StoreError::Bucket { .. } => Status::unavailable(message),
         StoreError::Overloaded { .. } => Status::resource_exhausted(message),
         StoreError::Locked { .. }

@@ -20,9 +20,12 @@
 //! or refused (nothing past a refused batch is stored until the writer sends
 //! that sequence again; an empty batch skips it).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use steplake_core::{CoreError, RunInfo, ScalarBatch, TensorRecord, RUN_STATUS_DELETED};
+use serde::{Deserialize, Serialize};
+use steplake_core::{
+    ConditionSpec, CoreError, Event, RunInfo, ScalarBatch, TensorRecord, RUN_STATUS_DELETED,
+};
 
 use crate::tensor_parts::Assembler;
 use crate::{now_us, Buffer, StoreError, TensorPart, WriterState};
@@ -31,13 +34,17 @@ use crate::{now_us, Buffer, StoreError, TensorPart, WriterState};
 pub(crate) enum Record {
     /// A run was created, resumed or finished.
     Run(RunInfo),
-    /// A scalar batch of one writer.
+    /// A scalar batch of one writer, with the events its points fired
+    /// (their `seq` already set from the record's LSN).
     Scalars {
         writer_id: String,
         sequence: u64,
         run_id: String,
         batch: ScalarBatch,
+        events: Vec<Event>,
     },
+    /// A standing condition registered or removed.
+    Condition(ConditionChange),
     /// A tensor, or one chunk of it; `carried_over` when the store logged
     /// a partial tensor again (no new write; only logs of steplake versions
     /// before partial tensor files hold such records).
@@ -47,14 +54,36 @@ pub(crate) enum Record {
     },
 }
 
+/// A change of the standing conditions, as logged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ConditionChange {
+    /// Registered (or replaced, by id).
+    Set(ConditionSpec),
+    /// Removed, by id.
+    Removed(String),
+}
+
+/// Sets the `seq` of a record's `events`: `lsn` in the high bits and the
+/// position in the record in the low 24, so seqs increase in log order.
+pub(crate) fn number_events(events: &mut [Event], lsn: u64) {
+    for (i, event) in events.iter_mut().enumerate() {
+        event.seq = (lsn << 24) | (i as u64 & 0xff_ffff);
+    }
+}
+
 /// What an admitted record does to readable data.
 pub(crate) enum Change {
-    /// Only the run catalog changed.
+    /// Only the run catalog, or the conditions, changed.
     Run,
     /// The run was deleted: its points go too.
     RunDeleted(String),
-    /// Points to add to the buffer.
-    Scalars { run_id: String, batch: ScalarBatch },
+    /// Points to add to the buffer, and the events they fired that are new.
+    Scalars {
+        run_id: String,
+        batch: ScalarBatch,
+        events: Vec<Event>,
+    },
     /// A tensor chunk: the whole tensor when this chunk completed it.
     Tensor {
         run_id: String,
@@ -77,7 +106,7 @@ impl Change {
         match self {
             Change::Run => {}
             Change::RunDeleted(run_id) => buffer.remove_run(&run_id),
-            Change::Scalars { run_id, batch } => buffer.apply(&run_id, &batch),
+            Change::Scalars { run_id, batch, .. } => buffer.apply(&run_id, &batch),
             Change::Tensor { run_id, complete } => {
                 if let Some(tensor) = complete {
                     buffer.apply_tensor(&run_id, tensor);
@@ -88,11 +117,71 @@ impl Change {
 }
 
 /// The state the write rules decide by: every run, each writer's last
-/// sequence, and the tensors being assembled.
+/// sequence, and the tensors being assembled; and the standing conditions
+/// and their events, which the same records change.
 pub(crate) struct WriteRules {
     pub(crate) runs: BTreeMap<String, RunInfo>,
     pub(crate) writers: HashMap<String, WriterState>,
     pub(crate) assembler: Assembler,
+    pub(crate) watch: WatchCatalog,
+}
+
+/// The standing conditions and the events they fired, by the records that
+/// registered and fired them.
+#[derive(Default, Clone)]
+pub(crate) struct WatchCatalog {
+    pub(crate) conditions: BTreeMap<String, ConditionSpec>,
+    /// In seq order.
+    pub(crate) events: Vec<Event>,
+    event_ids: HashSet<String>,
+}
+
+impl WatchCatalog {
+    /// The catalog a manifest recorded.
+    pub(crate) fn new(conditions: BTreeMap<String, ConditionSpec>, events: Vec<Event>) -> Self {
+        let event_ids = events.iter().map(|e| e.id.clone()).collect();
+        WatchCatalog {
+            conditions,
+            events,
+            event_ids,
+        }
+    }
+
+    /// Keeps the events whose id is new (a batch stored twice under two
+    /// sequences fires the same event once), and returns them.
+    fn record_events(&mut self, events: Vec<Event>) -> Vec<Event> {
+        let fresh: Vec<Event> = events
+            .into_iter()
+            .filter(|e| self.event_ids.insert(e.id.clone()))
+            .collect();
+        self.events.extend(fresh.iter().cloned());
+        fresh
+    }
+
+    fn apply(&mut self, change: ConditionChange) {
+        match change {
+            ConditionChange::Set(spec) => {
+                self.conditions.insert(spec.id.clone(), spec);
+            }
+            ConditionChange::Removed(id) => {
+                self.conditions.remove(&id);
+            }
+        }
+    }
+
+    /// Forgets a deleted run's conditions and events.
+    pub(crate) fn drop_run(&mut self, run_id: &str) {
+        self.conditions
+            .retain(|_, c| c.run_id().is_none_or(|id| id != run_id));
+        let ids = &mut self.event_ids;
+        self.events.retain(|e| {
+            let keep = e.run_id != run_id;
+            if !keep {
+                ids.remove(&e.id);
+            }
+            keep
+        });
+    }
 }
 
 impl WriteRules {
@@ -102,6 +191,7 @@ impl WriteRules {
             Record::Run(run) if run.status == RUN_STATUS_DELETED => {
                 self.runs.remove(&run.run_id);
                 self.assembler.drop_run(&run.run_id);
+                self.watch.drop_run(&run.run_id);
                 Ok(Change::RunDeleted(run.run_id))
             }
             Record::Run(run) => {
@@ -113,13 +203,28 @@ impl WriteRules {
                 sequence,
                 run_id,
                 batch,
+                events,
             } => {
                 // The run first: a server that lost the run (a new data
                 // directory) says so, and the writer can start afresh.
                 self.check_run(&run_id)?;
                 self.check_writer(&writer_id, sequence)?;
                 self.advance(writer_id, sequence);
-                Ok(Change::Scalars { run_id, batch })
+                let events = self.watch.record_events(events);
+                Ok(Change::Scalars {
+                    run_id,
+                    batch,
+                    events,
+                })
+            }
+            Record::Condition(change) => {
+                if let ConditionChange::Set(spec) = &change {
+                    if let Some(run_id) = spec.run_id() {
+                        self.check_run(run_id)?;
+                    }
+                }
+                self.watch.apply(change);
+                Ok(Change::Run)
             }
             Record::Tensor { part, carried_over } => {
                 // A chunk logged again to keep a partial tensor past a WAL

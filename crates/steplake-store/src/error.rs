@@ -76,6 +76,12 @@ pub enum StoreError {
         /// The unknown run id.
         run_id: String,
     },
+    /// A removal named a standing condition that does not exist.
+    #[error("there is no standing condition {id:?} (removed already?); ListConditions shows those there are")]
+    ConditionNotFound {
+        /// The unknown condition id.
+        id: String,
+    },
     /// A deletion named no run that exists.
     #[error("there is nothing to delete: {what} does not exist (deleted already?). `SELECT run_id, project FROM runs` lists what does")]
     NothingToDelete {

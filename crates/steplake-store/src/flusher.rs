@@ -11,6 +11,7 @@ use arrow::datatypes::Int64Type;
 use steplake_core::schema::scalars_col;
 use steplake_core::{RunInfo, TensorRecord};
 
+use crate::apply::WatchCatalog;
 use crate::partial_files::{remove_unlisted_partials, write_partials, PartialSnapshot};
 use crate::provenance::Filed;
 use crate::shared::{read_state, write_state, Shared};
@@ -28,6 +29,8 @@ pub(crate) struct FlushJob {
     /// their partial tensor files.
     pub(crate) partials: Vec<PartialSnapshot>,
     pub(crate) runs: BTreeMap<String, RunInfo>,
+    /// The standing conditions and events as of `covered_lsn`.
+    pub(crate) watch: WatchCatalog,
     pub(crate) writers: BTreeMap<String, WriterState>,
     /// Runs deleted since the previous flush: their rows leave every listed
     /// file in this flush's manifest write (see `deleter`).
@@ -201,6 +204,8 @@ pub(crate) fn flush_one(
     manifest.covered_lsn = manifest.covered_lsn.max(job.covered_lsn);
     manifest.next_file_id = manifest.next_file_id.max(job.file_id + 1);
     manifest.runs = job.runs.clone();
+    manifest.conditions = job.watch.conditions.clone();
+    manifest.events = job.watch.events.clone();
     manifest.writers = job
         .writers
         .iter()

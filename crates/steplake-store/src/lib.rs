@@ -34,7 +34,9 @@
 //! only temporary files that interrupted writes left.
 //!
 //! One stage per file:
-//! - `apply`: the write rules, shared by replay and live writes;
+//! - `apply`: the write rules, shared by replay and live writes (standing
+//!   conditions and their events included: an event is logged in the
+//!   record of the batch that fired it, see [`record`]);
 //! - `request`: what callers ask of the WAL thread and the reply each gets;
 //! - `wal_thread`: group commit, log, apply, freeze;
 //! - `flusher`: frozen buffers to Parquet files and the manifest;
@@ -91,7 +93,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use steplake_core::{validate_run_id, CoreError, RunInfo, ScalarBatch};
+use steplake_core::{validate_run_id, ConditionSpec, CoreError, Event, RunInfo, ScalarBatch};
 use tokio::sync::oneshot;
 
 pub use buffer::{Buffer, SeriesFilter};
@@ -118,7 +120,8 @@ use shared::{read_state, Shared, State};
 use storage::Storage;
 use wal_thread::WalThread;
 
-use record::encode_scalar_record;
+use apply::ConditionChange;
+use record::{encode_events_trailer, encode_scalar_record};
 use steplake_codec::Codec;
 use tensor_parts::validate_part;
 use tensor_record::encode_tensor_part;
@@ -186,6 +189,7 @@ impl Store {
                 active: recovered.buffer,
                 frozen: Vec::new(),
                 failure: None,
+                watch: recovered.rules.watch.clone(),
             },
             options.codec.clone(),
             storage,
@@ -280,6 +284,7 @@ impl Store {
                     active: recovered.buffer,
                     frozen: Vec::new(),
                     failure: None,
+                    watch: recovered.rules.watch,
                 },
                 Codec::cpu(),
                 storage,
@@ -357,6 +362,22 @@ impl Store {
         run_id: &str,
         batch: ScalarBatch,
     ) -> Result<PendingAck, StoreError> {
+        self.submit_scalars_with_events(writer_id, sequence, run_id, batch, Vec::new())
+    }
+
+    /// [`Store::submit_scalars`] for a batch whose points fired `events`:
+    /// the batch and its events go into one WAL record, so they are durable
+    /// together, and the events are applied (readable in [`Store::events`])
+    /// when the batch is. An event whose id is stored already is dropped,
+    /// and so are the events of a batch stored before (a retry).
+    pub fn submit_scalars_with_events(
+        &self,
+        writer_id: &str,
+        sequence: u64,
+        run_id: &str,
+        batch: ScalarBatch,
+        events: Vec<Event>,
+    ) -> Result<PendingAck, StoreError> {
         if writer_id.is_empty() {
             return Err(CoreError::invalid("writer_id", "must not be empty").into());
         }
@@ -368,6 +389,9 @@ impl Store {
         // Encode and checksum here, in parallel with the WAL thread.
         let mut payload = Vec::new();
         encode_scalar_record(&mut payload, writer_id, sequence, run_id, &batch);
+        if !events.is_empty() {
+            encode_events_trailer(&mut payload, &events);
+        }
         let mut payload_crc = crc32fast::Hasher::new();
         payload_crc.update(&payload);
         let (reply, ack) = oneshot::channel();
@@ -376,6 +400,7 @@ impl Store {
             sequence,
             run_id: run_id.to_string(),
             batch,
+            events,
             payload,
             payload_crc,
             reply,
@@ -456,6 +481,57 @@ impl Store {
             reply,
         })?;
         done.await.map_err(|_| StoreError::closed())?
+    }
+
+    /// Registers a standing condition (or replaces the one with its id),
+    /// durably. A condition on one run fails with
+    /// [`StoreError::RunNotFound`] when the run does not exist. The
+    /// predicate is not checked here: the layer that evaluates it does.
+    pub async fn set_condition(&self, spec: ConditionSpec) -> Result<(), StoreError> {
+        spec.validate_fields()?;
+        if let Some(run_id) = spec.run_id() {
+            validate_run_id(run_id)?;
+        }
+        self.change_condition(ConditionChange::Set(spec)).await
+    }
+
+    /// Removes the standing condition `id`, durably; its events stay.
+    /// Fails with [`StoreError::ConditionNotFound`] when there is none.
+    pub async fn remove_condition(&self, id: &str) -> Result<(), StoreError> {
+        if !read_state(&self.shared).watch.conditions.contains_key(id) {
+            return Err(StoreError::ConditionNotFound { id: id.to_string() });
+        }
+        self.change_condition(ConditionChange::Removed(id.to_string()))
+            .await
+    }
+
+    async fn change_condition(&self, change: ConditionChange) -> Result<(), StoreError> {
+        let (reply, done) = oneshot::channel();
+        self.send(Command::Condition { change, reply })?;
+        done.await.map_err(|_| StoreError::closed())?
+    }
+
+    /// The standing conditions, by id.
+    pub fn conditions(&self) -> Vec<ConditionSpec> {
+        read_state(&self.shared)
+            .watch
+            .conditions
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The events of `run_id` (of every run when `None`) with a seq above
+    /// `after_seq`, in seq order.
+    pub fn events(&self, run_id: Option<&str>, after_seq: u64) -> Vec<Event> {
+        let state = read_state(&self.shared);
+        let events = &state.watch.events;
+        let start = events.partition_point(|e| e.seq <= after_seq);
+        events[start..]
+            .iter()
+            .filter(|e| run_id.is_none_or(|id| e.run_id == id))
+            .cloned()
+            .collect()
     }
 
     /// Writes everything buffered to Parquet and waits until it is in the

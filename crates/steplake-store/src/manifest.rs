@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use steplake_core::RunInfo;
+use steplake_core::{ConditionSpec, Event, RunInfo};
 
 use crate::StoreError;
 
@@ -126,6 +126,12 @@ pub struct Manifest {
     /// counts in (absent in a data directory's own manifest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal_owner: Option<String>,
+    /// Standing conditions by id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub conditions: BTreeMap<String, ConditionSpec>,
+    /// Events the conditions fired, in seq order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<Event>,
 }
 
 impl Default for Manifest {
@@ -140,6 +146,8 @@ impl Default for Manifest {
             partial_tensors: Vec::new(),
             garbage: Vec::new(),
             wal_owner: None,
+            conditions: BTreeMap::new(),
+            events: Vec::new(),
         }
     }
 }

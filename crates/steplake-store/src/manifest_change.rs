@@ -12,6 +12,8 @@
 //! writers    set and removed (by id)
 //! partials   the whole list, when it changed (it is short)
 //! garbage    added and removed (by path)
+//! conditions set (whole entries) and removed (by id)
+//! events     added (whole entries) and removed (by id)
 //! always     covered_lsn, next_file_id, wal_owner
 //! ```
 //!
@@ -22,7 +24,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
-use steplake_core::RunInfo;
+use steplake_core::{ConditionSpec, Event, RunInfo};
 
 use crate::manifest::{DataFile, Garbage, Manifest, PartialTensorFile, WriterState};
 
@@ -52,6 +54,14 @@ pub(crate) struct ManifestChange {
     pub(crate) garbage_added: Vec<Garbage>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) garbage_removed: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) conditions_set: BTreeMap<String, ConditionSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) conditions_removed: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) events_added: Vec<Event>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) events_removed: Vec<String>,
 }
 
 impl ManifestChange {
@@ -63,6 +73,10 @@ impl ManifestChange {
             added_and_removed(&before.garbage, &after.garbage, |g| g.path.as_str());
         let (runs_set, runs_removed) = set_and_removed(&before.runs, &after.runs);
         let (writers_set, writers_removed) = set_and_removed(&before.writers, &after.writers);
+        let (conditions_set, conditions_removed) =
+            set_and_removed(&before.conditions, &after.conditions);
+        let (events_added, events_removed) =
+            added_and_removed(&before.events, &after.events, |e| e.id.as_str());
         ManifestChange {
             covered_lsn: after.covered_lsn,
             next_file_id: after.next_file_id,
@@ -77,6 +91,10 @@ impl ManifestChange {
                 .then(|| after.partial_tensors.clone()),
             garbage_added,
             garbage_removed,
+            conditions_set,
+            conditions_removed,
+            events_added,
+            events_removed,
         }
     }
 
@@ -107,6 +125,13 @@ impl ManifestChange {
             .garbage
             .retain(|g| !removed.contains(g.path.as_str()));
         manifest.garbage.extend(self.garbage_added);
+        for id in &self.conditions_removed {
+            manifest.conditions.remove(id);
+        }
+        manifest.conditions.extend(self.conditions_set);
+        let removed: HashSet<&str> = self.events_removed.iter().map(String::as_str).collect();
+        manifest.events.retain(|e| !removed.contains(e.id.as_str()));
+        manifest.events.extend(self.events_added);
     }
 }
 

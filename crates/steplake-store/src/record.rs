@@ -15,8 +15,18 @@
 //!
 //! `str` is a u32 LE byte length followed by UTF-8 bytes. A typical point
 //! (step-major batch, one wall time per batch) costs about 10 bytes.
+//!
+//! A batch whose points fired standing conditions is logged as one
+//! `ScalarsWithEvents` record, so the batch and its events are durable (or
+//! torn) together:
+//!
+//! ```text
+//! scalar record payload (above)
+//! events          JSON array of steplake_core::Event
+//! u32 LE          byte length of the JSON
+//! ```
 
-use steplake_core::ScalarBatch;
+use steplake_core::{Event, ScalarBatch};
 
 /// A decoded scalar record.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,6 +141,26 @@ pub fn decode_scalar_record(bytes: &[u8]) -> Option<ScalarRecord> {
             wall_times_us,
         },
     })
+}
+
+/// Appends the events trailer of a `ScalarsWithEvents` record to `out`,
+/// which holds the scalar record payload.
+pub fn encode_events_trailer(out: &mut Vec<u8>, events: &[Event]) {
+    let start = out.len();
+    // Serializing plain structs of strings and numbers cannot fail.
+    let _ = serde_json::to_writer(&mut *out, events);
+    let len = (out.len() - start) as u32;
+    out.extend_from_slice(&len.to_le_bytes());
+}
+
+/// Splits a `ScalarsWithEvents` payload into the scalar record payload and
+/// its events; `None` when it is malformed.
+pub fn split_events_trailer(bytes: &[u8]) -> Option<(&[u8], Vec<Event>)> {
+    let len_at = bytes.len().checked_sub(4)?;
+    let len = u32::from_le_bytes(bytes[len_at..].try_into().ok()?) as usize;
+    let json_at = len_at.checked_sub(len)?;
+    let events = serde_json::from_slice(&bytes[json_at..len_at]).ok()?;
+    Some((&bytes[..json_at], events))
 }
 
 /// Appends a `str`: u32 LE byte length, then the UTF-8 bytes.

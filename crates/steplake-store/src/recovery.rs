@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 
 use steplake_codec::Codec;
 
-use crate::apply::{Change, Record, Refusal, WriteRules};
+use crate::apply::{number_events, Change, Record, Refusal, WatchCatalog, WriteRules};
 use crate::buffer::Buffer;
 use crate::manifest_log::{self, LogPosition};
 use crate::partial_files::load_partials;
-use crate::record::decode_scalar_record;
+use crate::record::{decode_scalar_record, split_events_trailer};
 use crate::storage::Storage;
 use crate::tensor_parts::validate_part;
 use crate::tensor_parts::Assembler;
@@ -111,6 +111,7 @@ pub(crate) fn recover(
         runs: manifest.runs.clone(),
         writers: manifest.writers.clone().into_iter().collect(),
         assembler: Assembler::new(codec.clone()),
+        watch: WatchCatalog::new(manifest.conditions.clone(), manifest.events.clone()),
     };
     // The tensors still being received at `covered_lsn`; the WAL past it
     // continues them.
@@ -169,19 +170,30 @@ fn decode(record: wal::Record) -> Result<Record, String> {
         RecordKind::Run => Record::Run(
             serde_json::from_slice(&record.payload).map_err(|_| UNDECODABLE.to_string())?,
         ),
-        RecordKind::Scalars => {
-            let rec = decode_scalar_record(&record.payload).ok_or(UNDECODABLE)?;
+        RecordKind::Scalars | RecordKind::ScalarsWithEvents => {
+            let (payload, mut events) = match record.kind {
+                RecordKind::ScalarsWithEvents => {
+                    split_events_trailer(&record.payload).ok_or(UNDECODABLE)?
+                }
+                _ => (record.payload.as_slice(), Vec::new()),
+            };
+            let rec = decode_scalar_record(payload).ok_or(UNDECODABLE)?;
             validate_run_id(&rec.run_id).map_err(|e| format!("is invalid: {e}"))?;
             rec.batch
                 .validate()
                 .map_err(|e| format!("is invalid: {e}"))?;
+            number_events(&mut events, record.lsn);
             Record::Scalars {
                 writer_id: rec.writer_id,
                 sequence: rec.sequence,
                 run_id: rec.run_id,
                 batch: rec.batch,
+                events,
             }
         }
+        RecordKind::Condition => Record::Condition(
+            serde_json::from_slice(&record.payload).map_err(|_| UNDECODABLE.to_string())?,
+        ),
         RecordKind::Tensor => {
             let (part, carried_over) = decode_tensor_part(&record.payload).ok_or(UNDECODABLE)?;
             validate_part(&part).map_err(|e| format!("is invalid: {e}"))?;

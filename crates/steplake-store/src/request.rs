@@ -4,10 +4,10 @@
 
 use std::sync::mpsc;
 
-use steplake_core::{RunInfo, ScalarBatch};
+use steplake_core::{Event, RunInfo, ScalarBatch};
 use tokio::sync::oneshot;
 
-use crate::apply::Record;
+use crate::apply::{ConditionChange, Record};
 use crate::{StoreError, TensorPart};
 
 /// Acknowledgement of one durable batch.
@@ -63,6 +63,8 @@ pub(crate) enum Command {
         sequence: u64,
         run_id: String,
         batch: ScalarBatch,
+        /// The events the batch's points fired; logged in its record.
+        events: Vec<Event>,
         /// The encoded WAL payload and its CRC, prepared by the submitter.
         payload: Vec<u8>,
         payload_crc: crc32fast::Hasher,
@@ -83,6 +85,10 @@ pub(crate) enum Command {
         run_id: String,
         status: String,
         reply: oneshot::Sender<Result<RunInfo, StoreError>>,
+    },
+    Condition {
+        change: ConditionChange,
+        reply: oneshot::Sender<Result<(), StoreError>>,
     },
     Flush {
         reply: mpsc::Sender<Result<(), String>>,
@@ -133,6 +139,11 @@ pub(crate) enum Effect {
         resumed: bool,
         reply: RunReply,
     },
+    /// A logged condition change.
+    Condition {
+        change: ConditionChange,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// Logged deletion records of these runs.
     Delete {
         runs: Vec<RunInfo>,
@@ -180,6 +191,9 @@ impl Effect {
             Effect::Delete { reply, .. } => {
                 let _ = reply.send(Err(err()));
             }
+            Effect::Condition { reply, .. } => {
+                let _ = reply.send(Err(err()));
+            }
         }
     }
 }
@@ -202,6 +216,9 @@ pub(crate) fn reject(command: Command, reason: &str) {
             let _ = reply.send(Err(reason.to_string()));
         }
         Command::DeleteRuns { reply, .. } => {
+            let _ = reply.send(Err(err()));
+        }
+        Command::Condition { reply, .. } => {
             let _ = reply.send(Err(err()));
         }
     }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use steplake_codec::Codec;
 use steplake_core::RunInfo;
 
+use crate::apply::WatchCatalog;
 use crate::manifest_change::ManifestChange;
 use crate::manifest_log::ManifestLog;
 use crate::storage::Storage;
@@ -28,6 +29,8 @@ pub(crate) struct State {
     pub(crate) active: Buffer,
     pub(crate) frozen: Vec<Frozen>,
     pub(crate) failure: Option<String>,
+    /// Standing conditions and their events, as applied.
+    pub(crate) watch: WatchCatalog,
 }
 
 pub(crate) struct Shared {

@@ -36,6 +36,12 @@ pub enum RecordKind {
     Scalars = 2,
     /// A tensor part: payload from [`crate::tensor_record::encode_tensor_part`].
     Tensor = 3,
+    /// A batch of scalar points and the events its points fired, durable
+    /// together: payload from [`crate::record::encode_events_trailer`].
+    ScalarsWithEvents = 4,
+    /// A standing condition registered or removed: payload is a
+    /// `ConditionChange` as JSON.
+    Condition = 5,
 }
 
 impl RecordKind {
@@ -44,6 +50,8 @@ impl RecordKind {
             1 => Some(RecordKind::Run),
             2 => Some(RecordKind::Scalars),
             3 => Some(RecordKind::Tensor),
+            4 => Some(RecordKind::ScalarsWithEvents),
+            5 => Some(RecordKind::Condition),
             _ => None,
         }
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use steplake_core::{RunInfo, RUN_STATUS_DELETED, RUN_STATUS_RUNNING};
 use tokio::sync::oneshot;
 
-use crate::apply::{Change, Record, Refusal, WriteRules};
+use crate::apply::{number_events, Change, ConditionChange, Record, Refusal, WriteRules};
 use crate::flusher::FlushJob;
 use crate::request::{reject, Command, DeletionStarted, Effect, RunReply, RunSelector};
 use crate::shared::{read_state, write_state, Frozen, Shared};
@@ -60,17 +60,26 @@ struct Pending {
 }
 
 impl Pending {
-    /// Frames a record with a payload checksummed by the submitter.
+    /// Frames a record with a payload checksummed by the submitter;
+    /// returns its LSN.
     fn frame(
         &mut self,
         wal: &mut WalWriter,
         kind: RecordKind,
         payload: &[u8],
         payload_crc: &crc32fast::Hasher,
-    ) {
+    ) -> u64 {
         let lsn = wal.assign_lsn();
         self.first_lsn.get_or_insert(lsn);
         frame_record_with_crc(&mut self.framed, lsn, kind, payload, payload_crc);
+        lsn
+    }
+
+    fn log_condition(&mut self, wal: &mut WalWriter, change: &ConditionChange) {
+        let payload = serde_json::to_vec(change).unwrap_or_default();
+        let lsn = wal.assign_lsn();
+        self.first_lsn.get_or_insert(lsn);
+        frame_record(&mut self.framed, lsn, RecordKind::Condition, &payload);
     }
 
     fn log_run(&mut self, wal: &mut WalWriter, run: &RunInfo) {
@@ -117,6 +126,10 @@ enum Reply {
     Deleted(
         Vec<String>,
         mpsc::Sender<Result<DeletionStarted, StoreError>>,
+    ),
+    Condition(
+        oneshot::Sender<Result<(), StoreError>>,
+        Result<(), StoreError>,
     ),
 }
 
@@ -258,6 +271,7 @@ impl WalThread {
                 sequence,
                 run_id,
                 batch,
+                mut events,
                 payload,
                 payload_crc,
                 reply,
@@ -270,12 +284,18 @@ impl WalThread {
                 if self.rules.is_repeat(&writer_id, sequence) {
                     return Some(Effect::duplicate(reply, ack));
                 }
-                pending.frame(&mut self.wal, RecordKind::Scalars, &payload, &payload_crc);
+                let kind = match events.is_empty() {
+                    true => RecordKind::Scalars,
+                    false => RecordKind::ScalarsWithEvents,
+                };
+                let lsn = pending.frame(&mut self.wal, kind, &payload, &payload_crc);
+                number_events(&mut events, lsn);
                 let record = Record::Scalars {
                     writer_id,
                     sequence,
                     run_id,
                     batch,
+                    events,
                 };
                 Some(Effect::Write { record, reply, ack })
             }
@@ -303,6 +323,10 @@ impl WalThread {
                     carried_over: false,
                 };
                 Some(Effect::Write { record, reply, ack })
+            }
+            Command::Condition { change, reply } => {
+                pending.log_condition(&mut self.wal, &change);
+                Some(Effect::Condition { change, reply })
             }
             Command::CreateRun { request, reply } => {
                 let (run, resumed) = self.create_or_resume(request, pending);
@@ -418,10 +442,14 @@ impl WalThread {
         }
         let mut changes = Vec::new();
         let mut replies = Vec::with_capacity(effects.len());
+        let mut watch_changed = false;
         for effect in effects {
             match effect {
                 Effect::Write { record, reply, ack } => match self.rules.admit(record) {
                     Ok(change) => {
+                        if let Change::Scalars { events, .. } = &change {
+                            watch_changed |= !events.is_empty();
+                        }
                         changes.push(change);
                         replies.push(Reply::Write(reply, Ok(ack)));
                     }
@@ -444,7 +472,19 @@ impl WalThread {
                     let _ = self.rules.admit(Record::Run(run.clone()));
                     replies.push(Reply::Run(run, resumed, reply));
                 }
+                Effect::Condition { change, reply } => {
+                    let result = match self.rules.admit(Record::Condition(change)) {
+                        Ok(_) => {
+                            watch_changed = true;
+                            Ok(())
+                        }
+                        Err(Refusal::Refused(error)) => Err(error),
+                        Err(Refusal::Repeat) => Ok(()),
+                    };
+                    replies.push(Reply::Condition(reply, result));
+                }
                 Effect::Delete { runs, reply } => {
+                    watch_changed = true;
                     let mut ids = Vec::new();
                     for run in runs {
                         ids.push(run.run_id.clone());
@@ -468,8 +508,11 @@ impl WalThread {
                             state.runs.remove(id);
                         }
                     }
-                    Reply::Write(..) => {}
+                    Reply::Write(..) | Reply::Condition(..) => {}
                 }
+            }
+            if watch_changed {
+                state.watch = self.rules.watch.clone();
             }
             for change in changes {
                 let readable = match &change {
@@ -505,6 +548,9 @@ impl WalThread {
                 }
                 Reply::Run(run, _, RunReply::Finished(r)) => {
                     let _ = r.send(Ok(run));
+                }
+                Reply::Condition(reply, result) => {
+                    let _ = reply.send(result);
                 }
                 Reply::Deleted(runs, reply) => {
                     // Answered by the flush that drops their files' rows.
@@ -571,6 +617,7 @@ impl WalThread {
             buffer,
             covered_lsn,
             runs: self.rules.runs.clone(),
+            watch: self.rules.watch.clone(),
             deleted_runs: std::mem::take(&mut self.deleted_runs),
             writers: self
                 .rules
