@@ -22,7 +22,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Extension, LogicalPlan};
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
-use steplake_query::tables::{RunsTable, ScalarsTable, TensorsTable};
+use steplake_query::tables::{Catalog, CatalogTable, ScalarsTable, TensorsTable};
 use steplake_store::Store;
 
 use crate::client::ClusterTable;
@@ -34,8 +34,8 @@ const TABLE_TAG: &[u8] = b"steplake-table:";
 /// One of steplake's tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SteplakeTable {
-    /// `runs`.
-    Runs,
+    /// `runs`, `events` or `conditions`.
+    Catalog(Catalog),
     /// `scalars`.
     Scalars,
     /// `tensors`.
@@ -44,8 +44,10 @@ pub enum SteplakeTable {
 
 impl SteplakeTable {
     /// Every table.
-    pub const ALL: [SteplakeTable; 3] = [
-        SteplakeTable::Runs,
+    pub const ALL: [SteplakeTable; 5] = [
+        SteplakeTable::Catalog(Catalog::Runs),
+        SteplakeTable::Catalog(Catalog::Events),
+        SteplakeTable::Catalog(Catalog::Conditions),
         SteplakeTable::Scalars,
         SteplakeTable::Tensors,
     ];
@@ -53,7 +55,9 @@ impl SteplakeTable {
     /// Its name in SQL.
     pub fn name(self) -> &'static str {
         match self {
-            SteplakeTable::Runs => "runs",
+            SteplakeTable::Catalog(Catalog::Runs) => "runs",
+            SteplakeTable::Catalog(Catalog::Events) => "events",
+            SteplakeTable::Catalog(Catalog::Conditions) => "conditions",
             SteplakeTable::Scalars => "scalars",
             SteplakeTable::Tensors => "tensors",
         }
@@ -62,7 +66,7 @@ impl SteplakeTable {
     /// Its schema.
     pub fn schema(self) -> SchemaRef {
         match self {
-            SteplakeTable::Runs => steplake_core::schema::runs_schema(),
+            SteplakeTable::Catalog(catalog) => catalog.schema(),
             SteplakeTable::Scalars => steplake_core::schema::scalars_schema(),
             SteplakeTable::Tensors => steplake_core::schema::tensors_schema(),
         }
@@ -74,8 +78,8 @@ impl SteplakeTable {
             Some(stand_in.table())
         } else if any.is::<ScalarsTable>() {
             Some(SteplakeTable::Scalars)
-        } else if any.is::<RunsTable>() {
-            Some(SteplakeTable::Runs)
+        } else if let Some(table) = any.downcast_ref::<CatalogTable>() {
+            Some(SteplakeTable::Catalog(table.catalog()))
         } else if any.is::<TensorsTable>() {
             Some(SteplakeTable::Tensors)
         } else {
@@ -183,7 +187,7 @@ impl LogicalExtensionCodec for TableCodec {
         })?;
         let store = open()?;
         Ok(match table {
-            SteplakeTable::Runs => Arc::new(RunsTable::new(store)),
+            SteplakeTable::Catalog(catalog) => Arc::new(CatalogTable::new(store, catalog)),
             SteplakeTable::Scalars => Arc::new(ScalarsTable::new(store)),
             SteplakeTable::Tensors => Arc::new(TensorsTable::new(store)),
         })

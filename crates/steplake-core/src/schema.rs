@@ -55,6 +55,49 @@ pub fn runs_schema() -> SchemaRef {
         .clone()
 }
 
+/// `events(event_id, seq, run_id, condition_id, label, series, step, value,
+/// time, detected_at)`: one row per firing of a standing condition.
+pub fn events_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::new(vec![
+                Field::new("event_id", DataType::Utf8, false),
+                Field::new("seq", DataType::UInt64, false),
+                Field::new("run_id", DataType::Utf8, false),
+                Field::new("condition_id", DataType::Utf8, false),
+                Field::new("label", DataType::Utf8, false),
+                Field::new("series", DataType::Utf8, false),
+                Field::new("step", DataType::Int64, false),
+                Field::new("value", DataType::Float64, false),
+                Field::new("time", timestamp_type(), false),
+                Field::new("detected_at", timestamp_type(), false),
+            ]))
+        })
+        .clone()
+}
+
+/// `conditions(condition_id, run_id, project, series, predicate, hold,
+/// label, created_at)`: the standing conditions; `run_id` is set for a
+/// condition on one run, `project` for a project's default.
+pub fn conditions_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::new(vec![
+                Field::new("condition_id", DataType::Utf8, false),
+                Field::new("run_id", DataType::Utf8, true),
+                Field::new("project", DataType::Utf8, true),
+                Field::new("series", DataType::Utf8, false),
+                Field::new("predicate", DataType::Utf8, false),
+                Field::new("hold", DataType::UInt64, false),
+                Field::new("label", DataType::Utf8, false),
+                Field::new("created_at", timestamp_type(), false),
+            ]))
+        })
+        .clone()
+}
+
 /// Column positions in [`scalars_schema`].
 pub mod scalars_col {
     /// `run_id`

@@ -140,6 +140,14 @@ impl Condition {
         self.hold
     }
 
+    /// How many of a series' latest points a fresh watch must be fed to
+    /// reach the state of one that saw the whole series: the longest
+    /// function window, and `hold`. (An `ema` remembers its whole past; it
+    /// counts the points after which the rest weighs under 1e-9.)
+    pub fn memory(&self) -> usize {
+        self.root.memory().max(self.hold)
+    }
+
     /// A fresh watch of one series, with no history.
     pub fn watch(&self) -> SeriesWatch {
         SeriesWatch {
@@ -256,6 +264,19 @@ enum Node {
 }
 
 impl Node {
+    fn memory(&self) -> usize {
+        match self {
+            Node::Value | Node::Step | Node::Number(_) | Node::Bool(_) => 0,
+            Node::Negate(a) | Node::Not(a) | Node::Test(_, a) | Node::Abs(a) => a.memory(),
+            Node::Arithmetic(_, a, b) | Node::Compare(_, a, b) | Node::And(a, b) | Node::Or(a, b) => {
+                a.memory().max(b.memory())
+            }
+            Node::IsSpike(a, t) | Node::SpikeRatio(a, t) => a.memory() + t.memory() + 1,
+            Node::RollingZscore(a, t) => a.memory() + t.memory() + 1,
+            Node::Ema(a, t) => a.memory() + t.memory(),
+        }
+    }
+
     fn kind(&self) -> Kind {
         match self {
             Node::Bool(_)
@@ -623,6 +644,38 @@ mod tests {
             .enumerate()
             .map(|(step, &v)| root.eval(step as i64, v).truth())
             .collect()
+    }
+
+    #[test]
+    fn a_watch_fed_its_memory_agrees_with_one_that_saw_everything() {
+        let values: Vec<f64> = loss_with_spikes()
+            .into_iter()
+            .map(|v| if v.is_nan() { 1.0 } else { v })
+            .collect();
+        for predicate in [
+            "is_spike(value)",
+            "rolling_zscore(value, 30) > 2 AND ema(value, 0.2) < 2",
+            "spike_ratio(value, 7) > 1.1",
+        ] {
+            let condition = Condition::parse(predicate, 2).expect(predicate);
+            let memory = condition.memory();
+            let cut = 200;
+            let mut whole = condition.watch();
+            let mut fresh = condition.watch();
+            for (step, &v) in values[..cut].iter().enumerate() {
+                whole.observe(step as i64, v);
+            }
+            for (step, &v) in values.iter().enumerate().take(cut).skip(cut - memory) {
+                fresh.observe(step as i64, v);
+            }
+            for (step, &v) in values.iter().enumerate().skip(cut) {
+                assert_eq!(
+                    whole.observe(step as i64, v),
+                    fresh.observe(step as i64, v),
+                    "{predicate} at step {step} (memory {memory})"
+                );
+            }
+        }
     }
 
     #[test]

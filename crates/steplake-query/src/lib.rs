@@ -1,9 +1,11 @@
 //! steplake-query: SQL over a steplake store, with Apache DataFusion.
 //!
 //! [`QueryEngine`] owns a DataFusion `SessionContext` whose default catalog
-//! `steplake` (schema `public`) holds two tables:
+//! `steplake` (schema `public`) holds these tables:
 //!
-//! - `runs` ([`tables::RunsTable`]): one row per run, from the store's catalog;
+//! - `runs`, `events` and `conditions` ([`tables::CatalogTable`]): one row
+//!   per run, per firing of a standing condition, and per condition, from
+//!   the store's catalog;
 //! - `scalars` ([`tables::ScalarsTable`]): the union of the Parquet files
 //!   (pruned first by the manifest's per-series step ranges, then by Parquet
 //!   statistics and page indexes) and a snapshot of the in-memory buffer, so
@@ -195,8 +197,17 @@ impl QueryEngine {
             .build();
         let ctx = SessionContext::new_with_state(state);
         functions::register(&ctx);
-        ctx.register_table("runs", Arc::new(tables::RunsTable::new(store.clone())))
+        for (name, catalog) in [
+            ("runs", tables::Catalog::Runs),
+            ("events", tables::Catalog::Events),
+            ("conditions", tables::Catalog::Conditions),
+        ] {
+            ctx.register_table(
+                name,
+                Arc::new(tables::CatalogTable::new(store.clone(), catalog)),
+            )
             .map_err(QueryError::Execution)?;
+        }
         ctx.register_table(
             "scalars",
             Arc::new(tables::ScalarsTable::new(store.clone())),

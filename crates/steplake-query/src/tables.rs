@@ -1,11 +1,12 @@
-//! Table providers for `runs`, `scalars` and `tensors`.
+//! Table providers for `scalars` and `tensors`, and for the catalog tables
+//! `runs`, `events` and `conditions`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, AsArray, Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder,
+    ArrayRef, AsArray, Float64Array, Int64Array, ListBuilder, UInt64Array, RecordBatch, StringArray, StringBuilder,
     TimestampMicrosecondArray,
 };
 use arrow::compute::interleave_record_batch;
@@ -30,43 +31,131 @@ use datafusion::physical_plan::{collect, ExecutionPlan};
 use datafusion::prelude::{col, lit, not};
 
 use steplake_core::schema::{
-    runs_schema, scalars_col, scalars_schema, tensors_schema, TIMESTAMP_TZ,
+    conditions_schema, events_schema, runs_schema, scalars_col, scalars_schema, tensors_schema,
+    TIMESTAMP_TZ,
 };
-use steplake_core::{RunInfo, TensorRecord};
+use steplake_core::{ConditionScope, ConditionSpec, Event, RunInfo, TensorRecord};
 use steplake_store::tensor_files::tensors_batch;
 use steplake_store::{BufferedRows, FileRef, ScalarsSnapshot, ScalarsView, Store, TensorsView};
 
 use crate::filters::series_filter;
 
-/// The `runs` table: one row per run, read from the store at each scan.
-pub struct RunsTable {
+/// A table of the store's catalog, read whole from the store at each scan:
+/// `runs`, `events` or `conditions`.
+pub struct CatalogTable {
     store: Arc<Store>,
+    catalog: Catalog,
 }
 
-impl RunsTable {
-    /// A `runs` table over `store`.
-    pub fn new(store: Arc<Store>) -> Self {
-        RunsTable { store }
+/// Which catalog a [`CatalogTable`] shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Catalog {
+    /// `runs`: one row per run.
+    Runs,
+    /// `events`: one row per firing of a standing condition.
+    Events,
+    /// `conditions`: one row per standing condition.
+    Conditions,
+}
+
+impl CatalogTable {
+    /// The `catalog` table over `store`.
+    pub fn new(store: Arc<Store>, catalog: Catalog) -> Self {
+        CatalogTable { store, catalog }
+    }
+
+    /// Which catalog it shows.
+    pub fn catalog(&self) -> Catalog {
+        self.catalog
+    }
+
+    fn batch(&self) -> Result<RecordBatch> {
+        match self.catalog {
+            Catalog::Runs => runs_batch(&self.store.runs()),
+            Catalog::Events => events_batch(&self.store.events(None, 0)),
+            Catalog::Conditions => conditions_batch(&self.store.conditions()),
+        }
     }
 }
 
-impl fmt::Debug for RunsTable {
+impl Catalog {
+    /// The table's schema.
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            Catalog::Runs => runs_schema(),
+            Catalog::Events => events_schema(),
+            Catalog::Conditions => conditions_schema(),
+        }
+    }
+}
+
+impl fmt::Debug for CatalogTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RunsTable")
+        write!(f, "CatalogTable({:?})", self.catalog)
     }
+}
+
+fn string_column<T>(rows: &[T], f: impl Fn(&T) -> &str) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+}
+
+fn time_column<T>(rows: &[T], f: impl Fn(&T) -> Option<i64>) -> ArrayRef {
+    Arc::new(
+        TimestampMicrosecondArray::from(rows.iter().map(f).collect::<Vec<_>>())
+            .with_timezone(TIMESTAMP_TZ),
+    )
+}
+
+/// The events as a batch of the `events` schema.
+pub fn events_batch(events: &[Event]) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> = vec![
+        string_column(events, |e| &e.id),
+        Arc::new(UInt64Array::from_iter_values(events.iter().map(|e| e.seq))),
+        string_column(events, |e| &e.run_id),
+        string_column(events, |e| &e.condition_id),
+        string_column(events, |e| &e.label),
+        string_column(events, |e| &e.series),
+        Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.step))),
+        Arc::new(Float64Array::from_iter_values(
+            events.iter().map(|e| e.value),
+        )),
+        time_column(events, |e| Some(e.time_us)),
+        time_column(events, |e| Some(e.detected_at_us)),
+    ];
+    Ok(RecordBatch::try_new(events_schema(), columns)?)
+}
+
+/// The conditions as a batch of the `conditions` schema.
+pub fn conditions_batch(conditions: &[ConditionSpec]) -> Result<RecordBatch> {
+    let scope = |c: &ConditionSpec, run: bool| match (&c.scope, run) {
+        (ConditionScope::Run(id), true) | (ConditionScope::Project(id), false) => {
+            Some(id.clone())
+        }
+        _ => None,
+    };
+    let columns: Vec<ArrayRef> = vec![
+        string_column(conditions, |c| &c.id),
+        Arc::new(StringArray::from(
+            conditions.iter().map(|c| scope(c, true)).collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from(
+            conditions.iter().map(|c| scope(c, false)).collect::<Vec<_>>(),
+        )),
+        string_column(conditions, |c| &c.series),
+        string_column(conditions, |c| &c.predicate),
+        Arc::new(UInt64Array::from_iter_values(
+            conditions.iter().map(|c| c.hold),
+        )),
+        string_column(conditions, |c| &c.label),
+        time_column(conditions, |c| Some(c.created_at_us)),
+    ];
+    Ok(RecordBatch::try_new(conditions_schema(), columns)?)
 }
 
 /// The runs as a batch of the `runs` schema.
 pub fn runs_batch(runs: &[RunInfo]) -> Result<RecordBatch> {
-    let strings = |f: fn(&RunInfo) -> &str| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(runs.iter().map(f)))
-    };
-    let times = |f: fn(&RunInfo) -> Option<i64>| -> ArrayRef {
-        Arc::new(
-            TimestampMicrosecondArray::from(runs.iter().map(f).collect::<Vec<_>>())
-                .with_timezone(TIMESTAMP_TZ),
-        )
-    };
+    let strings = |f: fn(&RunInfo) -> &str| string_column(runs, f);
+    let times = |f: fn(&RunInfo) -> Option<i64>| time_column(runs, f);
     let mut tags = ListBuilder::new(StringBuilder::new());
     for run in runs {
         for tag in &run.tags {
@@ -96,9 +185,9 @@ pub fn runs_batch(runs: &[RunInfo]) -> Result<RecordBatch> {
 }
 
 #[async_trait]
-impl TableProvider for RunsTable {
+impl TableProvider for CatalogTable {
     fn schema(&self) -> SchemaRef {
-        runs_schema()
+        self.catalog.schema()
     }
 
     fn table_type(&self) -> TableType {
@@ -112,10 +201,10 @@ impl TableProvider for RunsTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let batch = runs_batch(&self.store.runs())?;
+        let batch = self.batch()?;
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],
-            runs_schema(),
+            self.catalog.schema(),
             projection.cloned(),
         )?)
     }

@@ -288,6 +288,10 @@ pub fn ema(values: &[f64], alpha: f64) -> Vec<f64> {
     values.iter().map(|&v| tracker.next(v)).collect()
 }
 
+/// Most points [`EmaTracker::memory`] asks for (an EMA with a tiny alpha
+/// remembers for ever; past this its start is forgotten approximately).
+pub const MAX_EMA_MEMORY: usize = 100_000;
+
 /// [`ema`] point by point, in step order.
 #[derive(Debug, Clone)]
 pub struct EmaTracker {
@@ -296,6 +300,22 @@ pub struct EmaTracker {
 }
 
 impl EmaTracker {
+    /// How many previous points its average still depends on, to within
+    /// a relative 1e-9 (capped at [`MAX_EMA_MEMORY`]): the points after
+    /// which a fresh tracker agrees with one that saw the whole series.
+    pub fn memory(&self) -> usize {
+        let decay = (1.0 - self.alpha).abs();
+        if decay <= 0.0 {
+            return 1;
+        }
+        let points = (1e-9f64.ln() / decay.ln()).ceil();
+        if points.is_finite() {
+            (points as usize).clamp(1, MAX_EMA_MEMORY)
+        } else {
+            MAX_EMA_MEMORY
+        }
+    }
+
     /// A tracker that has seen no finite value yet.
     pub fn new(alpha: f64) -> EmaTracker {
         EmaTracker {
@@ -362,6 +382,11 @@ pub struct ZscoreTracker {
 }
 
 impl ZscoreTracker {
+    /// How many previous points its score looks at.
+    pub fn memory(&self) -> usize {
+        self.n
+    }
+
     /// A tracker over windows of the previous `n` points.
     pub fn new(n: usize, robust: bool) -> ZscoreTracker {
         ZscoreTracker {

@@ -236,6 +236,11 @@ pub struct SpikeTracker {
 }
 
 impl SpikeTracker {
+    /// How many previous points its score looks at.
+    pub fn memory(&self) -> usize {
+        self.rule.n
+    }
+
     /// A tracker with no history yet.
     pub fn new(rule: SpikeRule) -> SpikeTracker {
         SpikeTracker {
