@@ -26,6 +26,7 @@ from steplake._address import DEFAULT_SERVER
 
 if TYPE_CHECKING:
     from steplake.query import Connection, QueryError, QueryResult, connect
+    from steplake._events import Event, StopSignal
     from steplake.run import Run, init
 
 __version__ = "0.1.0"
@@ -33,6 +34,8 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_SERVER",
     "Connection",
+    "Event",
+    "StopSignal",
     "QueryError",
     "QueryResult",
     "Run",
@@ -49,6 +52,8 @@ _LAZY = {
     "QueryError": "steplake.query",
     "QueryResult": "steplake.query",
     "connect": "steplake.query",
+    "Event": "steplake._events",
+    "StopSignal": "steplake._events",
     "Run": "steplake.run",
     "init": "steplake.run",
 }

@@ -1,7 +1,8 @@
 """A Hugging Face ``transformers`` callback that writes to steplake.
 
-    from steplake.huggingface import SteplakeCallback
-    trainer = Trainer(..., callbacks=[SteplakeCallback(project="glue")])
+    from steplake.huggingface import SteplakeCallback, StopOnEventCallback
+    logging = SteplakeCallback(project="glue")
+    trainer = Trainer(..., callbacks=[logging, StopOnEventCallback(logging, watch_for={"train/loss": {"spike": True}})])
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ except ImportError as error:
     raise ImportError("steplake.huggingface needs transformers: pip install transformers") from error
 
 import steplake
+from steplake._events import StopSignal
 from steplake.run import Run
 
 
@@ -53,3 +55,46 @@ class SteplakeCallback(TrainerCallback):  # type: ignore[misc]
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._run is not None and self._owns_run and state.is_world_process_zero:
             self._run.finish()
+
+
+class StopOnEventCallback(TrainerCallback):  # type: ignore[misc]
+    """Stops training (``control.should_training_stop``) at the end of the
+    step in which the steplake server reports an event of the run: any
+    event, or one whose label, condition id or series is in ``labels``.
+
+    ``source`` is the :class:`~steplake.Run`, or the :class:`SteplakeCallback`
+    that logs it (listed before this one). ``watch_for`` maps series to
+    ``Run.watch_for`` keyword arguments, registered when training begins.
+    With ``save=True`` (the default) the Trainer also saves a checkpoint
+    as it stops, so the run can resume from there after a fix.
+    """
+
+    def __init__(self, source: Run | SteplakeCallback, labels: Any = None,
+                 watch_for: dict[str, dict[str, Any]] | None = None, save: bool = True) -> None:
+        self._source = source
+        self._labels = labels
+        self._watch_for = dict(watch_for or {})
+        self._save = save
+        self._signal: StopSignal | None = None
+        #: The event that stopped training, once one did.
+        self.event: Any = None
+
+    def _run(self) -> Run | None:
+        return self._source if isinstance(self._source, Run) else self._source._run
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        run = self._run()
+        if run is None or not state.is_world_process_zero:
+            return
+        for series, options in self._watch_for.items():
+            run.watch_for(series, **options)
+        self._signal = StopSignal(run, self._labels)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if self._signal is None or self._signal.event is None or self.event is not None:
+            return control
+        self.event = self._signal.event
+        control.should_training_stop = True
+        if self._save:
+            control.should_save = True
+        return control

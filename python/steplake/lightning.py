@@ -1,7 +1,9 @@
 """A Lightning logger that writes to steplake (needs ``lightning`` or ``pytorch_lightning``).
 
-    from steplake.lightning import SteplakeLogger
-    trainer = Trainer(logger=SteplakeLogger(project="mnist", name="baseline"))
+    from steplake.lightning import SteplakeLogger, StopOnEvent
+    logger = SteplakeLogger(project="mnist", name="baseline")
+    logger.experiment.watch_for("train/loss", spike=True)
+    trainer = Trainer(logger=logger, callbacks=[StopOnEvent()])
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 try:
+    from lightning.pytorch.callbacks import Callback
     from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
     from lightning.pytorch.utilities import rank_zero_only
 except ImportError:  # the older package name
     try:
+        from pytorch_lightning.callbacks import Callback  # type: ignore[no-redef]
         from pytorch_lightning.loggers.logger import Logger, rank_zero_experiment  # type: ignore[no-redef]
         from pytorch_lightning.utilities import rank_zero_only  # type: ignore[no-redef]
     except ImportError as error:
@@ -21,6 +25,7 @@ except ImportError:  # the older package name
         ) from error
 
 import steplake
+from steplake._events import StopSignal
 from steplake.run import Run
 
 
@@ -78,3 +83,47 @@ class SteplakeLogger(Logger):
     def finalize(self, status: str) -> None:
         if self._run is not None:
             self._run.finish("finished" if status == "success" else status)
+
+
+class StopOnEvent(Callback):  # type: ignore[misc]
+    """Stops training (``trainer.should_stop``) after the batch in which the
+    steplake server reports an event of the run: any event, or one whose
+    label, condition id or series is in ``labels``.
+
+    The run is ``run``, or that of the trainer's :class:`SteplakeLogger`.
+    Register the conditions with ``run.watch_for(...)``. With
+    ``checkpoint_dir``, the checkpoint ``stopped-at-event.ckpt`` is saved
+    there when it stops, so the run can be resumed after a fix.
+    """
+
+    def __init__(self, run: Run | None = None, labels: Any = None,
+                 checkpoint_dir: str | None = None) -> None:
+        super().__init__()
+        self._run = run
+        self._labels = labels
+        self._checkpoint_dir = checkpoint_dir
+        self._signal: StopSignal | None = None
+        #: The event that stopped training, once one did.
+        self.event: Any = None
+
+    def _watching(self, trainer: Any) -> StopSignal | None:
+        if self._signal is None:
+            run = self._run
+            if run is None:
+                run = next((lg.experiment for lg in trainer.loggers if isinstance(lg, SteplakeLogger)), None)
+            if run is None:
+                return None
+            self._signal = StopSignal(run, self._labels)
+        return self._signal
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        signal = self._watching(trainer)
+        if signal is None or signal.event is None or self.event is not None:
+            return
+        self.event = signal.event
+        if self._checkpoint_dir:
+            import os
+
+            trainer.save_checkpoint(os.path.join(self._checkpoint_dir, "stopped-at-event.ckpt"))
+        trainer.should_stop = True

@@ -18,17 +18,18 @@ import threading
 import uuid
 import weakref
 from types import TracebackType
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from steplake import _wire
+from steplake._events import Event, Watcher, predicate_for
 from steplake._address import DEFAULT_SERVER, ca_cert_pem, server_address, token_value
 from steplake._spool import Spool, spool_root
 from steplake._writer import Writer
 from steplake.v1 import ingest_pb2 as pb
 
-__all__ = ["DEFAULT_SERVER", "Run", "init", "server_address"]
+__all__ = ["DEFAULT_SERVER", "Event", "Run", "init", "server_address"]
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _live_runs: "weakref.WeakSet[Run]" = weakref.WeakSet()
@@ -84,12 +85,16 @@ class Run:
             "fork_step": fork_step,
         }
         spool = Spool(spool_root(spool_dir) / run_id / writer_id)
+        self._token = token_value(token)
+        self._ca_cert = ca_cert_pem(ca_cert)
         self._writer = Writer(
             self.server, meta, writer_id, spool,
             batch_points=batch_points, flush_interval=flush_interval,
             max_queued_tensor_bytes=max_queued_tensor_bytes,
-            token=token_value(token), ca_cert=ca_cert_pem(ca_cert),
+            token=self._token, ca_cert=self._ca_cert,
         )
+        self._watcher: Watcher | None = None
+        self._watcher_lock = threading.Lock()
         _live_runs.add(self)
 
     # ---- logging ----------------------------------------------------------
@@ -188,6 +193,65 @@ class Run:
 
     # ---- ending -----------------------------------------------------------
 
+    # ---- standing conditions and events -------------------------------------
+
+    def watch_for(
+        self,
+        series: str,
+        predicate: str | None = None,
+        *,
+        spike: bool | float | None = None,
+        above: float | None = None,
+        below: float | None = None,
+        nonfinite: bool = False,
+        hold: int = 1,
+        label: str | None = None,
+        timeout: float = 10.0,
+    ) -> str:
+        """Asks the server to watch ``series`` (a name, or a pattern with
+        ``*``) of this run and raise an event when a condition holds; returns
+        the condition's id.
+
+        Give exactly one of:
+
+        - ``predicate``: SQL over the current point, e.g.
+          ``"rolling_zscore(value, 50) > 6 OR isnan(value)"``;
+        - ``spike=True`` (``is_spike(value)``: 1.5x the median of the previous
+          20 points) or ``spike=2.0`` (that ratio);
+        - ``above=x`` / ``below=x``: the value crosses a threshold;
+        - ``nonfinite=True``: the value is NaN or infinite.
+
+        ``hold``: points in a row it must hold on first. The server evaluates
+        it on every batch it stores; events reach :meth:`on_event` callbacks
+        and :meth:`events`. Raises ``ValueError`` (with what is allowed) for a
+        predicate the server refuses, ``TimeoutError`` when the server cannot
+        be reached within ``timeout`` seconds.
+        """
+        text = predicate_for(predicate, spike, above, below, nonfinite)
+        return self._events_watcher().add_condition(series, text, hold, label or "", timeout)
+
+    def on_event(self, callback: Callable[[Event], Any]) -> None:
+        """Calls ``callback(event)`` once for each event of this run, as
+        soon as the batch that fired it is durable.
+
+        It runs on the logger's event thread, never the training thread, so
+        keep it short: set a flag the loop checks (``stop = True``), save a
+        checkpoint name. An exception in it is reported once on stderr and
+        changes nothing else.
+        """
+        self._events_watcher().on_event(callback)
+
+    def events(self) -> list[Event]:
+        """The events of this run received so far, oldest first (the
+        polling form of :meth:`on_event`)."""
+        return self._events_watcher().events()
+
+    def _events_watcher(self) -> Watcher:
+        with self._watcher_lock:
+            if self._watcher is None:
+                self._watcher = Watcher(self.server, self.id, self._token, self._ca_cert, self._warn_once)
+            return self._watcher
+
     def flush(self, timeout: float = 30.0) -> bool:
         """Waits until everything logged so far is acknowledged by the server.
 
@@ -212,6 +276,11 @@ class Run:
             self._writer.finish(status, timeout)
         except Exception as error:  # noqa: BLE001
             self._warn_once("finish", f"run.finish failed: {error!r}")
+        watcher = self._watcher
+        if watcher is not None:
+            # Events fired by the last batches have arrived or are lost to
+            # this process only: they stay in the events table.
+            watcher.close()
 
     @property
     def resumed(self) -> bool:

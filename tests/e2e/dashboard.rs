@@ -54,7 +54,7 @@ pub(crate) fn raw_http(base: &str, request: &str) -> (u16, String) {
     (code, body)
 }
 
-fn get_json(base: &str, path: &str) -> Value {
+pub(crate) fn get_json(base: &str, path: &str) -> Value {
     let (code, body) = http(base, "GET", path, "");
     assert_eq!(code, 200, "GET {path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))

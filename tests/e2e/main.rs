@@ -21,6 +21,7 @@ mod sql;
 mod tensor_functions;
 mod tensors;
 mod tls;
+mod watch;
 
 /// Always multi-threaded: the client's ack task runs beside the test body.
 #[macro_export]

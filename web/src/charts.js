@@ -5,7 +5,8 @@
 // again for that step range, at full resolution once it is narrow enough;
 // a double click zooms back out. Smoothing is TensorBoard's, with the raw
 // line faint underneath. Markers show spikes and changepoints found by the
-// SQL functions, and the step at which a chosen condition emerged.
+// SQL functions, the step at which a chosen condition emerged, and the
+// events standing conditions fired (on the chart and listed below it).
 import uPlot from 'uplot';
 import * as api from './api.js';
 import { COLORS, el, go, route, showError } from './dom.js';
@@ -28,6 +29,7 @@ export async function render(view) {
     response: null,
     marks: {},
     emerged: {},
+    events: [],
   };
   let allRuns = [];
   try {
@@ -88,6 +90,7 @@ export async function render(view) {
   const info = el('span', { class: 'note' });
   const chartBox = el('div', { class: 'chart', id: 'chart' });
   const errors = el('div');
+  const eventList = el('div', { id: 'events' });
   view.append(
     picker,
     el('div', { class: 'controls' },
@@ -97,7 +100,7 @@ export async function render(view) {
       el('label', {}, logBox, 'log y'),
       el('label', {}, markerBox, 'spikes & changepoints'),
       el('label', {}, 'emerged when value', op, threshold, 'for', hold, 'points', findEmergence)),
-    info, chartBox, errors,
+    info, chartBox, errors, eventList,
     el('p', { class: 'note', text: 'Drag to zoom (fetched again at full resolution), double-click to zoom out. The shaded band spans the min and max of each bucket.' }));
 
   async function loadNames() {
@@ -129,6 +132,7 @@ export async function render(view) {
       info.textContent = `${state.response.points.toLocaleString()} points in steps ${state.response.start ?? '–'}…${state.response.end ?? '–'}`
         + (state.response.downsampled ? `, downsampled to ${width} buckets (min, max, last)` : ', full resolution');
       draw();
+      await loadEvents();
       if (!quiet) { await loadMarkers(); if (state.emergence.threshold !== '') await loadEmergence(); }
     } catch (error) {
       errors.replaceChildren();
@@ -142,6 +146,25 @@ export async function render(view) {
       for (const run of state.runs) {
         state.marks[run] = await api.get('markers', { run, name: state.name });
       }
+    }
+    plot?.redraw(false, false);
+  }
+
+  // Events of the shown runs: every series in the list, this series on the chart.
+  async function loadEvents() {
+    const { events } = await api.get('events', { runs: state.runs.join(',') });
+    state.events = events;
+    testHooks.events = events;
+    eventList.replaceChildren();
+    if (events.length) {
+      const rows = events.slice(-100).reverse().map((e) => el('tr', {},
+        el('td', { text: String(e.step) }), el('td', { text: e.run_id }), el('td', { text: e.series }),
+        el('td', { text: e.label }), el('td', { text: String(e.value) })));
+      eventList.append(
+        el('h3', { text: `Events (${events.length})` }),
+        el('table', { class: 'events' },
+          el('tr', {}, ...['step', 'run', 'series', 'condition', 'value'].map((h) => el('th', { text: h }))),
+          ...rows));
     }
     plot?.redraw(false, false);
   }
@@ -234,6 +257,18 @@ export async function render(view) {
           const y = u.valToPos(value, 'y', true);
           ctx.beginPath(); ctx.arc(x, y, 4 * devicePixelRatio, 0, 2 * Math.PI); ctx.fill();
         });
+      }
+      if (state.x === 'step') {
+        ctx.strokeStyle = '#ea580c';
+        ctx.fillStyle = '#ea580c';
+        ctx.lineWidth = 1.5 * devicePixelRatio;
+        ctx.font = `${11 * devicePixelRatio}px sans-serif`;
+        for (const event of state.events) {
+          if (event.run_id !== run || event.series !== state.name) continue;
+          const x = u.valToPos(event.step, 'x', true);
+          ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + height); ctx.stroke();
+          ctx.fillText(`⚑ ${event.label}`, x + 3, top + height - 6 * devicePixelRatio);
+        }
       }
       const emerged = state.emerged[run];
       if (emerged !== undefined && emerged !== null && state.x === 'step') {

@@ -9,7 +9,7 @@ use clap::Args;
 use steplake_codec::{Codec, GpuMode};
 use steplake_http::DEFAULT_HTTP;
 use steplake_server::{
-    QueryOptions, Server, ServerConfig, ServerError, TlsIdentity, DEFAULT_LISTEN,
+    QueryOptions, Server, ServerConfig, ServerError, TlsIdentity, Webhook, DEFAULT_LISTEN,
     DEFAULT_MAX_MESSAGE_BYTES,
 };
 use steplake_store::{CompactionPolicy, FsyncPolicy, ManifestPolicy, StoreError, StoreOptions};
@@ -40,6 +40,11 @@ pub(crate) struct ServeArgs {
     /// dashboard keeps querying this server, buffer included.
     #[arg(long, env = "STEPLAKE_QUERY_CLUSTER", requires = "object_store")]
     query_cluster: Option<String>,
+    /// POST every event of a standing condition as JSON to this http(s)
+    /// URL, in order, retrying until the receiver takes it; a restart
+    /// resumes after the last event delivered.
+    #[arg(long, env = "STEPLAKE_ALERT_WEBHOOK", value_parser = parse_webhook)]
+    alert_webhook: Option<Webhook>,
     /// Merge small data files once this many in a row are waiting (0: never).
     #[arg(long, env = "STEPLAKE_COMPACT_MIN_FILES", default_value_t = CompactionPolicy::default().min_files)]
     compact_min_files: usize,
@@ -160,6 +165,10 @@ fn parse_size(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
+fn parse_webhook(text: &str) -> Result<Webhook, String> {
+    Webhook::parse(text).map_err(|e| e.to_string())
+}
+
 /// Starts the server and serves until SIGINT or SIGTERM, then flushes and exits.
 pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     // Before any port opens: a SIGTERM that arrives the moment the listening
@@ -208,6 +217,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         insecure_no_auth: args.insecure_no_auth,
         tls: tls_identity(&args)?,
         query_cluster: args.query_cluster.clone(),
+        alert_webhook: args.alert_webhook.clone(),
     };
     let server = Server::start(config).await.map_err(|e| match e {
         ServerError::Store(StoreError::Locked { .. }) => {

@@ -12,6 +12,8 @@
 //!   in flight at once; [`ScalarWriter::finish`] closes the stream and returns
 //!   what the server acknowledged (or the error that ended the stream, with
 //!   the count acknowledged before it).
+//! - [`Client::add_condition`] registers a standing condition, and
+//!   [`Client::watch`] streams a run's events.
 //! - [`Client::sql`] runs SQL through Flight SQL and returns Arrow batches.
 
 use arrow::array::RecordBatch;
@@ -25,7 +27,10 @@ use futures::TryStreamExt;
 use prost::Message;
 pub use steplake_proto::v1;
 use steplake_proto::v1::ingest_client::IngestClient;
-use steplake_proto::v1::{CreateRunRequest, FinishRunRequest, ScalarBatch, WriteRequest};
+use steplake_proto::v1::{
+    AddConditionRequest, CreateRunRequest, FinishRunRequest, ScalarBatch, WatchRequest,
+    WriteRequest,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
@@ -264,6 +269,33 @@ impl Client {
             }))
             .await?;
         Ok(())
+    }
+
+    /// Registers a standing condition; returns its id.
+    pub async fn add_condition(&self, request: AddConditionRequest) -> Result<String, ClientError> {
+        Ok(self
+            .ingest()
+            .add_condition(self.request(request))
+            .await?
+            .into_inner()
+            .condition_id)
+    }
+
+    /// Streams the events of `run_id` with a seq above `after_seq`: the
+    /// stored ones, then each new one as it becomes durable.
+    pub async fn watch(
+        &self,
+        run_id: &str,
+        after_seq: u64,
+    ) -> Result<tonic::Streaming<v1::Event>, ClientError> {
+        Ok(self
+            .ingest()
+            .watch(self.request(WatchRequest {
+                run_id: run_id.to_string(),
+                after_seq,
+            }))
+            .await?
+            .into_inner())
     }
 
     /// Opens a write stream for `run_id` with a fresh random writer id.

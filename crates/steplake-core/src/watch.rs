@@ -119,6 +119,7 @@ pub fn pattern_matches(pattern: &str, name: &str) -> bool {
 pub struct Event {
     /// Names the firing: the same condition, series and step always give
     /// the same id, so a client that sees an id twice has seen one event.
+    #[serde(rename = "event_id")]
     pub id: String,
     /// Order of the event in the store: increasing in the order events
     /// became durable. [`Event::seq`] of the last event seen is where a

@@ -223,6 +223,40 @@ pub async fn series(
     })))
 }
 
+/// Most events `/api/events` returns per run (the latest).
+pub const MAX_EVENTS: usize = 1_000;
+
+/// `GET /api/events?runs=a,b`: the events standing conditions fired in
+/// those runs, oldest first (at most [`MAX_EVENTS`] per run, the latest).
+pub async fn events(
+    State(dashboard): State<Dashboard>,
+    Query(params): Query<RunsParams>,
+) -> Result<Json, ApiError> {
+    let mut events = Vec::new();
+    for run in run_list(&params.runs)? {
+        let mut of_run = dashboard.store.events(Some(&run), 0);
+        let skip = of_run.len().saturating_sub(MAX_EVENTS);
+        events.extend(of_run.drain(skip..));
+    }
+    events.sort_by_key(|e| e.seq);
+    let events: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "run_id": e.run_id,
+                "series": e.series,
+                "step": e.step,
+                "value": steplake_core::json::float_value(e.value),
+                "label": e.label,
+                "condition_id": e.condition_id,
+                "event_id": e.id,
+                "time_ms": e.time_us / 1000,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "events": events })))
+}
+
 /// Parameters naming one series of one run.
 #[derive(Debug, Deserialize)]
 pub struct OneSeriesParams {

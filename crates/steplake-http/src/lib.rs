@@ -95,6 +95,7 @@ impl Dashboard {
             .route("/names", get(api::names))
             .route("/series", get(api::series))
             .route("/markers", get(api::markers))
+            .route("/events", get(api::events))
             .route("/emergence", get(api::emergence))
             .route("/tensor_names", get(api::tensor_names))
             .route("/tensor_stats", get(api::tensor_stats))

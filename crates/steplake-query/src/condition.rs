@@ -268,9 +268,10 @@ impl Node {
         match self {
             Node::Value | Node::Step | Node::Number(_) | Node::Bool(_) => 0,
             Node::Negate(a) | Node::Not(a) | Node::Test(_, a) | Node::Abs(a) => a.memory(),
-            Node::Arithmetic(_, a, b) | Node::Compare(_, a, b) | Node::And(a, b) | Node::Or(a, b) => {
-                a.memory().max(b.memory())
-            }
+            Node::Arithmetic(_, a, b)
+            | Node::Compare(_, a, b)
+            | Node::And(a, b)
+            | Node::Or(a, b) => a.memory().max(b.memory()),
             Node::IsSpike(a, t) | Node::SpikeRatio(a, t) => a.memory() + t.memory() + 1,
             Node::RollingZscore(a, t) => a.memory() + t.memory() + 1,
             Node::Ema(a, t) => a.memory() + t.memory(),

@@ -6,8 +6,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, AsArray, Float64Array, Int64Array, ListBuilder, UInt64Array, RecordBatch, StringArray, StringBuilder,
-    TimestampMicrosecondArray,
+    ArrayRef, AsArray, Float64Array, Int64Array, ListBuilder, RecordBatch, StringArray,
+    StringBuilder, TimestampMicrosecondArray, UInt64Array,
 };
 use arrow::compute::interleave_record_batch;
 use arrow::datatypes::{Int64Type, SchemaRef};
@@ -128,18 +128,22 @@ pub fn events_batch(events: &[Event]) -> Result<RecordBatch> {
 /// The conditions as a batch of the `conditions` schema.
 pub fn conditions_batch(conditions: &[ConditionSpec]) -> Result<RecordBatch> {
     let scope = |c: &ConditionSpec, run: bool| match (&c.scope, run) {
-        (ConditionScope::Run(id), true) | (ConditionScope::Project(id), false) => {
-            Some(id.clone())
-        }
+        (ConditionScope::Run(id), true) | (ConditionScope::Project(id), false) => Some(id.clone()),
         _ => None,
     };
     let columns: Vec<ArrayRef> = vec![
         string_column(conditions, |c| &c.id),
         Arc::new(StringArray::from(
-            conditions.iter().map(|c| scope(c, true)).collect::<Vec<_>>(),
+            conditions
+                .iter()
+                .map(|c| scope(c, true))
+                .collect::<Vec<_>>(),
         )),
         Arc::new(StringArray::from(
-            conditions.iter().map(|c| scope(c, false)).collect::<Vec<_>>(),
+            conditions
+                .iter()
+                .map(|c| scope(c, false))
+                .collect::<Vec<_>>(),
         )),
         string_column(conditions, |c| &c.series),
         string_column(conditions, |c| &c.predicate),

@@ -1,4 +1,5 @@
-//! The `steplake.v1.Ingest` gRPC service: runs and the write stream.
+//! The `steplake.v1.Ingest` gRPC service: runs, the write stream, and
+//! standing conditions with their events (the stages are in [`crate::watch`]).
 
 use std::sync::Arc;
 
@@ -7,8 +8,10 @@ use steplake_core::tensor::HISTOGRAM_BINS;
 use steplake_core::{CoreError, DType, ScalarBatch, TensorStats};
 use steplake_proto::v1::ingest_server::Ingest;
 use steplake_proto::v1::{
-    CreateRunRequest, CreateRunResponse, FinishRunRequest, FinishRunResponse, Tensor, WriteRequest,
-    WriteResponse,
+    AddConditionRequest, AddConditionResponse, CreateRunRequest, CreateRunResponse,
+    Event as WireEvent, FinishRunRequest, FinishRunResponse, ListConditionsRequest,
+    ListConditionsResponse, RemoveConditionRequest, RemoveConditionResponse, Tensor, WatchRequest,
+    WriteRequest, WriteResponse,
 };
 use steplake_store::{now_us, CreateRun, PendingAck, Store, TensorPart};
 use tokio::sync::mpsc;
@@ -17,6 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::principal;
 use crate::status::{auth_status, store_status};
+use crate::watch::{self, Evaluator, Watching};
 
 /// Batches of one stream that may wait for durability at once.
 const MAX_IN_FLIGHT: usize = 64;
@@ -25,13 +29,35 @@ const MAX_IN_FLIGHT: usize = 64;
 pub struct IngestService {
     store: Arc<Store>,
     access: Access,
+    watching: Arc<Watching>,
 }
 
 impl IngestService {
-    /// A service writing into `store`, for callers that `access` admits.
-    pub fn new(store: Arc<Store>, access: Access) -> Self {
-        IngestService { store, access }
+    /// A service writing into `store`, for callers that `access` admits,
+    /// evaluating standing conditions with `watching`.
+    pub(crate) fn new(store: Arc<Store>, access: Access, watching: Arc<Watching>) -> Self {
+        IngestService {
+            store,
+            access,
+            watching,
+        }
     }
+}
+
+/// Refuses `principal` unless it may read, or write to `project` (a
+/// trainer's token watches the events of the runs it writes).
+fn authorize_watch(access: &Access, principal: &Principal, project: &str) -> Result<(), Status> {
+    access
+        .authorize(principal, Action::Read)
+        .or_else(|_| access.authorize(principal, Action::Write { project }))
+        .map_err(auth_status)
+}
+
+/// The project of run `run_id`, or NOT_FOUND.
+fn project_of(store: &Store, run_id: &str) -> Result<String, Status> {
+    store
+        .run_project(run_id)
+        .ok_or_else(|| Status::not_found(format!("run {run_id:?} does not exist; create it first")))
 }
 
 /// Refuses `principal` unless it may write to the run `run_id`, or, for a
@@ -134,20 +160,57 @@ fn tensor_part(request: &mut WriteRequest, tensor: Tensor) -> Result<TensorPart,
     })
 }
 
-fn submit(store: &Store, mut request: WriteRequest) -> Result<PendingAck, Status> {
+/// A request handed to the WAL: its acknowledgement to wait for, and
+/// whether the batch fired events (its watchers are told once it is durable).
+struct Submitted {
+    run_id: String,
+    fired: bool,
+    ack: PendingAck,
+}
+
+/// Hands a request to the store. A scalar batch is evaluated against the
+/// run's standing conditions first (when `evaluator` is given), and the
+/// events it fires go into its WAL record.
+async fn submit(
+    store: &Store,
+    evaluator: Option<&Evaluator>,
+    mut request: WriteRequest,
+) -> Result<Submitted, Status> {
     let (writer_id, sequence) = (request.writer_id.clone(), request.sequence);
+    let run_id = request.run_id.clone();
     let submitted = match request.tensor.take() {
         Some(_) if request.scalars.is_some() => Err(Status::invalid_argument(
             "invalid request: it carries both scalars and a tensor; send them in separate requests",
         )),
         Some(tensor) => tensor_part(&mut request, tensor)
-            .and_then(|part| store.submit_tensor(part).map_err(store_status)),
-        None => scalar_batch(&mut request).and_then(|batch| {
-            store
-                .submit_scalars(&request.writer_id, request.sequence, &request.run_id, batch)
-                .map_err(store_status)
-        }),
+            .and_then(|part| store.submit_tensor(part).map_err(store_status))
+            .map(|ack| (false, ack)),
+        None => match scalar_batch(&mut request) {
+            Err(status) => Err(status),
+            Ok(batch) => {
+                // Only a valid batch of a run that exists is evaluated; the
+                // store refuses any other with the reason.
+                let events = match evaluator {
+                    Some(evaluator) if batch.validate().is_ok() && store.run_exists(&run_id) => {
+                        evaluator.evaluate(&run_id, &batch).await
+                    }
+                    _ => Vec::new(),
+                };
+                let fired = !events.is_empty();
+                store
+                    .submit_scalars_with_events(
+                        &request.writer_id,
+                        request.sequence,
+                        &request.run_id,
+                        batch,
+                        events,
+                    )
+                    .map_err(store_status)
+                    .map(|ack| (fired, ack))
+            }
+        },
     };
+    let submitted = submitted.map(|(fired, ack)| Submitted { run_id, fired, ack });
     submitted.map_err(|status| {
         Status::new(
             status.code(),
@@ -221,15 +284,19 @@ impl Ingest for IngestService {
         let access = self.access.clone();
         let mut inbound = request.into_inner();
         let store = self.store.clone();
+        let watching = self.watching.clone();
+        let acked = self.watching.clone();
         let (pending_tx, mut pending_rx) =
-            mpsc::channel::<Result<PendingAck, Status>>(MAX_IN_FLIGHT);
+            mpsc::channel::<Result<Submitted, Status>>(MAX_IN_FLIGHT);
         let (out_tx, out_rx) = mpsc::channel(MAX_IN_FLIGHT);
         tokio::spawn(async move {
             loop {
                 let next = match inbound.message().await {
                     Ok(Some(request)) => {
-                        authorize_run(&access, &store, &principal, &request.run_id, None)
-                            .and_then(|()| submit(&store, request))
+                        match authorize_run(&access, &store, &principal, &request.run_id, None) {
+                            Ok(()) => submit(&store, Some(&watching.evaluator), request).await,
+                            Err(status) => Err(status),
+                        }
                     }
                     Ok(None) => break,
                     // A message that cannot be decoded (too large, malformed):
@@ -245,11 +312,23 @@ impl Ingest for IngestService {
         tokio::spawn(async move {
             while let Some(pending) = pending_rx.recv().await {
                 let response = match pending {
-                    Ok(ack) => ack.await.map_err(store_status).map(|ack| WriteResponse {
-                        sequence: ack.sequence,
-                        points: ack.points,
-                        duplicate: ack.duplicate,
-                    }),
+                    Ok(Submitted { run_id, fired, ack }) => match ack.await {
+                        Ok(ack) => {
+                            if fired {
+                                acked.notifier.events_stored(&run_id);
+                            }
+                            Ok(WriteResponse {
+                                sequence: ack.sequence,
+                                points: ack.points,
+                                duplicate: ack.duplicate,
+                            })
+                        }
+                        Err(error) => {
+                            // Its points were evaluated but not stored.
+                            acked.evaluator.forget(&run_id);
+                            Err(store_status(error))
+                        }
+                    },
                     Err(status) => Err(status),
                 };
                 let failed = response.is_err();
@@ -273,6 +352,81 @@ impl Ingest for IngestService {
             .await
             .map_err(store_status)?;
         Ok(Response::new(FinishRunResponse {}))
+    }
+
+    async fn add_condition(
+        &self,
+        request: Request<AddConditionRequest>,
+    ) -> Result<Response<AddConditionResponse>, Status> {
+        let principal = principal(&request);
+        let r = request.into_inner();
+        let project = match watch::requested_scope(&r.run_id, &r.project)? {
+            steplake_core::ConditionScope::Run(run_id) => project_of(&self.store, &run_id)?,
+            steplake_core::ConditionScope::Project(project) => project,
+        };
+        self.access
+            .authorize(&principal, Action::Write { project: &project })
+            .map_err(auth_status)?;
+        let condition_id = watch::add_condition(&self.store, &self.watching.evaluator, r).await?;
+        Ok(Response::new(AddConditionResponse { condition_id }))
+    }
+
+    async fn remove_condition(
+        &self,
+        request: Request<RemoveConditionRequest>,
+    ) -> Result<Response<RemoveConditionResponse>, Status> {
+        let principal = principal(&request);
+        let r = request.into_inner();
+        let spec = self
+            .store
+            .conditions()
+            .into_iter()
+            .find(|c| c.id == r.condition_id);
+        if let Some(spec) = spec {
+            let project = match &spec.scope {
+                steplake_core::ConditionScope::Run(run_id) => {
+                    self.store.run_project(run_id).unwrap_or_default()
+                }
+                steplake_core::ConditionScope::Project(project) => project.clone(),
+            };
+            self.access
+                .authorize(&principal, Action::Write { project: &project })
+                .map_err(auth_status)?;
+        }
+        watch::remove_condition(&self.store, &self.watching.evaluator, &r.condition_id).await?;
+        Ok(Response::new(RemoveConditionResponse {}))
+    }
+
+    async fn list_conditions(
+        &self,
+        request: Request<ListConditionsRequest>,
+    ) -> Result<Response<ListConditionsResponse>, Status> {
+        let principal = principal(&request);
+        let r = request.into_inner();
+        let scope = watch::requested_scope(&r.run_id, &r.project)?;
+        let project = match &scope {
+            steplake_core::ConditionScope::Run(run_id) => project_of(&self.store, run_id.as_str())?,
+            steplake_core::ConditionScope::Project(project) => project.clone(),
+        };
+        authorize_watch(&self.access, &principal, &project)?;
+        let conditions = watch::list_conditions(&self.store, &scope)?;
+        Ok(Response::new(ListConditionsResponse { conditions }))
+    }
+
+    type WatchStream = ReceiverStream<Result<WireEvent, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let principal = principal(&request);
+        let r = request.into_inner();
+        let project = project_of(&self.store, &r.run_id)?;
+        authorize_watch(&self.access, &principal, &project)?;
+        // Subscribed before the store is read: nothing falls in between.
+        let subscription = self.watching.notifier.subscribe(Some(&r.run_id));
+        let events = watch::watch_events(self.store.clone(), r.run_id, r.after_seq, subscription);
+        Ok(Response::new(ReceiverStream::new(events)))
     }
 }
 
@@ -364,8 +518,8 @@ mod fuzz {
             let Ok(request) = WriteRequest::decode(input) else {
                 return;
             };
-            if let Ok(pending) = submit(&store, request) {
-                let _ = runtime.block_on(pending);
+            if let Ok(submitted) = runtime.block_on(submit(&store, None, request)) {
+                let _ = runtime.block_on(submitted.ack);
             }
         });
         store.shutdown().unwrap();

@@ -23,6 +23,7 @@ mod auth;
 pub mod flight;
 pub mod ingest;
 pub mod status;
+mod watch;
 
 #[cfg(test)]
 #[global_allocator]
@@ -44,6 +45,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
 use tonic::service::interceptor::InterceptedService;
+pub use watch::{Webhook, WebhookError};
 
 /// Default gRPC address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -122,6 +124,8 @@ pub struct ServerConfig {
     /// what the bucket's manifest lists: flushed points only. The dashboard
     /// still queries this process, buffer included.
     pub query_cluster: Option<String>,
+    /// POST each event of a standing condition to this URL.
+    pub alert_webhook: Option<Webhook>,
 }
 
 /// A started server: the store is open and the port bound.
@@ -140,6 +144,7 @@ pub struct Server {
     http_hosts: Vec<String>,
     access: Access,
     tls: Option<Tls>,
+    alert_webhook: Option<Webhook>,
 }
 
 /// TLS for both ports, checked at start: the identity for gRPC and the
@@ -217,6 +222,7 @@ impl Server {
             http_hosts: config.http_hosts,
             access,
             tls,
+            alert_webhook: config.alert_webhook,
         })
     }
 
@@ -284,10 +290,20 @@ impl Server {
             shutdown.await;
             let _ = stop.send(true);
         };
+        let watching = Arc::new(watch::Watching::new(
+            self.store.clone(),
+            self.engine.clone(),
+            stopped.clone(),
+        ));
+        let webhook = self.alert_webhook.map(|webhook| {
+            let subscription = watching.notifier.subscribe(None);
+            tokio::spawn(webhook.deliver(self.store.clone(), subscription))
+        });
         let limit = self.max_message_bytes;
         let ingest = IngestServer::new(ingest::IngestService::new(
             self.store.clone(),
             self.access.clone(),
+            watching,
         ))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
@@ -318,6 +334,10 @@ impl Server {
             .add_service(flight)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
+        if let Some(webhook) = webhook {
+            // It stops at the shutdown signal, between two deliveries.
+            let _ = webhook.await;
+        }
         let store = self.store.clone();
         let closed = tokio::task::spawn_blocking(move || store.shutdown())
             .await

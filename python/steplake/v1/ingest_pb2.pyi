@@ -133,3 +133,101 @@ class FinishRunRequest(_message.Message):
 class FinishRunResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class AddConditionRequest(_message.Message):
+    __slots__ = ("run_id", "project", "series", "predicate", "hold", "label")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    PREDICATE_FIELD_NUMBER: _ClassVar[int]
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    project: str
+    series: str
+    predicate: str
+    hold: int
+    label: str
+    def __init__(self, run_id: _Optional[str] = ..., project: _Optional[str] = ..., series: _Optional[str] = ..., predicate: _Optional[str] = ..., hold: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
+
+class AddConditionResponse(_message.Message):
+    __slots__ = ("condition_id",)
+    CONDITION_ID_FIELD_NUMBER: _ClassVar[int]
+    condition_id: str
+    def __init__(self, condition_id: _Optional[str] = ...) -> None: ...
+
+class RemoveConditionRequest(_message.Message):
+    __slots__ = ("condition_id",)
+    CONDITION_ID_FIELD_NUMBER: _ClassVar[int]
+    condition_id: str
+    def __init__(self, condition_id: _Optional[str] = ...) -> None: ...
+
+class RemoveConditionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListConditionsRequest(_message.Message):
+    __slots__ = ("run_id", "project")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    project: str
+    def __init__(self, run_id: _Optional[str] = ..., project: _Optional[str] = ...) -> None: ...
+
+class Condition(_message.Message):
+    __slots__ = ("condition_id", "run_id", "project", "series", "predicate", "hold", "label", "created_at_us")
+    CONDITION_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    PREDICATE_FIELD_NUMBER: _ClassVar[int]
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_US_FIELD_NUMBER: _ClassVar[int]
+    condition_id: str
+    run_id: str
+    project: str
+    series: str
+    predicate: str
+    hold: int
+    label: str
+    created_at_us: int
+    def __init__(self, condition_id: _Optional[str] = ..., run_id: _Optional[str] = ..., project: _Optional[str] = ..., series: _Optional[str] = ..., predicate: _Optional[str] = ..., hold: _Optional[int] = ..., label: _Optional[str] = ..., created_at_us: _Optional[int] = ...) -> None: ...
+
+class ListConditionsResponse(_message.Message):
+    __slots__ = ("conditions",)
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    conditions: _containers.RepeatedCompositeFieldContainer[Condition]
+    def __init__(self, conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("run_id", "after_seq")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    after_seq: int
+    def __init__(self, run_id: _Optional[str] = ..., after_seq: _Optional[int] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("event_id", "seq", "run_id", "condition_id", "label", "series", "step", "value", "time_us", "detected_at_us")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    CONDITION_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    TIME_US_FIELD_NUMBER: _ClassVar[int]
+    DETECTED_AT_US_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    seq: int
+    run_id: str
+    condition_id: str
+    label: str
+    series: str
+    step: int
+    value: float
+    time_us: int
+    detected_at_us: int
+    def __init__(self, event_id: _Optional[str] = ..., seq: _Optional[int] = ..., run_id: _Optional[str] = ..., condition_id: _Optional[str] = ..., label: _Optional[str] = ..., series: _Optional[str] = ..., step: _Optional[int] = ..., value: _Optional[float] = ..., time_us: _Optional[int] = ..., detected_at_us: _Optional[int] = ...) -> None: ...

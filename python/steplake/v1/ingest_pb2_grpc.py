@@ -49,6 +49,26 @@ class IngestStub:
                 request_serializer=steplake_dot_v1_dot_ingest__pb2.FinishRunRequest.SerializeToString,
                 response_deserializer=steplake_dot_v1_dot_ingest__pb2.FinishRunResponse.FromString,
                 _registered_method=True)
+        self.AddCondition = channel.unary_unary(
+                '/steplake.v1.Ingest/AddCondition',
+                request_serializer=steplake_dot_v1_dot_ingest__pb2.AddConditionRequest.SerializeToString,
+                response_deserializer=steplake_dot_v1_dot_ingest__pb2.AddConditionResponse.FromString,
+                _registered_method=True)
+        self.RemoveCondition = channel.unary_unary(
+                '/steplake.v1.Ingest/RemoveCondition',
+                request_serializer=steplake_dot_v1_dot_ingest__pb2.RemoveConditionRequest.SerializeToString,
+                response_deserializer=steplake_dot_v1_dot_ingest__pb2.RemoveConditionResponse.FromString,
+                _registered_method=True)
+        self.ListConditions = channel.unary_unary(
+                '/steplake.v1.Ingest/ListConditions',
+                request_serializer=steplake_dot_v1_dot_ingest__pb2.ListConditionsRequest.SerializeToString,
+                response_deserializer=steplake_dot_v1_dot_ingest__pb2.ListConditionsResponse.FromString,
+                _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/steplake.v1.Ingest/Watch',
+                request_serializer=steplake_dot_v1_dot_ingest__pb2.WatchRequest.SerializeToString,
+                response_deserializer=steplake_dot_v1_dot_ingest__pb2.Event.FromString,
+                _registered_method=True)
 
 
 class IngestServicer:
@@ -75,6 +95,37 @@ class IngestServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddCondition(self, request, context):
+        """Standing conditions (see "Conditions and events" below).
+        Register a condition on one run, or on every run of a project.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveCondition(self, request, context):
+        """Remove a condition; the events it fired stay.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConditions(self, request, context):
+        """The conditions of a run (its own and its project's), or of a project.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Watch(self, request, context):
+        """The events of one run: first those stored after `after_seq`, then each
+        new one as soon as the batch that fired it is durable. The stream stays
+        open until the client closes it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +143,26 @@ def add_IngestServicer_to_server(servicer, server):
                     servicer.FinishRun,
                     request_deserializer=steplake_dot_v1_dot_ingest__pb2.FinishRunRequest.FromString,
                     response_serializer=steplake_dot_v1_dot_ingest__pb2.FinishRunResponse.SerializeToString,
+            ),
+            'AddCondition': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddCondition,
+                    request_deserializer=steplake_dot_v1_dot_ingest__pb2.AddConditionRequest.FromString,
+                    response_serializer=steplake_dot_v1_dot_ingest__pb2.AddConditionResponse.SerializeToString,
+            ),
+            'RemoveCondition': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveCondition,
+                    request_deserializer=steplake_dot_v1_dot_ingest__pb2.RemoveConditionRequest.FromString,
+                    response_serializer=steplake_dot_v1_dot_ingest__pb2.RemoveConditionResponse.SerializeToString,
+            ),
+            'ListConditions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConditions,
+                    request_deserializer=steplake_dot_v1_dot_ingest__pb2.ListConditionsRequest.FromString,
+                    response_serializer=steplake_dot_v1_dot_ingest__pb2.ListConditionsResponse.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=steplake_dot_v1_dot_ingest__pb2.WatchRequest.FromString,
+                    response_serializer=steplake_dot_v1_dot_ingest__pb2.Event.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +246,114 @@ class Ingest:
             '/steplake.v1.Ingest/FinishRun',
             steplake_dot_v1_dot_ingest__pb2.FinishRunRequest.SerializeToString,
             steplake_dot_v1_dot_ingest__pb2.FinishRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddCondition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/steplake.v1.Ingest/AddCondition',
+            steplake_dot_v1_dot_ingest__pb2.AddConditionRequest.SerializeToString,
+            steplake_dot_v1_dot_ingest__pb2.AddConditionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveCondition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/steplake.v1.Ingest/RemoveCondition',
+            steplake_dot_v1_dot_ingest__pb2.RemoveConditionRequest.SerializeToString,
+            steplake_dot_v1_dot_ingest__pb2.RemoveConditionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConditions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/steplake.v1.Ingest/ListConditions',
+            steplake_dot_v1_dot_ingest__pb2.ListConditionsRequest.SerializeToString,
+            steplake_dot_v1_dot_ingest__pb2.ListConditionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/steplake.v1.Ingest/Watch',
+            steplake_dot_v1_dot_ingest__pb2.WatchRequest.SerializeToString,
+            steplake_dot_v1_dot_ingest__pb2.Event.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,9 +6,23 @@ steplake wire API, version 1: the single source of truth for what trainers send.
 A trainer creates (or resumes) a run, then opens one `Write` stream and sends
 batches of points. Every request carries (writer_id, sequence): the server
 acknowledges a sequence number only once the batch is durable in the
-write-ahead log, and a batch retried with the same (writer_id, sequence) is
-applied once. Errors end the stream with a gRPC status naming the field and
-the reason; everything acknowledged before the error stays durable.
+write-ahead log. Errors end the stream with a gRPC status naming the field
+and the reason; everything acknowledged before the error stays durable.
+
+Exactly once. A writer numbers its requests 1, 2, 3, ... with no gap, and a
+(writer_id, sequence) names one request forever. For each request the
+server does exactly one of:
+  - sequence = last stored + 1: stores it and acknowledges it;
+  - sequence <= last stored: acknowledges it with `duplicate = true`, which
+    means only "the request with this sequence is stored" (a retry);
+  - anything else: refuses it with FAILED_PRECONDITION, naming the sequence
+    it expects; nothing is stored.
+A refused request (any error) takes no sequence number: every later request
+of the writer is refused too, until it sends that sequence again, corrected
+or as an empty `scalars` batch, which takes the number and stores nothing.
+So after a stream ends with an error, a writer resends from its first
+unacknowledged request. A writer id the server has not seen (or forgot after
+30 days of silence) must start at 1.
 """
 
 from collections import abc as _abc
@@ -45,6 +59,19 @@ class IngestStub:
     """Stream batches of points; each response acknowledges one durable batch."""
     FinishRun: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.FinishRunRequest, _ingest_pb2.FinishRunResponse]
     """Mark a run as ended with a final status."""
+    AddCondition: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.AddConditionRequest, _ingest_pb2.AddConditionResponse]
+    """Standing conditions (see "Conditions and events" below).
+    Register a condition on one run, or on every run of a project.
+    """
+    RemoveCondition: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.RemoveConditionRequest, _ingest_pb2.RemoveConditionResponse]
+    """Remove a condition; the events it fired stay."""
+    ListConditions: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.ListConditionsRequest, _ingest_pb2.ListConditionsResponse]
+    """The conditions of a run (its own and its project's), or of a project."""
+    Watch: _grpc.UnaryStreamMultiCallable[_ingest_pb2.WatchRequest, _ingest_pb2.Event]
+    """The events of one run: first those stored after `after_seq`, then each
+    new one as soon as the batch that fired it is durable. The stream stays
+    open until the client closes it.
+    """
 
 @_typing.type_check_only
 class IngestAsyncStub(IngestStub):
@@ -55,6 +82,19 @@ class IngestAsyncStub(IngestStub):
     """Stream batches of points; each response acknowledges one durable batch."""
     FinishRun: _aio.UnaryUnaryMultiCallable[_ingest_pb2.FinishRunRequest, _ingest_pb2.FinishRunResponse]  # type: ignore[assignment]
     """Mark a run as ended with a final status."""
+    AddCondition: _aio.UnaryUnaryMultiCallable[_ingest_pb2.AddConditionRequest, _ingest_pb2.AddConditionResponse]  # type: ignore[assignment]
+    """Standing conditions (see "Conditions and events" below).
+    Register a condition on one run, or on every run of a project.
+    """
+    RemoveCondition: _aio.UnaryUnaryMultiCallable[_ingest_pb2.RemoveConditionRequest, _ingest_pb2.RemoveConditionResponse]  # type: ignore[assignment]
+    """Remove a condition; the events it fired stay."""
+    ListConditions: _aio.UnaryUnaryMultiCallable[_ingest_pb2.ListConditionsRequest, _ingest_pb2.ListConditionsResponse]  # type: ignore[assignment]
+    """The conditions of a run (its own and its project's), or of a project."""
+    Watch: _aio.UnaryStreamMultiCallable[_ingest_pb2.WatchRequest, _ingest_pb2.Event]  # type: ignore[assignment]
+    """The events of one run: first those stored after `after_seq`, then each
+    new one as soon as the batch that fired it is durable. The stream stays
+    open until the client closes it.
+    """
 
 class IngestServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -80,5 +120,42 @@ class IngestServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ingest_pb2.FinishRunResponse, _abc.Awaitable[_ingest_pb2.FinishRunResponse]]:
         """Mark a run as ended with a final status."""
+
+    @_abc_1.abstractmethod
+    def AddCondition(
+        self,
+        request: _ingest_pb2.AddConditionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_pb2.AddConditionResponse, _abc.Awaitable[_ingest_pb2.AddConditionResponse]]:
+        """Standing conditions (see "Conditions and events" below).
+        Register a condition on one run, or on every run of a project.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveCondition(
+        self,
+        request: _ingest_pb2.RemoveConditionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_pb2.RemoveConditionResponse, _abc.Awaitable[_ingest_pb2.RemoveConditionResponse]]:
+        """Remove a condition; the events it fired stay."""
+
+    @_abc_1.abstractmethod
+    def ListConditions(
+        self,
+        request: _ingest_pb2.ListConditionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_pb2.ListConditionsResponse, _abc.Awaitable[_ingest_pb2.ListConditionsResponse]]:
+        """The conditions of a run (its own and its project's), or of a project."""
+
+    @_abc_1.abstractmethod
+    def Watch(
+        self,
+        request: _ingest_pb2.WatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_ingest_pb2.Event], _abc.AsyncIterator[_ingest_pb2.Event]]:
+        """The events of one run: first those stored after `after_seq`, then each
+        new one as soon as the batch that fired it is durable. The stream stays
+        open until the client closes it.
+        """
 
 def add_IngestServicer_to_server(servicer: IngestServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,261 @@
+//! The per-run watch state: which conditions watch which series, and each
+//! watched series' function windows, fed point by point as batches arrive.
+//!
+//! A run's state is built when it is first needed and rebuilt when it may
+//! be stale: after a start, after any condition changed, after one of its
+//! batches was refused (its points were evaluated but not stored). Building
+//! reads only the run's latest points, as many per series as the longest
+//! condition window needs ([`Condition::memory`]), and feeds them without
+//! firing: what fired on them is stored already, in their batches' records.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{Float64Type, Int64Type};
+use datafusion::common::ScalarValue;
+use steplake_core::watch::pattern_matches;
+use steplake_core::{ConditionSpec, Event, ScalarBatch};
+use steplake_query::condition::{Condition, SeriesWatch};
+use steplake_query::QueryEngine;
+use steplake_store::{now_us, Store};
+
+/// The latest points of every series of a run, `$2` per series.
+const RECENT_POINTS: &str = "SELECT name, step, value FROM (\
+    SELECT name, step, value, row_number() OVER (PARTITION BY name ORDER BY step DESC) AS recent \
+    FROM scalars WHERE run_id = $1) WHERE recent <= $2 ORDER BY name, step";
+
+/// Evaluates the standing conditions of every run written to.
+pub(crate) struct Evaluator {
+    store: Arc<Store>,
+    engine: Arc<QueryEngine>,
+    runs: Mutex<HashMap<String, Arc<tokio::sync::Mutex<RunWatch>>>>,
+    /// Bumped by every condition change: a run state built under an older
+    /// one is rebuilt.
+    generation: AtomicU64,
+}
+
+/// One condition, checked.
+struct Compiled {
+    spec: ConditionSpec,
+    condition: Condition,
+}
+
+/// The watch state of one run.
+#[derive(Default)]
+struct RunWatch {
+    /// The [`Evaluator::generation`] it was built at; 0: never built.
+    generation: u64,
+    conditions: Vec<Compiled>,
+    /// Series by name, as indexes into `series`.
+    index: HashMap<String, usize>,
+    series: Vec<SeriesState>,
+}
+
+/// One series of a run: its last evaluated step and its watches (none
+/// when no condition watches it).
+struct SeriesState {
+    last_step: Option<i64>,
+    watches: Vec<(usize, SeriesWatch)>,
+}
+
+impl Evaluator {
+    pub(crate) fn new(store: Arc<Store>, engine: Arc<QueryEngine>) -> Self {
+        Evaluator {
+            store,
+            engine,
+            runs: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(1),
+        }
+    }
+
+    /// Every run's state is rebuilt at its next batch.
+    pub(crate) fn conditions_changed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// `run_id`'s state is rebuilt from the stored points at its next batch
+    /// (one of its batches was evaluated and then refused).
+    pub(crate) fn forget(&self, run_id: &str) {
+        if let Ok(mut runs) = self.runs.lock() {
+            runs.remove(run_id);
+        }
+    }
+
+    /// The events `batch` fires in run `run_id`, advancing the run's state.
+    /// The caller stores them with the batch.
+    pub(crate) async fn evaluate(&self, run_id: &str, batch: &ScalarBatch) -> Vec<Event> {
+        let run = {
+            let Ok(mut runs) = self.runs.lock() else {
+                return Vec::new();
+            };
+            runs.entry(run_id.to_string()).or_default().clone()
+        };
+        let mut run = run.lock().await;
+        let generation = self.generation.load(Ordering::SeqCst);
+        if run.generation != generation {
+            *run = self.build(run_id).await;
+            run.generation = generation;
+        }
+        if run.conditions.is_empty() {
+            return Vec::new();
+        }
+        run.observe(run_id, batch)
+    }
+
+    /// The state of `run_id` from its conditions and its latest points.
+    async fn build(&self, run_id: &str) -> RunWatch {
+        let Some(project) = self.store.run_project(run_id) else {
+            return RunWatch::default();
+        };
+        let conditions: Vec<Compiled> = self
+            .store
+            .conditions()
+            .into_iter()
+            .filter(|spec| spec.applies_to(run_id, &project))
+            .filter_map(|spec| {
+                let hold = usize::try_from(spec.hold).unwrap_or(usize::MAX);
+                match Condition::parse(&spec.predicate, hold) {
+                    Ok(condition) => Some(Compiled { spec, condition }),
+                    Err(error) => {
+                        tracing::warn!(condition = %spec.id, %error, "a stored condition no longer parses; it is not evaluated");
+                        None
+                    }
+                }
+            })
+            .collect();
+        let mut run = RunWatch {
+            generation: 0,
+            conditions,
+            index: HashMap::new(),
+            series: Vec::new(),
+        };
+        if run.conditions.is_empty() {
+            return run;
+        }
+        let memory = run
+            .conditions
+            .iter()
+            .map(|c| c.condition.memory())
+            .max()
+            .unwrap_or(0);
+        if memory > 0 {
+            match self.recent_points(run_id, memory).await {
+                Ok(batches) => run.warm_up(&batches),
+                Err(error) => {
+                    tracing::warn!(run = run_id, %error, "reading a run's latest points for its conditions failed; they start without history");
+                }
+            }
+        }
+        run
+    }
+
+    async fn recent_points(
+        &self,
+        run_id: &str,
+        per_series: usize,
+    ) -> Result<Vec<RecordBatch>, steplake_query::QueryError> {
+        use futures::TryStreamExt;
+        let (_, stream) = self
+            .engine
+            .sql_with_parameters(
+                RECENT_POINTS,
+                vec![
+                    ScalarValue::Utf8(Some(run_id.to_string())),
+                    ScalarValue::Int64(Some(per_series as i64)),
+                ],
+            )
+            .await?;
+        stream
+            .try_collect()
+            .await
+            .map_err(steplake_query::QueryError::from_execution)
+    }
+}
+
+impl RunWatch {
+    /// The state of series `name`, made on first sight. Every condition
+    /// here applies to the run (they were chosen by scope when the state
+    /// was built), so only the series pattern decides.
+    fn slot(&mut self, name: &str) -> usize {
+        if let Some(&slot) = self.index.get(name) {
+            return slot;
+        }
+        let watches = self
+            .conditions
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| pattern_matches(&c.spec.series, name))
+            .map(|(i, c)| (i, c.condition.watch()))
+            .collect();
+        self.series.push(SeriesState {
+            last_step: None,
+            watches,
+        });
+        self.index.insert(name.to_string(), self.series.len() - 1);
+        self.series.len() - 1
+    }
+
+    /// Feeds stored points (sorted by name, then step) without firing.
+    fn warm_up(&mut self, batches: &[RecordBatch]) {
+        for batch in batches {
+            let names = batch.column(0).as_string::<i32>();
+            let steps = batch.column(1).as_primitive::<Int64Type>();
+            let values = batch.column(2).as_primitive::<Float64Type>();
+            for row in 0..batch.num_rows() {
+                let slot = self.slot(names.value(row));
+                self.series[slot].advance(steps.value(row), values.value(row), |_| {});
+            }
+        }
+    }
+
+    /// Feeds a batch's points in order; returns what fired.
+    fn observe(&mut self, run_id: &str, batch: &ScalarBatch) -> Vec<Event> {
+        let slots: Vec<usize> = batch.names.iter().map(|name| self.slot(name)).collect();
+        let mut events = Vec::new();
+        let detected_at_us = now_us();
+        for i in 0..batch.len() {
+            let name_index = batch.name_index[i] as usize;
+            let (step, value) = (batch.steps[i], batch.values[i]);
+            let conditions = &self.conditions;
+            self.series[slots[name_index]].advance(step, value, |condition| {
+                let spec = &conditions[condition].spec;
+                let series = &batch.names[name_index];
+                events.push(Event {
+                    id: Event::id_for(run_id, &spec.id, series, step),
+                    seq: 0,
+                    run_id: run_id.to_string(),
+                    condition_id: spec.id.clone(),
+                    label: spec.label.clone(),
+                    series: series.clone(),
+                    step,
+                    value,
+                    time_us: batch
+                        .wall_times_us
+                        .get(i)
+                        .copied()
+                        .unwrap_or(detected_at_us),
+                    detected_at_us,
+                });
+            });
+        }
+        events
+    }
+}
+
+impl SeriesState {
+    /// Evaluates the point at `step` if it comes after the last one;
+    /// `fired` gets the index of each condition that fires at it.
+    fn advance(&mut self, step: i64, value: f64, mut fired: impl FnMut(usize)) {
+        if self.watches.is_empty() || self.last_step.is_some_and(|last| step <= last) {
+            return;
+        }
+        self.last_step = Some(step);
+        for (condition, watch) in &mut self.watches {
+            if watch.observe(step, value) {
+                fired(*condition);
+            }
+        }
+    }
+}

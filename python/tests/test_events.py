@@ -1,0 +1,158 @@
+"""Standing conditions end to end: the real server evaluates them on the
+batches a Python trainer logs, and the events come back to the trainer."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import math
+import threading
+import time
+
+import pytest
+
+import steplake
+from conftest import Server
+
+
+def loss(step: int, spikes: tuple[int, ...]) -> float:
+    """A falling training loss with a little wiggle, three times higher at ``spikes``."""
+    value = 2.0 / (1.0 + 0.01 * step) * (1.0 + 0.01 * math.sin(step * 1.7))
+    return value * 3.0 if step in spikes else value
+
+
+def train(run: steplake.Run, spikes: tuple[int, ...], stop: threading.Event, steps: int,
+          start: int = 0, pause: float = 0.001) -> int:
+    """Logs ``train/loss`` until ``stop`` is set; returns the last step logged."""
+    step = start
+    for step in range(start, steps):
+        run.log({"train/loss": loss(step, spikes)}, step=step)
+        if stop.is_set():
+            break
+        time.sleep(pause)
+    return step
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_a_spike_reaches_the_callback_which_stops_the_loop(server):
+    run = steplake.init(project="watch", name="spiky", server=server.address)
+    condition_id = run.watch_for("train/loss", spike=True, label="loss spike")
+    stop = threading.Event()
+    seen: list[steplake.Event] = []
+
+    def on_event(event: steplake.Event) -> None:
+        seen.append(event)
+        stop.set()
+
+    run.on_event(on_event)
+    planted = 400
+    last = train(run, (planted,), stop, steps=20_000)
+    # The loop ran past the spike only while its batch (0.1 s of steps) was
+    # in flight, and stopped long before the end.
+    assert stop.is_set(), "the event never reached the callback"
+    assert planted <= last < planted + 2_000, last
+    run.finish()
+    assert [(e.series, e.step, e.label, e.condition_id) for e in seen] == [
+        ("train/loss", planted, "loss spike", condition_id)]
+    assert seen[0].value == pytest.approx(loss(planted, (planted,)))
+    assert run.events() == seen
+    rows = steplake.connect(server.address).sql(
+        f"SELECT series, step, label, condition_id FROM events WHERE run_id = '{run.id}'"
+    ).arrow().to_pylist()
+    assert rows == [{"series": "train/loss", "step": planted, "label": "loss spike",
+                     "condition_id": condition_id}]
+
+
+def test_a_restart_keeps_conditions_events_and_delivers_each_event_once(server):
+    run = steplake.init(project="watch", name="restarted", server=server.address)
+    run.watch_for("train/loss", spike=True)
+    first, second = 300, 1_500
+    calls: list[steplake.Event] = []
+    run.on_event(calls.append)
+    stop = threading.Event()
+    step = train(run, (first, second), stop, steps=first + 200)
+    wait_for(lambda: len(calls) == 1)
+    server.kill()  # SIGKILL: no flush; the WAL has everything acknowledged
+    time.sleep(0.5)
+    server.start()
+    train(run, (first, second), stop, steps=2_000, start=step + 1)
+    wait_for(lambda: len(calls) == 2)
+    run.finish()
+    time.sleep(0.3)
+    assert [e.step for e in calls] == [first, second], "each event once, none invented by the restart"
+    assert len({e.event_id for e in calls}) == 2
+    connection = steplake.connect(server.address)
+    steps = connection.sql(
+        f"SELECT step FROM events WHERE run_id = '{run.id}' ORDER BY seq").arrow().to_pylist()
+    assert steps == [{"step": first}, {"step": second}]
+    conditions = connection.sql(
+        f"SELECT predicate FROM conditions WHERE run_id = '{run.id}'").arrow().to_pylist()
+    assert conditions == [{"predicate": "is_spike(value)"}]
+
+
+def test_the_webhook_receives_each_event_as_json(tmp_path):
+    received: list[dict] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append({"content_type": self.headers["Content-Type"], **json.loads(body)})
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:  # noqa: ANN002
+            pass
+
+    receiver = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    server = Server(tmp_path / "data", extra=["--alert-webhook", url]).start()
+    try:
+        run = steplake.init(project="watch", server=server.address)
+        run.watch_for("train/loss", nonfinite=True, label="diverged")
+        for step in range(50):
+            run.log({"train/loss": float("nan") if step == 20 else 1.0}, step=step)
+        run.finish()
+        wait_for(lambda: len(received) == 1)
+        event = received[0]
+        assert event["content_type"] == "application/json"
+        assert (event["run_id"], event["series"], event["step"], event["label"]) == (
+            run.id, "train/loss", 20, "diverged")
+        assert event["value"] == "NaN" and event["event_id"] and event["seq"] > 0
+        assert "diverged" in event["text"]
+    finally:
+        server.kill()
+        receiver.shutdown()
+
+
+@pytest.mark.parametrize("predicate, says", [
+    ("unknown_fn(value) > 1", "unknown_fn"),
+    ("(SELECT max(value) FROM scalars) > 1", "subquer"),
+    ("SELECT 1", "not a predicate"),
+    ("loss > 1", "`loss` is not a column"),
+    ("value > 1; DROP TABLE runs", "not a predicate"),
+    ("x" * 5000, "bytes"),
+])
+def test_bad_conditions_are_refused_with_what_is_allowed(server, predicate, says):
+    run = steplake.init(project="watch", server=server.address)
+    with pytest.raises(ValueError) as refused:
+        run.watch_for("train/loss", predicate)
+    message = str(refused.value)
+    assert says in message, message
+    assert "is_spike" in message, "the refusal says what is allowed"
+    run.finish()
+
+
+def test_watch_for_takes_exactly_one_form(server):
+    run = steplake.init(project="watch", server=server.address)
+    with pytest.raises(ValueError, match="exactly one"):
+        run.watch_for("train/loss", spike=True, above=3.0)
+    with pytest.raises(ValueError, match="exactly one"):
+        run.watch_for("train/loss")
+    run.finish()
