@@ -88,7 +88,9 @@ e2e_test! {
             tokio::time::timeout(Duration::from_millis(300), resumed.message()).await.is_err(),
             "nothing after the last seq"
         );
-        let unknown = client.watch("nope", 0).await.err().expect("no such run");
+        let Err(unknown) = client.watch("nope", 0).await else {
+            panic!("watching a run that does not exist must fail");
+        };
         assert_eq!(unknown.code(), Some(Code::NotFound));
     }
 }
