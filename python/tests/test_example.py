@@ -27,26 +27,26 @@ def test_grokking_example_prints_when_test_accuracy_emerged(server):
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def test_the_readme_python_snippet_runs_as_written(server):
+def run_readme_snippet(heading: str, server) -> subprocess.CompletedProcess[str]:
+    """Runs the first Python block after ``heading`` in the README against ``server``."""
     text = README.read_text()
-    section = text[text.index("## From Python"):]
+    section = text[text.index(heading):]
     snippet = section[section.index("```python\n") + len("```python\n"):]
     snippet = snippet[: snippet.index("```")]
     done = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "STEPLAKE_SERVER": server.address})
     assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def test_the_readme_python_snippet_runs_as_written(server):
+    done = run_readme_snippet("## From Python", server)
     # The last three steps of the loss, as pandas prints them.
     assert "9999" in done.stdout, done.stdout
 
 
 def test_the_readme_intervene_snippet_stops_at_the_spike(server):
-    text = README.read_text()
-    section = text[text.index("### Intervene: stop when the loss spikes"):]
-    snippet = section[section.index("```python\n") + len("```python\n"):]
-    snippet = snippet[: snippet.index("```")]
-    done = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "STEPLAKE_SERVER": server.address})
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_readme_snippet("### Intervene: stop when the loss spikes", server)
     assert "loss spike at step 3000" in done.stdout, done.stdout
     stopped = int(re.search(r"stopped at step (\d+)", done.stdout).group(1))
     assert 3000 <= stopped < 8_000, done.stdout

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use steplake_auth::{Access, Action, Principal};
 use steplake_core::tensor::HISTOGRAM_BINS;
-use steplake_core::{CoreError, DType, ScalarBatch, TensorStats};
+use steplake_core::{ConditionScope, CoreError, DType, ScalarBatch, TensorStats};
 use steplake_proto::v1::ingest_server::Ingest;
 use steplake_proto::v1::{
     AddConditionRequest, AddConditionResponse, CreateRunRequest, CreateRunResponse,
@@ -51,6 +51,14 @@ fn authorize_watch(access: &Access, principal: &Principal, project: &str) -> Res
         .authorize(principal, Action::Read)
         .or_else(|_| access.authorize(principal, Action::Write { project }))
         .map_err(auth_status)
+}
+
+/// The project a condition scope is about: the run's, or the named one.
+fn scope_project(store: &Store, scope: &ConditionScope) -> Result<String, Status> {
+    match scope {
+        ConditionScope::Run(run_id) => project_of(store, run_id),
+        ConditionScope::Project(project) => Ok(project.clone()),
+    }
 }
 
 /// The project of run `run_id`, or NOT_FOUND.
@@ -351,6 +359,8 @@ impl Ingest for IngestService {
             .finish_run(&r.run_id, &r.status)
             .await
             .map_err(store_status)?;
+        // Its windows are rebuilt from the stored points if it resumes.
+        self.watching.evaluator.forget(&r.run_id);
         Ok(Response::new(FinishRunResponse {}))
     }
 
@@ -360,10 +370,8 @@ impl Ingest for IngestService {
     ) -> Result<Response<AddConditionResponse>, Status> {
         let principal = principal(&request);
         let r = request.into_inner();
-        let project = match watch::requested_scope(&r.run_id, &r.project)? {
-            steplake_core::ConditionScope::Run(run_id) => project_of(&self.store, &run_id)?,
-            steplake_core::ConditionScope::Project(project) => project,
-        };
+        let scope = watch::requested_scope(&r.run_id, &r.project)?;
+        let project = scope_project(&self.store, &scope)?;
         self.access
             .authorize(&principal, Action::Write { project: &project })
             .map_err(auth_status)?;
@@ -383,12 +391,8 @@ impl Ingest for IngestService {
             .into_iter()
             .find(|c| c.id == r.condition_id);
         if let Some(spec) = spec {
-            let project = match &spec.scope {
-                steplake_core::ConditionScope::Run(run_id) => {
-                    self.store.run_project(run_id).unwrap_or_default()
-                }
-                steplake_core::ConditionScope::Project(project) => project.clone(),
-            };
+            // A run's condition outlives no run: its run exists.
+            let project = scope_project(&self.store, &spec.scope)?;
             self.access
                 .authorize(&principal, Action::Write { project: &project })
                 .map_err(auth_status)?;
@@ -404,10 +408,7 @@ impl Ingest for IngestService {
         let principal = principal(&request);
         let r = request.into_inner();
         let scope = watch::requested_scope(&r.run_id, &r.project)?;
-        let project = match &scope {
-            steplake_core::ConditionScope::Run(run_id) => project_of(&self.store, run_id.as_str())?,
-            steplake_core::ConditionScope::Project(project) => project.clone(),
-        };
+        let project = scope_project(&self.store, &scope)?;
         authorize_watch(&self.access, &principal, &project)?;
         let conditions = watch::list_conditions(&self.store, &scope)?;
         Ok(Response::new(ListConditionsResponse { conditions }))

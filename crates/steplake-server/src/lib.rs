@@ -3,7 +3,9 @@
 //! One gRPC port serves two services:
 //! - `steplake.v1.Ingest` ([`ingest::IngestService`]): create/resume/finish
 //!   runs and the bidirectional write stream, acknowledging each batch once
-//!   the store has made it durable;
+//!   the store has made it durable; standing conditions evaluated on each
+//!   batch before it is logged, and the `Watch` stream of their events
+//!   (`watch`, which also feeds `--alert-webhook`);
 //! - Arrow Flight SQL ([`flight::FlightSqlServer`]): read-only SQL over the
 //!   same DataFusion session ([`steplake_query::QueryEngine`]).
 //!

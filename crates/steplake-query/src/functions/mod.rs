@@ -38,6 +38,7 @@ pub mod points;
 pub mod power_law;
 pub mod segmentation;
 pub mod series;
+pub(crate) mod sorted_window;
 pub mod spikes;
 pub mod tensor;
 

@@ -34,7 +34,8 @@ use datafusion::logical_expr::{
 };
 
 use super::arguments::{self, Kind, Parameters};
-use super::spikes::{self, mean_std, median_mad, standardize, SpikeRule};
+use super::sorted_window::SortedWindow;
+use super::spikes::{self, mean_std, standardize, SpikeRule};
 
 /// Which series window function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -378,7 +379,10 @@ pub struct ZscoreTracker {
     /// The previous `n` values, non-finite ones included (they count as
     /// points of the window but never enter the statistics).
     previous: std::collections::VecDeque<f64>,
-    window: Vec<f64>,
+    /// The finite ones among them, sorted (robust mode only).
+    sorted: SortedWindow,
+    /// How many of them are finite.
+    finite: usize,
 }
 
 impl ZscoreTracker {
@@ -393,28 +397,41 @@ impl ZscoreTracker {
             n,
             robust,
             previous: std::collections::VecDeque::with_capacity(n + 1),
-            window: Vec::with_capacity(n),
+            sorted: SortedWindow::with_capacity(if robust { n } else { 0 }),
+            finite: 0,
         }
     }
 
     /// `v`'s z-score against the previous `n` points; then `v` joins them.
     pub fn next(&mut self, v: f64) -> Option<f64> {
-        self.window.clear();
-        self.window
-            .extend(self.previous.iter().copied().filter(|x| x.is_finite()));
-        let score = (self.window.len() >= 2).then(|| {
+        let score = (self.finite >= 2).then(|| {
             let (center, spread) = if self.robust {
-                median_mad(&mut self.window)
+                self.sorted.median_mad()
             } else {
-                mean_std(&self.window)
+                mean_std(self.previous.iter().copied().filter(|x| x.is_finite()))
             };
             standardize(v, center, spread)
         });
-        self.previous.push_back(v);
-        if self.previous.len() > self.n {
-            self.previous.pop_front();
-        }
+        self.admit(v);
         score
+    }
+
+    fn admit(&mut self, v: f64) {
+        self.previous.push_back(v);
+        if v.is_finite() {
+            self.finite += 1;
+            if self.robust {
+                self.sorted.insert(v);
+            }
+        }
+        if self.previous.len() > self.n {
+            if let Some(old) = self.previous.pop_front().filter(|x| x.is_finite()) {
+                self.finite -= 1;
+                if self.robust {
+                    self.sorted.remove(old);
+                }
+            }
+        }
     }
 }
 

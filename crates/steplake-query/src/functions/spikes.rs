@@ -36,6 +36,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
 };
 
+use super::sorted_window::SortedWindow;
 use super::arguments::{self, Kind, Parameters};
 use super::points::Points;
 
@@ -232,7 +233,8 @@ pub struct SpikeTracker {
     rule: SpikeRule,
     /// The last `n` finite values, oldest first.
     history: std::collections::VecDeque<f64>,
-    window: Vec<f64>,
+    /// The same values, sorted.
+    sorted: SortedWindow,
 }
 
 impl SpikeTracker {
@@ -246,24 +248,38 @@ impl SpikeTracker {
         SpikeTracker {
             rule,
             history: std::collections::VecDeque::with_capacity(rule.n + 1),
-            window: Vec::with_capacity(rule.n),
+            sorted: SortedWindow::with_capacity(rule.n),
         }
     }
 
     /// `v`'s score against the previous points (see [`SpikeRule::scores`]);
     /// then `v` joins the history when it is finite.
     pub fn score(&mut self, v: f64) -> Option<f64> {
-        self.window.clear();
-        self.window.extend(self.history.iter().copied());
-        let score = if self.window.len() < 2 {
+        let score = if self.history.len() < 2 {
             None
         } else {
-            score(self.rule.method, v, &mut self.window)
+            match self.rule.method {
+                SpikeMethod::Ratio => {
+                    let median = self.sorted.median();
+                    (median > 0.0).then(|| v / median)
+                }
+                SpikeMethod::Mad => {
+                    let (median, spread) = self.sorted.median_mad();
+                    Some(standardize(v, median, spread))
+                }
+                SpikeMethod::Zscore => {
+                    let (mean, std) = mean_std(self.history.iter().copied());
+                    Some(standardize(v, mean, std))
+                }
+            }
         };
         if v.is_finite() {
             self.history.push_back(v);
+            self.sorted.insert(v);
             if self.history.len() > self.rule.n {
-                self.history.pop_front();
+                if let Some(old) = self.history.pop_front() {
+                    self.sorted.remove(old);
+                }
             }
         }
         score
@@ -273,25 +289,6 @@ impl SpikeTracker {
     pub fn observe(&mut self, v: f64) -> (bool, Option<f64>) {
         let score = self.score(v);
         (self.rule.is_spike(v, score), score)
-    }
-}
-
-/// The score of `v` against `window` (finite values, at least two); the
-/// window is reordered.
-fn score(method: SpikeMethod, v: f64, window: &mut [f64]) -> Option<f64> {
-    match method {
-        SpikeMethod::Ratio => {
-            let median = median(window);
-            (median > 0.0).then(|| v / median)
-        }
-        SpikeMethod::Mad => {
-            let (median, spread) = median_mad(window);
-            Some(standardize(v, median, spread))
-        }
-        SpikeMethod::Zscore => {
-            let (mean, std) = mean_std(window);
-            Some(standardize(v, mean, std))
-        }
     }
 }
 
@@ -311,32 +308,13 @@ pub(crate) fn standardize(v: f64, center: f64, spread: f64) -> f64 {
     }
 }
 
-/// Mean and sample standard deviation (n − 1), two-pass for accuracy.
-pub(crate) fn mean_std(xs: &[f64]) -> (f64, f64) {
-    let mean = xs.iter().sum::<f64>() / xs.len() as f64;
-    let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (xs.len() - 1) as f64;
+/// Mean and sample standard deviation of `xs` (at least two), summed in
+/// the order given.
+pub(crate) fn mean_std(xs: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+    let n = xs.clone().count() as f64;
+    let mean = xs.clone().sum::<f64>() / n;
+    let var = xs.map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0);
     (mean, var.sqrt())
-}
-
-/// Median and 1.4826 × median absolute deviation (consistent with σ for
-/// normal data); reorders `xs` and overwrites it with the deviations.
-pub(crate) fn median_mad(xs: &mut [f64]) -> (f64, f64) {
-    let median = median(xs);
-    for x in xs.iter_mut() {
-        *x = (*x - median).abs();
-    }
-    (median, 1.4826 * self::median(xs))
-}
-
-/// The median (the mean of the middle two for an even count); reorders `xs`.
-pub(crate) fn median(xs: &mut [f64]) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let mid = xs.len() / 2;
-    if xs.len() % 2 == 1 {
-        xs[mid]
-    } else {
-        (xs[mid - 1] + xs[mid]) / 2.0
-    }
 }
 
 /// The `spike_rate` aggregate: the fraction of a series' points `is_spike`

@@ -76,7 +76,8 @@ impl Evaluator {
     }
 
     /// `run_id`'s state is rebuilt from the stored points at its next batch
-    /// (one of its batches was evaluated and then refused).
+    /// (one of its batches was evaluated and then refused), or the run
+    /// finished and its state can go.
     pub(crate) fn forget(&self, run_id: &str) {
         if let Ok(mut runs) = self.runs.lock() {
             runs.remove(run_id);
@@ -90,12 +91,20 @@ impl Evaluator {
             let Ok(mut runs) = self.runs.lock() else {
                 return Vec::new();
             };
-            runs.entry(run_id.to_string()).or_default().clone()
+            match runs.get(run_id) {
+                Some(run) => run.clone(),
+                None => runs.entry(run_id.to_string()).or_default().clone(),
+            }
         };
         let mut run = run.lock().await;
         let generation = self.generation.load(Ordering::SeqCst);
         if run.generation != generation {
-            *run = self.build(run_id).await;
+            let specs = self.applicable(run_id);
+            let unchanged = run.generation != 0
+                && specs.iter().map(|s| &s.id).eq(run.conditions.iter().map(|c| &c.spec.id));
+            if !unchanged {
+                *run = self.build(run_id, specs).await;
+            }
             run.generation = generation;
         }
         if run.conditions.is_empty() {
@@ -104,16 +113,22 @@ impl Evaluator {
         run.observe(run_id, batch)
     }
 
-    /// The state of `run_id` from its conditions and its latest points.
-    async fn build(&self, run_id: &str) -> RunWatch {
+    /// The conditions that watch run `run_id`, by id.
+    fn applicable(&self, run_id: &str) -> Vec<ConditionSpec> {
         let Some(project) = self.store.run_project(run_id) else {
-            return RunWatch::default();
+            return Vec::new();
         };
-        let conditions: Vec<Compiled> = self
-            .store
+        self.store
             .conditions()
             .into_iter()
             .filter(|spec| spec.applies_to(run_id, &project))
+            .collect()
+    }
+
+    /// The state of `run_id` from its conditions and its latest points.
+    async fn build(&self, run_id: &str, specs: Vec<ConditionSpec>) -> RunWatch {
+        let conditions: Vec<Compiled> = specs
+            .into_iter()
             .filter_map(|spec| {
                 let hold = usize::try_from(spec.hold).unwrap_or(usize::MAX);
                 match Condition::parse(&spec.predicate, hold) {
