@@ -408,7 +408,10 @@ impl ZscoreTracker {
             let (center, spread) = if self.robust {
                 self.sorted.median_mad()
             } else {
-                mean_std(self.previous.iter().copied().filter(|x| x.is_finite()))
+                mean_std(
+                    self.finite,
+                    self.previous.iter().copied().filter(|x| x.is_finite()),
+                )
             };
             standardize(v, center, spread)
         });

@@ -141,7 +141,10 @@ mod tests {
                     "n {n}, window {history:?}"
                 );
                 let mut copy: Vec<f64> = history.iter().copied().collect();
-                assert_eq!(window.median().to_bits(), sorted_median(&mut copy).to_bits());
+                assert_eq!(
+                    window.median().to_bits(),
+                    sorted_median(&mut copy).to_bits()
+                );
             }
         }
     }

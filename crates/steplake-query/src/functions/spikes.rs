@@ -36,9 +36,9 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
 };
 
-use super::sorted_window::SortedWindow;
 use super::arguments::{self, Kind, Parameters};
 use super::points::Points;
+use super::sorted_window::SortedWindow;
 
 /// How a point is compared with its history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,7 +268,7 @@ impl SpikeTracker {
                     Some(standardize(v, median, spread))
                 }
                 SpikeMethod::Zscore => {
-                    let (mean, std) = mean_std(self.history.iter().copied());
+                    let (mean, std) = mean_std(self.history.len(), self.history.iter().copied());
                     Some(standardize(v, mean, std))
                 }
             }
@@ -308,10 +308,10 @@ pub(crate) fn standardize(v: f64, center: f64, spread: f64) -> f64 {
     }
 }
 
-/// Mean and sample standard deviation of `xs` (at least two), summed in
-/// the order given.
-pub(crate) fn mean_std(xs: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
-    let n = xs.clone().count() as f64;
+/// Mean and sample standard deviation of the `n` values `xs` (at least
+/// two), two passes summed in the order given.
+pub(crate) fn mean_std(n: usize, xs: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+    let n = n as f64;
     let mean = xs.clone().sum::<f64>() / n;
     let var = xs.map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0);
     (mean, var.sqrt())

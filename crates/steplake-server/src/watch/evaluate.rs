@@ -101,7 +101,10 @@ impl Evaluator {
         if run.generation != generation {
             let specs = self.applicable(run_id);
             let unchanged = run.generation != 0
-                && specs.iter().map(|s| &s.id).eq(run.conditions.iter().map(|c| &c.spec.id));
+                && specs
+                    .iter()
+                    .map(|s| &s.id)
+                    .eq(run.conditions.iter().map(|c| &c.spec.id));
             if !unchanged {
                 *run = self.build(run_id, specs).await;
             }
