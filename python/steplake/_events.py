@@ -46,14 +46,48 @@ class Event:
     #: Wall time of that point, and when the server saw it fire (seconds since the epoch).
     time: float
     detected_at: float
+    #: For a prediction condition: the predicted value at ``final_step``,
+    #: its interval, and the threshold it exceeded.
+    predicted: float | None = None
+    predicted_lo: float | None = None
+    predicted_hi: float | None = None
+    threshold: float | None = None
+    final_step: int | None = None
 
     @classmethod
     def from_wire(cls, e: pb.Event) -> "Event":
+        def optional(field: str) -> Any:
+            return getattr(e, field) if e.HasField(field) else None
+
         return cls(
             event_id=e.event_id, seq=e.seq, run_id=e.run_id, condition_id=e.condition_id,
             label=e.label, series=e.series, step=e.step, value=e.value,
             time=e.time_us / 1e6, detected_at=e.detected_at_us / 1e6,
+            predicted=optional("predicted"), predicted_lo=optional("predicted_lo"),
+            predicted_hi=optional("predicted_hi"), threshold=optional("threshold"),
+            final_step=optional("final_step"),
         )
+
+
+_PREDICT_KEYS = {"final_step", "above", "baseline_run", "lr", "every", "level"}
+
+
+def prediction_for(predict: Any) -> pb.Prediction | None:
+    """The wire form of ``watch_for(predict={...})``."""
+    if predict is None:
+        return None
+    options = dict(predict)
+    unknown = set(options) - _PREDICT_KEYS
+    if unknown or "final_step" not in options:
+        raise ValueError(
+            "predict= takes final_step (required), above= or baseline_run=, and optionally lr="
+            f" (the learning-rate series), every= (points between fits), level= (got {sorted(options)})"
+        )
+    return pb.Prediction(
+        final_step=int(options["final_step"]), lr_series=options.get("lr", ""),
+        above=float(options.get("above", 0.0)), baseline_run_id=options.get("baseline_run", ""),
+        every=int(options.get("every", 0)), level=float(options.get("level", 0.0)),
+    )
 
 
 def predicate_for(
@@ -62,19 +96,24 @@ def predicate_for(
     above: float | None,
     below: float | None,
     nonfinite: bool,
+    predict: Any = None,
 ) -> str:
-    """The predicate ``watch_for`` registers: exactly one of its forms."""
+    """The predicate ``watch_for`` registers: exactly one of its forms
+    (empty for a prediction, which is not a predicate)."""
     forms = [
         f for f, given in (
             ("predicate", predicate is not None), ("spike", spike not in (None, False)),
             ("above", above is not None), ("below", below is not None), ("nonfinite", nonfinite),
+            ("predict", predict is not None),
         ) if given
     ]
     if len(forms) != 1:
         raise ValueError(
-            "watch_for takes exactly one of predicate=, spike=, above=, below=, nonfinite=True"
-            f" (got {', '.join(forms) or 'none'})"
+            "watch_for takes exactly one of predicate=, spike=, above=, below=, nonfinite=True,"
+            f" predict= (got {', '.join(forms) or 'none'})"
         )
+    if predict is not None:
+        return ""
     if predicate is not None:
         return predicate
     if spike is True:
@@ -114,7 +153,7 @@ class Watcher:
     # ---- conditions -------------------------------------------------------
 
     def add_condition(self, series: str, predicate: str, hold: int, label: str,
-                      timeout: float) -> str:
+                      timeout: float, predict: pb.Prediction | None = None) -> str:
         """Registers a condition on the run; returns its id.
 
         Waits (up to ``timeout`` seconds) for the logger to have created the
@@ -124,6 +163,7 @@ class Watcher:
         """
         request = pb.AddConditionRequest(
             run_id=self._run_id, series=series, predicate=predicate, hold=hold, label=label,
+            predict=predict,
         )
         deadline = time.monotonic() + timeout
         pause = 0.05

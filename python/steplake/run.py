@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from steplake import _wire
-from steplake._events import Event, Watcher, predicate_for
+from steplake._events import Event, Watcher, predicate_for, prediction_for
 from steplake._address import DEFAULT_SERVER, ca_cert_pem, server_address, token_value
 from steplake._spool import Spool, spool_root
 from steplake._writer import Writer
@@ -204,6 +204,7 @@ class Run:
         above: float | None = None,
         below: float | None = None,
         nonfinite: bool = False,
+        predict: Mapping[str, Any] | None = None,
         hold: int = 1,
         label: str | None = None,
         timeout: float = 10.0,
@@ -219,7 +220,14 @@ class Run:
         - ``spike=True`` (``is_spike(value)``: 1.5x the median of the previous
           20 points) or ``spike=2.0`` (that ratio);
         - ``above=x`` / ``below=x``: the value crosses a threshold;
-        - ``nonfinite=True``: the value is NaN or infinite.
+        - ``nonfinite=True``: the value is NaN or infinite;
+        - ``predict={"final_step": 100_000, "above": 2.1}``: the predicted
+          value at the run's last step (the schedule-aware fit of SQL's
+          ``fit_loss_curve``, refitted every ``every`` points, 500 by
+          default, against the learning-rate series ``lr`` when given) is
+          above 2.1, or above the final value of the same series in
+          ``baseline_run=`` another run. Its events carry ``predicted``,
+          ``predicted_lo`` and ``predicted_hi``.
 
         ``hold``: points in a row it must hold on first. The server evaluates
         it on every batch it stores; events reach :meth:`on_event` callbacks
@@ -227,8 +235,9 @@ class Run:
         predicate the server refuses, ``TimeoutError`` when the server cannot
         be reached within ``timeout`` seconds.
         """
-        text = predicate_for(predicate, spike, above, below, nonfinite)
-        return self._events_watcher().add_condition(series, text, hold, label or "", timeout)
+        text = predicate_for(predicate, spike, above, below, nonfinite, predict)
+        return self._events_watcher().add_condition(
+            series, text, hold, label or "", timeout, prediction_for(predict))
 
     def on_event(self, callback: Callable[[Event], Any]) -> None:
         """Calls ``callback(event)`` once for each event of this run, as

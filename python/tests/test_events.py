@@ -156,3 +156,29 @@ def test_watch_for_takes_exactly_one_form(server):
     with pytest.raises(ValueError, match="exactly one"):
         run.watch_for("train/loss")
     run.finish()
+
+
+def test_a_prediction_condition_fires_with_the_prediction_and_its_interval(server):
+    run = steplake.init(project="watch", server=server.address)
+    # The loss tends to about 1.0 by step 5,000 (1 + 2/sqrt(5001) = 1.028;
+    # a fit of the first few hundred steps says a little less).
+    worse = run.watch_for("train/loss", predict={"final_step": 5_000, "above": 0.9, "lr": "lr",
+                                                 "every": 100}, label="ends above 0.9")
+    run.watch_for("train/loss", predict={"final_step": 5_000, "above": 3.0, "every": 100})
+    for step in range(600):
+        loss = 1.0 + 2.0 * (step + 1) ** -0.5 * (1.0 + 0.002 * math.sin(step))
+        run.log({"train/loss": loss, "lr": 1e-3}, step=step)
+        time.sleep(0.001)
+    wait_for(lambda: len(run.events()) >= 1)
+    time.sleep(0.5)
+    events = run.events()
+    run.finish()
+    assert [(e.condition_id, e.label) for e in events] == [(worse, "ends above 0.9")], events
+    event = events[0]
+    assert event.final_step == 5_000 and event.threshold == 0.9
+    assert 0.9 < event.predicted < 1.1, event
+    assert event.predicted_lo <= event.predicted <= event.predicted_hi
+    assert event.step >= 99, "the first fit is due after 100 points"
+    rows = steplake.connect(server.address).sql(
+        f"SELECT predicate FROM conditions WHERE condition_id = '{worse}'").arrow().to_pylist()
+    assert "predicted value at step 5000" in rows[0]["predicate"]

@@ -26,7 +26,7 @@ pub mod watch;
 
 pub use dtype::DType;
 pub use tensor::{TensorRecord, TensorStats};
-pub use watch::{ConditionScope, ConditionSpec, Event};
+pub use watch::{ConditionScope, ConditionSpec, Event, Predicted, PredictionSpec};
 
 use serde::{Deserialize, Serialize};
 

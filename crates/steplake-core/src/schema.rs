@@ -56,7 +56,9 @@ pub fn runs_schema() -> SchemaRef {
 }
 
 /// `events(event_id, seq, run_id, condition_id, label, series, step, value,
-/// time, detected_at)`: one row per firing of a standing condition.
+/// time, detected_at, predicted, predicted_lo, predicted_hi)`: one row per
+/// firing of a standing condition (the last three for a prediction
+/// condition: the predicted final value and its interval).
 pub fn events_schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
     SCHEMA
@@ -72,6 +74,9 @@ pub fn events_schema() -> SchemaRef {
                 Field::new("value", DataType::Float64, false),
                 Field::new("time", timestamp_type(), false),
                 Field::new("detected_at", timestamp_type(), false),
+                Field::new("predicted", DataType::Float64, true),
+                Field::new("predicted_lo", DataType::Float64, true),
+                Field::new("predicted_hi", DataType::Float64, true),
             ]))
         })
         .clone()

@@ -34,6 +34,50 @@ pub struct ConditionSpec {
     pub label: String,
     /// When it was registered, microseconds since the Unix epoch.
     pub created_at_us: i64,
+    /// A condition on the predicted final value instead of a predicate
+    /// over each point (`predicate` then describes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction: Option<PredictionSpec>,
+}
+
+/// A standing condition on the predicted final value of a series: the
+/// schedule-aware loss-curve fit (`fit_loss_curve`) of the series so far,
+/// refitted every `every` points, at `final_step`. It fires when the
+/// prediction is above `above`, or above the last value of the same series
+/// in `baseline_run_id`; again only after a fit that was not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictionSpec {
+    /// The step whose value is predicted (the run's last).
+    pub final_step: i64,
+    /// The run's learning-rate series; empty for a constant rate.
+    #[serde(default)]
+    pub lr_series: String,
+    /// The threshold, when there is no baseline run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above: Option<f64>,
+    /// The run whose final value of the same series is the threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_run_id: Option<String>,
+    /// Points of the series between two fits.
+    pub every: u64,
+    /// The level of the prediction interval (0.95: 95 %).
+    pub level: f64,
+}
+
+/// What a prediction condition's event carries: the prediction, its
+/// interval, and what it was compared with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Predicted {
+    /// The step predicted.
+    pub final_step: i64,
+    /// The predicted value, and its interval.
+    pub value: f64,
+    /// Lower end of the interval.
+    pub lo: f64,
+    /// Upper end of the interval.
+    pub hi: f64,
+    /// The threshold it exceeded (the baseline run's final value, if one).
+    pub threshold: f64,
 }
 
 /// Which runs a condition watches.
@@ -143,6 +187,9 @@ pub struct Event {
     pub time_us: i64,
     /// When the server saw it fire, microseconds since the Unix epoch.
     pub detected_at_us: i64,
+    /// For a prediction condition: what was predicted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted: Option<Predicted>,
 }
 
 impl Event {
@@ -198,6 +245,7 @@ mod tests {
                 value,
                 time_us: 5,
                 detected_at_us: 6,
+                predicted: None,
             };
             let back: Event = serde_json::from_slice(&serde_json::to_vec(&event).unwrap()).unwrap();
             assert_eq!(back.value.to_bits(), value.to_bits());

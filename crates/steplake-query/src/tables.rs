@@ -34,7 +34,7 @@ use steplake_core::schema::{
     conditions_schema, events_schema, runs_schema, scalars_col, scalars_schema, tensors_schema,
     TIMESTAMP_TZ,
 };
-use steplake_core::{ConditionScope, ConditionSpec, Event, RunInfo, TensorRecord};
+use steplake_core::{ConditionScope, ConditionSpec, Event, Predicted, RunInfo, TensorRecord};
 use steplake_store::tensor_files::tensors_batch;
 use steplake_store::{BufferedRows, FileRef, ScalarsSnapshot, ScalarsView, Store, TensorsView};
 
@@ -106,6 +106,15 @@ fn time_column<T>(rows: &[T], f: impl Fn(&T) -> Option<i64>) -> ArrayRef {
     )
 }
 
+fn predicted_column(events: &[Event], f: impl Fn(&Predicted) -> f64) -> ArrayRef {
+    Arc::new(Float64Array::from(
+        events
+            .iter()
+            .map(|e| e.predicted.as_ref().map(&f))
+            .collect::<Vec<_>>(),
+    ))
+}
+
 /// The events as a batch of the `events` schema.
 pub fn events_batch(events: &[Event]) -> Result<RecordBatch> {
     let columns: Vec<ArrayRef> = vec![
@@ -121,6 +130,9 @@ pub fn events_batch(events: &[Event]) -> Result<RecordBatch> {
         )),
         time_column(events, |e| Some(e.time_us)),
         time_column(events, |e| Some(e.detected_at_us)),
+        predicted_column(events, |p| p.value),
+        predicted_column(events, |p| p.lo),
+        predicted_column(events, |p| p.hi),
     ];
     Ok(RecordBatch::try_new(events_schema(), columns)?)
 }

@@ -45,6 +45,8 @@ pub(crate) enum Record {
     },
     /// A standing condition registered or removed.
     Condition(ConditionChange),
+    /// Events fired apart from any batch (their `seq` already set).
+    Events(LoggedEvents),
     /// A tensor, or one chunk of it; `carried_over` when the store logged
     /// a partial tensor again (no new write; only logs of steplake versions
     /// before partial tensor files hold such records).
@@ -64,6 +66,13 @@ pub(crate) enum ConditionChange {
     Removed(String),
 }
 
+/// The payload of an `Events` record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LoggedEvents {
+    pub(crate) run_id: String,
+    pub(crate) events: Vec<Event>,
+}
+
 /// Sets the `seq` of a record's `events`: `lsn` in the high bits and the
 /// position in the record in the low 24, so seqs increase in log order.
 pub(crate) fn number_events(events: &mut [Event], lsn: u64) {
@@ -74,7 +83,8 @@ pub(crate) fn number_events(events: &mut [Event], lsn: u64) {
 
 /// What an admitted record does to readable data.
 pub(crate) enum Change {
-    /// Only the run catalog, or the conditions, changed.
+    /// Only the catalog changed: runs, conditions, or events fired apart
+    /// from any batch.
     Run,
     /// The run was deleted: its points go too.
     RunDeleted(String),
@@ -216,6 +226,17 @@ impl WriteRules {
                     batch,
                     events,
                 })
+            }
+            Record::Events(logged) => {
+                self.check_run(&logged.run_id)?;
+                if logged.events.iter().any(|e| e.run_id != logged.run_id) {
+                    return Err(Refusal::Refused(
+                        CoreError::invalid("events", "every event must be of the record's run")
+                            .into(),
+                    ));
+                }
+                self.watch.record_events(logged.events);
+                Ok(Change::Run)
             }
             Record::Condition(change) => {
                 if let ConditionChange::Set(spec) = &change {

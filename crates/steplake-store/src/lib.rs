@@ -511,6 +511,22 @@ impl Store {
         done.await.map_err(|_| StoreError::closed())?
     }
 
+    /// Makes events of run `run_id` fired apart from any batch (by a fit)
+    /// durable, and readable in [`Store::events`]; an event whose id is
+    /// stored already is dropped.
+    pub async fn append_events(&self, run_id: &str, events: Vec<Event>) -> Result<(), StoreError> {
+        validate_run_id(run_id)?;
+        let (reply, done) = oneshot::channel();
+        self.send(Command::Events {
+            logged: apply::LoggedEvents {
+                run_id: run_id.to_string(),
+                events,
+            },
+            reply,
+        })?;
+        done.await.map_err(|_| StoreError::closed())?
+    }
+
     /// The standing conditions, by id.
     pub fn conditions(&self) -> Vec<ConditionSpec> {
         read_state(&self.shared)

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use steplake_codec::Codec;
 
-use crate::apply::{number_events, Change, Record, Refusal, WatchCatalog, WriteRules};
+use crate::apply::{
+    number_events, Change, LoggedEvents, Record, Refusal, WatchCatalog, WriteRules,
+};
 use crate::buffer::Buffer;
 use crate::manifest_log::{self, LogPosition};
 use crate::partial_files::load_partials;
@@ -190,6 +192,12 @@ fn decode(record: wal::Record) -> Result<Record, String> {
                 batch: rec.batch,
                 events,
             }
+        }
+        RecordKind::Events => {
+            let mut logged: LoggedEvents =
+                serde_json::from_slice(&record.payload).map_err(|_| UNDECODABLE.to_string())?;
+            number_events(&mut logged.events, record.lsn);
+            Record::Events(logged)
         }
         RecordKind::Condition => Record::Condition(
             serde_json::from_slice(&record.payload).map_err(|_| UNDECODABLE.to_string())?,

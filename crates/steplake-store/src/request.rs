@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use steplake_core::{Event, RunInfo, ScalarBatch};
 use tokio::sync::oneshot;
 
-use crate::apply::{ConditionChange, Record};
+use crate::apply::{ConditionChange, LoggedEvents, Record};
 use crate::{StoreError, TensorPart};
 
 /// Acknowledgement of one durable batch.
@@ -90,6 +90,10 @@ pub(crate) enum Command {
         change: ConditionChange,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    Events {
+        logged: LoggedEvents,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     Flush {
         reply: mpsc::Sender<Result<(), String>>,
         /// Answer only once the compaction passes after the flush are done.
@@ -139,9 +143,10 @@ pub(crate) enum Effect {
         resumed: bool,
         reply: RunReply,
     },
-    /// A logged condition change.
-    Condition {
-        change: ConditionChange,
+    /// A logged condition change, or logged events: admitted, then
+    /// answered.
+    Catalog {
+        record: Record,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     /// Logged deletion records of these runs.
@@ -191,7 +196,7 @@ impl Effect {
             Effect::Delete { reply, .. } => {
                 let _ = reply.send(Err(err()));
             }
-            Effect::Condition { reply, .. } => {
+            Effect::Catalog { reply, .. } => {
                 let _ = reply.send(Err(err()));
             }
         }
@@ -218,7 +223,7 @@ pub(crate) fn reject(command: Command, reason: &str) {
         Command::DeleteRuns { reply, .. } => {
             let _ = reply.send(Err(err()));
         }
-        Command::Condition { reply, .. } => {
+        Command::Condition { reply, .. } | Command::Events { reply, .. } => {
             let _ = reply.send(Err(err()));
         }
     }

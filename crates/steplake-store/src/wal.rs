@@ -42,6 +42,9 @@ pub enum RecordKind {
     /// A standing condition registered or removed: payload is a
     /// `ConditionChange` as JSON.
     Condition = 5,
+    /// Events fired apart from any batch (by a prediction condition's fit):
+    /// payload is the run id and the events as JSON.
+    Events = 6,
 }
 
 impl RecordKind {
@@ -52,6 +55,7 @@ impl RecordKind {
             3 => Some(RecordKind::Tensor),
             4 => Some(RecordKind::ScalarsWithEvents),
             5 => Some(RecordKind::Condition),
+            6 => Some(RecordKind::Events),
             _ => None,
         }
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use steplake_core::{RunInfo, RUN_STATUS_DELETED, RUN_STATUS_RUNNING};
 use tokio::sync::oneshot;
 
-use crate::apply::{number_events, Change, ConditionChange, Record, Refusal, WriteRules};
+use crate::apply::{number_events, Change, Record, Refusal, WriteRules};
 use crate::flusher::FlushJob;
 use crate::request::{reject, Command, DeletionStarted, Effect, RunReply, RunSelector};
 use crate::shared::{read_state, write_state, Frozen, Shared};
@@ -75,11 +75,18 @@ impl Pending {
         lsn
     }
 
-    fn log_condition(&mut self, wal: &mut WalWriter, change: &ConditionChange) {
-        let payload = serde_json::to_vec(change).unwrap_or_default();
+    /// Frames a record whose payload is `value` as JSON; returns its LSN.
+    fn log_json(
+        &mut self,
+        wal: &mut WalWriter,
+        kind: RecordKind,
+        value: &impl serde::Serialize,
+    ) -> u64 {
+        let payload = serde_json::to_vec(value).unwrap_or_default();
         let lsn = wal.assign_lsn();
         self.first_lsn.get_or_insert(lsn);
-        frame_record(&mut self.framed, lsn, RecordKind::Condition, &payload);
+        frame_record(&mut self.framed, lsn, kind, &payload);
+        lsn
     }
 
     fn log_run(&mut self, wal: &mut WalWriter, run: &RunInfo) {
@@ -325,8 +332,19 @@ impl WalThread {
                 Some(Effect::Write { record, reply, ack })
             }
             Command::Condition { change, reply } => {
-                pending.log_condition(&mut self.wal, &change);
-                Some(Effect::Condition { change, reply })
+                pending.log_json(&mut self.wal, RecordKind::Condition, &change);
+                Some(Effect::Catalog {
+                    record: Record::Condition(change),
+                    reply,
+                })
+            }
+            Command::Events { mut logged, reply } => {
+                let lsn = pending.log_json(&mut self.wal, RecordKind::Events, &logged);
+                number_events(&mut logged.events, lsn);
+                Some(Effect::Catalog {
+                    record: Record::Events(logged),
+                    reply,
+                })
             }
             Command::CreateRun { request, reply } => {
                 let (run, resumed) = self.create_or_resume(request, pending);
@@ -472,8 +490,8 @@ impl WalThread {
                     let _ = self.rules.admit(Record::Run(run.clone()));
                     replies.push(Reply::Run(run, resumed, reply));
                 }
-                Effect::Condition { change, reply } => {
-                    let result = match self.rules.admit(Record::Condition(change)) {
+                Effect::Catalog { record, reply } => {
+                    let result = match self.rules.admit(record) {
                         Ok(_) => {
                             watch_changed = true;
                             Ok(())

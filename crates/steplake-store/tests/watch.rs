@@ -42,6 +42,7 @@ fn condition(id: &str, run_id: &str) -> ConditionSpec {
         hold: 1,
         label: "spike".into(),
         created_at_us: 5,
+        prediction: None,
     }
 }
 
@@ -57,6 +58,7 @@ fn event(run_id: &str, step: i64, value: f64) -> Event {
         value,
         time_us: 1_000,
         detected_at_us: 2_000,
+        predicted: None,
     }
 }
 
@@ -153,4 +155,24 @@ fn a_condition_needs_its_run_and_goes_with_it() {
     drop(store);
     let store = open(dir.path());
     assert!(store.conditions().is_empty() && store.events(None, 0).is_empty());
+}
+
+#[test]
+fn events_fired_apart_from_a_batch_are_durable_too() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        create(&store, "r");
+        write(&store, 1, "r", 1, vec![event("r", 1, 9.0)]);
+        block_on(store.append_events("r", vec![event("r", 2, 3.0), event("r", 1, 9.0)])).unwrap();
+        let refused = block_on(store.append_events("nope", vec![event("nope", 1, 1.0)]));
+        assert!(matches!(refused, Err(StoreError::RunNotFound { .. })));
+        let mixed = block_on(store.append_events("r", vec![event("other", 5, 1.0)]));
+        assert!(mixed.is_err(), "an event of another run is refused");
+        assert_eq!(steps(&store.events(Some("r"), 0)), [1, 2]);
+    }
+    let store = open(dir.path());
+    let events = store.events(Some("r"), 0);
+    assert_eq!(steps(&events), [1, 2], "replayed from the log, once each");
+    assert!(events[0].seq < events[1].seq);
 }

@@ -135,20 +135,38 @@ class FinishRunResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class AddConditionRequest(_message.Message):
-    __slots__ = ("run_id", "project", "series", "predicate", "hold", "label")
+    __slots__ = ("run_id", "project", "series", "predicate", "hold", "label", "predict")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     SERIES_FIELD_NUMBER: _ClassVar[int]
     PREDICATE_FIELD_NUMBER: _ClassVar[int]
     HOLD_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
+    PREDICT_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     project: str
     series: str
     predicate: str
     hold: int
     label: str
-    def __init__(self, run_id: _Optional[str] = ..., project: _Optional[str] = ..., series: _Optional[str] = ..., predicate: _Optional[str] = ..., hold: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
+    predict: Prediction
+    def __init__(self, run_id: _Optional[str] = ..., project: _Optional[str] = ..., series: _Optional[str] = ..., predicate: _Optional[str] = ..., hold: _Optional[int] = ..., label: _Optional[str] = ..., predict: _Optional[_Union[Prediction, _Mapping]] = ...) -> None: ...
+
+class Prediction(_message.Message):
+    __slots__ = ("final_step", "lr_series", "above", "baseline_run_id", "every", "level")
+    FINAL_STEP_FIELD_NUMBER: _ClassVar[int]
+    LR_SERIES_FIELD_NUMBER: _ClassVar[int]
+    ABOVE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    EVERY_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    final_step: int
+    lr_series: str
+    above: float
+    baseline_run_id: str
+    every: int
+    level: float
+    def __init__(self, final_step: _Optional[int] = ..., lr_series: _Optional[str] = ..., above: _Optional[float] = ..., baseline_run_id: _Optional[str] = ..., every: _Optional[int] = ..., level: _Optional[float] = ...) -> None: ...
 
 class AddConditionResponse(_message.Message):
     __slots__ = ("condition_id",)
@@ -209,7 +227,7 @@ class WatchRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., after_seq: _Optional[int] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("event_id", "seq", "run_id", "condition_id", "label", "series", "step", "value", "time_us", "detected_at_us")
+    __slots__ = ("event_id", "seq", "run_id", "condition_id", "label", "series", "step", "value", "time_us", "detected_at_us", "predicted", "predicted_lo", "predicted_hi", "threshold", "final_step")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -220,6 +238,11 @@ class Event(_message.Message):
     VALUE_FIELD_NUMBER: _ClassVar[int]
     TIME_US_FIELD_NUMBER: _ClassVar[int]
     DETECTED_AT_US_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_LO_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_HI_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    FINAL_STEP_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     seq: int
     run_id: str
@@ -230,4 +253,9 @@ class Event(_message.Message):
     value: float
     time_us: int
     detected_at_us: int
-    def __init__(self, event_id: _Optional[str] = ..., seq: _Optional[int] = ..., run_id: _Optional[str] = ..., condition_id: _Optional[str] = ..., label: _Optional[str] = ..., series: _Optional[str] = ..., step: _Optional[int] = ..., value: _Optional[float] = ..., time_us: _Optional[int] = ..., detected_at_us: _Optional[int] = ...) -> None: ...
+    predicted: float
+    predicted_lo: float
+    predicted_hi: float
+    threshold: float
+    final_step: int
+    def __init__(self, event_id: _Optional[str] = ..., seq: _Optional[int] = ..., run_id: _Optional[str] = ..., condition_id: _Optional[str] = ..., label: _Optional[str] = ..., series: _Optional[str] = ..., step: _Optional[int] = ..., value: _Optional[float] = ..., time_us: _Optional[int] = ..., detected_at_us: _Optional[int] = ..., predicted: _Optional[float] = ..., predicted_lo: _Optional[float] = ..., predicted_hi: _Optional[float] = ..., threshold: _Optional[float] = ..., final_step: _Optional[int] = ...) -> None: ...

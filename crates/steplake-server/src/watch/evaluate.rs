@@ -7,6 +7,10 @@
 //! reads only the run's latest points, as many per series as the longest
 //! condition window needs ([`Condition::memory`]), and feeds them without
 //! firing: what fired on them is stored already, in their batches' records.
+//!
+//! A prediction condition is not evaluated point by point: every `every`
+//! points of a series it asks for a fit (`predict`), which runs on its own
+//! task so that no batch waits for it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +21,9 @@ use arrow::datatypes::{Float64Type, Int64Type};
 use datafusion::common::ScalarValue;
 use steplake_core::watch::pattern_matches;
 use steplake_core::{ConditionSpec, Event, ScalarBatch};
+
+use super::notify::Notifier;
+use super::predict::{self, FitRequest, FitState};
 use steplake_query::condition::{Condition, SeriesWatch};
 use steplake_query::QueryEngine;
 use steplake_store::{now_us, Store};
@@ -30,6 +37,7 @@ const RECENT_POINTS: &str = "SELECT name, step, value FROM (\
 pub(crate) struct Evaluator {
     store: Arc<Store>,
     engine: Arc<QueryEngine>,
+    notifier: Notifier,
     runs: Mutex<HashMap<String, Arc<tokio::sync::Mutex<RunWatch>>>>,
     /// Bumped by every condition change: a run state built under an older
     /// one is rebuilt.
@@ -39,7 +47,15 @@ pub(crate) struct Evaluator {
 /// One condition, checked.
 struct Compiled {
     spec: ConditionSpec,
-    condition: Condition,
+    check: Check,
+}
+
+/// How a condition is evaluated.
+enum Check {
+    /// Point by point.
+    Predicate(Condition),
+    /// By a fit every so many points.
+    Prediction,
 }
 
 /// The watch state of one run.
@@ -58,13 +74,15 @@ struct RunWatch {
 struct SeriesState {
     last_step: Option<i64>,
     watches: Vec<(usize, SeriesWatch)>,
+    fits: Vec<FitState>,
 }
 
 impl Evaluator {
-    pub(crate) fn new(store: Arc<Store>, engine: Arc<QueryEngine>) -> Self {
+    pub(crate) fn new(store: Arc<Store>, engine: Arc<QueryEngine>, notifier: Notifier) -> Self {
         Evaluator {
             store,
             engine,
+            notifier,
             runs: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(1),
         }
@@ -113,7 +131,17 @@ impl Evaluator {
         if run.conditions.is_empty() {
             return Vec::new();
         }
-        run.observe(run_id, batch)
+        let (events, fits) = run.observe(run_id, batch);
+        for fit in fits {
+            tokio::spawn(predict::fit(
+                self.store.clone(),
+                self.engine.clone(),
+                self.notifier.clone(),
+                run_id.to_string(),
+                fit,
+            ));
+        }
+        events
     }
 
     /// The conditions that watch run `run_id`, by id.
@@ -133,9 +161,18 @@ impl Evaluator {
         let conditions: Vec<Compiled> = specs
             .into_iter()
             .filter_map(|spec| {
+                if spec.prediction.is_some() {
+                    return Some(Compiled {
+                        spec,
+                        check: Check::Prediction,
+                    });
+                }
                 let hold = usize::try_from(spec.hold).unwrap_or(usize::MAX);
                 match Condition::parse(&spec.predicate, hold) {
-                    Ok(condition) => Some(Compiled { spec, condition }),
+                    Ok(condition) => Some(Compiled {
+                        spec,
+                        check: Check::Predicate(condition),
+                    }),
                     Err(error) => {
                         tracing::warn!(condition = %spec.id, %error, "a stored condition no longer parses; it is not evaluated");
                         None
@@ -155,7 +192,10 @@ impl Evaluator {
         let memory = run
             .conditions
             .iter()
-            .map(|c| c.condition.memory())
+            .map(|c| match &c.check {
+                Check::Predicate(condition) => condition.memory(),
+                Check::Prediction => 0,
+            })
             .max()
             .unwrap_or(0);
         if memory > 0 {
@@ -200,16 +240,24 @@ impl RunWatch {
         if let Some(&slot) = self.index.get(name) {
             return slot;
         }
-        let watches = self
-            .conditions
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| pattern_matches(&c.spec.series, name))
-            .map(|(i, c)| (i, c.condition.watch()))
-            .collect();
+        let mut watches = Vec::new();
+        let mut fits = Vec::new();
+        for (i, c) in self.conditions.iter().enumerate() {
+            if !pattern_matches(&c.spec.series, name) {
+                continue;
+            }
+            match &c.check {
+                Check::Predicate(condition) => watches.push((i, condition.watch())),
+                Check::Prediction => {
+                    let every = c.spec.prediction.as_ref().map_or(1, |p| p.every);
+                    fits.push(FitState::new(i, every));
+                }
+            }
+        }
         self.series.push(SeriesState {
             last_step: None,
             watches,
+            fits,
         });
         self.index.insert(name.to_string(), self.series.len() - 1);
         self.series.len() - 1
@@ -223,56 +271,89 @@ impl RunWatch {
             let values = batch.column(2).as_primitive::<Float64Type>();
             for row in 0..batch.num_rows() {
                 let slot = self.slot(names.value(row));
-                self.series[slot].advance(steps.value(row), values.value(row), |_| {});
+                self.series[slot].advance(steps.value(row), values.value(row), |_| {}, |_| {});
             }
         }
     }
 
-    /// Feeds a batch's points in order; returns what fired.
-    fn observe(&mut self, run_id: &str, batch: &ScalarBatch) -> Vec<Event> {
+    /// Feeds a batch's points in order; returns what fired, and the fits
+    /// that are due.
+    fn observe(&mut self, run_id: &str, batch: &ScalarBatch) -> (Vec<Event>, Vec<FitRequest>) {
         let slots: Vec<usize> = batch.names.iter().map(|name| self.slot(name)).collect();
         let mut events = Vec::new();
+        let mut fits = Vec::new();
         let detected_at_us = now_us();
         for i in 0..batch.len() {
             let name_index = batch.name_index[i] as usize;
             let (step, value) = (batch.steps[i], batch.values[i]);
+            let time_us = batch
+                .wall_times_us
+                .get(i)
+                .copied()
+                .unwrap_or(detected_at_us);
             let conditions = &self.conditions;
-            self.series[slots[name_index]].advance(step, value, |condition| {
-                let spec = &conditions[condition].spec;
-                let series = &batch.names[name_index];
-                events.push(Event {
-                    id: Event::id_for(run_id, &spec.id, series, step),
-                    seq: 0,
-                    run_id: run_id.to_string(),
-                    condition_id: spec.id.clone(),
-                    label: spec.label.clone(),
+            let series = &batch.names[name_index];
+            let due = |fit: &FitState| {
+                fits.push(FitRequest {
+                    spec: conditions[fit.condition].spec.clone(),
                     series: series.clone(),
                     step,
                     value,
-                    time_us: batch
-                        .wall_times_us
-                        .get(i)
-                        .copied()
-                        .unwrap_or(detected_at_us),
-                    detected_at_us,
+                    time_us,
+                    state: fit.shared(),
                 });
-            });
+            };
+            self.series[slots[name_index]].advance(
+                step,
+                value,
+                |condition| {
+                    let spec = &conditions[condition].spec;
+                    events.push(Event {
+                        id: Event::id_for(run_id, &spec.id, series, step),
+                        seq: 0,
+                        run_id: run_id.to_string(),
+                        condition_id: spec.id.clone(),
+                        label: spec.label.clone(),
+                        series: series.clone(),
+                        step,
+                        value,
+                        time_us,
+                        detected_at_us,
+                        predicted: None,
+                    });
+                },
+                due,
+            );
         }
-        events
+        (events, fits)
     }
 }
 
 impl SeriesState {
     /// Evaluates the point at `step` if it comes after the last one;
-    /// `fired` gets the index of each condition that fires at it.
-    fn advance(&mut self, step: i64, value: f64, mut fired: impl FnMut(usize)) {
-        if self.watches.is_empty() || self.last_step.is_some_and(|last| step <= last) {
+    /// `fired` gets the index of each condition that fires at it, `due`
+    /// each prediction whose fit is due.
+    fn advance(
+        &mut self,
+        step: i64,
+        value: f64,
+        mut fired: impl FnMut(usize),
+        mut due: impl FnMut(&FitState),
+    ) {
+        if (self.watches.is_empty() && self.fits.is_empty())
+            || self.last_step.is_some_and(|last| step <= last)
+        {
             return;
         }
         self.last_step = Some(step);
         for (condition, watch) in &mut self.watches {
             if watch.observe(step, value) {
                 fired(*condition);
+            }
+        }
+        for fit in &mut self.fits {
+            if fit.count_point() {
+                due(fit);
             }
         }
     }

@@ -11,6 +11,8 @@
 //!   latest stored points (never from the whole history) when a run is
 //!   first written to after a start, when its conditions change, and after
 //!   a refused batch;
+//! - `predict`: prediction conditions, whose fits run beside ingest every
+//!   so many points and log their events on their own;
 //! - `notify`: tells the watchers of a run that durable events arrived;
 //! - `stream`: the `Watch` RPC: stored events after a cursor, then live;
 //! - `webhook`: `--alert-webhook URL`: each event POSTed as JSON, resuming
@@ -22,6 +24,7 @@
 
 mod evaluate;
 mod notify;
+mod predict;
 mod register;
 mod stream;
 mod webhook;
@@ -51,9 +54,10 @@ impl Watching {
         engine: Arc<QueryEngine>,
         stopped: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
+        let notifier = Notifier::new(stopped);
         Watching {
-            evaluator: Evaluator::new(store, engine),
-            notifier: Notifier::new(stopped),
+            evaluator: Evaluator::new(store, engine, notifier.clone()),
+            notifier,
         }
     }
 }

@@ -1,8 +1,10 @@
 //! AddCondition, RemoveCondition and ListConditions: a predicate is
 //! checked here, where it will be evaluated, before the store keeps it.
 
-use steplake_core::{ConditionScope, ConditionSpec};
-use steplake_proto::v1::{AddConditionRequest, Condition as WireCondition};
+use steplake_core::{validate_run_id, ConditionScope, ConditionSpec, PredictionSpec};
+use steplake_proto::v1::{
+    AddConditionRequest, Condition as WireCondition, Prediction as WirePrediction,
+};
 use steplake_query::condition::Condition;
 use steplake_store::{now_us, random_id, Store};
 use tonic::Status;
@@ -28,15 +30,25 @@ pub(crate) fn requested_scope(run_id: &str, project: &str) -> Result<ConditionSc
 pub(crate) async fn add_condition(
     store: &Store,
     evaluator: &Evaluator,
-    request: AddConditionRequest,
+    mut request: AddConditionRequest,
 ) -> Result<String, Status> {
     let scope = requested_scope(&request.run_id, &request.project)?;
     let hold = request.hold.max(1);
-    Condition::parse(
-        &request.predicate,
-        usize::try_from(hold).unwrap_or(usize::MAX),
-    )
-    .map_err(|e| Status::invalid_argument(format!("invalid condition: {e}")))?;
+    let prediction = match request.predict.take() {
+        Some(wire) => {
+            let prediction = checked_prediction(wire, &request.predicate)?;
+            request.predicate = describe(&prediction);
+            Some(prediction)
+        }
+        None => {
+            Condition::parse(
+                &request.predicate,
+                usize::try_from(hold).unwrap_or(usize::MAX),
+            )
+            .map_err(|e| Status::invalid_argument(format!("invalid condition: {e}")))?;
+            None
+        }
+    };
     let spec = ConditionSpec {
         id: format!("c{}", random_id()),
         scope,
@@ -49,11 +61,80 @@ pub(crate) async fn add_condition(
         predicate: request.predicate,
         hold,
         created_at_us: now_us(),
+        prediction,
     };
     let id = spec.id.clone();
     store.set_condition(spec).await.map_err(store_status)?;
     evaluator.conditions_changed();
     Ok(id)
+}
+
+/// Points between two fits when the request leaves it to us.
+const DEFAULT_FIT_EVERY: u64 = 500;
+/// The prediction interval's level when the request leaves it to us.
+const DEFAULT_LEVEL: f64 = 0.95;
+
+/// Checks a prediction condition's request.
+fn checked_prediction(wire: WirePrediction, predicate: &str) -> Result<PredictionSpec, Status> {
+    let invalid = |reason: &str| {
+        Err(Status::invalid_argument(format!(
+            "invalid prediction condition: {reason}"
+        )))
+    };
+    if !predicate.is_empty() {
+        return invalid("give a predicate or a prediction, not both");
+    }
+    if wire.final_step <= 0 {
+        return invalid("final_step must be the run's last step (> 0)");
+    }
+    let level = if wire.level == 0.0 {
+        DEFAULT_LEVEL
+    } else {
+        wire.level
+    };
+    if !(level > 0.0 && level < 1.0) {
+        return invalid("level must be between 0 and 1 (0.95 for a 95 % interval)");
+    }
+    let baseline_run_id = (!wire.baseline_run_id.is_empty()).then_some(wire.baseline_run_id);
+    if let Some(baseline) = &baseline_run_id {
+        validate_run_id(baseline).map_err(|e| {
+            Status::invalid_argument(format!(
+                "invalid prediction condition: baseline_run_id: {e}"
+            ))
+        })?;
+    } else if !wire.above.is_finite() {
+        return invalid("above must be a number");
+    }
+    Ok(PredictionSpec {
+        final_step: wire.final_step,
+        lr_series: wire.lr_series,
+        above: baseline_run_id.is_none().then_some(wire.above),
+        baseline_run_id,
+        every: if wire.every == 0 {
+            DEFAULT_FIT_EVERY
+        } else {
+            wire.every
+        },
+        level,
+    })
+}
+
+/// How a prediction condition reads in the `conditions` table.
+fn describe(prediction: &PredictionSpec) -> String {
+    let threshold = match (&prediction.baseline_run_id, prediction.above) {
+        (Some(run), _) => format!("the final value of run {run}"),
+        (None, Some(above)) => above.to_string(),
+        (None, None) => "nothing".to_string(),
+    };
+    let lr = if prediction.lr_series.is_empty() {
+        "a constant learning rate".to_string()
+    } else {
+        format!("learning rate {}", prediction.lr_series)
+    };
+    format!(
+        "predicted value at step {} (fit_loss_curve with {lr}, every {} points) > {threshold}",
+        prediction.final_step, prediction.every
+    )
 }
 
 /// Removes a condition.

@@ -46,7 +46,13 @@ pub(crate) fn watch_events(
 
 /// An event as the wire carries it.
 pub(crate) fn wire_event(event: Event) -> WireEvent {
+    let predicted = event.predicted.as_ref();
     WireEvent {
+        predicted: predicted.map(|p| p.value),
+        predicted_lo: predicted.map(|p| p.lo),
+        predicted_hi: predicted.map(|p| p.hi),
+        threshold: predicted.map(|p| p.threshold),
+        final_step: predicted.map(|p| p.final_step),
         event_id: event.id,
         seq: event.seq,
         run_id: event.run_id,
