@@ -61,7 +61,7 @@ pub(crate) enum Record {
 #[serde(rename_all = "snake_case")]
 pub(crate) enum ConditionChange {
     /// Registered (or replaced, by id).
-    Set(ConditionSpec),
+    Set(Box<ConditionSpec>),
     /// Removed, by id.
     Removed(String),
 }
@@ -171,7 +171,7 @@ impl WatchCatalog {
     fn apply(&mut self, change: ConditionChange) {
         match change {
             ConditionChange::Set(spec) => {
-                self.conditions.insert(spec.id.clone(), spec);
+                self.conditions.insert(spec.id.clone(), *spec);
             }
             ConditionChange::Removed(id) => {
                 self.conditions.remove(&id);

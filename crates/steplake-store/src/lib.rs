@@ -492,7 +492,8 @@ impl Store {
         if let Some(run_id) = spec.run_id() {
             validate_run_id(run_id)?;
         }
-        self.change_condition(ConditionChange::Set(spec)).await
+        self.change_condition(ConditionChange::Set(Box::new(spec)))
+            .await
     }
 
     /// Removes the standing condition `id`, durably; its events stay.
