@@ -57,7 +57,7 @@ def test_get_objects_lists_catalog_schemas_tables_and_columns(connection):
     schemas = objects[0]["catalog_db_schemas"]
     assert [s["db_schema_name"] for s in schemas] == ["public"]
     tables = {t["table_name"]: t for t in schemas[0]["db_schema_tables"]}
-    assert set(tables) == {"runs", "scalars", "tensors"}
+    assert set(tables) == {"conditions", "events", "runs", "scalars", "tensors"}
     assert all(t["table_type"] == "TABLE" for t in tables.values())
     columns = [c["column_name"] for c in tables["scalars"]["table_columns"]]
     assert columns == ["run_id", "name", "step", "value", "wall_time"]

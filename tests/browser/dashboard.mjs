@@ -68,6 +68,14 @@ try {
   check(drawn.points === 1000000, `expected 1000000 points, got ${drawn.points}`);
   check(drawn.downsampled, 'a 1M-point series is downsampled');
   check(drawn.max === 1000, `the spike (1000) must be in the downsampled data, max was ${drawn.max}`);
+  // The standing condition's event: marked on the chart and listed below it.
+  await page.waitForFunction(() => (window.steplake.events || []).length > 0, null, { timeout: 60000 });
+  const events = await page.evaluate(() => window.steplake.events);
+  check(events.length === 1 && events[0].step === 31337 && events[0].label === 'loss at 1000',
+    `one event at the spike, got ${JSON.stringify(events)}`);
+  const listed = await page.locator('#events table.events tr').count();
+  check(listed === 2, `the event list has a header and one event, got ${listed} rows`);
+  console.log('the spike event is on the chart and in the list');
   const painted = await page.evaluate(() => {
     const canvas = document.querySelector('#chart canvas');
     const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;

@@ -359,6 +359,26 @@ fn the_dashboard_in_headless_chromium() {
     }
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), &[]);
+    // A standing condition that the spike fires, for the chart's event
+    // marker and the event list.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let client = steplake_client::Client::connect(&server.url).await.unwrap();
+            client.ensure_run("big", "default").await.unwrap();
+            client
+                .add_condition(steplake_client::v1::AddConditionRequest {
+                    run_id: "big".into(),
+                    series: "loss".into(),
+                    predicate: "value >= 1000".into(),
+                    label: "loss at 1000".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        });
     // One run of 1M points with a spike, beside a small one.
     write_loss(&server.url, "big", 1_000_000);
     write_loss(&server.url, "small", 5_000);

@@ -193,8 +193,11 @@ e2e_test! {
             .await
             .expect("GetTables");
         let batches = check_command(&mut client, "GetTables", info, &tables_spec).await;
-        assert_eq!(strings(&batches, "table_name"), ["runs", "scalars", "tensors"]);
-        assert_eq!(strings(&batches, "table_type"), ["TABLE", "TABLE", "TABLE"]);
+        assert_eq!(
+            strings(&batches, "table_name"),
+            ["conditions", "events", "runs", "scalars", "tensors"]
+        );
+        assert_eq!(strings(&batches, "table_type"), ["TABLE"; 5]);
 
         let mut with_schema = tables_spec.to_vec();
         with_schema.push(Field::new("table_schema", DataType::Binary, false));
