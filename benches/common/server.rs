@@ -67,6 +67,29 @@ pub(crate) fn start_server_with(
     }
 }
 
+impl Server {
+    /// CPU seconds (user + system) the server process has used so far,
+    /// from `/proc` (Linux); 0 where it cannot be read.
+    #[allow(
+        dead_code,
+        reason = "each bench compiles these helpers; not all use every one"
+    )]
+    pub(crate) fn cpu_seconds(&self) -> f64 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())) else {
+            return 0.0;
+        };
+        // Fields after the command name (which may hold spaces): utime is
+        // the 14th field of the line, stime the 15th, in clock ticks.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+            return 0.0;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        // rest starts at field 3 (state): utime is index 11, stime 12.
+        (ticks(11) + ticks(12)) / 100.0
+    }
+}
+
 /// Stops the server with SIGTERM and checks that it exited cleanly.
 pub(crate) fn stop_server(mut server: Server) {
     Command::new("kill")
