@@ -264,8 +264,14 @@ async fn main() {
     let mut cpu = [f64::MAX; 4];
     for round in 0..rounds {
         for (i, (run, ..)) in configs.iter().enumerate() {
-            let (rate, cpu_per_million) =
-                ingest(&client, &server, run, &names, round * BATCHES * STEPS_PER_BATCH).await;
+            let (rate, cpu_per_million) = ingest(
+                &client,
+                &server,
+                run,
+                &names,
+                round * BATCHES * STEPS_PER_BATCH,
+            )
+            .await;
             best[i] = best[i].max(rate);
             cpu[i] = cpu[i].min(cpu_per_million);
         }

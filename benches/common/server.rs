@@ -84,7 +84,12 @@ impl Server {
             return 0.0;
         };
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
         // rest starts at field 3 (state): utime is index 11, stime 12.
         (ticks(11) + ticks(12)) / 100.0
     }

@@ -277,75 +277,178 @@ impl RunWatch {
     }
 
     /// Feeds a batch's points in order; returns what fired, and the fits
-    /// that are due.
+    /// that are due. A large batch is split by series over a few threads
+    /// (each series' points stay in order on one of them).
     fn observe(&mut self, run_id: &str, batch: &ScalarBatch) -> (Vec<Event>, Vec<FitRequest>) {
         let slots: Vec<usize> = batch.names.iter().map(|name| self.slot(name)).collect();
-        let mut events = Vec::new();
-        let mut fits = Vec::new();
-        let detected_at_us = now_us();
-        for i in by_series(batch) {
-            let name_index = batch.name_index[i] as usize;
-            let (step, value) = (batch.steps[i], batch.values[i]);
-            let time_us = batch
-                .wall_times_us
-                .get(i)
-                .copied()
-                .unwrap_or(detected_at_us);
-            let conditions = &self.conditions;
-            let series = &batch.names[name_index];
-            let due = |fit: &FitState| {
-                fits.push(FitRequest {
-                    spec: conditions[fit.condition].spec.clone(),
-                    series: series.clone(),
-                    step,
-                    value,
-                    time_us,
-                    state: fit.shared(),
-                });
-            };
-            self.series[slots[name_index]].advance(
-                step,
-                value,
-                |condition| {
-                    let spec = &conditions[condition].spec;
-                    events.push(Event {
-                        id: Event::id_for(run_id, &spec.id, series, step),
-                        seq: 0,
-                        run_id: run_id.to_string(),
-                        condition_id: spec.id.clone(),
-                        label: spec.label.clone(),
-                        series: series.clone(),
-                        step,
-                        value,
-                        time_us,
-                        detected_at_us,
-                        predicted: None,
-                    });
-                },
-                due,
-            );
+        // A name listed twice in a batch is one series: group by its first
+        // listing.
+        let mut first_listing = HashMap::with_capacity(slots.len());
+        let group_of_name: Vec<usize> = slots
+            .iter()
+            .enumerate()
+            .map(|(k, slot)| *first_listing.entry(*slot).or_insert(k))
+            .collect();
+        let order = by_series(batch, &group_of_name);
+        // Each series of the batch: its slot and its run of `order`.
+        let mut groups: Vec<(usize, usize, usize)> = Vec::with_capacity(batch.names.len());
+        let mut start = 0;
+        while start < order.len() {
+            let group = group_of_name[batch.name_index[order[start]] as usize];
+            let mut end = start + 1;
+            while end < order.len() && group_of_name[batch.name_index[order[end]] as usize] == group
+            {
+                end += 1;
+            }
+            groups.push((slots[group], start, end));
+            start = end;
         }
+        groups.sort_unstable_by_key(|&(slot, ..)| slot);
+        let detected_at_us = now_us();
+        let conditions = &self.conditions;
+        let mut work: Vec<(&mut SeriesState, usize, usize)> = Vec::with_capacity(groups.len());
+        let mut next = groups.iter().peekable();
+        for (slot, state) in self.series.iter_mut().enumerate() {
+            let Some(&&(_, start, end)) = next.peek().filter(|(s, ..)| *s == slot) else {
+                continue;
+            };
+            next.next();
+            if !state.watches.is_empty() || !state.fits.is_empty() {
+                work.push((state, start, end));
+            }
+        }
+        let context = Context {
+            run_id,
+            batch,
+            order: &order,
+            conditions,
+            detected_at_us,
+        };
+        let threads = evaluation_threads(batch.len(), work.len());
+        let (mut events, fits) = if threads <= 1 {
+            context.evaluate(&mut work)
+        } else {
+            let chunk = work.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = work
+                    .chunks_mut(chunk)
+                    .map(|part| scope.spawn(|| context.evaluate(part)))
+                    .collect();
+                let mut all = (Vec::new(), Vec::new());
+                for handle in handles {
+                    // A panic in a part is a bug; its events are lost, not the batch.
+                    if let Ok((events, fits)) = handle.join() {
+                        all.0.extend(events);
+                        all.1.extend(fits);
+                    }
+                }
+                all
+            })
+        };
         events.sort_by_key(|e| e.step);
         (events, fits)
     }
 }
 
-/// The indexes of `batch`'s points grouped by series, in batch order within
-/// each (a counting sort): a series' windows then stay in the CPU's cache
+/// Points a batch needs before its series are split over threads.
+const PARALLEL_MIN_POINTS: usize = 4096;
+
+/// How many threads evaluate a batch of `points` points over `series`
+/// watched series: one for a small batch, else up to the machine's cores.
+fn evaluation_threads(points: usize, series: usize) -> usize {
+    if points < PARALLEL_MIN_POINTS || series < 2 {
+        return 1;
+    }
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4)
+        .min(series)
+}
+
+/// What evaluating a batch's series needs besides their states.
+struct Context<'a> {
+    run_id: &'a str,
+    batch: &'a ScalarBatch,
+    /// The batch's points grouped by series.
+    order: &'a [usize],
+    conditions: &'a [Compiled],
+    detected_at_us: i64,
+}
+
+impl Context<'_> {
+    /// Feeds each series its run of points (`order[start..end]`).
+    fn evaluate(
+        &self,
+        work: &mut [(&mut SeriesState, usize, usize)],
+    ) -> (Vec<Event>, Vec<FitRequest>) {
+        let (batch, conditions) = (self.batch, self.conditions);
+        let mut events = Vec::new();
+        let mut fits = Vec::new();
+        for (state, start, end) in work.iter_mut() {
+            for &i in &self.order[*start..*end] {
+                let series = &batch.names[batch.name_index[i] as usize];
+                let (step, value) = (batch.steps[i], batch.values[i]);
+                let time_us = batch
+                    .wall_times_us
+                    .get(i)
+                    .copied()
+                    .unwrap_or(self.detected_at_us);
+                let due = |fit: &FitState| {
+                    fits.push(FitRequest {
+                        spec: conditions[fit.condition].spec.clone(),
+                        series: series.clone(),
+                        step,
+                        value,
+                        time_us,
+                        state: fit.shared(),
+                    });
+                };
+                state.advance(
+                    step,
+                    value,
+                    |condition| {
+                        let spec = &conditions[condition].spec;
+                        events.push(Event {
+                            id: Event::id_for(self.run_id, &spec.id, series, step),
+                            seq: 0,
+                            run_id: self.run_id.to_string(),
+                            condition_id: spec.id.clone(),
+                            label: spec.label.clone(),
+                            series: series.clone(),
+                            step,
+                            value,
+                            time_us,
+                            detected_at_us: self.detected_at_us,
+                            predicted: None,
+                        });
+                    },
+                    due,
+                );
+            }
+        }
+        (events, fits)
+    }
+}
+
+/// The indexes of `batch`'s points grouped by series (`group_of_name`:
+/// the group of each listed name), in batch order within each (a counting
+/// sort): a series' windows then stay in the CPU's cache
 /// across its points, where a step-major batch would visit every series'
 /// state once per step.
-fn by_series(batch: &ScalarBatch) -> Vec<usize> {
+fn by_series(batch: &ScalarBatch, group_of_name: &[usize]) -> Vec<usize> {
+    let group = |i: usize| group_of_name[batch.name_index[i] as usize];
     let mut next = vec![0usize; batch.names.len() + 1];
-    for &k in &batch.name_index {
-        next[k as usize + 1] += 1;
+    for i in 0..batch.len() {
+        next[group(i) + 1] += 1;
     }
     for k in 1..next.len() {
         next[k] += next[k - 1];
     }
     let mut order = vec![0usize; batch.len()];
-    for (i, &k) in batch.name_index.iter().enumerate() {
-        order[next[k as usize]] = i;
-        next[k as usize] += 1;
+    for i in 0..batch.len() {
+        let k = group(i);
+        order[next[k]] = i;
+        next[k] += 1;
     }
     order
 }
@@ -377,5 +480,112 @@ impl SeriesState {
                 due(fit);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use steplake_core::ConditionScope;
+
+    use super::*;
+
+    fn run_watch(predicates: &[&str]) -> RunWatch {
+        let conditions = predicates
+            .iter()
+            .enumerate()
+            .map(|(i, predicate)| Compiled {
+                spec: ConditionSpec {
+                    id: format!("c{i}"),
+                    scope: ConditionScope::Run("r".into()),
+                    series: "*".into(),
+                    predicate: predicate.to_string(),
+                    hold: 1,
+                    label: predicate.to_string(),
+                    created_at_us: 0,
+                    prediction: None,
+                },
+                check: Check::Predicate(Condition::parse(predicate, 1).expect(predicate)),
+            })
+            .collect();
+        RunWatch {
+            generation: 1,
+            conditions,
+            index: HashMap::new(),
+            series: Vec::new(),
+        }
+    }
+
+    /// `steps` steps of `series` series, step-major; spikes where `spiky`.
+    fn batch(
+        series: usize,
+        steps: std::ops::Range<i64>,
+        spiky: impl Fn(usize, i64) -> bool,
+    ) -> ScalarBatch {
+        let mut batch = ScalarBatch {
+            names: (0..series).map(|s| format!("s{s}")).collect(),
+            name_index: Vec::new(),
+            steps: Vec::new(),
+            values: Vec::new(),
+            wall_times_us: Vec::new(),
+        };
+        for step in steps {
+            for s in 0..series {
+                batch.name_index.push(s as u32);
+                batch.steps.push(step);
+                let base = 1.0 + 0.01 * ((step + s as i64) % 5) as f64;
+                batch
+                    .values
+                    .push(if spiky(s, step) { base * 10.0 } else { base });
+                batch.wall_times_us.push(step);
+            }
+        }
+        batch
+    }
+
+    fn fired(events: &[Event]) -> Vec<(String, String, i64)> {
+        let mut fired: Vec<_> = events
+            .iter()
+            .map(|e| (e.condition_id.clone(), e.series.clone(), e.step))
+            .collect();
+        fired.sort();
+        fired
+    }
+
+    #[test]
+    fn a_batch_split_over_threads_fires_what_small_batches_fire() {
+        let predicates = [
+            "is_spike(value)",
+            "rolling_zscore(value, 10) > 4",
+            "value > 5",
+        ];
+        let spiky = |s: usize, step: i64| step == 30 + (s as i64 % 7);
+        let big = batch(200, 0..60, spiky);
+        assert!(big.len() >= PARALLEL_MIN_POINTS);
+        let (all_at_once, _) = run_watch(&predicates).observe("r", &big);
+        let mut step_by_step = run_watch(&predicates);
+        let mut events = Vec::new();
+        for step in 0..60 {
+            events.extend(
+                step_by_step
+                    .observe("r", &batch(200, step..step + 1, spiky))
+                    .0,
+            );
+        }
+        assert!(!events.is_empty());
+        assert_eq!(fired(&all_at_once), fired(&events));
+    }
+
+    #[test]
+    fn a_name_listed_twice_in_a_batch_is_one_series() {
+        let mut watch = run_watch(&["is_spike(value)"]);
+        let twice = ScalarBatch {
+            names: vec!["loss".into(), "acc".into(), "loss".into()],
+            name_index: (0..30).map(|i| [0u32, 2][i % 2]).collect(),
+            steps: (0..30).collect(),
+            values: (0..30).map(|i| if i == 25 { 50.0 } else { 1.0 }).collect(),
+            wall_times_us: vec![0; 30],
+        };
+        let (events, _) = watch.observe("r", &twice);
+        assert_eq!(fired(&events), [("c0".to_string(), "loss".to_string(), 25)]);
     }
 }
