@@ -83,9 +83,12 @@ pub(crate) fn number_events(events: &mut [Event], lsn: u64) {
 
 /// What an admitted record does to readable data.
 pub(crate) enum Change {
-    /// Only the catalog changed: runs, conditions, or events fired apart
-    /// from any batch.
+    /// Only the run catalog changed.
     Run,
+    /// A condition was registered or removed.
+    Condition(ConditionChange),
+    /// Events fired apart from any batch: those that are new.
+    Events(Vec<Event>),
     /// The run was deleted: its points go too.
     RunDeleted(String),
     /// Points to add to the buffer, and the events they fired that are new.
@@ -114,7 +117,7 @@ impl Change {
     /// catalog, not the buffer).
     pub(crate) fn apply_to(self, buffer: &mut Buffer) {
         match self {
-            Change::Run => {}
+            Change::Run | Change::Condition(_) | Change::Events(_) => {}
             Change::RunDeleted(run_id) => buffer.remove_run(&run_id),
             Change::Scalars { run_id, batch, .. } => buffer.apply(&run_id, &batch),
             Change::Tensor { run_id, complete } => {
@@ -154,6 +157,20 @@ impl WatchCatalog {
             conditions,
             events,
             event_ids,
+        }
+    }
+
+    /// What `change` (admitted by the write rules) does to a copy of the
+    /// catalog, such as the one readers see: the same as it did to the
+    /// rules' own, at the cost of the change alone.
+    pub(crate) fn follow(&mut self, change: &Change) {
+        match change {
+            Change::Scalars { events, .. } | Change::Events(events) => {
+                self.record_events(events.clone());
+            }
+            Change::Condition(condition) => self.apply(condition.clone()),
+            Change::RunDeleted(run_id) => self.drop_run(run_id),
+            Change::Run | Change::Tensor { .. } => {}
         }
     }
 
@@ -235,8 +252,7 @@ impl WriteRules {
                             .into(),
                     ));
                 }
-                self.watch.record_events(logged.events);
-                Ok(Change::Run)
+                Ok(Change::Events(self.watch.record_events(logged.events)))
             }
             Record::Condition(change) => {
                 if let ConditionChange::Set(spec) = &change {
@@ -244,8 +260,8 @@ impl WriteRules {
                         self.check_run(run_id)?;
                     }
                 }
-                self.watch.apply(change);
-                Ok(Change::Run)
+                self.watch.apply(change.clone());
+                Ok(Change::Condition(change))
             }
             Record::Tensor { part, carried_over } => {
                 // A chunk logged again to keep a partial tensor past a WAL

@@ -460,14 +460,10 @@ impl WalThread {
         }
         let mut changes = Vec::new();
         let mut replies = Vec::with_capacity(effects.len());
-        let mut watch_changed = false;
         for effect in effects {
             match effect {
                 Effect::Write { record, reply, ack } => match self.rules.admit(record) {
                     Ok(change) => {
-                        if let Change::Scalars { events, .. } = &change {
-                            watch_changed |= !events.is_empty();
-                        }
                         changes.push(change);
                         replies.push(Reply::Write(reply, Ok(ack)));
                     }
@@ -492,8 +488,8 @@ impl WalThread {
                 }
                 Effect::Catalog { record, reply } => {
                     let result = match self.rules.admit(record) {
-                        Ok(_) => {
-                            watch_changed = true;
+                        Ok(change) => {
+                            changes.push(change);
                             Ok(())
                         }
                         Err(Refusal::Refused(error)) => Err(error),
@@ -502,7 +498,6 @@ impl WalThread {
                     replies.push(Reply::Condition(reply, result));
                 }
                 Effect::Delete { runs, reply } => {
-                    watch_changed = true;
                     let mut ids = Vec::new();
                     for run in runs {
                         ids.push(run.run_id.clone());
@@ -529,10 +524,10 @@ impl WalThread {
                     Reply::Write(..) | Reply::Condition(..) => {}
                 }
             }
-            if watch_changed {
-                state.watch = self.rules.watch.clone();
-            }
             for change in changes {
+                // Readers' copy of the conditions and events follows change
+                // by change (never copied whole: it only grows with a run).
+                state.watch.follow(&change);
                 let readable = match &change {
                     Change::Scalars { batch, .. } => {
                         self.shared
@@ -542,7 +537,10 @@ impl WalThread {
                         !batch.is_empty()
                     }
                     Change::Tensor { complete, .. } => complete.is_some(),
-                    Change::Run | Change::RunDeleted(_) => false,
+                    Change::Run
+                    | Change::RunDeleted(_)
+                    | Change::Condition(_)
+                    | Change::Events(_) => false,
                 };
                 if readable && self.buffer_started.is_none() {
                     self.buffer_started = Some(Instant::now());
