@@ -26,7 +26,7 @@ from steplake._address import DEFAULT_SERVER
 
 if TYPE_CHECKING:
     from steplake.query import Connection, QueryError, QueryResult, connect
-    from steplake._events import Event, StopSignal
+    from steplake._events import Event, StopSignal, watch_project
     from steplake.run import Run, init
 
 __version__ = "0.1.0"
@@ -36,6 +36,7 @@ __all__ = [
     "Connection",
     "Event",
     "StopSignal",
+    "watch_project",
     "QueryError",
     "QueryResult",
     "Run",
@@ -54,6 +55,7 @@ _LAZY = {
     "connect": "steplake.query",
     "Event": "steplake._events",
     "StopSignal": "steplake._events",
+    "watch_project": "steplake._events",
     "Run": "steplake.run",
     "init": "steplake.run",
 }

@@ -273,3 +273,45 @@ class StopSignal:
             return
         if self._labels is None or self._labels & {event.label, event.condition_id, event.series}:
             self.event = event
+
+
+def watch_project(
+    project: str,
+    series: str,
+    predicate: str | None = None,
+    *,
+    spike: bool | float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+    nonfinite: bool = False,
+    predict: Any = None,
+    hold: int = 1,
+    label: str | None = None,
+    server: str | None = None,
+    token: str | None = None,
+    ca_cert: Any = None,
+    timeout: float = 10.0,
+) -> str:
+    """Registers a condition on every run of ``project``, those there are
+    and those to come (the same forms as :meth:`steplake.Run.watch_for`);
+    returns its id. Raises ``ValueError`` when the server refuses it."""
+    from steplake._address import ca_cert_pem, server_address, token_value
+
+    address = server_address(server)
+    channel = open_channel(address, token_value(token), ca_cert_pem(ca_cert))
+    try:
+        request = pb.AddConditionRequest(
+            project=project, series=series, hold=hold, label=label or "",
+            predicate=predicate_for(predicate, spike, above, below, nonfinite, predict),
+            predict=prediction_for(predict),
+        )
+        try:
+            return pb_grpc.IngestStub(channel).AddCondition(request, timeout=timeout).condition_id
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise ValueError(error.details()) from None
+            if error.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+                raise PermissionError(error.details()) from None
+            raise ConnectionError(f"{address}: {error.code().name}: {error.details()}") from None
+    finally:
+        channel.close()

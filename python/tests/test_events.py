@@ -182,3 +182,22 @@ def test_a_prediction_condition_fires_with_the_prediction_and_its_interval(serve
     rows = steplake.connect(server.address).sql(
         f"SELECT predicate FROM conditions WHERE condition_id = '{worse}'").arrow().to_pylist()
     assert "predicted value at step 5000" in rows[0]["predicate"]
+
+
+def test_a_project_default_watches_runs_created_after_it(server):
+    condition_id = steplake.watch_project("lab", "train/*", spike=True, server=server.address)
+    run = steplake.init(project="lab", server=server.address)
+    other = steplake.init(project="elsewhere", server=server.address)
+    for step in range(60):
+        value = loss(step, (40,))
+        run.log({"train/loss": value, "eval/loss": value}, step=step)
+        other.log({"train/loss": value}, step=step)
+    wait_for(lambda: len(run.events()) == 1)
+    assert [(e.series, e.step, e.condition_id) for e in run.events()] == [("train/loss", 40, condition_id)]
+    run.finish()
+    other.finish()
+    rows = steplake.connect(server.address).sql(
+        "SELECT run_id FROM events").arrow().to_pylist()
+    assert rows == [{"run_id": run.id}], "only the project's run, only the pattern's series"
+    with pytest.raises(ValueError, match="not a column"):
+        steplake.watch_project("lab", "x", "nope > 1", server=server.address)
