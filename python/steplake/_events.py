@@ -128,6 +128,18 @@ def predicate_for(
     return "NOT isfinite(value)"
 
 
+def _raise_refusal(error: grpc.RpcError) -> None:
+    """Raises what a refused AddCondition means to the caller: ``ValueError``
+    for a condition the server will not take (its message says what is
+    allowed), ``PermissionError`` for a token that may not; returns for
+    anything worth retrying or reporting otherwise."""
+    code = error.code()
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        raise ValueError(error.details()) from None
+    if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+        raise PermissionError(error.details()) from None
+
+
 class Watcher:
     """The events of one run, streamed on a background thread."""
 
@@ -171,11 +183,8 @@ class Watcher:
             try:
                 return self._stub.AddCondition(request, timeout=max(0.1, deadline - time.monotonic())).condition_id
             except grpc.RpcError as error:
+                _raise_refusal(error)
                 code = error.code()
-                if code == grpc.StatusCode.INVALID_ARGUMENT:
-                    raise ValueError(error.details()) from None
-                if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
-                    raise PermissionError(error.details()) from None
                 # NOT_FOUND: the logger has not created the run yet.
                 if time.monotonic() + pause > deadline:
                     raise TimeoutError(
@@ -308,10 +317,7 @@ def watch_project(
         try:
             return pb_grpc.IngestStub(channel).AddCondition(request, timeout=timeout).condition_id
         except grpc.RpcError as error:
-            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                raise ValueError(error.details()) from None
-            if error.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
-                raise PermissionError(error.details()) from None
+            _raise_refusal(error)
             raise ConnectionError(f"{address}: {error.code().name}: {error.details()}") from None
     finally:
         channel.close()

@@ -191,8 +191,6 @@ class Run:
         except Exception as error:  # noqa: BLE001
             self._warn_once("config", f"run.update_config failed: {error!r}")
 
-    # ---- ending -----------------------------------------------------------
-
     # ---- standing conditions and events -------------------------------------
 
     def watch_for(
@@ -260,6 +258,8 @@ class Run:
             if self._watcher is None:
                 self._watcher = Watcher(self.server, self.id, self._token, self._ca_cert, self._warn_once)
             return self._watcher
+
+    # ---- ending -----------------------------------------------------------
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Waits until everything logged so far is acknowledged by the server.

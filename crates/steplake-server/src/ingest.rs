@@ -196,10 +196,10 @@ async fn submit(
         None => match scalar_batch(&mut request) {
             Err(status) => Err(status),
             Ok(batch) => {
-                // Only a valid batch of a run that exists is evaluated; the
-                // store refuses any other with the reason.
+                // Only a batch of a run that exists is evaluated; the store
+                // refuses any other with the reason.
                 let events = match evaluator {
-                    Some(evaluator) if batch.validate().is_ok() && store.run_exists(&run_id) => {
+                    Some(evaluator) if store.run_exists(&run_id) => {
                         evaluator.evaluate(&run_id, &batch).await
                     }
                     _ => Vec::new(),
@@ -385,12 +385,7 @@ impl Ingest for IngestService {
     ) -> Result<Response<RemoveConditionResponse>, Status> {
         let principal = principal(&request);
         let r = request.into_inner();
-        let spec = self
-            .store
-            .conditions()
-            .into_iter()
-            .find(|c| c.id == r.condition_id);
-        if let Some(spec) = spec {
+        if let Some(spec) = self.store.condition(&r.condition_id) {
             // A run's condition outlives no run: its run exists.
             let project = scope_project(&self.store, &spec.scope)?;
             self.access

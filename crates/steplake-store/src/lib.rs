@@ -538,17 +538,37 @@ impl Store {
             .collect()
     }
 
+    /// The standing condition `id`, if there is one.
+    pub fn condition(&self, id: &str) -> Option<ConditionSpec> {
+        read_state(&self.shared).watch.conditions.get(id).cloned()
+    }
+
     /// The events of `run_id` (of every run when `None`) with a seq above
     /// `after_seq`, in seq order.
     pub fn events(&self, run_id: Option<&str>, after_seq: u64) -> Vec<Event> {
+        self.events_page(run_id, after_seq, usize::MAX)
+    }
+
+    /// [`Store::events`], at most the first `limit` of them.
+    pub fn events_page(&self, run_id: Option<&str>, after_seq: u64, limit: usize) -> Vec<Event> {
         let state = read_state(&self.shared);
         let events = &state.watch.events;
         let start = events.partition_point(|e| e.seq <= after_seq);
         events[start..]
             .iter()
             .filter(|e| run_id.is_none_or(|id| e.run_id == id))
+            .take(limit)
             .cloned()
             .collect()
+    }
+
+    /// The seq of the latest event stored (0 when there is none).
+    pub fn last_event_seq(&self) -> u64 {
+        read_state(&self.shared)
+            .watch
+            .events
+            .last()
+            .map_or(0, |e| e.seq)
     }
 
     /// Writes everything buffered to Parquet and waits until it is in the

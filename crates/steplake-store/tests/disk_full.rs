@@ -4,6 +4,9 @@
 //! The test mounts a small tmpfs (root only, as CI runs); where mounting is
 //! not allowed it says so and does nothing.
 
+mod common;
+use common::block_on;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -63,13 +66,6 @@ fn batch(steps: std::ops::Range<i64>) -> ScalarBatch {
         steps: steps.collect(),
         wall_times_us: vec![1_000; n],
     }
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime")
-        .block_on(f)
 }
 
 fn step_column(batch: &arrow::array::RecordBatch) -> Vec<i64> {

@@ -4,6 +4,9 @@
 //! Each input must give a value or an error: no panic, hang or huge
 //! allocation. `STEPLAKE_FUZZ_ITERS` runs longer.
 
+mod common;
+use common::block_on;
+
 use std::path::Path;
 
 use steplake_core::{DType, ScalarBatch};
@@ -15,13 +18,6 @@ use steplake_store::{CreateRun, Store, StoreOptions, TensorPart};
 
 #[global_allocator]
 static ALLOCATOR: steplake_fuzz::CappedAllocator = steplake_fuzz::CappedAllocator;
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime")
-        .block_on(f)
-}
 
 /// A data directory whose WAL holds a run, two scalar batches and a tensor
 /// (the store is dropped without a flush); returns its records.

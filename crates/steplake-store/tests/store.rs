@@ -1,6 +1,9 @@
 //! The store as a whole: recovery, flush, WAL coverage, idempotent retries,
 //! and the on-disk record format pinned byte for byte.
 
+mod common;
+use common::block_on;
+
 use steplake_core::ScalarBatch;
 use steplake_store::record::encode_scalar_record;
 use steplake_store::wal::{frame_record, list_segments, wal_dir, RecordKind};
@@ -25,13 +28,6 @@ fn rows(store: &Store) -> usize {
         .flat_map(|b| &b.batches)
         .map(|b| b.num_rows())
         .sum()
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime")
-        .block_on(f)
 }
 
 fn open(dir: &std::path::Path) -> Store {

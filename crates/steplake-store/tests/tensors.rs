@@ -2,15 +2,11 @@
 //! partial, durable across a crash (including a flush between two chunks,
 //! which deletes the WAL segments of the first), flushed to Parquet.
 
+mod common;
+use common::block_on;
+
 use steplake_core::DType;
 use steplake_store::{CreateRun, SeriesFilter, Store, StoreOptions, Table, TensorPart};
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime")
-        .block_on(f)
-}
 
 fn open(dir: &std::path::Path) -> Store {
     Store::open(

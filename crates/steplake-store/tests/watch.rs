@@ -1,15 +1,11 @@
 //! Standing conditions and their events in the store: durable through the
 //! WAL and through flushes, one copy per event id, gone with their run.
 
+mod common;
+use common::block_on;
+
 use steplake_core::{ConditionScope, ConditionSpec, Event, ScalarBatch};
 use steplake_store::{CreateRun, RunSelector, Store, StoreError, StoreOptions};
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime")
-        .block_on(f)
-}
 
 fn open(dir: &std::path::Path) -> Store {
     Store::open(dir, StoreOptions::default()).expect("open store")

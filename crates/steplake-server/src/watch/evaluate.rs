@@ -102,8 +102,9 @@ impl Evaluator {
         }
     }
 
-    /// The events `batch` fires in run `run_id`, advancing the run's state.
-    /// The caller stores them with the batch.
+    /// The events `batch` fires in run `run_id`, advancing the run's state
+    /// (none for a batch the store will refuse as invalid). The caller
+    /// stores them with the batch.
     pub(crate) async fn evaluate(&self, run_id: &str, batch: &ScalarBatch) -> Vec<Event> {
         let run = {
             let Ok(mut runs) = self.runs.lock() else {
@@ -128,7 +129,10 @@ impl Evaluator {
             }
             run.generation = generation;
         }
-        if run.conditions.is_empty() {
+        // Validated here, not before: a run without conditions leaves its
+        // batches to the store's one check. An invalid batch is evaluated
+        // by nobody; the store refuses it with the reason.
+        if run.conditions.is_empty() || batch.validate().is_err() {
             return Vec::new();
         }
         let (events, fits) = run.observe(run_id, batch);

@@ -64,9 +64,7 @@ impl Webhook {
     /// until the server stops.
     pub(crate) async fn deliver(self, store: Arc<Store>, mut subscription: Subscription) {
         let cursor = Cursor::in_data_dir(store.data_dir());
-        let mut after = cursor
-            .load()
-            .unwrap_or_else(|| store.events(None, 0).last().map_or(0, |event| event.seq));
+        let mut after = cursor.load().unwrap_or_else(|| store.last_event_seq());
         let client = match reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build() {
             Ok(client) => client,
             Err(error) => {
@@ -75,7 +73,7 @@ impl Webhook {
             }
         };
         loop {
-            let events = store.events(None, after);
+            let events = store.events_page(None, after, BATCH + 1);
             let more = events.len() > BATCH;
             for event in events.into_iter().take(BATCH) {
                 if !self.post(&client, &event, &mut subscription).await {
