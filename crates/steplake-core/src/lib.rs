@@ -100,11 +100,18 @@ pub const MAX_WALL_TIME_US: i64 = 253_402_300_799_999_999;
 /// Checks a wall time: within years 1 to 9999, the range every reader of
 /// the `wall_time` column (Arrow, Parquet, SQL, JSON) can print and convert.
 pub fn validate_wall_time(field: &str, wall_time_us: i64) -> Result<(), CoreError> {
+    check_wall_time(wall_time_us, || field.to_string())
+}
+
+/// [`validate_wall_time`], naming the field only when there is something
+/// wrong: a batch checks a wall time per point, and formatting each one's
+/// field name cost more than the check.
+fn check_wall_time(wall_time_us: i64, field: impl FnOnce() -> String) -> Result<(), CoreError> {
     if (MIN_WALL_TIME_US..=MAX_WALL_TIME_US).contains(&wall_time_us) {
         return Ok(());
     }
     Err(CoreError::invalid(
-        field,
+        field(),
         format!(
             "is {wall_time_us} µs since the Unix epoch, outside the years 1 to 9999; send microseconds (not nanoseconds), or leave it out for the server's clock"
         ),
@@ -113,25 +120,25 @@ pub fn validate_wall_time(field: &str, wall_time_us: i64) -> Result<(), CoreErro
 
 /// Checks a series name: non-empty, at most 1024 bytes, no control characters.
 pub fn validate_series_name(field: &str, name: &str) -> Result<(), CoreError> {
-    if name.is_empty() {
-        return Err(CoreError::invalid(field, "series name must not be empty"));
-    }
-    if name.len() > MAX_SERIES_NAME_LEN {
-        return Err(CoreError::invalid(
-            field,
-            format!(
-                "series name is {} bytes; the limit is {MAX_SERIES_NAME_LEN}",
-                name.len()
-            ),
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(CoreError::invalid(
-            field,
-            "series name contains a control character",
-        ));
-    }
-    Ok(())
+    check_series_name(name, || field.to_string())
+}
+
+/// [`validate_series_name`], naming the field only when there is
+/// something wrong.
+fn check_series_name(name: &str, field: impl FnOnce() -> String) -> Result<(), CoreError> {
+    let reason = if name.is_empty() {
+        "series name must not be empty".to_string()
+    } else if name.len() > MAX_SERIES_NAME_LEN {
+        format!(
+            "series name is {} bytes; the limit is {MAX_SERIES_NAME_LEN}",
+            name.len()
+        )
+    } else if name.chars().any(char::is_control) {
+        "series name contains a control character".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(CoreError::invalid(field(), reason))
 }
 
 /// A columnar batch of scalar points for one run.
@@ -182,7 +189,7 @@ impl ScalarBatch {
             }
         }
         for (i, name) in self.names.iter().enumerate() {
-            validate_series_name(&format!("scalars.names[{i}]"), name)?;
+            check_series_name(name, || format!("scalars.names[{i}]"))?;
         }
         let name_count = self.names.len() as u64;
         if let Some(i) = self
@@ -205,7 +212,7 @@ impl ScalarBatch {
             ));
         }
         for (i, &t) in self.wall_times_us.iter().enumerate() {
-            validate_wall_time(&format!("scalars.wall_times_us[{i}]"), t)?;
+            check_wall_time(t, || format!("scalars.wall_times_us[{i}]"))?;
         }
         Ok(())
     }
