@@ -19,6 +19,11 @@
 //! The four are measured in turn, STEPLAKE_BENCH_ROUNDS times (default 3),
 //! and the best rate of each is printed with its ratio to the rate with
 //! none. The client runs on the same machine as the server.
+//!
+//! Evaluation alone: the same two mixes on 1,000 series fed the same
+//! points in-process (no server), in nanoseconds per point: what a
+//! condition costs apart from the rest of ingest.
+//! `STEPLAKE_BENCH_EVAL_ONLY=1` prints only that part.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -234,6 +239,58 @@ async fn ingest(
     (rate, (server.cpu_seconds() - cpu) * 1e6 / points as f64)
 }
 
+/// Nanoseconds per point of evaluating `predicates` (one set per series,
+/// as the server compiles them) over the bench's batches, fed as the
+/// server feeds them: each series' points of a batch together; the best
+/// of `rounds`.
+fn evaluation_cost(predicates: &[&str], rounds: i64) -> f64 {
+    use steplake_query::condition::{Condition, ConditionSet, Scratch};
+    let conditions: Vec<Condition> = predicates
+        .iter()
+        .map(|p| Condition::parse(p, 1).expect(p))
+        .collect();
+    let set = ConditionSet::new(&conditions);
+    let mut watches: Vec<_> = (0..SERIES).map(|_| set.watch()).collect();
+    let names: Vec<String> = (0..SERIES).map(|i| format!("s{i}")).collect();
+    let mut fired = 0usize;
+    let mut best = f64::MAX;
+    for round in 0..rounds.max(1) {
+        let batches: Vec<ScalarBatch> = (0..BATCHES)
+            .map(|b| training_batch(&names, (round * BATCHES + b) * STEPS_PER_BATCH))
+            .collect();
+        let mut scratch = Scratch::default();
+        let (mut steps, mut values) = (Vec::new(), Vec::new());
+        let started = Instant::now();
+        for batch in &batches {
+            let points = batch.values.len();
+            for (series, watch) in watches.iter_mut().enumerate() {
+                steps.clear();
+                values.clear();
+                for i in (series..points).step_by(SERIES) {
+                    steps.push(batch.steps[i]);
+                    values.push(batch.values[i]);
+                }
+                watch.observe(&steps, &values, &mut scratch, |_, _| fired += 1);
+            }
+        }
+        let points = BATCHES as usize * STEPS_PER_BATCH as usize * SERIES;
+        best = best.min(started.elapsed().as_secs_f64() * 1e9 / points as f64);
+    }
+    std::hint::black_box(fired);
+    best
+}
+
+fn print_evaluation_cost(rounds: i64) {
+    println!("evaluation alone, in-process, {SERIES} series x 10 conditions, best of {rounds}:");
+    for (mix, predicates) in [("windowed mix", &WINDOWED), ("pointwise mix", &POINTWISE)] {
+        let ns = evaluation_cost(predicates, rounds);
+        println!(
+            "  {mix:<14} {ns:>7.1} ns per point ({:.1} ns per condition)",
+            ns / predicates.len() as f64
+        );
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let seconds: u64 = std::env::var("STEPLAKE_BENCH_SECS")
@@ -244,6 +301,10 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
+    print_evaluation_cost(rounds);
+    if std::env::var_os("STEPLAKE_BENCH_EVAL_ONLY").is_some() {
+        return;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let server = start_server(dir.path());
     let client = Client::connect(&server.url).await.expect("connect");

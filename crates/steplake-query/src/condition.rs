@@ -31,9 +31,13 @@
 //! same predicate over `f(...) OVER (PARTITION BY run_id, name ORDER BY
 //! step)` is. A NULL (a z-score with too little history) is not true.
 //!
-//! **Firing.** [`SeriesWatch::observe`] says when the predicate has held on
+//! **Firing.** [`SeriesWatch::observe`] says when a predicate has held on
 //! `hold` points in a row; it fires once per such episode, and again only
 //! after a point where the predicate did not hold.
+//!
+//! **Evaluation.** The conditions that watch one series are compiled
+//! together into one flat program ([`ConditionSet`], `program.rs`); a
+//! series keeps only its functions' state.
 
 use std::fmt;
 
@@ -48,6 +52,10 @@ use datafusion::sql::sqlparser::parser::Parser;
 use crate::functions::arguments;
 use crate::functions::series::{ema_alpha, window_length, EmaTracker, ZscoreTracker};
 use crate::functions::spikes::{SpikeRule, SpikeTracker};
+
+mod program;
+
+pub use program::{ConditionSet, Scratch, SeriesWatch};
 
 /// Longest predicate accepted, in bytes.
 pub const MAX_PREDICATE_BYTES: usize = 4096;
@@ -148,37 +156,10 @@ impl Condition {
         self.root.memory().max(self.hold)
     }
 
-    /// A fresh watch of one series, with no history.
+    /// A fresh watch of one series by this condition alone (see
+    /// [`ConditionSet`] for several).
     pub fn watch(&self) -> SeriesWatch {
-        SeriesWatch {
-            root: self.root.clone(),
-            hold: self.hold,
-            run_length: 0,
-        }
-    }
-}
-
-/// One condition over one series: its function state and how long the
-/// predicate has held.
-#[derive(Debug, Clone)]
-pub struct SeriesWatch {
-    root: Node,
-    hold: usize,
-    run_length: usize,
-}
-
-impl SeriesWatch {
-    /// Feeds the series' next point (in step order). `true` when the
-    /// condition fires at it: the predicate has just held on `hold` points
-    /// in a row.
-    pub fn observe(&mut self, step: i64, value: f64) -> bool {
-        let holds = self.root.eval(step, value).truth();
-        if holds {
-            self.run_length = self.run_length.saturating_add(1);
-        } else {
-            self.run_length = 0;
-        }
-        holds && self.run_length == self.hold
+        ConditionSet::new([self]).watch()
     }
 }
 
@@ -186,33 +167,6 @@ impl SeriesWatch {
 enum Kind {
     Number,
     Bool,
-}
-
-/// A value during evaluation; `None` is SQL's NULL.
-#[derive(Debug, Clone, Copy)]
-enum Datum {
-    Number(Option<f64>),
-    Bool(Option<bool>),
-}
-
-impl Datum {
-    fn truth(self) -> bool {
-        matches!(self, Datum::Bool(Some(true)))
-    }
-
-    fn number(self) -> Option<f64> {
-        match self {
-            Datum::Number(n) => n,
-            Datum::Bool(_) => None,
-        }
-    }
-
-    fn boolean(self) -> Option<bool> {
-        match self {
-            Datum::Bool(b) => b,
-            Datum::Number(_) => None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -505,81 +459,6 @@ impl Node {
             _ => return refuse(format!("`{name}` is not a function a condition can use")),
         })
     }
-
-    fn eval(&mut self, step: i64, value: f64) -> Datum {
-        match self {
-            Node::Value => Datum::Number(Some(value)),
-            Node::Step => Datum::Number(Some(step as f64)),
-            Node::Number(n) => Datum::Number(Some(*n)),
-            Node::Bool(b) => Datum::Bool(Some(*b)),
-            Node::Negate(x) => Datum::Number(x.eval(step, value).number().map(|n| -n)),
-            Node::Not(x) => Datum::Bool(x.eval(step, value).boolean().map(|b| !b)),
-            Node::Arithmetic(op, a, b) => {
-                let (a, b) = (a.eval(step, value).number(), b.eval(step, value).number());
-                Datum::Number(a.zip(b).map(|(a, b)| match op {
-                    Arithmetic::Add => a + b,
-                    Arithmetic::Subtract => a - b,
-                    Arithmetic::Multiply => a * b,
-                    Arithmetic::Divide => a / b,
-                }))
-            }
-            Node::Compare(op, a, b) => {
-                let (a, b) = (a.eval(step, value).number(), b.eval(step, value).number());
-                Datum::Bool(a.zip(b).map(|(a, b)| match op {
-                    Comparison::Gt => a > b,
-                    Comparison::GtEq => a >= b,
-                    Comparison::Lt => a < b,
-                    Comparison::LtEq => a <= b,
-                    Comparison::Eq => a == b,
-                    Comparison::NotEq => a != b,
-                }))
-            }
-            Node::And(a, b) => {
-                let (a, b) = (a.eval(step, value).boolean(), b.eval(step, value).boolean());
-                Datum::Bool(match (a, b) {
-                    (Some(false), _) | (_, Some(false)) => Some(false),
-                    (Some(true), Some(true)) => Some(true),
-                    _ => None,
-                })
-            }
-            Node::Or(a, b) => {
-                let (a, b) = (a.eval(step, value).boolean(), b.eval(step, value).boolean());
-                Datum::Bool(match (a, b) {
-                    (Some(true), _) | (_, Some(true)) => Some(true),
-                    (Some(false), Some(false)) => Some(false),
-                    _ => None,
-                })
-            }
-            Node::Test(test, x) => Datum::Bool(x.eval(step, value).number().map(|n| match test {
-                Test::Nan => n.is_nan(),
-                Test::Infinite => n.is_infinite(),
-                Test::Finite => n.is_finite(),
-            })),
-            Node::Abs(x) => Datum::Number(x.eval(step, value).number().map(f64::abs)),
-            // A NULL input is a missing point: NaN in, as the window
-            // functions do, and the answer at that point is NULL.
-            Node::IsSpike(x, tracker) => {
-                let input = x.eval(step, value).number();
-                let (spike, _) = tracker.observe(input.unwrap_or(f64::NAN));
-                Datum::Bool(input.map(|_| spike))
-            }
-            Node::SpikeRatio(x, tracker) => {
-                let input = x.eval(step, value).number();
-                let score = tracker.score(input.unwrap_or(f64::NAN));
-                Datum::Number(input.and(score))
-            }
-            Node::RollingZscore(x, tracker) => {
-                let input = x.eval(step, value).number();
-                let score = tracker.next(input.unwrap_or(f64::NAN));
-                Datum::Number(input.and(score))
-            }
-            Node::Ema(x, tracker) => {
-                let input = x.eval(step, value).number();
-                let average = tracker.next(input.unwrap_or(f64::NAN));
-                Datum::Number(input.map(|_| average))
-            }
-        }
-    }
 }
 
 /// A function argument after the series: a number, a string or a boolean.
@@ -639,12 +518,24 @@ mod tests {
     /// ...), without firing: what the same predicate over window functions
     /// says.
     fn truths(predicate: &str, values: &[f64]) -> Vec<bool> {
-        let mut root = Condition::parse(predicate, 1).expect(predicate).root;
+        let mut watch = Condition::parse(predicate, 1).expect(predicate).watch();
         values
             .iter()
             .enumerate()
-            .map(|(step, &v)| root.eval(step as i64, v).truth())
+            .map(|(step, &v)| {
+                watch.observe(&[step as i64], &[v], &mut Scratch::default(), |_, _| {});
+                watch.holding(0)
+            })
             .collect()
+    }
+
+    /// Whether the single condition of `watch` fires at the point.
+    fn fires(watch: &mut SeriesWatch, step: i64, value: f64) -> bool {
+        let mut fired = false;
+        watch.observe(&[step], &[value], &mut Scratch::default(), |_, _| {
+            fired = true
+        });
+        fired
     }
 
     #[test]
@@ -664,15 +555,15 @@ mod tests {
             let mut whole = condition.watch();
             let mut fresh = condition.watch();
             for (step, &v) in values[..cut].iter().enumerate() {
-                whole.observe(step as i64, v);
+                fires(&mut whole, step as i64, v);
             }
             for (step, &v) in values.iter().enumerate().take(cut).skip(cut - memory) {
-                fresh.observe(step as i64, v);
+                fires(&mut fresh, step as i64, v);
             }
             for (step, &v) in values.iter().enumerate().skip(cut) {
                 assert_eq!(
-                    whole.observe(step as i64, v),
-                    fresh.observe(step as i64, v),
+                    fires(&mut whole, step as i64, v),
+                    fires(&mut fresh, step as i64, v),
                     "{predicate} at step {step} (memory {memory})"
                 );
             }
@@ -739,6 +630,50 @@ mod tests {
     }
 
     #[test]
+    fn a_set_fires_what_each_of_its_conditions_fires_alone() {
+        let values = loss_with_spikes();
+        let conditions: Vec<Condition> = [
+            ("is_spike(value)", 1),
+            ("rolling_zscore(value, 30) > 2 AND ema(value, 0.2) < 2", 2),
+            ("spike_ratio(value, 7) > 1.1 OR isnan(value)", 1),
+            ("value > 1", 3),
+            (
+                "NOT (is_spike(value, 20, 4, 'mad', 'both') OR step < 10)",
+                2,
+            ),
+        ]
+        .iter()
+        .map(|(predicate, hold)| Condition::parse(predicate, *hold).expect(predicate))
+        .collect();
+        // Alone, point by point: (step, condition) of each firing.
+        let mut expected = Vec::new();
+        for (k, condition) in conditions.iter().enumerate() {
+            let mut watch = condition.watch();
+            for (step, &v) in values.iter().enumerate() {
+                if fires(&mut watch, step as i64, v) {
+                    expected.push((step, k));
+                }
+            }
+        }
+        expected.sort();
+        // Together, fed in chunks of several sizes.
+        let steps: Vec<i64> = (0..values.len() as i64).collect();
+        let mut scratch = Scratch::default();
+        for chunk in [1, 3, 10, 64, values.len()] {
+            let mut together = ConditionSet::new(&conditions).watch();
+            let mut fired = Vec::new();
+            for (at, (steps, values)) in steps.chunks(chunk).zip(values.chunks(chunk)).enumerate() {
+                together.observe(steps, values, &mut scratch, |k, i| {
+                    fired.push((at * chunk + i, k))
+                });
+            }
+            fired.sort();
+            assert_eq!(fired, expected, "chunks of {chunk}");
+        }
+        assert!(!expected.is_empty());
+    }
+
+    #[test]
     fn fires_once_per_episode_after_hold_points() {
         let condition = Condition::parse("value > 1", 3).expect("parse");
         let mut watch = condition.watch();
@@ -746,7 +681,7 @@ mod tests {
         let fired: Vec<i64> = values
             .iter()
             .enumerate()
-            .filter_map(|(i, &v)| watch.observe(i as i64, v).then_some(i as i64))
+            .filter_map(|(i, &v)| fires(&mut watch, i as i64, v).then_some(i as i64))
             .collect();
         assert_eq!(fired, vec![3, 8]);
     }

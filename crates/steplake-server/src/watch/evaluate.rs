@@ -24,7 +24,7 @@ use steplake_core::{ConditionSpec, Event, ScalarBatch};
 
 use super::notify::Notifier;
 use super::predict::{self, FitRequest, FitState};
-use steplake_query::condition::{Condition, SeriesWatch};
+use steplake_query::condition::{Condition, ConditionSet, Scratch, SeriesWatch};
 use steplake_query::QueryEngine;
 use steplake_store::{now_us, Store};
 
@@ -67,13 +67,25 @@ struct RunWatch {
     /// Series by name, as indexes into `series`.
     index: HashMap<String, usize>,
     series: Vec<SeriesState>,
+    /// The compiled sets of conditions, by the conditions they hold:
+    /// series watched by the same conditions share one program.
+    sets: HashMap<Vec<usize>, Watchers>,
 }
 
-/// One series of a run: its last evaluated step and its watches (none
-/// when no condition watches it).
+/// Conditions compiled together, with their indexes in the run's list.
+#[derive(Clone)]
+struct Watchers {
+    conditions: Arc<[usize]>,
+    set: ConditionSet,
+}
+
+/// One series of a run: its last evaluated step and its watch (none when
+/// no condition watches it).
 struct SeriesState {
     last_step: Option<i64>,
-    watches: Vec<(usize, SeriesWatch)>,
+    /// The run's conditions that watch it (by the set's numbering), and
+    /// their state.
+    watch: Option<(Arc<[usize]>, SeriesWatch)>,
     fits: Vec<FitState>,
 }
 
@@ -184,12 +196,7 @@ impl Evaluator {
                 }
             })
             .collect();
-        let mut run = RunWatch {
-            generation: 0,
-            conditions,
-            index: HashMap::new(),
-            series: Vec::new(),
-        };
+        let mut run = RunWatch::new(conditions);
         if run.conditions.is_empty() {
             return run;
         }
@@ -237,6 +244,17 @@ impl Evaluator {
 }
 
 impl RunWatch {
+    /// A state of `conditions` that has seen no point (never built).
+    fn new(conditions: Vec<Compiled>) -> RunWatch {
+        RunWatch {
+            generation: 0,
+            conditions,
+            index: HashMap::new(),
+            series: Vec::new(),
+            sets: HashMap::new(),
+        }
+    }
+
     /// The state of series `name`, made on first sight. Every condition
     /// here applies to the run (they were chosen by scope when the state
     /// was built), so only the series pattern decides.
@@ -244,23 +262,38 @@ impl RunWatch {
         if let Some(&slot) = self.index.get(name) {
             return slot;
         }
-        let mut watches = Vec::new();
+        let mut predicates = Vec::new();
         let mut fits = Vec::new();
         for (i, c) in self.conditions.iter().enumerate() {
             if !pattern_matches(&c.spec.series, name) {
                 continue;
             }
             match &c.check {
-                Check::Predicate(condition) => watches.push((i, condition.watch())),
+                Check::Predicate(_) => predicates.push(i),
                 Check::Prediction => {
                     let every = c.spec.prediction.as_ref().map_or(1, |p| p.every);
                     fits.push(FitState::new(i, every));
                 }
             }
         }
+        let watch = (!predicates.is_empty()).then(|| {
+            let conditions = &self.conditions;
+            let watchers = self.sets.entry(predicates).or_insert_with_key(|chosen| {
+                let set =
+                    ConditionSet::new(chosen.iter().filter_map(|&i| match &conditions[i].check {
+                        Check::Predicate(condition) => Some(condition),
+                        Check::Prediction => None,
+                    }));
+                Watchers {
+                    conditions: chosen.as_slice().into(),
+                    set,
+                }
+            });
+            (watchers.conditions.clone(), watchers.set.watch())
+        });
         self.series.push(SeriesState {
             last_step: None,
-            watches,
+            watch,
             fits,
         });
         self.index.insert(name.to_string(), self.series.len() - 1);
@@ -269,13 +302,25 @@ impl RunWatch {
 
     /// Feeds stored points (sorted by name, then step) without firing.
     fn warm_up(&mut self, batches: &[RecordBatch]) {
+        let mut points = Points::default();
         for batch in batches {
             let names = batch.column(0).as_string::<i32>();
             let steps = batch.column(1).as_primitive::<Int64Type>();
             let values = batch.column(2).as_primitive::<Float64Type>();
-            for row in 0..batch.num_rows() {
-                let slot = self.slot(names.value(row));
-                self.series[slot].advance(steps.value(row), values.value(row), |_| {}, |_| {});
+            let mut start = 0;
+            while start < batch.num_rows() {
+                let name = names.value(start);
+                let end = (start..batch.num_rows())
+                    .find(|&row| names.value(row) != name)
+                    .unwrap_or(batch.num_rows());
+                let slot = self.slot(name);
+                self.series[slot].advance(
+                    (start..end).map(|row| (steps.value(row), values.value(row), row)),
+                    &mut points,
+                    |_, _| {},
+                    |_, _| {},
+                );
+                start = end;
             }
         }
     }
@@ -317,7 +362,7 @@ impl RunWatch {
                 continue;
             };
             next.next();
-            if !state.watches.is_empty() || !state.fits.is_empty() {
+            if state.watch.is_some() || !state.fits.is_empty() {
                 work.push((state, start, end));
             }
         }
@@ -388,47 +433,51 @@ impl Context<'_> {
         let (batch, conditions) = (self.batch, self.conditions);
         let mut events = Vec::new();
         let mut fits = Vec::new();
+        let mut points = Points::default();
         for (state, start, end) in work.iter_mut() {
-            for &i in &self.order[*start..*end] {
-                let series = &batch.names[batch.name_index[i] as usize];
-                let (step, value) = (batch.steps[i], batch.values[i]);
-                let time_us = batch
+            let run = &self.order[*start..*end];
+            let Some(&first) = run.first() else {
+                continue;
+            };
+            let series = &batch.names[batch.name_index[first] as usize];
+            let time_us = |i: usize| {
+                batch
                     .wall_times_us
                     .get(i)
                     .copied()
-                    .unwrap_or(self.detected_at_us);
-                let due = |fit: &FitState| {
+                    .unwrap_or(self.detected_at_us)
+            };
+            state.advance(
+                run.iter().map(|&i| (batch.steps[i], batch.values[i], i)),
+                &mut points,
+                |condition, i| {
+                    let spec = &conditions[condition].spec;
+                    let step = batch.steps[i];
+                    events.push(Event {
+                        id: Event::id_for(self.run_id, &spec.id, series, step),
+                        seq: 0,
+                        run_id: self.run_id.to_string(),
+                        condition_id: spec.id.clone(),
+                        label: spec.label.clone(),
+                        series: series.clone(),
+                        step,
+                        value: batch.values[i],
+                        time_us: time_us(i),
+                        detected_at_us: self.detected_at_us,
+                        predicted: None,
+                    });
+                },
+                |fit, i| {
                     fits.push(FitRequest {
                         spec: conditions[fit.condition].spec.clone(),
                         series: series.clone(),
-                        step,
-                        value,
-                        time_us,
+                        step: batch.steps[i],
+                        value: batch.values[i],
+                        time_us: time_us(i),
                         state: fit.shared(),
                     });
-                };
-                state.advance(
-                    step,
-                    value,
-                    |condition| {
-                        let spec = &conditions[condition].spec;
-                        events.push(Event {
-                            id: Event::id_for(self.run_id, &spec.id, series, step),
-                            seq: 0,
-                            run_id: self.run_id.to_string(),
-                            condition_id: spec.id.clone(),
-                            label: spec.label.clone(),
-                            series: series.clone(),
-                            step,
-                            value,
-                            time_us,
-                            detected_at_us: self.detected_at_us,
-                            predicted: None,
-                        });
-                    },
-                    due,
-                );
-            }
+                },
+            );
         }
         (events, fits)
     }
@@ -457,31 +506,59 @@ fn by_series(batch: &ScalarBatch, group_of_name: &[usize]) -> Vec<usize> {
     order
 }
 
+/// A series' points of one batch that are evaluated (those after its last
+/// evaluated step), as columns, with working memory for the evaluation;
+/// reused from series to series.
+#[derive(Default)]
+struct Points {
+    steps: Vec<i64>,
+    values: Vec<f64>,
+    /// Where each came from (a batch's point index, a stored row).
+    origins: Vec<usize>,
+    scratch: Scratch,
+}
+
 impl SeriesState {
-    /// Evaluates the point at `step` if it comes after the last one;
-    /// `fired` gets the index of each condition that fires at it, `due`
-    /// each prediction whose fit is due.
+    /// Evaluates the `points` (step, value, origin) that come after the
+    /// last evaluated step, in order (a step written again is not
+    /// evaluated again); `fired(condition, origin)` is called for each
+    /// condition that fires at a point, `due(fit, origin)` for each
+    /// prediction whose fit is due.
     fn advance(
         &mut self,
-        step: i64,
-        value: f64,
-        mut fired: impl FnMut(usize),
-        mut due: impl FnMut(&FitState),
+        points: impl Iterator<Item = (i64, f64, usize)>,
+        buffer: &mut Points,
+        mut fired: impl FnMut(usize, usize),
+        mut due: impl FnMut(&FitState, usize),
     ) {
-        if (self.watches.is_empty() && self.fits.is_empty())
-            || self.last_step.is_some_and(|last| step <= last)
-        {
-            return;
-        }
-        self.last_step = Some(step);
-        for (condition, watch) in &mut self.watches {
-            if watch.observe(step, value) {
-                fired(*condition);
+        let Points {
+            steps,
+            values,
+            origins,
+            scratch,
+        } = buffer;
+        steps.clear();
+        values.clear();
+        origins.clear();
+        for (step, value, origin) in points {
+            if self.last_step.is_some_and(|last| step <= last) {
+                continue;
             }
+            self.last_step = Some(step);
+            steps.push(step);
+            values.push(value);
+            origins.push(origin);
         }
-        for fit in &mut self.fits {
-            if fit.count_point() {
-                due(fit);
+        if let Some((conditions, watch)) = &mut self.watch {
+            watch.observe(steps, values, scratch, |k, j| {
+                fired(conditions[k], origins[j])
+            });
+        }
+        for &origin in origins.iter() {
+            for fit in &mut self.fits {
+                if fit.count_point() {
+                    due(fit, origin);
+                }
             }
         }
     }
@@ -511,12 +588,9 @@ mod tests {
                 check: Check::Predicate(Condition::parse(predicate, 1).expect(predicate)),
             })
             .collect();
-        RunWatch {
-            generation: 1,
-            conditions,
-            index: HashMap::new(),
-            series: Vec::new(),
-        }
+        let mut run = RunWatch::new(conditions);
+        run.generation = 1;
+        run
     }
 
     /// `steps` steps of `series` series, step-major; spikes where `spiky`.
