@@ -36,6 +36,7 @@ pub mod loss_prior;
 pub mod phases;
 pub mod points;
 pub mod power_law;
+pub(crate) mod recent;
 pub mod segmentation;
 pub mod series;
 pub(crate) mod sorted_window;

@@ -34,6 +34,7 @@ use datafusion::logical_expr::{
 };
 
 use super::arguments::{self, Kind, Parameters};
+use super::recent::Recent;
 use super::sorted_window::SortedWindow;
 use super::spikes::{self, mean_std, standardize, SpikeRule};
 
@@ -376,13 +377,13 @@ pub fn rolling_zscore(values: &[f64], n: usize, robust: bool) -> Vec<Option<f64>
 pub struct ZscoreTracker {
     n: usize,
     robust: bool,
-    /// The previous `n` values, non-finite ones included (they count as
-    /// points of the window but never enter the statistics).
-    previous: std::collections::VecDeque<f64>,
-    /// The finite ones among them, sorted (robust mode only).
+    /// Whether each of the previous `n` points is finite (a non-finite one
+    /// counts as a point of the window but never enters the statistics).
+    previous: std::collections::VecDeque<bool>,
+    /// The finite ones among them, oldest first.
+    finite: Recent,
+    /// The same, sorted (robust mode only).
     sorted: SortedWindow,
-    /// How many of them are finite.
-    finite: usize,
 }
 
 impl ZscoreTracker {
@@ -397,21 +398,18 @@ impl ZscoreTracker {
             n,
             robust,
             previous: std::collections::VecDeque::with_capacity(n + 1),
+            finite: Recent::with_capacity(n),
             sorted: SortedWindow::with_capacity(if robust { n } else { 0 }),
-            finite: 0,
         }
     }
 
     /// `v`'s z-score against the previous `n` points; then `v` joins them.
     pub fn next(&mut self, v: f64) -> Option<f64> {
-        let score = (self.finite >= 2).then(|| {
+        let score = (self.finite.len() >= 2).then(|| {
             let (center, spread) = if self.robust {
                 self.sorted.median_mad()
             } else {
-                mean_std(
-                    self.finite,
-                    self.previous.iter().copied().filter(|x| x.is_finite()),
-                )
+                mean_std(self.finite.as_slice())
             };
             standardize(v, center, spread)
         });
@@ -420,16 +418,17 @@ impl ZscoreTracker {
     }
 
     fn admit(&mut self, v: f64) {
-        self.previous.push_back(v);
-        if v.is_finite() {
-            self.finite += 1;
+        let finite = v.is_finite();
+        self.previous.push_back(finite);
+        if finite {
+            self.finite.push(v);
             if self.robust {
                 self.sorted.insert(v);
             }
         }
-        if self.previous.len() > self.n {
-            if let Some(old) = self.previous.pop_front().filter(|x| x.is_finite()) {
-                self.finite -= 1;
+        if self.previous.len() > self.n && self.previous.pop_front() == Some(true) {
+            // The oldest point of the window was finite: the oldest value.
+            if let Some(old) = self.finite.pop_front() {
                 if self.robust {
                     self.sorted.remove(old);
                 }
