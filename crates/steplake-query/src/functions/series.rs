@@ -420,18 +420,20 @@ impl ZscoreTracker {
     fn admit(&mut self, v: f64) {
         let finite = v.is_finite();
         self.previous.push_back(finite);
+        // The oldest point leaves the window; when it was finite, its
+        // value is the oldest finite one.
+        let leaving = (self.previous.len() > self.n && self.previous.pop_front() == Some(true))
+            .then(|| self.finite.pop_front())
+            .flatten();
         if finite {
             self.finite.push(v);
-            if self.robust {
-                self.sorted.insert(v);
-            }
         }
-        if self.previous.len() > self.n && self.previous.pop_front() == Some(true) {
-            // The oldest point of the window was finite: the oldest value.
-            if let Some(old) = self.finite.pop_front() {
-                if self.robust {
-                    self.sorted.remove(old);
-                }
+        if self.robust {
+            match (leaving, finite) {
+                (Some(old), true) => self.sorted.replace(old, v),
+                (Some(old), false) => self.sorted.remove(old),
+                (None, true) => self.sorted.insert(v),
+                (None, false) => {}
             }
         }
     }
@@ -479,6 +481,55 @@ mod tests {
         let flat = rolling_zscore(&[1.0, 1.0, 1.0, 2.0], 3, false);
         assert_eq!(flat[2], Some(0.0));
         assert_eq!(flat[3], Some(f64::INFINITY));
+    }
+
+    #[test]
+    fn rolling_zscore_windows_hold_the_previous_n_points_finite_ones_counted() {
+        let values: Vec<f64> = (0..600)
+            .map(|i| match i % 37 {
+                5 => f64::NAN,
+                11 if i % 3 == 0 => f64::INFINITY,
+                _ => ((i * 7919) % 101) as f64 * 0.25 - 12.0,
+            })
+            .collect();
+        for n in [2usize, 3, 10, 50] {
+            for robust in [false, true] {
+                let got = rolling_zscore(&values, n, robust);
+                for (i, &v) in values.iter().enumerate() {
+                    let mut window: Vec<f64> = values[i.saturating_sub(n)..i]
+                        .iter()
+                        .copied()
+                        .filter(|x| x.is_finite())
+                        .collect();
+                    let expected = (window.len() >= 2).then(|| {
+                        let (center, spread) = if robust {
+                            window.sort_by(f64::total_cmp);
+                            let median = |xs: &[f64]| {
+                                let m = xs.len() / 2;
+                                if xs.len() % 2 == 1 {
+                                    xs[m]
+                                } else {
+                                    (xs[m - 1] + xs[m]) / 2.0
+                                }
+                            };
+                            let center = median(&window);
+                            let mut deviations: Vec<f64> =
+                                window.iter().map(|x| (x - center).abs()).collect();
+                            deviations.sort_by(f64::total_cmp);
+                            (center, 1.4826 * median(&deviations))
+                        } else {
+                            mean_std(&window)
+                        };
+                        standardize(v, center, spread)
+                    });
+                    assert_eq!(
+                        got[i].map(f64::to_bits),
+                        expected.map(f64::to_bits),
+                        "n {n}, robust {robust}, point {i}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

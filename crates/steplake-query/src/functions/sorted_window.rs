@@ -56,6 +56,26 @@ impl SortedWindow {
         self.keys.insert(at, k);
     }
 
+    /// Removes one copy of `old` (which must have been inserted) and
+    /// inserts `new`, moving only the values between their two places.
+    pub(crate) fn replace(&mut self, old: f64, new: f64) {
+        let (old, new) = (key(old), key(new));
+        let from = self.place(old);
+        if self.keys.get(from) != Some(&old) {
+            self.keys.insert(self.place(new), new);
+            return;
+        }
+        // Keys below `new`, `old` among them when it is below.
+        let to = self.place(new);
+        if to > from {
+            self.keys.copy_within(from + 1..to, from);
+            self.keys[to - 1] = new;
+        } else {
+            self.keys.copy_within(to..from, to + 1);
+            self.keys[to] = new;
+        }
+    }
+
     /// Removes one copy of `v` (which must have been inserted).
     pub(crate) fn remove(&mut self, v: f64) {
         let k = key(v);
@@ -94,11 +114,11 @@ impl SortedWindow {
             right_len: n - split,
         };
         let mid = n / 2;
-        let at_mid = runs.kth(mid);
+        let (before_mid, at_mid) = runs.kth_pair(mid);
         let mad = if n % 2 == 1 {
             at_mid
         } else {
-            (runs.kth(mid - 1) + at_mid) / 2.0
+            (before_mid + at_mid) / 2.0
         };
         (median, 1.4826 * mad)
     }
@@ -113,12 +133,14 @@ struct Runs<L, R> {
 }
 
 impl<L: Fn(usize) -> f64, R: Fn(usize) -> f64> Runs<L, R> {
-    /// The `k`-th smallest (from 0) of the two runs together, in
-    /// O(log n): the split taking `i` values from the left run and
-    /// `k + 1 - i` from the right such that neither run's next value is
-    /// smaller than the other's last taken one; the answer is the larger
-    /// of the two last taken. The same value a merge reaches at `k`.
-    fn kth(&self, k: usize) -> f64 {
+    /// The `k-1`-th and `k`-th smallest (from 0; the first is NaN for
+    /// `k = 0`) of the two runs together, in O(log n): the split taking
+    /// `i` values from the left run and `k + 1 - i` from the right such
+    /// that neither run's next value is smaller than the other's last
+    /// taken one. The `k`-th is the larger of the two last taken, the
+    /// `k-1`-th the larger of the other one and the value before the
+    /// `k`-th in its run: the values a merge reaches at `k - 1` and `k`.
+    fn kth_pair(&self, k: usize) -> (f64, f64) {
         let taken = k + 1;
         let (mut lo, mut hi) = (
             taken.saturating_sub(self.right_len),
@@ -136,17 +158,22 @@ impl<L: Fn(usize) -> f64, R: Fn(usize) -> f64> Runs<L, R> {
             }
         }
         let (i, j) = (lo, taken - lo);
-        let last_left = if i > 0 {
-            (self.left)(i - 1)
-        } else {
-            f64::NEG_INFINITY
+        let left = |count: usize| match count {
+            0 => f64::NEG_INFINITY,
+            c => (self.left)(c - 1),
         };
-        let last_right = if j > 0 {
-            (self.right)(j - 1)
-        } else {
-            f64::NEG_INFINITY
+        let right = |count: usize| match count {
+            0 => f64::NEG_INFINITY,
+            c => (self.right)(c - 1),
         };
-        last_left.max(last_right)
+        let (last_left, last_right) = (left(i), right(j));
+        let (before, kth) = if j == 0 || (i > 0 && last_left >= last_right) {
+            (left(i - 1).max(last_right), last_left)
+        } else {
+            (last_left.max(right(j - 1)), last_right)
+        };
+        let before = if k == 0 { f64::NAN } else { before };
+        (before, kth)
     }
 }
 
@@ -219,11 +246,18 @@ mod tests {
             let mut history = std::collections::VecDeque::new();
             for _ in 0..500 {
                 let v = random();
-                window.insert(v);
                 history.push_back(v);
                 if history.len() > n {
                     let old = history.pop_front().unwrap();
-                    window.remove(old);
+                    // Now one move, now a removal and an insertion.
+                    if v.to_bits() % 3 == 0 {
+                        window.replace(old, v);
+                    } else {
+                        window.remove(old);
+                        window.insert(v);
+                    }
+                } else {
+                    window.insert(v);
                 }
                 let mut copy: Vec<f64> = history.iter().copied().collect();
                 let expected = sorted_median_mad(&mut copy);

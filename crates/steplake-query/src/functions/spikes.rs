@@ -275,13 +275,14 @@ impl SpikeTracker {
             }
         };
         if v.is_finite() {
-            self.history.push(v);
-            self.sorted.insert(v);
-            if self.history.len() > self.rule.n {
-                if let Some(old) = self.history.pop_front() {
-                    self.sorted.remove(old);
-                }
+            match (self.history.len() >= self.rule.n)
+                .then(|| self.history.pop_front())
+                .flatten()
+            {
+                Some(old) => self.sorted.replace(old, v),
+                None => self.sorted.insert(v),
             }
+            self.history.push(v);
         }
         score
     }
