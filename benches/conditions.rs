@@ -323,8 +323,14 @@ async fn main() {
     }
     let mut best = [0f64; 4];
     let mut cpu = [f64::MAX; 4];
+    // `STEPLAKE_BENCH_ONLY=c10000p` (a run name) measures that one alone,
+    // for a profiler.
+    let only = std::env::var("STEPLAKE_BENCH_ONLY").ok();
     for round in 0..rounds {
         for (i, (run, ..)) in configs.iter().enumerate() {
+            if only.as_deref().is_some_and(|only| only != *run) {
+                continue;
+            }
             let (rate, cpu_per_million) = ingest(
                 &client,
                 &server,
@@ -341,6 +347,9 @@ async fn main() {
         "ingest, {SERIES} series, batches of {STEPS_PER_BATCH} steps x {SERIES} series, one write stream, best of {rounds}:"
     );
     for (i, (_, count, mix, _)) in configs.iter().enumerate() {
+        if best[i] == 0.0 {
+            continue;
+        }
         println!(
             "  {count:>6} conditions {mix:<14} {:>10.0} points/s ({:.2}x of none), server CPU {:.2} s per 1M points",
             best[i],
