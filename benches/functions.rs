@@ -19,6 +19,9 @@ use steplake_core::ScalarBatch;
 use steplake_query::QueryEngine;
 use steplake_store::{CreateRun, Store, StoreOptions};
 
+#[path = "common/python.rs"]
+mod python;
+
 fn noise(seed: &mut u64) -> f64 {
     *seed ^= *seed << 13;
     *seed ^= *seed >> 7;
@@ -202,18 +205,8 @@ async fn main() {
             .collect::<String>(),
     )
     .expect("write input");
-    let python = std::env::var("STEPLAKE_PYTHON").unwrap_or_else(|_| {
-        let venv = format!(
-            "{}/.cache/steplake/venv/bin/python",
-            std::env::var("HOME").unwrap_or_default()
-        );
-        if std::path::Path::new(&venv).exists() {
-            venv
-        } else {
-            "python3".into()
-        }
-    });
-    let script = format!("{}/../../benches/ruptures_time.py", manifest_dir());
+    let python = python::python();
+    let script = format!("{}/../../benches/ruptures_time.py", python::manifest_dir());
     let out = Command::new(&python)
         .args([
             script.as_str(),
@@ -240,11 +233,4 @@ async fn main() {
         ),
         Err(e) => println!("ruptures comparison skipped: cannot run {python}: {e}"),
     }
-}
-
-/// This package's directory. Cargo sets it when it runs the target, so it
-/// stays right when one target directory serves checkouts at several paths
-/// (the compile-time value is only the fallback).
-fn manifest_dir() -> String {
-    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string())
 }
