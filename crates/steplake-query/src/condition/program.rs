@@ -101,16 +101,6 @@ impl ConditionSet {
         }
     }
 
-    /// How many conditions the set holds.
-    pub fn len(&self) -> usize {
-        self.program.holds.len()
-    }
-
-    /// Whether the set holds no condition.
-    pub fn is_empty(&self) -> bool {
-        self.program.holds.is_empty()
-    }
-
     /// A fresh watch of one series, with no history.
     pub fn watch(&self) -> SeriesWatch {
         SeriesWatch {
@@ -308,24 +298,18 @@ impl SeriesWatch {
                     );
                     top -= 1;
                 }
-                Op::And => {
+                Op::And | Op::Or => {
+                    // SQL's three values: a side equal to `decisive` (false
+                    // for AND, true for OR) decides; else NULL wins.
+                    let decisive = matches!(op, Op::Or);
                     let (a, b) = operands(levels, top);
                     for (a, b) in a.truths.iter_mut().zip(&b.truths) {
-                        *a = match (*a, *b) {
-                            (Some(false), _) | (_, Some(false)) => Some(false),
-                            (Some(true), Some(true)) => Some(true),
-                            _ => None,
-                        };
-                    }
-                    top -= 1;
-                }
-                Op::Or => {
-                    let (a, b) = operands(levels, top);
-                    for (a, b) in a.truths.iter_mut().zip(&b.truths) {
-                        *a = match (*a, *b) {
-                            (Some(true), _) | (_, Some(true)) => Some(true),
-                            (Some(false), Some(false)) => Some(false),
-                            _ => None,
+                        *a = if *a == Some(decisive) || *b == Some(decisive) {
+                            Some(decisive)
+                        } else if a.is_some() && b.is_some() {
+                            Some(!decisive)
+                        } else {
+                            None
                         };
                     }
                     top -= 1;
