@@ -3,18 +3,28 @@
 //! (a `format!` per point) once cost more than the checks themselves.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
 use steplake_core::ScalarBatch;
 
-/// The system allocator, counting allocations.
+/// The system allocator, counting the allocations of each thread apart.
+/// Only the test's own thread is measured: the harness's threads (output
+/// capture, the runner) allocate whenever they like, and a global counter
+/// once caught one of theirs.
 struct Counting;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn allocations_on_this_thread() -> usize {
+    ALLOCATIONS.with(Cell::get)
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // `try_with`: a thread being torn down has no counter left to bump.
+        let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
         // SAFETY: the caller's contract for `alloc` is passed on unchanged.
         unsafe { System.alloc(layout) }
     }
@@ -43,9 +53,9 @@ fn a_valid_batch_is_checked_without_allocating() {
             batch.wall_times_us.push(1_700_000_000_000_000 + step);
         }
     }
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations_on_this_thread();
     let checked = batch.validate();
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let allocations = allocations_on_this_thread() - before;
     assert!(checked.is_ok(), "{checked:?}");
     assert_eq!(
         allocations, 0,
