@@ -67,7 +67,7 @@ impl SteplakeTable {
     pub fn schema(self) -> SchemaRef {
         match self {
             SteplakeTable::Catalog(catalog) => catalog.schema(),
-            SteplakeTable::Scalars => steplake_core::schema::scalars_schema(),
+            SteplakeTable::Scalars => steplake_query::tables::scalars_table_schema(),
             SteplakeTable::Tensors => steplake_core::schema::tensors_schema(),
         }
     }

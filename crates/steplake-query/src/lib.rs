@@ -51,11 +51,11 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::common::ScalarValue;
+use datafusion::common::{Column, ScalarValue};
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{cast, Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use futures::TryStreamExt;
 use std::num::NonZeroUsize;
@@ -311,7 +311,7 @@ impl QueryEngine {
                     schema: schema_name.clone(),
                     kind: "TABLE",
                     name: table_name,
-                    columns: table.schema(),
+                    columns: public_schema(&table.schema()),
                 });
             }
         }
@@ -434,7 +434,7 @@ impl Planner {
             .with_allow_statements(false)
             .verify_plan(&plan)
             .map_err(|e| QueryError::Forbidden(forbidden_reason(&e)))?;
-        Ok(plan)
+        strings_as_utf8(plan).map_err(QueryError::Plan)
     }
 
     /// A planning error, told with what would have been right where the
@@ -462,6 +462,51 @@ impl Planner {
             names.join(", ")
         )))
     }
+}
+
+/// The type a client sees for a column of type `t`: string views (how
+/// `scalars` reads its names) leave the engine as plain strings, the type
+/// every Flight SQL client knows.
+fn public_type(t: &DataType) -> Option<DataType> {
+    match t {
+        DataType::Utf8View => Some(DataType::Utf8),
+        DataType::BinaryView => Some(DataType::Binary),
+        _ => None,
+    }
+}
+
+/// `schema` with the types clients see ([`public_type`]).
+fn public_schema(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match public_type(f.data_type()) {
+            Some(t) => f.as_ref().clone().with_data_type(t),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `plan` with a final projection that casts its view columns to the types
+/// clients see ([`public_type`]); `plan` itself when it has none.
+fn strings_as_utf8(plan: LogicalPlan) -> datafusion::error::Result<LogicalPlan> {
+    let schema = plan.schema().clone();
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| public_type(f.data_type()).is_some())
+    {
+        return Ok(plan);
+    }
+    let columns = schema.iter().map(|(qualifier, field)| {
+        let column = Expr::Column(Column::from((qualifier, field)));
+        match public_type(field.data_type()) {
+            Some(t) => cast(column, t).alias_qualified(qualifier.cloned(), field.name()),
+            None => column,
+        }
+    });
+    LogicalPlanBuilder::from(plan).project(columns)?.build()
 }
 
 /// How to call the window function `name`, when the session has one: the

@@ -3,17 +3,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
-    ArrayRef, AsArray, Float64Array, Int64Array, ListBuilder, RecordBatch, StringArray,
-    StringBuilder, TimestampMicrosecondArray, UInt64Array,
+    ArrayRef, AsArray, Float64Array, Int64Array, ListBuilder, RecordBatch, RecordBatchOptions,
+    StringArray, StringBuilder, TimestampMicrosecondArray, UInt64Array,
 };
-use arrow::compute::interleave_record_batch;
-use arrow::datatypes::{Int64Type, SchemaRef};
+use arrow::compute::{cast, interleave_record_batch};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::DFSchema;
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -226,6 +226,50 @@ impl TableProvider for CatalogTable {
     }
 }
 
+/// The schema of the `scalars` table as queries see it: the store's
+/// [`scalars_schema`] with `run_id` and `name` read as `Utf8View`. A view
+/// of a short string holds it inline, so the Parquet reader turns the
+/// files' dictionary pages into views instead of copying every name into
+/// every row, and grouping by a series compares 16-byte views. Results
+/// still leave the engine as `Utf8` (see `QueryEngine`).
+pub fn scalars_table_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let fields: Vec<Field> = scalars_schema()
+                .fields()
+                .iter()
+                .map(|f| match f.data_type() {
+                    DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+                    _ => f.as_ref().clone(),
+                })
+                .collect();
+            Arc::new(Schema::new(fields))
+        })
+        .clone()
+}
+
+/// `batch`, rows of the store's [`scalars_schema`] (any projection of it),
+/// with the types of the table's [`scalars_table_schema`]: the strings as
+/// views of the same bytes.
+fn as_table_batch(batch: &RecordBatch) -> Result<RecordBatch> {
+    let table = scalars_table_schema();
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (column, field) in batch.columns().iter().zip(batch.schema().fields()) {
+        let wanted = table.field_with_name(field.name())?.data_type();
+        columns.push(cast(column, wanted)?);
+        fields.push(field.as_ref().clone().with_data_type(wanted.clone()));
+    }
+    // The row count too: `count(*)` projects no column at all.
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(fields)),
+        columns,
+        &options,
+    )?)
+}
+
 /// The `scalars` table: Parquet files ∪ in-memory buffer, latest write wins.
 pub struct ScalarsTable {
     store: Arc<Store>,
@@ -247,7 +291,7 @@ impl fmt::Debug for ScalarsTable {
 #[async_trait]
 impl TableProvider for ScalarsTable {
     fn schema(&self) -> SchemaRef {
-        scalars_schema()
+        scalars_table_schema()
     }
 
     fn table_type(&self) -> TableType {
@@ -309,15 +353,27 @@ impl ScalarsTable {
         let (view, rewritten) = (&snapshot.streaming, &snapshot.rewritten);
         let mut inputs = Vec::new();
         if rewritten.is_empty() {
-            inputs.extend(files_scan(state, view, &view.files, projection, filters, limit).await?);
+            inputs.extend(
+                files_scan(
+                    state,
+                    view,
+                    &view.files,
+                    scalars_table_schema(),
+                    projection,
+                    filters,
+                    limit,
+                )
+                .await?,
+            );
         } else if !view.files.is_empty() {
             inputs.push(files_scan_excluding(state, view, projection, filters, rewritten).await?);
         }
         let buffered: Vec<RecordBatch> = view
             .buffered
             .iter()
-            .flat_map(|b| b.batches.iter().cloned())
-            .collect();
+            .flat_map(|b| b.batches.iter())
+            .map(as_table_batch)
+            .collect::<Result<_>>()?;
         if !buffered.is_empty() {
             let schema = projected_scalars_schema(projection)?;
             inputs.push(MemorySourceConfig::try_new_exec(&[buffered], schema, None)?);
@@ -338,10 +394,12 @@ impl ScalarsTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let mut sources: Vec<(u64, RecordBatch)> = Vec::new();
         for file in &view.files {
+            // Read as the store wrote them, to merge with the buffer's rows.
             if let Some(plan) = files_scan(
                 state,
                 &view,
                 std::slice::from_ref(file),
+                scalars_schema(),
                 None,
                 filters,
                 None,
@@ -355,7 +413,7 @@ impl ScalarsTable {
         for BufferedRows { version, batches } in view.buffered {
             sources.extend(batches.into_iter().map(|b| (version, b)));
         }
-        let merged = keep_latest_writes(&sources, rewritten)?;
+        let merged = as_table_batch(&keep_latest_writes(&sources, rewritten)?)?;
         let projected = match projection {
             Some(p) => merged.project(p)?,
             None => merged,
@@ -388,15 +446,23 @@ async fn files_scan_excluding(
             scanned.push(column);
         }
     }
-    let plan = files_scan(state, view, &view.files, Some(&scanned), filters, None)
-        .await?
-        .ok_or_else(|| DataFusionError::Internal("no files to scan".into()))?;
+    let schema = scalars_table_schema();
+    let plan = files_scan(
+        state,
+        view,
+        &view.files,
+        schema.clone(),
+        Some(&scanned),
+        filters,
+        None,
+    )
+    .await?
+    .ok_or_else(|| DataFusionError::Internal("no files to scan".into()))?;
     let is_rewritten = series
         .iter()
         .map(|(run, name)| {
-            col("run_id")
-                .eq(lit(run.as_str()))
-                .and(col("name").eq(lit(name.as_str())))
+            let text = |s: &str| lit(ScalarValue::Utf8View(Some(s.to_string())));
+            col("run_id").eq(text(run)).and(col("name").eq(text(name)))
         })
         .reduce(Expr::or)
         .unwrap_or_else(|| lit(false));
@@ -407,7 +473,7 @@ async fn files_scan_excluding(
     let columns = wanted
         .iter()
         .map(|&c| {
-            let name = scalars_schema().field(c).name().clone();
+            let name = schema.field(c).name().clone();
             let position = output.index_of(&name)?;
             Ok((
                 Arc::new(Column::new(&name, position)) as Arc<dyn PhysicalExpr>,
@@ -420,8 +486,8 @@ async fn files_scan_excluding(
 
 fn projected_scalars_schema(projection: Option<&Vec<usize>>) -> Result<SchemaRef> {
     Ok(match projection {
-        Some(p) => Arc::new(scalars_schema().project(p)?),
-        None => scalars_schema(),
+        Some(p) => Arc::new(scalars_table_schema().project(p)?),
+        None => scalars_table_schema(),
     })
 }
 
@@ -445,17 +511,19 @@ fn prunes_only(filters: &[&Expr]) -> Vec<TableProviderFilterPushDown> {
     vec![TableProviderFilterPushDown::Inexact; filters.len()]
 }
 
-/// A Parquet scan of the scalars `files` of `view` (None when there are none).
+/// A Parquet scan of the scalars `files` of `view`, read as `schema` (the
+/// store's or the table's), None when there are none.
 async fn files_scan(
     state: &dyn Session,
     view: &ScalarsView,
     files: &[FileRef],
+    schema: SchemaRef,
     projection: Option<&Vec<usize>>,
     filters: &[Expr],
     limit: Option<usize>,
 ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
     let paths: Vec<String> = files.iter().map(|f| view.file_url(f)).collect();
-    parquet_scan(state, &paths, scalars_schema(), projection, filters, limit).await
+    parquet_scan(state, &paths, schema, projection, filters, limit).await
 }
 
 /// A Parquet scan of `paths` (local paths or object-store URLs) read as
