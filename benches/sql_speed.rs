@@ -114,6 +114,14 @@ fn series_queries() -> Vec<Query> {
             "SELECT name, first_sustained(step, value < 1.0) FROM scalars GROUP BY name",
         ),
         steplake_only(
+            "spike_rate per series",
+            "SELECT name, spike_rate(value ORDER BY step) FROM scalars GROUP BY name",
+        ),
+        steplake_only(
+            "downsample per series (500 buckets)",
+            "SELECT name, downsample(step, value, 500) FROM scalars GROUP BY name",
+        ),
+        steplake_only(
             "changepoints per series (20 series)",
             "SELECT name, changepoints(step, value) FROM scalars WHERE name < 's020' GROUP BY name",
         ),

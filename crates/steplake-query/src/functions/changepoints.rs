@@ -32,12 +32,10 @@ use arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use datafusion::common::{plan_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::AggregateOrderSensitivity;
-use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::{AggregateUDF, AggregateUDFImpl, Signature, Volatility};
 
 use super::arguments::{self, Kind, Parameters};
-use super::points::{single_list, Points, SeriesAccumulator};
+use super::points::{series_accumulators, single_list, Finish, Points, SeriesAggregate};
 use super::segmentation::{self, search, Cost, L2Cost, Method, Stop};
 
 /// The parameters of `changepoints` and `phases`.
@@ -256,6 +254,23 @@ impl Segments {
     }
 }
 
+impl SeriesAggregate for Segments {
+    fn function(&self) -> &'static str {
+        self.model.parameters().function
+    }
+
+    /// The segmentation of a series' points, as the aggregate's value.
+    fn finish(&self, args: &AccumulatorArgs) -> Result<Finish<f64>> {
+        let (model, parameters) = (self.model, self.model.parameters());
+        let constants = arguments::literal_arguments(args.exprs, 2, parameters)?;
+        let search =
+            SearchArguments::parse(parameters.function, &constants, model.default_min_size())?;
+        Ok(Box::new(move |points: &Points<f64>| {
+            model.value(&model.rows(&points.steps, &points.values, &search))
+        }))
+    }
+}
+
 impl AggregateUDFImpl for Segments {
     fn name(&self) -> &str {
         self.model.parameters().function
@@ -273,16 +288,7 @@ impl AggregateUDFImpl for Segments {
         Ok(self.model.result_type())
     }
 
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let (model, parameters) = (self.model, self.model.parameters());
-        let constants = arguments::literal_arguments(args.exprs, 2, parameters)?;
-        let search =
-            SearchArguments::parse(parameters.function, &constants, model.default_min_size())?;
-        Ok(Box::new(SeriesAccumulator::<f64>::new(
-            parameters.function,
-            move |points| model.value(&model.rows(&points.steps, &points.values, &search)),
-        )))
-    }
+    series_accumulators!();
 
     /// Points are sorted by step inside, so input order never matters.
     fn order_sensitivity(&self) -> AggregateOrderSensitivity {

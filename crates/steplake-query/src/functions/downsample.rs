@@ -22,12 +22,10 @@ use arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use datafusion::common::{plan_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::AggregateOrderSensitivity;
-use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::{AggregateUDF, AggregateUDFImpl, Signature, Volatility};
 
 use super::literal_argument;
-use super::points::{single_list, Points, SeriesAccumulator};
+use super::points::{series_accumulators, single_list, Finish, Points, SeriesAggregate};
 
 /// One bucket of a downsampled series.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,20 +137,7 @@ impl AggregateUDFImpl for Downsample {
         ))))
     }
 
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let buckets = match literal_argument(args.exprs, 2, "downsample", "buckets")? {
-            Some(ScalarValue::Int64(Some(b))) if (1..=10_000_000).contains(&b) => b as usize,
-            other => {
-                return plan_err!(
-                    "downsample: buckets must be an integer from 1 to 10,000,000, got {other:?}"
-                )
-            }
-        };
-        Ok(Box::new(SeriesAccumulator::<f64>::new(
-            "downsample",
-            move |points| buckets_value(&downsample(&points.steps, &points.values, buckets)),
-        )))
-    }
+    series_accumulators!();
 
     /// Points are sorted by step inside, so input order never matters.
     fn order_sensitivity(&self) -> AggregateOrderSensitivity {
@@ -161,6 +146,27 @@ impl AggregateUDFImpl for Downsample {
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         Ok(Points::<f64>::state_fields(args.name))
+    }
+}
+
+impl SeriesAggregate for Downsample {
+    fn function(&self) -> &'static str {
+        "downsample"
+    }
+
+    /// The buckets of a series' points, as the aggregate's value.
+    fn finish(&self, args: &AccumulatorArgs) -> Result<Finish<f64>> {
+        let buckets = match literal_argument(args.exprs, 2, "downsample", "buckets")? {
+            Some(ScalarValue::Int64(Some(b))) if (1..=10_000_000).contains(&b) => b as usize,
+            other => {
+                return plan_err!(
+                    "downsample: buckets must be an integer from 1 to 10,000,000, got {other:?}"
+                )
+            }
+        };
+        Ok(Box::new(move |points: &Points<f64>| {
+            buckets_value(&downsample(&points.steps, &points.values, buckets))
+        }))
     }
 }
 

@@ -36,7 +36,7 @@ use datafusion::logical_expr::{
 };
 
 use super::arguments::{self, Kind, Parameters};
-use super::points::{Points, SeriesAccumulator};
+use super::points::{series_accumulators, Finish, Points, SeriesAggregate};
 
 const VALUE_AT: Parameters = Parameters {
     function: "value_at",
@@ -274,6 +274,33 @@ impl Crossing {
     }
 }
 
+impl SeriesAggregate for Crossing {
+    fn function(&self) -> &'static str {
+        CROSSING.function
+    }
+
+    /// The first crossing of a series' points, as the aggregate's value.
+    fn finish(&self, args: &AccumulatorArgs) -> Result<Finish<f64>> {
+        let constants = arguments::literal_arguments(args.exprs, 2, &CROSSING)?;
+        let threshold = match constants.first().and_then(|c| c.as_ref()) {
+            Some(t) => match arguments::number(t) {
+                Some(t) if t.is_finite() => t,
+                _ => return plan_err!("crossing: threshold must be a finite number, got {t}"),
+            },
+            None => return plan_err!("crossing: threshold is required"),
+        };
+        let direction = Direction::parse(constants.get(1).and_then(|c| c.as_ref()))?;
+        Ok(Box::new(move |points: &Points<f64>| {
+            Ok(ScalarValue::Float64(crossing(
+                &points.steps,
+                &points.values,
+                threshold,
+                direction,
+            )))
+        }))
+    }
+}
+
 impl AggregateUDFImpl for Crossing {
     fn name(&self) -> &str {
         CROSSING.function
@@ -291,28 +318,7 @@ impl AggregateUDFImpl for Crossing {
         Ok(DataType::Float64)
     }
 
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let constants = arguments::literal_arguments(args.exprs, 2, &CROSSING)?;
-        let threshold = match constants.first().and_then(|c| c.as_ref()) {
-            Some(t) => match arguments::number(t) {
-                Some(t) if t.is_finite() => t,
-                _ => return plan_err!("crossing: threshold must be a finite number, got {t}"),
-            },
-            None => return plan_err!("crossing: threshold is required"),
-        };
-        let direction = Direction::parse(constants.get(1).and_then(|c| c.as_ref()))?;
-        Ok(Box::new(SeriesAccumulator::<f64>::new(
-            CROSSING.function,
-            move |points| {
-                Ok(ScalarValue::Float64(crossing(
-                    &points.steps,
-                    &points.values,
-                    threshold,
-                    direction,
-                )))
-            },
-        )))
-    }
+    series_accumulators!();
 
     /// Points are sorted by step inside, so input order never matters.
     fn order_sensitivity(&self) -> AggregateOrderSensitivity {

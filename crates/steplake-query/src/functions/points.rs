@@ -1,15 +1,20 @@
 //! Collecting the (step, value) points of one series inside an aggregate,
-//! with the partial state (two lists) DataFusion needs to merge partitions.
+//! with the partial state (two lists) DataFusion needs to merge partitions:
+//! [`SeriesAccumulator`] for one series, [`SeriesGroups`] for every group
+//! of a GROUP BY at once (one pass over each batch, no per-group slicing).
 
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListArray};
 use arrow::buffer::OffsetBuffer;
+use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type};
 use datafusion::common::{exec_err, Result, ScalarValue};
+use datafusion::logical_expr::function::AccumulatorArgs;
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 
 /// A value type an aggregate collects per point.
-pub trait PointValue: Copy + std::fmt::Debug + Send + Sync + 'static {
+pub trait PointValue: Copy + Default + std::fmt::Debug + Send + Sync + 'static {
     /// Its Arrow type.
     const DATA_TYPE: DataType;
     /// The value at `row`, or `None` to skip the point.
@@ -54,26 +59,27 @@ pub struct Points<T> {
 impl<T: PointValue> Points<T> {
     /// Adds the rows of a (step, value) pair of arrays; NULL steps are skipped.
     pub fn add(&mut self, steps: &dyn Array, values: &dyn Array) {
-        let step_values = steps.as_primitive::<Int64Type>();
+        let steps = steps.as_primitive::<Int64Type>();
         for row in 0..steps.len() {
-            if steps.is_valid(row) {
-                if let Some(v) = T::read(values, row) {
-                    self.steps.push(step_values.value(row));
-                    self.values.push(v);
-                }
+            self.add_row(steps, values, row);
+        }
+    }
+
+    /// Adds the point of `row` (skipped when its step is NULL or its value
+    /// says so).
+    #[inline]
+    fn add_row(&mut self, steps: &Int64Array, values: &dyn Array, row: usize) {
+        if steps.is_valid(row) {
+            if let Some(v) = T::read(values, row) {
+                self.steps.push(steps.value(row));
+                self.values.push(v);
             }
         }
     }
 
-    /// `update_batch` of an aggregate whose first two arguments are (step, value).
-    pub fn update(&mut self, arguments: &[ArrayRef], function: &str) -> Result<()> {
-        match (arguments.first(), arguments.get(1)) {
-            (Some(steps), Some(values)) => {
-                self.add(steps.as_ref(), values.as_ref());
-                Ok(())
-            }
-            _ => exec_err!("{function}: expected (step, value) arguments"),
-        }
+    /// Heap bytes of the two vectors' capacity.
+    fn capacity_bytes(&self) -> usize {
+        self.steps.capacity() * 8 + self.values.capacity() * std::mem::size_of::<T>()
     }
 
     /// Sorts the points by step (stable: equal steps keep arrival order).
@@ -86,7 +92,7 @@ impl<T: PointValue> Points<T> {
 
     /// Heap bytes held.
     pub fn size(&self) -> usize {
-        self.steps.capacity() * 8 + self.values.capacity() * std::mem::size_of::<T>()
+        self.capacity_bytes()
     }
 
     /// The partial state: a list of steps and a list of values.
@@ -136,27 +142,120 @@ pub fn single_list(values: ArrayRef) -> ListArray {
 /// What an aggregate computes from its series' points, sorted by step.
 pub type Finish<T> = Box<dyn FnMut(&Points<T>) -> Result<ScalarValue> + Send + Sync>;
 
+/// Which of an aggregate's `update_batch` arguments hold a point.
+#[derive(Debug, Clone, Copy)]
+pub struct PointArguments {
+    /// The step's (any integer type: an `ORDER BY` key is read as Int64).
+    pub step: usize,
+    /// The value's.
+    pub value: usize,
+}
+
+impl PointArguments {
+    /// `f(step, value, ...)`.
+    pub const STEP_VALUE: PointArguments = PointArguments { step: 0, value: 1 };
+
+    /// The steps (as Int64) and values of `arguments`.
+    fn read<'a>(
+        self,
+        arguments: &'a [ArrayRef],
+        function: &str,
+    ) -> Result<(ArrayRef, &'a ArrayRef)> {
+        match (arguments.get(self.step), arguments.get(self.value)) {
+            (Some(steps), Some(values)) => Ok((cast(steps, &DataType::Int64)?, values)),
+            _ => exec_err!("{function}: expected (step, value) arguments"),
+        }
+    }
+}
+
+/// A series aggregate: what it reads of each row and how it answers from a
+/// series' sorted points. [`series_accumulators!`] gives its
+/// `AggregateUDFImpl` both accumulators from this.
+pub trait SeriesAggregate {
+    /// Its SQL name (for errors).
+    fn function(&self) -> &'static str;
+
+    /// Where its points are among the arguments (default `f(step, value, ...)`).
+    fn point_arguments(&self, _args: &AccumulatorArgs) -> Result<PointArguments> {
+        Ok(PointArguments::STEP_VALUE)
+    }
+
+    /// Its answer for one series, given the call's constant arguments.
+    fn finish(&self, args: &AccumulatorArgs) -> Result<Finish<f64>>;
+}
+
+/// The accumulator of a [`SeriesAggregate`] over one series.
+pub fn series_accumulator(
+    aggregate: &impl SeriesAggregate,
+    args: &AccumulatorArgs,
+) -> Result<Box<dyn datafusion::logical_expr::Accumulator>> {
+    Ok(Box::new(SeriesAccumulator::new(
+        aggregate.function(),
+        aggregate.point_arguments(args)?,
+        aggregate.finish(args)?,
+    )))
+}
+
+/// The accumulator of a [`SeriesAggregate`] over every group of a GROUP BY.
+pub fn series_groups(
+    aggregate: &impl SeriesAggregate,
+    args: &AccumulatorArgs,
+) -> Result<Box<dyn GroupsAccumulator>> {
+    Ok(Box::new(SeriesGroups::new(
+        aggregate.function(),
+        aggregate.point_arguments(args)?,
+        args.return_type(),
+        aggregate.finish(args)?,
+    )))
+}
+
+/// `accumulator`, `groups_accumulator_supported` and
+/// `create_groups_accumulator` of an `AggregateUDFImpl` that is a
+/// [`SeriesAggregate`].
+macro_rules! series_accumulators {
+    () => {
+        fn accumulator(
+            &self,
+            args: datafusion::logical_expr::function::AccumulatorArgs,
+        ) -> datafusion::common::Result<Box<dyn datafusion::logical_expr::Accumulator>> {
+            $crate::functions::points::series_accumulator(self, &args)
+        }
+
+        fn groups_accumulator_supported(
+            &self,
+            _args: datafusion::logical_expr::function::AccumulatorArgs,
+        ) -> bool {
+            true
+        }
+
+        fn create_groups_accumulator(
+            &self,
+            args: datafusion::logical_expr::function::AccumulatorArgs,
+        ) -> datafusion::common::Result<Box<dyn datafusion::logical_expr::GroupsAccumulator>> {
+            $crate::functions::points::series_groups(self, &args)
+        }
+    };
+}
+pub(crate) use series_accumulators;
+
 /// The accumulator of an aggregate over one series: collects (step, value)
 /// points, merges partial states, sorts by step, then calls `finish`.
 pub struct SeriesAccumulator<T> {
     function: &'static str,
+    arguments: PointArguments,
     points: Points<T>,
     finish: Finish<T>,
 }
 
 impl<T: PointValue> SeriesAccumulator<T> {
-    /// An accumulator for `function` that computes its result with `finish`.
-    pub fn new(
-        function: &'static str,
-        finish: impl FnMut(&Points<T>) -> Result<ScalarValue> + Send + Sync + 'static,
-    ) -> Self {
+    /// An accumulator for `function` that reads its points from
+    /// `arguments` and computes its result with `finish`.
+    pub fn new(function: &'static str, arguments: PointArguments, finish: Finish<T>) -> Self {
         SeriesAccumulator {
             function,
-            points: Points {
-                steps: Vec::new(),
-                values: Vec::new(),
-            },
-            finish: Box::new(finish),
+            arguments,
+            points: Points::default(),
+            finish,
         }
     }
 }
@@ -172,7 +271,9 @@ impl<T> std::fmt::Debug for SeriesAccumulator<T> {
 
 impl<T: PointValue> datafusion::logical_expr::Accumulator for SeriesAccumulator<T> {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        self.points.update(values, self.function)
+        let (steps, values) = self.arguments.read(values, self.function)?;
+        self.points.add(steps.as_ref(), values.as_ref());
+        Ok(())
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
@@ -190,5 +291,186 @@ impl<T: PointValue> datafusion::logical_expr::Accumulator for SeriesAccumulator<
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
         self.points.merge(states, self.function)
+    }
+}
+
+/// The accumulator of an aggregate over the series of every group of a
+/// GROUP BY: each group collects its points as [`SeriesAccumulator`] does
+/// (same partial state), and `finish` computes each group's answer.
+pub struct SeriesGroups<T> {
+    function: &'static str,
+    arguments: PointArguments,
+    groups: Vec<Points<T>>,
+    /// Heap bytes of every group's points (their vectors' capacity).
+    heap_bytes: usize,
+    finish: Finish<T>,
+    /// The type of an answer (for the array of none).
+    answer_type: DataType,
+}
+
+impl<T: PointValue> SeriesGroups<T> {
+    /// Groups for `function`, reading points from `arguments`, answering
+    /// values of `answer_type` with `finish`.
+    pub fn new(
+        function: &'static str,
+        arguments: PointArguments,
+        answer_type: &DataType,
+        finish: Finish<T>,
+    ) -> Self {
+        SeriesGroups {
+            function,
+            arguments,
+            groups: Vec::new(),
+            heap_bytes: 0,
+            finish,
+            answer_type: answer_type.clone(),
+        }
+    }
+
+    /// Adds the points of the rows that `keep` keeps to their groups.
+    fn add(
+        &mut self,
+        steps: &Int64Array,
+        values: &dyn Array,
+        group_indices: &[usize],
+        keep: Option<&BooleanArray>,
+    ) {
+        for (row, &group) in group_indices.iter().enumerate() {
+            if keep.is_some_and(|k| !(k.is_valid(row) && k.value(row))) {
+                continue;
+            }
+            let points = &mut self.groups[group];
+            let before = points.capacity_bytes();
+            points.add_row(steps, values, row);
+            self.heap_bytes = self.heap_bytes + points.capacity_bytes() - before;
+        }
+    }
+
+    /// The groups `emit_to` names, taken out.
+    fn take(&mut self, emit_to: EmitTo) -> Vec<Points<T>> {
+        let taken = emit_to.take_needed(&mut self.groups);
+        self.heap_bytes -= taken.iter().map(Points::capacity_bytes).sum::<usize>();
+        taken
+    }
+}
+
+/// The partial states of `groups`: two list columns, one row per group,
+/// its steps and its values (the state [`Points::state`] gives one series).
+fn states_of<T: PointValue>(groups: &[Points<T>]) -> Result<Vec<ArrayRef>> {
+    let offsets = OffsetBuffer::from_lengths(groups.iter().map(|g| g.steps.len()));
+    let steps: Vec<i64> = groups
+        .iter()
+        .flat_map(|g| g.steps.iter().copied())
+        .collect();
+    let values: Vec<T> = groups
+        .iter()
+        .flat_map(|g| g.values.iter().copied())
+        .collect();
+    let list = |items: ArrayRef| -> Result<ArrayRef> {
+        let field = Arc::new(Field::new("item", items.data_type().clone(), true));
+        Ok(Arc::new(ListArray::try_new(
+            field,
+            offsets.clone(),
+            items,
+            None,
+        )?))
+    };
+    Ok(vec![
+        list(Arc::new(Int64Array::from(steps)))?,
+        list(T::to_array(&values))?,
+    ])
+}
+
+impl<T> std::fmt::Debug for SeriesGroups<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeriesGroups")
+            .field("function", &self.function)
+            .field("groups", &self.groups.len())
+            .finish()
+    }
+}
+
+impl<T: PointValue> GroupsAccumulator for SeriesGroups<T> {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.groups.resize_with(total_num_groups, Points::default);
+        let (steps, values) = self.arguments.read(values, self.function)?;
+        self.add(
+            steps.as_primitive::<Int64Type>(),
+            values.as_ref(),
+            group_indices,
+            opt_filter,
+        );
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let mut answers = Vec::new();
+        for mut points in self.take(emit_to) {
+            points.sort();
+            answers.push((self.finish)(&points)?);
+        }
+        if answers.is_empty() {
+            return Ok(arrow::array::new_empty_array(&self.answer_type));
+        }
+        ScalarValue::iter_to_array(answers)
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        states_of(&self.take(emit_to))
+    }
+
+    /// Each row becomes the state of a one-point series (no points when
+    /// skipped).
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let (steps, values) = self.arguments.read(values, self.function)?;
+        let steps = steps.as_primitive::<Int64Type>();
+        let rows: Vec<Points<T>> = (0..steps.len())
+            .map(|row| {
+                let mut points = Points::default();
+                if opt_filter.is_none_or(|k| k.is_valid(row) && k.value(row)) {
+                    points.add_row(steps, values.as_ref(), row);
+                }
+                points
+            })
+            .collect();
+        states_of(&rows)
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.groups.resize_with(total_num_groups, Points::default);
+        let (Some(steps), Some(values)) = (values.first(), values.get(1)) else {
+            return exec_err!("{}: malformed partial state", self.function);
+        };
+        let (steps, values) = (steps.as_list::<i32>(), values.as_list::<i32>());
+        for (row, &group) in group_indices.iter().enumerate() {
+            if steps.is_valid(row) && values.is_valid(row) {
+                let points = &mut self.groups[group];
+                let before = points.capacity_bytes();
+                points.add(steps.value(row).as_ref(), values.value(row).as_ref());
+                self.heap_bytes = self.heap_bytes + points.capacity_bytes() - before;
+            }
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+            + self.groups.capacity() * std::mem::size_of::<Points<T>>()
+            + self.heap_bytes
     }
 }

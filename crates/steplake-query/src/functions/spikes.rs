@@ -27,17 +27,13 @@
 //! FROM scalars WHERE name = 'train/loss' GROUP BY run_id;
 //! ```
 
-use arrow::array::ArrayRef;
-use arrow::compute::cast;
 use arrow::datatypes::{DataType, FieldRef};
-use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
+use datafusion::common::{plan_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::{AggregateUDF, AggregateUDFImpl, Signature, Volatility};
 
 use super::arguments::{self, Kind, Parameters};
-use super::points::Points;
+use super::points::{series_accumulators, Finish, PointArguments, Points, SeriesAggregate};
 use super::recent::Recent;
 use super::sorted_window::SortedWindow;
 
@@ -371,65 +367,44 @@ impl AggregateUDFImpl for SpikeRate {
         Ok(DataType::Float64)
     }
 
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        if args.order_bys.len() != 1 {
-            return plan_err!(
-                "spike_rate needs the order of the points: write spike_rate(value ORDER BY step)"
-            );
-        }
-        let constants = arguments::literal_arguments(args.exprs, 1, &SPIKE_RATE)?;
-        Ok(Box::new(SpikeRateAccumulator {
-            arguments: args.exprs.len(),
-            rule: SpikeRule::from_arguments("spike_rate", &constants)?,
-            points: Points::default(),
-        }))
-    }
+    series_accumulators!();
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         Ok(Points::<f64>::state_fields(args.name))
     }
 }
 
-#[derive(Debug)]
-struct SpikeRateAccumulator {
-    /// How many arguments the call has: the ORDER BY key follows them.
-    arguments: usize,
-    rule: SpikeRule,
-    /// (ordering key, value) pairs.
-    points: Points<f64>,
-}
-
-impl Accumulator for SpikeRateAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        // [value, constants..., ORDER BY key]
-        let (Some(value), Some(key)) = (values.first(), values.get(self.arguments)) else {
-            return exec_err!("spike_rate: expected (value, ... ORDER BY step)");
-        };
-        let key = cast(key, &DataType::Int64)?;
-        self.points.add(key.as_ref(), value.as_ref());
-        Ok(())
+impl SeriesAggregate for SpikeRate {
+    fn function(&self) -> &'static str {
+        "spike_rate"
     }
 
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        if self.points.values.is_empty() {
-            return Ok(ScalarValue::Float64(None));
+    /// Where `spike_rate(value, constants... ORDER BY step)` finds a point:
+    /// the value first, the ORDER BY key after the call's arguments.
+    fn point_arguments(&self, args: &AccumulatorArgs) -> Result<PointArguments> {
+        if args.order_bys.len() != 1 {
+            return plan_err!(
+                "spike_rate needs the order of the points: write spike_rate(value ORDER BY step)"
+            );
         }
-        self.points.sort();
-        let spikes = self.rule.flags(&self.points.values);
-        let rate = spikes.iter().filter(|&&s| s).count() as f64 / spikes.len() as f64;
-        Ok(ScalarValue::Float64(Some(rate)))
+        Ok(PointArguments {
+            step: args.exprs.len(),
+            value: 0,
+        })
     }
 
-    fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.points.size()
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(self.points.state())
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        self.points.merge(states, "spike_rate")
+    /// The share of a series' points that are spikes.
+    fn finish(&self, args: &AccumulatorArgs) -> Result<Finish<f64>> {
+        let constants = arguments::literal_arguments(args.exprs, 1, &SPIKE_RATE)?;
+        let rule = SpikeRule::from_arguments("spike_rate", &constants)?;
+        Ok(Box::new(move |points: &Points<f64>| {
+            if points.values.is_empty() {
+                return Ok(ScalarValue::Float64(None));
+            }
+            let spikes = rule.flags(&points.values);
+            let rate = spikes.iter().filter(|&&s| s).count() as f64 / spikes.len() as f64;
+            Ok(ScalarValue::Float64(Some(rate)))
+        }))
     }
 }
 
