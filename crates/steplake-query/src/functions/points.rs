@@ -84,6 +84,10 @@ impl<T: PointValue> Points<T> {
 
     /// Sorts the points by step (stable: equal steps keep arrival order).
     pub fn sort(&mut self) {
+        // Points mostly arrive in step order (the files are sorted).
+        if self.steps.is_sorted() {
+            return;
+        }
         let mut order: Vec<usize> = (0..self.steps.len()).collect();
         order.sort_by_key(|&i| self.steps[i]);
         self.steps = order.iter().map(|&i| self.steps[i]).collect();
