@@ -18,6 +18,9 @@
 //! The series functions, which DuckDB does not have, are printed beside a
 //! plain scan of the same columns.
 //!
+//! `STEPLAKE_BENCH_PROFILE=<text>` times only the queries whose label has
+//! that text, embedded (to run under a profiler).
+//!
 //! Targets: every plain query ≤ 1.0× DuckDB; a window function over every
 //! series ≤ 2× a plain scan of the same columns; `first_sustained` over
 //! 100M points ≤ 1 s (here over 20M: its time × 5 is the estimate).
@@ -306,6 +309,16 @@ async fn main() {
     let engine = QueryEngine::new(store.clone()).expect("engine");
     let plain = plain_queries();
     let functions = series_queries();
+    if let Ok(label) = std::env::var("STEPLAKE_BENCH_PROFILE") {
+        // For a profiler: the queries whose label has this text, embedded only.
+        for q in plain.iter().chain(&functions) {
+            if q.label.contains(label.as_str()) {
+                let t = time_embedded(&engine, &q.steplake, repeats).await;
+                println!("{:<42} {:>9.1} ms", q.label, ms(t));
+            }
+        }
+        return;
+    }
     let mut embedded = Vec::new();
     for q in plain.iter().chain(&functions) {
         embedded.push(time_embedded(&engine, &q.steplake, repeats).await);
