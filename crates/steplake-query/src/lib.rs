@@ -477,15 +477,20 @@ fn public_type(t: &DataType) -> Option<DataType> {
 
 /// `schema` with the types clients see ([`public_type`]).
 fn public_schema(schema: &Schema) -> SchemaRef {
+    Arc::new(retyped(schema, public_type))
+}
+
+/// `schema` with each field whose type `to` maps given the new type.
+pub(crate) fn retyped(schema: &Schema, to: impl Fn(&DataType) -> Option<DataType>) -> Schema {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| match public_type(f.data_type()) {
+        .map(|f| match to(f.data_type()) {
             Some(t) => f.as_ref().clone().with_data_type(t),
             None => f.as_ref().clone(),
         })
         .collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+    Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
 /// `plan` with a final projection that casts its view columns to the types

@@ -10,7 +10,7 @@ use arrow::array::{
     StringArray, StringBuilder, TimestampMicrosecondArray, UInt64Array,
 };
 use arrow::compute::{cast, interleave_record_batch};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Int64Type, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DFSchema, ScalarValue};
@@ -236,15 +236,9 @@ pub fn scalars_table_schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
     SCHEMA
         .get_or_init(|| {
-            let fields: Vec<Field> = scalars_schema()
-                .fields()
-                .iter()
-                .map(|f| match f.data_type() {
-                    DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
-                    _ => f.as_ref().clone(),
-                })
-                .collect();
-            Arc::new(Schema::new(fields))
+            Arc::new(crate::retyped(&scalars_schema(), |t| {
+                (*t == DataType::Utf8).then_some(DataType::Utf8View)
+            }))
         })
         .clone()
 }

@@ -343,11 +343,17 @@ impl<T: PointValue> SeriesGroups<T> {
             if keep.is_some_and(|k| !(k.is_valid(row) && k.value(row))) {
                 continue;
             }
-            let points = &mut self.groups[group];
-            let before = points.capacity_bytes();
-            points.add_row(steps, values, row);
-            self.heap_bytes = self.heap_bytes + points.capacity_bytes() - before;
+            self.grow(group, |points| points.add_row(steps, values, row));
         }
+    }
+
+    /// Adds to `group`'s points with `add`, keeping `heap_bytes` current.
+    #[inline]
+    fn grow(&mut self, group: usize, add: impl FnOnce(&mut Points<T>)) {
+        let points = &mut self.groups[group];
+        let before = points.capacity_bytes();
+        add(points);
+        self.heap_bytes = self.heap_bytes + points.capacity_bytes() - before;
     }
 
     /// The groups `emit_to` names, taken out.
@@ -463,10 +469,8 @@ impl<T: PointValue> GroupsAccumulator for SeriesGroups<T> {
         let (steps, values) = (steps.as_list::<i32>(), values.as_list::<i32>());
         for (row, &group) in group_indices.iter().enumerate() {
             if steps.is_valid(row) && values.is_valid(row) {
-                let points = &mut self.groups[group];
-                let before = points.capacity_bytes();
-                points.add(steps.value(row).as_ref(), values.value(row).as_ref());
-                self.heap_bytes = self.heap_bytes + points.capacity_bytes() - before;
+                let (steps, values) = (steps.value(row), values.value(row));
+                self.grow(group, |points| points.add(steps.as_ref(), values.as_ref()));
             }
         }
         Ok(())
