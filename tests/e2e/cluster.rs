@@ -347,10 +347,14 @@ fn an_executor_killed_mid_query_is_replaced_and_the_answer_stays_right() {
     let server = serve(dir.path(), &s3, url);
     write(&server, "r1", "name,step,value\nloss,0,1.5\n");
     server.stop();
+    // The timeout is what declares an executor lost. At 6 s, CI's load
+    // once delayed the surviving executor's heartbeats past it (debug
+    // build, both cores busy), and the scheduler gave the job up with no
+    // executor left; 20 s still ends the test well inside its limits.
     let mut running = Cluster::start(
         &s3,
         url,
-        &["--executor-timeout-secs", "6"],
+        &["--executor-timeout-secs", "20"],
         &["--heartbeat-secs", "1"],
     );
     let cluster = running.url.clone();
