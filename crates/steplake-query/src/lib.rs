@@ -37,6 +37,15 @@
 //! many run at once ([`QueryOptions`]). Dropping a result stream cancels its
 //! query; yield points above joins (module `yields`) make that, and the
 //! time limit, take effect soon even for a cross join.
+//!
+//! Two physical rules use the order the store's files are written in,
+//! (run_id, name, step): a sort those files already satisfy becomes a
+//! run-by-run merge of the sorted files (module `sorted_files`, operator in
+//! `run_merge`), and a window function that needs its whole partition is
+//! evaluated one completed partition at a time instead of after collecting
+//! its whole input (module `streaming_window`). Together they make
+//! `f(value) OVER (PARTITION BY run_id, name ORDER BY step)` over every
+//! series a streaming pass.
 
 pub mod condition;
 mod error;
@@ -44,6 +53,9 @@ mod executor;
 pub mod filters;
 pub mod functions;
 mod limits;
+mod run_merge;
+mod sorted_files;
+mod streaming_window;
 pub mod tables;
 mod yields;
 
@@ -188,6 +200,8 @@ impl QueryEngine {
             runtime_env.register_object_store(&steplake_store::bucket::bucket_root(url), bucket);
         }
         let mut rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
+        rules.push(Arc::new(sorted_files::MergeSortedFiles));
+        rules.push(Arc::new(streaming_window::StreamPartitionedWindows));
         rules.push(Arc::new(yields::YieldAfterJoins));
         let state = datafusion::execution::SessionStateBuilder::new()
             .with_config(config)
