@@ -19,7 +19,8 @@
 //! plain scan of the same columns.
 //!
 //! `STEPLAKE_BENCH_PROFILE=<text>` times only the queries whose label has
-//! that text, embedded (to run under a profiler).
+//! that text, embedded (to run under a profiler), and prints the plan of
+//! each with its operators' metrics (`EXPLAIN ANALYZE`).
 //!
 //! Targets: every plain query ≤ 1.0× DuckDB; a window function over every
 //! series ≤ 2× a plain scan of the same columns; `first_sustained` over
@@ -30,12 +31,18 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow::array::AsArray;
 use futures::TryStreamExt;
 use steplake_client::Client;
 use steplake_core::ScalarBatch;
 use steplake_query::QueryEngine;
 use steplake_store::files::{data_files_dir, parquet_files};
 use steplake_store::{CreateRun, Store, StoreOptions};
+
+/// The steplake binary's allocator, so that the embedded figures are those
+/// of the server's process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "common/python.rs"]
 mod python;
@@ -229,6 +236,20 @@ async fn time_embedded(engine: &QueryEngine, sql: &str, repeats: usize) -> Durat
     times[times.len() / 2]
 }
 
+/// `EXPLAIN ANALYZE` of `sql`: each operator with its rows and time.
+async fn print_analyzed_plan(engine: &QueryEngine, sql: &str) {
+    let (_, batches) = engine
+        .sql_collect(&format!("EXPLAIN ANALYZE {sql}"))
+        .await
+        .unwrap_or_else(|e| panic!("EXPLAIN ANALYZE {sql}: {e}"));
+    for batch in &batches {
+        let plans = batch.column(1).as_string::<i32>();
+        for i in 0..batch.num_rows() {
+            println!("{}", plans.value(i));
+        }
+    }
+}
+
 /// DuckDB's median times (seconds) for `queries` over `files`, from its
 /// Python API; `None` (with the reason printed) where it cannot run.
 fn time_duckdb(files: &[PathBuf], queries: &[&str], repeats: usize) -> Option<Vec<f64>> {
@@ -315,6 +336,7 @@ async fn main() {
             if q.label.contains(label.as_str()) {
                 let t = time_embedded(&engine, &q.steplake, repeats).await;
                 println!("{:<42} {:>9.1} ms", q.label, ms(t));
+                print_analyzed_plan(&engine, &q.steplake).await;
             }
         }
         return;
