@@ -52,6 +52,7 @@ mod error;
 mod executor;
 pub mod filters;
 pub mod functions;
+mod key_split;
 mod limits;
 mod run_merge;
 mod sorted_files;

@@ -18,7 +18,9 @@
 //! A merge then costs a few comparisons per run instead of several per row.
 //! Inputs whose rows do interleave are merged just as correctly, in
 //! shorter runs. Each input is read ahead on its own task, so the pieces
-//! are decoded in parallel while the merge runs.
+//! are decoded in parallel while the merge runs. Under a window over every
+//! series the merged stream is dealt to several outputs a key at a time
+//! ([`KeySplit`]) instead of being hash-repartitioned.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -41,41 +43,102 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
+use crate::key_split::KeySplit;
+
 /// Merges every partition of its input, each sorted by `ordering`, into one
-/// partition sorted by `ordering`.
+/// stream sorted by `ordering`: one partition, or several that each hold
+/// every row of some keys ([`KeySplit`]).
 #[derive(Debug)]
 pub(crate) struct RunMergeExec {
     input: Arc<dyn ExecutionPlan>,
     ordering: LexOrdering,
+    split: Option<KeySplit>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
 
 impl RunMergeExec {
-    /// A merge of `input`'s partitions; each must be sorted by `ordering`.
+    /// A merge of `input`'s partitions into one; each must be sorted by
+    /// `ordering`.
     pub(crate) fn new(input: Arc<dyn ExecutionPlan>, ordering: LexOrdering) -> Self {
+        Self::with_split(input, ordering, None)
+    }
+
+    /// A merge dealt to `outputs` partitions a run of equal `keys` at a
+    /// time; `keys` must be the leading expressions of `ordering`.
+    pub(crate) fn split_by_keys(
+        input: Arc<dyn ExecutionPlan>,
+        ordering: LexOrdering,
+        keys: Vec<Arc<dyn PhysicalExpr>>,
+        outputs: usize,
+    ) -> Self {
+        Self::with_split(input, ordering, Some(KeySplit::new(keys, outputs)))
+    }
+
+    fn with_split(
+        input: Arc<dyn ExecutionPlan>,
+        ordering: LexOrdering,
+        split: Option<KeySplit>,
+    ) -> Self {
         // Only the merged order is claimed: other orders each partition
         // may have do not survive the merge.
         let equivalence =
             EquivalenceProperties::new_with_orderings(input.schema(), [ordering.clone()]);
+        // Split outputs hold whole keys, but not by any hash or range
+        // DataFusion knows: nothing above may rely on more.
+        let outputs = split.as_ref().map_or(1, KeySplit::outputs);
         let properties = PlanProperties::new(
             equivalence,
-            Partitioning::UnknownPartitioning(1),
+            Partitioning::UnknownPartitioning(outputs),
             input.pipeline_behavior(),
             input.boundedness(),
         );
         RunMergeExec {
             input,
             ordering,
+            split,
             properties: Arc::new(properties),
             metrics: ExecutionPlanMetricsSet::new(),
         }
+    }
+
+    /// The whole merged stream.
+    fn merged(&self, context: &Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        let inputs = (0..self.input.output_partitioning().partition_count())
+            .map(|i| {
+                Ok(Input {
+                    stream: spawn_buffered(self.input.execute(i, Arc::clone(context))?, 2),
+                    head: None,
+                    done: false,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let schema = self.schema();
+        let merger = Merger {
+            inputs,
+            ordering: self.ordering.clone(),
+            batch_size: context.session_config().batch_size().max(1),
+            schema: Arc::clone(&schema),
+            pending: Vec::new(),
+            pending_rows: 0,
+            metrics: BaselineMetrics::new(&self.metrics, 0),
+        };
+        let batches = futures::stream::try_unfold(merger, |mut merger| async move {
+            let batch = merger.next_batch().await?;
+            Ok(batch.map(|batch| (batch, merger)))
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
     }
 }
 
 impl DisplayAs for RunMergeExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "RunMergeExec: [{}]", self.ordering)
+        write!(f, "RunMergeExec: [{}]", self.ordering)?;
+        if let Some(split) = &self.split {
+            let keys: Vec<String> = split.keys().iter().map(|k| k.to_string()).collect();
+            write!(f, ", dealt by [{}] to {}", keys.join(", "), split.outputs())?;
+        }
+        Ok(())
     }
 }
 
@@ -104,8 +167,9 @@ impl ExecutionPlan for RunMergeExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        for sort in self.ordering.iter() {
-            if f(&sort.expr)? == TreeNodeRecursion::Stop {
+        let keys = self.split.iter().flat_map(|split| split.keys());
+        for expr in self.ordering.iter().map(|sort| &sort.expr).chain(keys) {
+            if f(expr)? == TreeNodeRecursion::Stop {
                 return Ok(TreeNodeRecursion::Stop);
             }
         }
@@ -122,9 +186,14 @@ impl ExecutionPlan for RunMergeExec {
                 children.len()
             )));
         }
-        Ok(Arc::new(RunMergeExec::new(
+        let split = self
+            .split
+            .as_ref()
+            .map(|split| KeySplit::new(split.keys().to_vec(), split.outputs()));
+        Ok(Arc::new(RunMergeExec::with_split(
             children.swap_remove(0),
             self.ordering.clone(),
+            split,
         )))
     }
 
@@ -133,35 +202,18 @@ impl ExecutionPlan for RunMergeExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        if partition != 0 {
-            return Err(DataFusionError::Internal(format!(
+        match &self.split {
+            None if partition == 0 => self.merged(&context),
+            None => Err(DataFusionError::Internal(format!(
                 "RunMergeExec has one partition, asked for {partition}"
-            )));
-        }
-        let inputs = (0..self.input.output_partitioning().partition_count())
-            .map(|i| {
-                Ok(Input {
-                    stream: spawn_buffered(self.input.execute(i, Arc::clone(&context))?, 2),
-                    head: None,
-                    done: false,
+            ))),
+            Some(split) => {
+                let batch_size = context.session_config().batch_size();
+                split.output(partition, self.schema(), batch_size, || {
+                    self.merged(&context)
                 })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let schema = self.schema();
-        let merger = Merger {
-            inputs,
-            ordering: self.ordering.clone(),
-            batch_size: context.session_config().batch_size().max(1),
-            schema: Arc::clone(&schema),
-            pending: Vec::new(),
-            pending_rows: 0,
-            metrics: BaselineMetrics::new(&self.metrics, partition),
-        };
-        let batches = futures::stream::try_unfold(merger, |mut merger| async move {
-            let batch = merger.next_batch().await?;
-            Ok(batch.map(|batch| (batch, merger)))
-        });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+            }
+        }
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
@@ -373,7 +425,7 @@ mod tests {
     use datafusion::datasource::memory::MemorySourceConfig;
     use datafusion::physical_expr::expressions::col;
     use datafusion::physical_expr::PhysicalSortExpr;
-    use datafusion::physical_plan::collect;
+    use datafusion::physical_plan::collect_partitioned;
     use datafusion::prelude::SessionContext;
 
     fn schema() -> SchemaRef {
@@ -402,32 +454,50 @@ mod tests {
             .collect()
     }
 
-    async fn merge(partitions: Vec<Vec<RecordBatch>>, batch_size: usize) -> Vec<(String, i64)> {
+    /// The merge of `partitions` into one, or dealt by name to `split`
+    /// outputs: the rows of each output.
+    async fn merge(
+        partitions: Vec<Vec<RecordBatch>>,
+        batch_size: usize,
+        split: usize,
+    ) -> Vec<Vec<(String, i64)>> {
         let schema = schema();
+        let name = col("name", &schema).expect("name");
         let ordering = LexOrdering::new(vec![
-            PhysicalSortExpr::new_default(col("name", &schema).expect("name")),
+            PhysicalSortExpr::new_default(Arc::clone(&name)),
             PhysicalSortExpr::new_default(col("step", &schema).expect("step")),
         ])
         .expect("ordering");
         let input = MemorySourceConfig::try_new_exec(&partitions, schema, None).expect("input");
-        let merge = Arc::new(RunMergeExec::new(input, ordering));
+        let merge = Arc::new(if split > 1 {
+            RunMergeExec::split_by_keys(input, ordering, vec![name], split)
+        } else {
+            RunMergeExec::new(input, ordering)
+        });
         let config = datafusion::prelude::SessionConfig::new().with_batch_size(batch_size);
         let ctx = SessionContext::new_with_config(config);
-        let batches = collect(merge, ctx.task_ctx()).await.expect("merge");
-        let mut out = Vec::new();
-        for batch in batches {
-            assert!(batch.num_rows() > 0);
-            let names = batch.column(0).as_string_view();
-            let steps = batch.column(1).as_primitive::<Int64Type>();
-            for i in 0..batch.num_rows() {
-                out.push((names.value(i).to_string(), steps.value(i)));
-            }
-        }
-        out
+        let outputs = collect_partitioned(merge, ctx.task_ctx())
+            .await
+            .expect("merge");
+        outputs
+            .into_iter()
+            .map(|batches| {
+                let mut out = Vec::new();
+                for batch in batches {
+                    assert!(batch.num_rows() > 0);
+                    let names = batch.column(0).as_string_view();
+                    let steps = batch.column(1).as_primitive::<Int64Type>();
+                    for i in 0..batch.num_rows() {
+                        out.push((names.value(i).to_string(), steps.value(i)));
+                    }
+                }
+                out
+            })
+            .collect()
     }
 
     #[tokio::test]
-    async fn merges_step_ranges_interleaved_rows_and_ties_in_order() {
+    async fn merges_step_ranges_interleaved_rows_and_ties_in_order_into_one_or_several_outputs() {
         let mut seed = 7u64;
         let mut next = move |n: u64| {
             seed = seed
@@ -458,8 +528,70 @@ mod tests {
                 partitions.push(partition(&mut part, source as i64, 1 + next(64) as usize));
             }
             all.sort();
-            let merged = merge(partitions, 1 + next(100) as usize).await;
+            let split = 1 + next(3) as usize;
+            let outputs = merge(partitions, 1 + next(100) as usize, split).await;
+            assert_eq!(outputs.len(), split);
+            // Each output sorted, each name in one output only, all rows.
+            let mut owner = std::collections::BTreeMap::new();
+            for (i, rows) in outputs.iter().enumerate() {
+                assert!(rows.is_sorted(), "case {case}: output {i} out of order");
+                for (name, _) in rows {
+                    assert_eq!(
+                        *owner.entry(name.clone()).or_insert(i),
+                        i,
+                        "case {case}: {name}"
+                    );
+                }
+            }
+            let mut merged: Vec<_> = outputs.into_iter().flatten().collect();
+            if split == 1 {
+                assert_eq!(merged, all, "case {case}");
+            }
+            merged.sort();
             assert_eq!(merged, all, "case {case}");
         }
+    }
+}
+
+#[cfg(test)]
+mod dropped_outputs {
+    use super::*;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::datasource::memory::MemorySourceConfig;
+    use datafusion::physical_expr::expressions::col;
+    use datafusion::physical_expr::PhysicalSortExpr;
+    use datafusion::prelude::SessionContext;
+
+    #[tokio::test]
+    async fn reading_one_output_only_neither_blocks_nor_leaks_the_dealer() {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+        // 200 keys of 50 rows, in batches of 50: far more than the
+        // dealer queues for an output nobody reads.
+        let batches: Vec<RecordBatch> = (0..200)
+            .map(|k| {
+                RecordBatch::try_new(
+                    Arc::clone(&schema),
+                    vec![Arc::new(Int64Array::from(vec![k; 50]))],
+                )
+                .expect("batch")
+            })
+            .collect();
+        let key = col("k", &schema).expect("k");
+        let ordering =
+            LexOrdering::new(vec![PhysicalSortExpr::new_default(Arc::clone(&key))]).expect("order");
+        let input = MemorySourceConfig::try_new_exec(&[batches], schema, None).expect("input");
+        let merge = RunMergeExec::split_by_keys(input, ordering, vec![key], 2);
+        let config = datafusion::prelude::SessionConfig::new().with_batch_size(10);
+        let ctx = SessionContext::new_with_config(config);
+        let first = merge.execute(0, ctx.task_ctx()).expect("output 0");
+        let second = merge.execute(1, ctx.task_ctx()).expect("output 1");
+        // Output 1 is never read: output 0 still gets all its keys.
+        let rows: usize = first
+            .map(|b| b.expect("batch").num_rows())
+            .fold(0, |a, n| async move { a + n })
+            .await;
+        assert_eq!(rows, 100 * 50);
+        drop(second);
     }
 }

@@ -39,14 +39,13 @@
 
 use std::sync::Arc;
 
-use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::config::ConfigOptions;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::Result;
 use datafusion::physical_expr::expressions::Column;
-use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
+use datafusion::physical_expr::{LexOrdering, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
@@ -74,13 +73,7 @@ impl PhysicalOptimizerRule for MergeSortedFiles {
         config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let pieces = 2 * config.execution.target_partitions.max(1);
-        plan.transform_up(|node| {
-            Ok(match without_sort(&node, pieces)? {
-                Some(merged) => Transformed::yes(merged),
-                None => Transformed::no(node),
-            })
-        })
-        .map(|t| t.data)
+        rewrite(plan, false, pieces)
     }
 
     fn name(&self) -> &str {
@@ -92,10 +85,30 @@ impl PhysicalOptimizerRule for MergeSortedFiles {
     }
 }
 
+/// `node` with the sorts under it (and its own) that sorted files make
+/// needless replaced. `joined_above`: an operator above `node` reads
+/// several inputs (a join, a union), which may count on the hash
+/// partitioning a repartition gives.
+fn rewrite(
+    node: Arc<dyn ExecutionPlan>,
+    joined_above: bool,
+    pieces: usize,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let joined = joined_above || node.children().len() > 1;
+    let children = node
+        .children()
+        .into_iter()
+        .map(|child| rewrite(Arc::clone(child), joined, pieces))
+        .collect::<Result<Vec<_>>>()?;
+    let node = replace_children_if_necessary(node, children)?;
+    Ok(without_sort(&node, joined_above, pieces)?.unwrap_or(node))
+}
+
 /// `node` without its sort, when it is a sort that sorted files make
 /// needless; None otherwise.
 fn without_sort(
     node: &Arc<dyn ExecutionPlan>,
+    joined_above: bool,
     pieces: usize,
 ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
     let Some(sort) = node.downcast_ref::<SortExec>() else {
@@ -107,29 +120,57 @@ fn without_sort(
     }
     let ordering = sort.expr();
     if !sort.preserve_partitioning() {
-        return merged(sort.input(), ordering, pieces);
+        let merged = sorted_input(sort.input(), ordering, pieces)?
+            .map(|sorted| Arc::new(RunMergeExec::new(sorted, ordering.clone())) as _);
+        return Ok(merged);
     }
     let Some(repartition) = sort.input().downcast_ref::<RepartitionExec>() else {
         return Ok(None);
     };
-    if repartition.preserve_order() || !matches!(repartition.partitioning(), Partitioning::Hash(..))
-    {
-        return Ok(None);
-    }
-    let Some(merged) = merged(repartition.input(), ordering, pieces)? else {
+    let Partitioning::Hash(keys, outputs) = repartition.partitioning() else {
         return Ok(None);
     };
-    let repartitioned: Arc<dyn ExecutionPlan> = Arc::new(RepartitionExec::try_new(
-        merged,
-        repartition.partitioning().clone(),
-    )?);
-    Ok(has_order(&repartitioned, ordering)?.then_some(repartitioned))
+    if repartition.preserve_order() {
+        return Ok(None);
+    }
+    let Some(sorted) = sorted_input(repartition.input(), ordering, pieces)? else {
+        return Ok(None);
+    };
+    let merged: Arc<dyn ExecutionPlan> = if !joined_above && keys_lead(keys, ordering) {
+        // Nothing above needs the hash itself, only each key in one
+        // partition: deal the merged runs out instead of hashing rows.
+        Arc::new(RunMergeExec::split_by_keys(
+            sorted,
+            ordering.clone(),
+            keys.clone(),
+            *outputs,
+        ))
+    } else {
+        let merged = Arc::new(RunMergeExec::new(sorted, ordering.clone()));
+        Arc::new(RepartitionExec::try_new(
+            merged,
+            repartition.partitioning().clone(),
+        )?)
+    };
+    Ok(has_order(&merged, ordering)?.then_some(merged))
 }
 
-/// `input`'s rows as one stream sorted by `ordering`, merged from sorted
-/// file pieces; None when `input` reads no sorted files or its pieces do
-/// not have that order.
-fn merged(
+/// Whether `keys` are the first expressions of `ordering` (in any order),
+/// so that rows with equal keys are next to each other.
+fn keys_lead(keys: &[Arc<dyn PhysicalExpr>], ordering: &LexOrdering) -> bool {
+    keys.len() <= ordering.len()
+        && keys.iter().all(|key| {
+            ordering
+                .iter()
+                .take(keys.len())
+                .any(|sort| sort.expr.eq(key))
+        })
+}
+
+/// `input` with every partition sorted by `ordering`, reading sorted file
+/// pieces; None when `input` reads no sorted files or its pieces do not
+/// have that order.
+fn sorted_input(
     input: &Arc<dyn ExecutionPlan>,
     ordering: &LexOrdering,
     pieces: usize,
@@ -139,7 +180,7 @@ fn merged(
     if !read_sorted_files || !has_order(&sorted, ordering)? {
         return Ok(None);
     }
-    Ok(Some(Arc::new(RunMergeExec::new(sorted, ordering.clone()))))
+    Ok(Some(sorted))
 }
 
 /// `plan` with every partition sorted by `ordering` (in `plan`'s schema):

@@ -169,18 +169,41 @@ async fn a_window_over_every_series_merges_the_sorted_files_instead_of_sorting()
     let plan = physical_plan(&engine, WINDOWS).await;
     let text = plan.join("\n");
     assert_eq!(position(&plan, "SortExec"), None, "no sort left:\n{text}");
+    // The merged series are dealt to the two partitions whole, with no
+    // hash repartition.
     let merge = position(&plan, "RunMergeExec").unwrap_or_else(|| panic!("no merge:\n{text}"));
-    let repartition = position(&plan, "RepartitionExec: partitioning=Hash")
-        .unwrap_or_else(|| panic!("no repartition:\n{text}"));
-    assert!(
-        repartition < merge,
-        "the repartition reads the merge:\n{text}"
-    );
+    assert!(plan[merge].contains("dealt by"), "{text}");
+    assert_eq!(position(&plan, "RepartitionExec"), None, "{text}");
     // ema needs its whole series: evaluated as each one completes, not
     // after collecting every row.
     assert!(position(&plan, "StreamingWindowExec").is_some(), "{text}");
     assert_eq!(position(&plan, "WindowAggExec"), None, "{text}");
     check_windows(&engine, &expected).await;
+
+    // Under a join, which may count on the hash of a repartition, the
+    // merge is hash-repartitioned, still with no sort.
+    let joined = format!(
+        "SELECT count(*) AS n, sum(w.n) AS numbers FROM ({WINDOWS}) w \
+         JOIN (SELECT DISTINCT run_id, name FROM scalars) s \
+         ON w.run_id = s.run_id AND w.name = s.name"
+    );
+    let plan = physical_plan(&engine, &joined).await;
+    let text = plan.join("\n");
+    let merge = position(&plan, "RunMergeExec").unwrap_or_else(|| panic!("no merge:\n{text}"));
+    assert!(!plan[merge].contains("dealt by"), "{text}");
+    assert!(
+        plan[merge - 1].contains("RepartitionExec: partitioning=Hash"),
+        "{text}"
+    );
+    let (_, batches) = engine.sql_collect(&joined).await.expect("join");
+    let counts = batches[0].column(0).as_primitive::<Int64Type>().value(0);
+    let numbers = batches[0].column(1).as_primitive::<UInt64Type>().value(0);
+    let series_rows: Vec<u64> = expected.values().map(|s| s.len() as u64).collect();
+    assert_eq!(counts as u64, series_rows.iter().sum::<u64>());
+    assert_eq!(
+        numbers,
+        series_rows.iter().map(|n| n * (n + 1) / 2).sum::<u64>()
+    );
 
     // Rows still in the buffer are sorted on their own, under the merge.
     for run in [(0, "r"), (1, "q")] {
