@@ -13,6 +13,7 @@
 //! [`MAX_SEGMENTS`], overlapping segments, repeated steps) falls back to
 //! sorting every point, so the answer never depends on input order.
 
+use arrow::buffer::BooleanBuffer;
 use datafusion::common::{exec_err, Result};
 
 /// Out-of-order points open a new segment up to this many segments per
@@ -59,6 +60,52 @@ impl Segment {
     /// Appends a point; `step` must be above [`Segment::last`].
     #[inline]
     fn push(&mut self, step: i64, holds: bool) {
+        self.push_step(step);
+        if self.len.is_multiple_of(64) {
+            self.bits.push(0);
+        }
+        if holds {
+            self.bits[self.len / 64] |= 1 << (self.len % 64);
+        }
+        self.len += 1;
+    }
+
+    /// Appends `steps` (strictly increasing, the first above
+    /// [`Segment::last`]) with the conditions `holds`, one bit each: what
+    /// [`Segment::push`] gives point by point, a word of bits at a time.
+    fn extend(&mut self, steps: &[i64], holds: &BooleanBuffer) {
+        // Steps that go on with the last run's stride only count.
+        let mut continued = 0;
+        if let Some(run) = self.runs.last_mut().filter(|run| run.count > 1) {
+            let mut previous = self.last_step;
+            continued = steps
+                .iter()
+                .take_while(|&&step| {
+                    let next = step.checked_sub(previous) == Some(run.stride);
+                    previous = step;
+                    next
+                })
+                .count();
+            run.count += continued as u64;
+            if let Some(&last) = steps[..continued].last() {
+                self.last_step = last;
+            }
+        }
+        for &step in &steps[continued..] {
+            self.push_step(step);
+        }
+        let chunks = holds.bit_chunks();
+        for word in chunks.iter() {
+            self.append_bits(word, 64);
+        }
+        if chunks.remainder_len() > 0 {
+            self.append_bits(chunks.remainder_bits(), chunks.remainder_len());
+        }
+    }
+
+    /// Adds `step` to the step runs.
+    #[inline]
+    fn push_step(&mut self, step: i64) {
         match self.runs.last_mut() {
             Some(run) if run.count > 1 && step.checked_sub(self.last_step) == Some(run.stride) => {
                 run.count += 1
@@ -73,14 +120,27 @@ impl Segment {
                 count: 1,
             }),
         }
-        if self.len.is_multiple_of(64) {
-            self.bits.push(0);
-        }
-        if holds {
-            self.bits[self.len / 64] |= 1 << (self.len % 64);
-        }
-        self.len += 1;
         self.last_step = step;
+    }
+
+    /// Appends the low `count` bits of `word` (1 to 64) as conditions.
+    fn append_bits(&mut self, word: u64, count: usize) {
+        let word = if count == 64 {
+            word
+        } else {
+            word & ((1 << count) - 1)
+        };
+        let used = self.len % 64;
+        match self.bits.last_mut() {
+            Some(last) if used > 0 => {
+                *last |= word << used;
+                if used + count > 64 {
+                    self.bits.push(word >> (64 - used));
+                }
+            }
+            _ => self.bits.push(word),
+        }
+        self.len += count;
     }
 
     fn holds(&self, index: usize) -> bool {
@@ -155,6 +215,35 @@ impl ConditionSeries {
             self.segments.push(segment);
         } else {
             self.loose.push((step, holds));
+        }
+    }
+
+    /// Adds the points `steps[i]` with condition bit `i` of `holds` (one
+    /// bit per step): the same series as [`ConditionSeries::push`] of each
+    /// in turn gives, faster when the steps go up, as they do from storage.
+    pub fn extend(&mut self, steps: &[i64], holds: &BooleanBuffer) {
+        let ascending = steps.windows(2).all(|pair| pair[0] < pair[1]);
+        let first = steps
+            .first()
+            .filter(|_| ascending && holds.len() == steps.len());
+        let continues = first.is_some_and(|&first| {
+            self.segments
+                .last()
+                .and_then(Segment::last)
+                .is_some_and(|last| first > last)
+        });
+        let starts_segment = first.is_some() && !continues && self.segments.len() < MAX_SEGMENTS;
+        if !continues && !starts_segment {
+            for (&step, holds) in steps.iter().zip(holds.iter()) {
+                self.push(step, holds);
+            }
+            return;
+        }
+        if starts_segment {
+            self.segments.push(Segment::default());
+        }
+        if let Some(segment) = self.segments.last_mut() {
+            segment.extend(steps, holds);
         }
     }
 
@@ -393,6 +482,59 @@ pub fn first_sustained(points: &[(i64, bool)], hold: Option<usize>) -> Option<i6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extending_by_blocks_keeps_what_pushing_point_by_point_keeps() {
+        let mut seed = 3u64;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for case in 0..300 {
+            let (mut pushed, mut extended) =
+                (ConditionSeries::default(), ConditionSeries::default());
+            let mut step = next(100) as i64;
+            for _ in 0..1 + next(90) {
+                let len = next(150) as usize;
+                let stride = 1 + next(3) as i64;
+                let mut steps = Vec::with_capacity(len);
+                for _ in 0..len {
+                    // Mostly a steady stride, sometimes a jump, and
+                    // sometimes a step back (a new segment or loose points).
+                    step += match next(20) {
+                        0 => 7,
+                        1 => -40,
+                        2 if case % 3 == 0 => 0,
+                        _ => stride,
+                    };
+                    steps.push(step);
+                }
+                let holds: BooleanBuffer = (0..len).map(|_| next(4) > 0).collect();
+                // An offset into a longer buffer, as a slice of a batch is.
+                let padded: BooleanBuffer = std::iter::once(true)
+                    .chain(holds.iter())
+                    .collect::<BooleanBuffer>();
+                let sliced = padded.slice(1, len);
+                for (&s, h) in steps.iter().zip(holds.iter()) {
+                    pushed.push(s, h);
+                }
+                extended.extend(&steps, &sliced);
+            }
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            pushed.encode(&mut a);
+            extended.encode(&mut b);
+            assert!(a == b, "case {case}: the states differ");
+            for hold in [None, Some(1), Some(5)] {
+                assert_eq!(
+                    pushed.first_sustained(hold),
+                    extended.first_sustained(hold),
+                    "case {case}"
+                );
+            }
+        }
+    }
 
     fn points(conds: &[bool]) -> Vec<(i64, bool)> {
         conds

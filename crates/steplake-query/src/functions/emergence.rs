@@ -33,6 +33,7 @@ use std::sync::Arc;
 use super::arguments::{self, literal_argument, Kind, Parameters};
 use super::condition_series::ConditionSeries;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, LargeBinaryArray};
+use arrow::buffer::BooleanBuffer;
 use arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -198,6 +199,18 @@ fn add_rows(
     Ok(())
 }
 
+/// The steps and condition bits of a batch with no filter and no NULLs
+/// (the common case), to add as blocks; None otherwise.
+fn plain_points<'a>(
+    arguments: &'a [ArrayRef],
+    filter: Option<&BooleanArray>,
+) -> Option<(&'a [i64], &'a BooleanBuffer)> {
+    let steps = arguments.first()?.as_primitive_opt::<Int64Type>()?;
+    let conditions = arguments.get(1)?.as_boolean_opt()?;
+    let plain = filter.is_none() && steps.null_count() == 0 && conditions.null_count() == 0;
+    plain.then(|| (steps.values().as_ref(), conditions.values()))
+}
+
 /// The partial states in `states`, one per row (NULL: no points).
 fn decode_states(
     states: &[ArrayRef],
@@ -230,6 +243,10 @@ struct SustainedAccumulator {
 
 impl Accumulator for SustainedAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        if let Some((steps, holds)) = plain_points(values, None) {
+            self.series.extend(steps, holds);
+            return Ok(());
+        }
         let series = &mut self.series;
         add_rows(values, None, |_, step, holds| series.push(step, holds))
     }
@@ -303,6 +320,23 @@ impl GroupsAccumulator for SustainedGroups {
         total_num_groups: usize,
     ) -> Result<()> {
         self.groups.resize_with(total_num_groups, Default::default);
+        if let Some((steps, holds)) = plain_points(values, opt_filter) {
+            // Rows of one group come in runs (storage is sorted by series):
+            // each run goes in as a block.
+            let mut touched = Vec::new();
+            let mut start = 0;
+            while let Some(&group) = group_indices.get(start) {
+                let end = group_indices[start..]
+                    .iter()
+                    .position(|&g| g != group)
+                    .map_or(group_indices.len(), |n| start + n);
+                self.groups[group].extend(&steps[start..end], &holds.slice(start, end - start));
+                touched.push(group);
+                start = end;
+            }
+            self.recount(&touched);
+            return Ok(());
+        }
         let groups = &mut self.groups;
         add_rows(values, opt_filter, |row, step, holds| {
             groups[group_indices[row]].push(step, holds)
