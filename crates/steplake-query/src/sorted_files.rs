@@ -168,16 +168,17 @@ fn keys_lead(keys: &[Arc<dyn PhysicalExpr>], ordering: &LexOrdering) -> bool {
 }
 
 /// `input` with every partition sorted by `ordering`, reading sorted file
-/// pieces; None when `input` reads no sorted files or its pieces do not
-/// have that order.
+/// pieces; None when nothing in `input` is sorted already (every part would
+/// need a sort of its own: no better than the sort there is) or the result
+/// does not have that order.
 fn sorted_input(
     input: &Arc<dyn ExecutionPlan>,
     ordering: &LexOrdering,
     pieces: usize,
 ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-    let mut read_sorted_files = false;
-    let sorted = sorted_partitions(input, ordering, pieces, &mut read_sorted_files)?;
-    if !read_sorted_files || !has_order(&sorted, ordering)? {
+    let mut found_sorted = false;
+    let sorted = sorted_partitions(input, ordering, pieces, &mut found_sorted)?;
+    if !found_sorted || !has_order(&sorted, ordering)? {
         return Ok(None);
     }
     Ok(Some(sorted))
@@ -191,14 +192,16 @@ fn sorted_partitions(
     plan: &Arc<dyn ExecutionPlan>,
     ordering: &LexOrdering,
     pieces: usize,
-    read_sorted_files: &mut bool,
+    found_sorted: &mut bool,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     if has_order(plan, ordering)? {
+        // Such as one file read in byte ranges, each sorted.
+        *found_sorted = true;
         return Ok(Arc::clone(plan));
     }
     if let Some(scan) = sorted_file_pieces(plan, pieces) {
         if has_order(&scan, ordering)? {
-            *read_sorted_files = true;
+            *found_sorted = true;
             return Ok(scan);
         }
     }
@@ -208,13 +211,13 @@ fn sorted_partitions(
         let children = plan
             .children()
             .into_iter()
-            .map(|child| sorted_partitions(child, ordering, pieces, read_sorted_files))
+            .map(|child| sorted_partitions(child, ordering, pieces, found_sorted))
             .collect::<Result<Vec<_>>>()?;
         return replace_children_if_necessary(Arc::clone(plan), children);
     }
     if let Some(projection) = plan.downcast_ref::<ProjectionExec>() {
         if let Some(below) = ordering_below(projection, ordering) {
-            let input = sorted_partitions(projection.input(), &below, pieces, read_sorted_files)?;
+            let input = sorted_partitions(projection.input(), &below, pieces, found_sorted)?;
             return replace_children_if_necessary(Arc::clone(plan), vec![input]);
         }
     }

@@ -263,3 +263,44 @@ async fn a_window_over_one_series_by_step_keeps_its_sort() {
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     assert_eq!(rows, 20);
 }
+
+#[tokio::test]
+async fn one_file_read_in_byte_ranges_is_merged_not_sorted() {
+    // One file cut into ranges gives partitions that are each sorted: the
+    // sort under the window is just as needless as over several files.
+    let (_dir, store) = common::store_with_run().await;
+    let (mut sequence, mut expected) = (0, Expected::new());
+    // Enough rows for several row groups, so that both ranges have some.
+    for steps in [0..100_000, 100_000..200_000, 200_000..300_000] {
+        write(
+            &store,
+            &mut sequence,
+            (0, "r"),
+            &NAMES,
+            steps,
+            0,
+            &mut expected,
+        )
+        .await;
+    }
+    store.flush().expect("flush");
+    let engine = engine(&store);
+    {
+        let state = engine.context().state_ref();
+        let mut state = state.write();
+        state
+            .config_mut()
+            .options_mut()
+            .optimizer
+            .repartition_file_min_size = 1;
+    }
+    let plan = physical_plan(&engine, WINDOWS).await;
+    let text = plan.join("\n");
+    assert!(
+        text.contains("DataSourceExec: file_groups={2 groups"),
+        "{text}"
+    );
+    assert_eq!(position(&plan, "SortExec"), None, "no sort left:\n{text}");
+    assert!(position(&plan, "RunMergeExec").is_some(), "{text}");
+    check_windows(&engine, &expected).await;
+}
