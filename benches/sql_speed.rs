@@ -18,6 +18,10 @@
 //! The series functions, which DuckDB does not have, are printed beside a
 //! plain scan of the same columns.
 //!
+//! Then the same queries (embedded) over a tenth of the points written in
+//! one flush and in 32 flushes with compaction off: what files that wait
+//! for compaction cost a query.
+//!
 //! `STEPLAKE_BENCH_PROFILE=<text>` times only the queries whose label has
 //! that text, embedded (to run under a profiler), and prints the plan of
 //! each with its operators' metrics (`EXPLAIN ANALYZE`).
@@ -37,7 +41,7 @@ use steplake_client::Client;
 use steplake_core::ScalarBatch;
 use steplake_query::QueryEngine;
 use steplake_store::files::{data_files_dir, parquet_files};
-use steplake_store::{CreateRun, Store, StoreOptions};
+use steplake_store::{CompactionPolicy, CreateRun, Store, StoreOptions};
 
 /// The steplake binary's allocator, so that the embedded figures are those
 /// of the server's process.
@@ -53,6 +57,8 @@ mod server;
 const SERIES: usize = 200;
 const RUN: &str = "bench";
 const FLUSHES: i64 = 10;
+/// Files of the many-files comparison (each a flush, none compacted).
+const MANY_FILES: i64 = 32;
 
 /// One query: its label, steplake's SQL and DuckDB's (the same text unless
 /// the two spell it differently).
@@ -153,6 +159,23 @@ async fn data_set(steps: i64) -> PathBuf {
         SERIES as i64 * steps
     );
     let dir = PathBuf::from(std::env::var("STEPLAKE_BENCH_DATA").unwrap_or(default));
+    write_data_set(dir, steps, FLUSHES, StoreOptions::default()).await
+}
+
+/// The store's options with compaction off: every flush stays a file.
+fn uncompacted() -> StoreOptions {
+    StoreOptions {
+        compaction: CompactionPolicy {
+            min_files: 0,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// `steps` of every series written through a store opened with `options`
+/// into `dir` in `flushes` flushes, unless a complete one is there.
+async fn write_data_set(dir: PathBuf, steps: i64, flushes: i64, options: StoreOptions) -> PathBuf {
     // Beside the directory, not in it: the store owns what is inside.
     let complete = dir.with_extension("complete");
     if complete.exists() {
@@ -168,7 +191,7 @@ async fn data_set(steps: i64) -> PathBuf {
         "building {SERIES} series x {steps} steps in {} ...",
         dir.display()
     );
-    let store = Arc::new(Store::open(&dir, StoreOptions::default()).expect("store"));
+    let store = Arc::new(Store::open(&dir, options).expect("store"));
     store
         .create_run(CreateRun {
             run_id: Some(RUN.into()),
@@ -179,7 +202,7 @@ async fn data_set(steps: i64) -> PathBuf {
     let names: Vec<String> = (0..SERIES).map(|s| format!("s{s:03}")).collect();
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let per_batch = 500i64;
-    let per_flush = ((steps + FLUSHES - 1) / FLUSHES).max(1);
+    let per_flush = ((steps + flushes - 1) / flushes).max(1);
     let mut sequence = 0u64;
     let mut first = 0i64;
     while first < steps {
@@ -390,6 +413,55 @@ async fn main() {
             t / scan,
             t * 1e6 / points as f64
         );
+    }
+    many_files(steps / 10, repeats).await;
+}
+
+/// The same points in one file and in [`MANY_FILES`] files (compaction
+/// off), each query timed embedded on both: what files waiting for
+/// compaction cost.
+async fn many_files(steps: i64, repeats: usize) {
+    let base = format!(
+        "{}/.cache/steplake/bench-data",
+        std::env::var("HOME").unwrap_or_default()
+    );
+    let points = SERIES as i64 * steps;
+    let one = write_data_set(
+        PathBuf::from(format!("{base}/sql-{points}-1-file")),
+        steps,
+        1,
+        uncompacted(),
+    )
+    .await;
+    let many = write_data_set(
+        PathBuf::from(format!("{base}/sql-{points}-{MANY_FILES}-files")),
+        steps,
+        MANY_FILES,
+        uncompacted(),
+    )
+    .await;
+    let mut times = Vec::new();
+    for dir in [&one, &many] {
+        let store = Arc::new(Store::open(dir, uncompacted()).expect("open"));
+        let engine = QueryEngine::new(store).expect("engine");
+        let mut these = Vec::new();
+        for q in plain_queries().iter().chain(&series_queries()[..1]) {
+            these.push(time_embedded(&engine, &q.steplake, repeats).await);
+        }
+        times.push(these);
+    }
+    println!("{points} points in 1 file and in {MANY_FILES} files (compaction off), embedded:");
+    println!(
+        "{:<42} {:>12} {:>12} {:>10}",
+        "query", "1 file", "many files", "many/1"
+    );
+    let labels = plain_queries()
+        .into_iter()
+        .chain(series_queries().into_iter().take(1))
+        .map(|q| q.label);
+    for (i, label) in labels.enumerate() {
+        let (a, b) = (ms(times[0][i]), ms(times[1][i]));
+        println!("{label:<42} {a:>9.1} ms {b:>9.1} ms {:>9.2}x", b / a);
     }
 }
 
