@@ -19,8 +19,8 @@
 //! plain scan of the same columns.
 //!
 //! Then the same queries (embedded) over a tenth of the points written in
-//! one flush and in 32 flushes with compaction off: what files that wait
-//! for compaction cost a query.
+//! one flush and in 32 flushes with compaction off (about 20 files): what
+//! files that wait for compaction cost a query.
 //!
 //! `STEPLAKE_BENCH_PROFILE=<text>` times only the queries whose label has
 //! that text, embedded (to run under a profiler), and prints the plan of
@@ -417,9 +417,9 @@ async fn main() {
     many_files(steps / 10, repeats).await;
 }
 
-/// The same points in one file and in [`MANY_FILES`] files (compaction
-/// off), each query timed embedded on both: what files waiting for
-/// compaction cost.
+/// The same points in one file and in [`MANY_FILES`] flushes (compaction
+/// off; the store may write fewer files when a flush is small), each query
+/// timed embedded on both: what files waiting for compaction cost.
 async fn many_files(steps: i64, repeats: usize) {
     let base = format!(
         "{}/.cache/steplake/bench-data",
@@ -440,6 +440,7 @@ async fn many_files(steps: i64, repeats: usize) {
         uncompacted(),
     )
     .await;
+    let files = parquet_files(&data_files_dir(&many)).len();
     let mut times = Vec::new();
     for dir in [&one, &many] {
         let store = Arc::new(Store::open(dir, uncompacted()).expect("open"));
@@ -450,7 +451,9 @@ async fn many_files(steps: i64, repeats: usize) {
         }
         times.push(these);
     }
-    println!("{points} points in 1 file and in {MANY_FILES} files (compaction off), embedded:");
+    println!(
+        "{points} points in 1 file and in {files} files ({MANY_FILES} flushes, compaction off), embedded:"
+    );
     println!(
         "{:<42} {:>12} {:>12} {:>10}",
         "query", "1 file", "many files", "many/1"
