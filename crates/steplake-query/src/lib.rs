@@ -54,6 +54,7 @@ pub mod filters;
 pub mod functions;
 mod key_split;
 mod limits;
+mod operators;
 mod run_merge;
 mod sorted_files;
 mod streaming_window;

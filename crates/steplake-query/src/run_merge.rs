@@ -35,8 +35,8 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::{EquivalenceProperties, LexOrdering, PhysicalExpr};
 use datafusion::physical_plan::common::spawn_buffered;
+use datafusion::physical_plan::execution_plan::apply_expression_roots;
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     PlanProperties, SendableRecordBatchStream,
@@ -44,6 +44,7 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 
 use crate::key_split::KeySplit;
+use crate::operators::{batch_stream, only_child, NextBatch};
 
 /// Merges every partition of its input, each sorted by `ordering`, into one
 /// stream sorted by `ordering`: one partition, or several that each hold
@@ -123,11 +124,7 @@ impl RunMergeExec {
             pending_rows: 0,
             metrics: BaselineMetrics::new(&self.metrics, 0),
         };
-        let batches = futures::stream::try_unfold(merger, |mut merger| async move {
-            let batch = merger.next_batch().await?;
-            Ok(batch.map(|batch| (batch, merger)))
-        });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+        Ok(batch_stream(schema, merger))
     }
 }
 
@@ -168,30 +165,20 @@ impl ExecutionPlan for RunMergeExec {
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
         let keys = self.split.iter().flat_map(|split| split.keys());
-        for expr in self.ordering.iter().map(|sort| &sort.expr).chain(keys) {
-            if f(expr)? == TreeNodeRecursion::Stop {
-                return Ok(TreeNodeRecursion::Stop);
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
+        apply_expression_roots(self.ordering.iter().map(|sort| &sort.expr).chain(keys), f)
     }
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.len() != 1 {
-            return Err(DataFusionError::Internal(format!(
-                "RunMergeExec takes one input, got {}",
-                children.len()
-            )));
-        }
+        let input = only_child(self.name(), children)?;
         let split = self
             .split
             .as_ref()
             .map(|split| KeySplit::new(split.keys().to_vec(), split.outputs()));
         Ok(Arc::new(RunMergeExec::with_split(
-            children.swap_remove(0),
+            input,
             self.ordering.clone(),
             split,
         )))
@@ -246,7 +233,7 @@ struct Merger {
     metrics: BaselineMetrics,
 }
 
-impl Merger {
+impl NextBatch for Merger {
     /// The next merged batch; None when every input is done.
     async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         let batch = self.merge_until_batch().await?;
@@ -255,7 +242,9 @@ impl Merger {
         }
         Ok(batch)
     }
+}
 
+impl Merger {
     async fn merge_until_batch(&mut self) -> Result<Option<RecordBatch>> {
         loop {
             self.refill().await?;
@@ -498,13 +487,7 @@ mod tests {
 
     #[tokio::test]
     async fn merges_step_ranges_interleaved_rows_and_ties_in_order_into_one_or_several_outputs() {
-        let mut seed = 7u64;
-        let mut next = move |n: u64| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) % n
-        };
+        let mut next = crate::operators::test_random(7);
         for case in 0..40 {
             let inputs = 1 + next(5) as usize;
             let mut all = Vec::new();

@@ -32,18 +32,20 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::config::ConfigOptions;
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::execution_plan::apply_expression_roots;
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::windows::{WindowAggExec, WindowExpr};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
     SendableRecordBatchStream,
 };
 use futures::StreamExt;
+
+use crate::operators::{batch_stream, only_child, NextBatch};
 
 /// The physical optimizer rule: every `WindowAggExec` whose input is
 /// sorted by all its `PARTITION BY` keys becomes a [`StreamingWindowExec`].
@@ -145,30 +147,22 @@ impl ExecutionPlan for StreamingWindowExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        for expr in &self.window_expr {
-            for e in expr.expressions().iter().chain(expr.partition_by()) {
-                if f(e)? == TreeNodeRecursion::Stop {
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
+        let roots = self.window_expr.iter().flat_map(|expr| {
+            expr.expressions()
+                .into_iter()
+                .chain(expr.partition_by().to_vec())
+        });
+        apply_expression_roots(roots, f)
     }
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.len() != 1 {
-            return Err(DataFusionError::Internal(format!(
-                "StreamingWindowExec takes one input, got {}",
-                children.len()
-            )));
-        }
+        let input = only_child(self.name(), children)?;
         // Rebuilt through WindowAggExec so that the output's properties
         // follow the new input, then streamed again if it is still sorted.
-        let window =
-            WindowAggExec::try_new(self.window_expr.clone(), children.swap_remove(0), true)?;
+        let window = WindowAggExec::try_new(self.window_expr.clone(), input, true)?;
         StreamPartitionedWindows.optimize(Arc::new(window), &ConfigOptions::default())
     }
 
@@ -188,11 +182,7 @@ impl ExecutionPlan for StreamingWindowExec {
             held: Vec::new(),
             metrics: BaselineMetrics::new(&self.metrics, partition),
         };
-        let batches = futures::stream::try_unfold(windows, |mut windows| async move {
-            let batch = windows.next_batch().await?;
-            Ok(batch.map(|batch| (batch, windows)))
-        });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+        Ok(batch_stream(schema, windows))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
@@ -211,7 +201,7 @@ struct Windows {
     metrics: BaselineMetrics,
 }
 
-impl Windows {
+impl NextBatch for Windows {
     /// The window results of the next completed partitions; None at the
     /// end of the input.
     async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
@@ -249,7 +239,9 @@ impl Windows {
         let held = std::mem::take(&mut self.held);
         self.evaluate(&held)
     }
+}
 
+impl Windows {
     fn key_columns(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
         self.keys
             .iter()
@@ -363,13 +355,7 @@ mod tests {
             Field::new("step", DataType::Int64, false),
             Field::new("value", DataType::Float64, false),
         ]));
-        let mut seed = 11u64;
-        let mut next = move |n: u64| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) % n
-        };
+        let mut next = crate::operators::test_random(11);
         let partitions = (0..3)
             .map(|p| {
                 let rows = 40 + p * 13;

@@ -485,13 +485,7 @@ mod tests {
 
     #[test]
     fn extending_by_blocks_keeps_what_pushing_point_by_point_keeps() {
-        let mut seed = 3u64;
-        let mut next = move |n: u64| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) % n
-        };
+        let mut next = crate::operators::test_random(3);
         for case in 0..300 {
             let (mut pushed, mut extended) =
                 (ConditionSeries::default(), ConditionSeries::default());
