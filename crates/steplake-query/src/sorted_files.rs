@@ -252,20 +252,30 @@ fn sorted_file_pieces(
 ) -> Option<Arc<dyn ExecutionPlan>> {
     let scan = plan.downcast_ref::<DataSourceExec>()?;
     let config = scan.data_source().downcast_ref::<FileScanConfig>()?;
-    if config.output_ordering.is_empty() {
-        return None;
-    }
     let files: Vec<PartitionedFile> = config
         .file_groups
         .iter()
         .flat_map(|group| group.iter().cloned())
         .collect();
+    // The scan's declared order, or else the one every file declares
+    // (a single partition of several files may carry its order only per
+    // file, for DataFusion to reorder them).
+    let ordering = if config.output_ordering.is_empty() {
+        let first = files.first()?.ordering.clone()?;
+        files
+            .iter()
+            .all(|f| f.ordering.as_ref() == Some(&first))
+            .then(|| vec![first])?
+    } else {
+        config.output_ordering.clone()
+    };
     let groups = cut(files, pieces)
         .into_iter()
         .map(|piece| FileGroup::new(vec![piece]))
         .collect();
     let config = FileScanConfigBuilder::from(config.clone())
         .with_file_groups(groups)
+        .with_output_ordering(ordering)
         .build();
     Some(DataSourceExec::from_data_source(config))
 }

@@ -61,8 +61,15 @@ async fn write(
 }
 
 fn engine(store: &std::sync::Arc<steplake_store::Store>) -> QueryEngine {
+    engine_with_threads(store, 2)
+}
+
+fn engine_with_threads(
+    store: &std::sync::Arc<steplake_store::Store>,
+    threads: usize,
+) -> QueryEngine {
     let options = QueryOptions {
-        threads: 2,
+        threads,
         ..Default::default()
     };
     QueryEngine::with_options(store.clone(), options).expect("engine")
@@ -179,6 +186,14 @@ async fn a_window_over_every_series_merges_the_sorted_files_instead_of_sorting()
     assert!(position(&plan, "StreamingWindowExec").is_some(), "{text}");
     assert_eq!(position(&plan, "WindowAggExec"), None, "{text}");
     check_windows(&engine, &expected).await;
+
+    // On one thread the sort that merges partitions itself goes the same way.
+    let single = engine_with_threads(&store, 1);
+    let plan = physical_plan(&single, WINDOWS).await;
+    let text = plan.join("\n");
+    assert_eq!(position(&plan, "SortExec"), None, "no sort left:\n{text}");
+    assert!(position(&plan, "RunMergeExec").is_some(), "{text}");
+    check_windows(&single, &expected).await;
 
     // Under a join, which may count on the hash of a repartition, the
     // merge is hash-repartitioned, still with no sort.
