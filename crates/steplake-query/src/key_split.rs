@@ -127,6 +127,11 @@ impl KeySplit {
             Arc::clone(&execution.gate),
             Arc::clone(&execution.dealer),
         );
+        if execution.receivers.iter().all(Option::is_none) {
+            // Every output is out: from now on only their streams hold the
+            // dealer, which is aborted when the last of them is dropped.
+            *running = None;
+        }
         let batches =
             futures::stream::unfold(state, move |(mut receiver, gate, dealer)| async move {
                 let delivery = receiver.recv().await?;
