@@ -19,11 +19,10 @@
 //! read while the others are not can always go on (no deadlock), and it is
 //! aborted when every output stream is dropped.
 
-use std::cmp::Ordering;
 use std::sync::atomic::{AtomicUsize, Ordering as Atomic};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{make_comparator, ArrayRef};
+use arrow::array::ArrayRef;
 use arrow::compute::{concat_batches, partition};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -35,6 +34,8 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
+
+use crate::operators::{key_of_row, same_key};
 
 /// The dealer waits while every output has this many batches queued.
 const QUEUED_BATCHES: usize = 4;
@@ -222,21 +223,16 @@ impl Dealer {
             let run = batch.slice(range.start, range.end - range.start);
             self.hold(self.last_output, run).await?;
         }
-        self.last_key = Some(keys.iter().map(|k| k.slice(rows - 1, 1)).collect());
+        self.last_key = Some(key_of_row(&keys, rows - 1));
         Ok(())
     }
 
     /// Whether row 0 of `keys` has the last dealt row's key.
     fn continues_last_key(&self, keys: &[ArrayRef]) -> Result<bool> {
-        let Some(last) = &self.last_key else {
-            return Ok(false);
-        };
-        for (last, key) in last.iter().zip(keys) {
-            if make_comparator(last, key, Default::default())?(0, 0) != Ordering::Equal {
-                return Ok(false);
-            }
+        match &self.last_key {
+            Some(last) => same_key(last, 0, keys, 0),
+            None => Ok(false),
         }
-        Ok(true)
     }
 
     /// Holds `run` for `output` until a batch's worth is there.

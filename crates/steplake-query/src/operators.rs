@@ -1,10 +1,13 @@
 //! What steplake's own physical operators ([`crate::run_merge`],
-//! [`crate::streaming_window`]) share: their one input, and a stream of
-//! batches made from a state that computes the next one.
+//! [`crate::key_split`], [`crate::streaming_window`]) share: their one
+//! input, comparing partition keys across batches, and a stream of batches
+//! made from a state that computes the next one.
 
+use std::cmp::Ordering;
 use std::future::Future;
 use std::sync::Arc;
 
+use arrow::array::{make_comparator, ArrayRef};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result};
@@ -23,6 +26,27 @@ pub(crate) fn only_child(
         )));
     }
     Ok(children.swap_remove(0))
+}
+
+/// Whether row `left_row` of the `left` key columns equals row `right_row`
+/// of the `right` ones (NULL equals NULL, as grouping treats it).
+pub(crate) fn same_key(
+    left: &[ArrayRef],
+    left_row: usize,
+    right: &[ArrayRef],
+    right_row: usize,
+) -> Result<bool> {
+    for (l, r) in left.iter().zip(right) {
+        if make_comparator(l, r, Default::default())?(left_row, right_row) != Ordering::Equal {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The one-row key columns of row `row` of `keys`.
+pub(crate) fn key_of_row(keys: &[ArrayRef], row: usize) -> Vec<ArrayRef> {
+    keys.iter().map(|k| k.slice(row, 1)).collect()
 }
 
 /// A state that computes an operator's output one batch at a time.

@@ -45,7 +45,7 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use crate::operators::{batch_stream, only_child, NextBatch};
+use crate::operators::{batch_stream, key_of_row, only_child, same_key, NextBatch};
 
 /// The physical optimizer rule: every `WindowAggExec` whose input is
 /// sorted by all its `PARTITION BY` keys becomes a [`StreamingWindowExec`].
@@ -180,6 +180,7 @@ impl ExecutionPlan for StreamingWindowExec {
             window_expr: self.window_expr.clone(),
             keys: self.keys.clone(),
             held: Vec::new(),
+            held_last_key: None,
             metrics: BaselineMetrics::new(&self.metrics, partition),
         };
         Ok(batch_stream(schema, windows))
@@ -198,6 +199,8 @@ struct Windows {
     keys: Vec<PhysicalSortExpr>,
     /// Rows of partitions that may not be complete, in input order.
     held: Vec<RecordBatch>,
+    /// The partition key of the last row held (one-row columns).
+    held_last_key: Option<Vec<ArrayRef>>,
     metrics: BaselineMetrics,
 }
 
@@ -223,6 +226,8 @@ impl NextBatch for Windows {
             } else {
                 Some(0)
             };
+            // Whatever is held next ends with this batch's last row.
+            self.held_last_key = Some(key_of_row(&keys, batch.num_rows() - 1));
             let Some(done) = done else {
                 self.held.push(batch);
                 continue;
@@ -252,18 +257,10 @@ impl Windows {
     /// Whether the first row of a batch with `keys` has the key of the
     /// last row held.
     fn continues_held(&self, keys: &[ArrayRef]) -> Result<bool> {
-        let Some(held) = self.held.last() else {
-            return Ok(false);
-        };
-        let held_keys = self.key_columns(held)?;
-        let last = held.num_rows() - 1;
-        for (held, new) in held_keys.iter().zip(keys) {
-            let compare = make_comparator(held, new, Default::default())?;
-            if compare(last, 0) != Ordering::Equal {
-                return Ok(false);
-            }
+        match &self.held_last_key {
+            Some(last) if !self.held.is_empty() => same_key(last, 0, keys, 0),
+            _ => Ok(false),
         }
-        Ok(true)
     }
 
     /// The window columns of `batches` (whole partitions), appended to
