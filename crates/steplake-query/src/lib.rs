@@ -46,6 +46,10 @@
 //! its whole input (module `streaming_window`). Together they make
 //! `f(value) OVER (PARTITION BY run_id, name ORDER BY step)` over every
 //! series a streaming pass.
+//!
+//! A third rule (module `sliding_sums`) evaluates `sum` and `avg` over a
+//! ROWS frame (a moving average) from each window's own rows, so that a
+//! NaN or an infinity spoils only the windows that hold it, in O(1) a row.
 
 pub mod condition;
 mod error;
@@ -56,6 +60,7 @@ mod key_split;
 mod limits;
 mod operators;
 mod run_merge;
+mod sliding_sums;
 mod sorted_files;
 mod streaming_window;
 pub mod tables;
@@ -202,6 +207,7 @@ impl QueryEngine {
             runtime_env.register_object_store(&steplake_store::bucket::bucket_root(url), bucket);
         }
         let mut rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
+        rules.push(Arc::new(sliding_sums::ExactSlidingSums));
         rules.push(Arc::new(sorted_files::MergeSortedFiles));
         rules.push(Arc::new(streaming_window::StreamPartitionedWindows));
         rules.push(Arc::new(yields::YieldAfterJoins));
