@@ -50,6 +50,9 @@
 //! A third rule (module `sliding_sums`) evaluates `sum` and `avg` over a
 //! ROWS frame (a moving average) from each window's own rows, so that a
 //! NaN or an infinity spoils only the windows that hold it, in O(1) a row.
+//! A fourth (module `series_ends`) reads only the last (or first) row of
+//! each series of each file for `last_value(x ORDER BY step)` or
+//! `max(step)` per series, where the manifest's row counts place them.
 
 pub mod condition;
 mod error;
@@ -60,6 +63,7 @@ mod key_split;
 mod limits;
 mod operators;
 mod run_merge;
+mod series_ends;
 mod sliding_sums;
 mod sorted_files;
 mod streaming_window;
@@ -208,6 +212,7 @@ impl QueryEngine {
         }
         let mut rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
         rules.push(Arc::new(sliding_sums::ExactSlidingSums));
+        rules.push(Arc::new(series_ends::ReadSeriesEnds::new(store.clone())));
         rules.push(Arc::new(sorted_files::MergeSortedFiles));
         rules.push(Arc::new(streaming_window::StreamPartitionedWindows));
         rules.push(Arc::new(yields::YieldAfterJoins));

@@ -172,6 +172,22 @@ impl Store {
             latest,
         }
     }
+
+    /// The series of the listed `scalars` data file whose name (last path
+    /// component) is `file_name`, in the file's row order: the file's rows
+    /// are sorted by (run, name, step), so a series' rows follow those of
+    /// the series listed before it, and its last row holds its largest
+    /// step. None if no such file is listed, or if its series do not
+    /// account for every row of it.
+    pub fn scalars_file_series(&self, file_name: &str) -> Option<Vec<SeriesRange>> {
+        let state = read_state(&self.shared);
+        let file =
+            state.manifest.files.iter().find(|f| {
+                f.table == Table::Scalars && f.path.rsplit('/').next() == Some(file_name)
+            })?;
+        let rows: u64 = file.series.iter().map(|s| s.rows).sum();
+        (rows == file.rows).then(|| file.series.clone())
+    }
 }
 
 /// Whether a (run, name, step) matching `filter` may be held twice: by two
