@@ -1,5 +1,6 @@
 //! What steplake's own physical operators ([`crate::run_merge`],
-//! [`crate::key_split`], [`crate::streaming_window`]) share: their one
+//! [`crate::key_split`], [`crate::streaming_window`],
+//! [`crate::sliding_sums`]) share: their one
 //! input, comparing partition keys across batches, and a stream of batches
 //! made from a state that computes the next one.
 
@@ -11,6 +12,7 @@ use arrow::array::{make_comparator, ArrayRef};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::physical_expr::PhysicalSortExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 
@@ -42,6 +44,13 @@ pub(crate) fn same_key(
         }
     }
     Ok(true)
+}
+
+/// The values of the sort `keys` (partition keys) over `batch`'s rows.
+pub(crate) fn key_columns(keys: &[PhysicalSortExpr], batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+    keys.iter()
+        .map(|key| key.expr.evaluate(batch)?.into_array(batch.num_rows()))
+        .collect()
 }
 
 /// The one-row key columns of row `row` of `keys`.

@@ -69,7 +69,7 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use crate::operators::{batch_stream, key_of_row, only_child, same_key, NextBatch};
+use crate::operators::{batch_stream, key_columns, key_of_row, only_child, same_key, NextBatch};
 
 /// The physical optimizer rule: a `BoundedWindowAggExec` whose input is
 /// sorted by its `PARTITION BY` keys and whose every expression is a
@@ -372,11 +372,7 @@ impl Sums {
             .iter()
             .map(|s| s.argument.evaluate(batch)?.into_array(batch.num_rows()))
             .collect::<Result<Vec<_>>>()?;
-        let keys = self
-            .keys
-            .iter()
-            .map(|key| key.expr.evaluate(batch)?.into_array(batch.num_rows()))
-            .collect::<Result<Vec<_>>>()?;
+        let keys = key_columns(&self.keys, batch)?;
         let runs = if keys.is_empty() {
             std::iter::once(0..batch.num_rows()).collect()
         } else {

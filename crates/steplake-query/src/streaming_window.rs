@@ -45,7 +45,7 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use crate::operators::{batch_stream, key_of_row, only_child, same_key, NextBatch};
+use crate::operators::{batch_stream, key_columns, key_of_row, only_child, same_key, NextBatch};
 
 /// The physical optimizer rule: every `WindowAggExec` whose input is
 /// sorted by all its `PARTITION BY` keys becomes a [`StreamingWindowExec`].
@@ -215,7 +215,7 @@ impl NextBatch for Windows {
             }
             let elapsed = self.metrics.elapsed_compute().clone();
             let _timer = elapsed.timer();
-            let keys = self.key_columns(&batch)?;
+            let keys = key_columns(&self.keys, &batch)?;
             // Rows before the batch's last partition complete every
             // partition held; so does a new key at the batch's start.
             let last = last_partition_start(&keys)?;
@@ -247,13 +247,6 @@ impl NextBatch for Windows {
 }
 
 impl Windows {
-    fn key_columns(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
-        self.keys
-            .iter()
-            .map(|key| key.expr.evaluate(batch)?.into_array(batch.num_rows()))
-            .collect()
-    }
-
     /// Whether the first row of a batch with `keys` has the key of the
     /// last row held.
     fn continues_held(&self, keys: &[ArrayRef]) -> Result<bool> {
@@ -270,7 +263,7 @@ impl Windows {
         if batch.num_rows() == 0 {
             return Ok(None);
         }
-        let keys: Vec<ArrayRef> = self.key_columns(&batch)?;
+        let keys: Vec<ArrayRef> = key_columns(&self.keys, &batch)?;
         let ranges = partition(&keys)?.ranges();
         let mut results: Vec<Vec<ArrayRef>> =
             vec![Vec::with_capacity(ranges.len()); self.window_expr.len()];

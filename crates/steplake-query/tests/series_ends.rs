@@ -9,7 +9,7 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Float64Type, Int64Type};
 use steplake_core::ScalarBatch;
 use steplake_query::QueryEngine;
-use steplake_store::{CompactionPolicy, CreateRun, Store, StoreOptions};
+use steplake_store::{CompactionPolicy, Store, StoreOptions};
 
 mod common;
 
@@ -148,13 +148,7 @@ async fn series_ends_come_from_one_row_per_series_per_file() {
         ..StoreOptions::default()
     };
     let (_dir, store) = common::store_with_run_and(options).await;
-    store
-        .create_run(CreateRun {
-            run_id: Some("q".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("run");
+    common::add_run(&store, "q").await;
     let mut writer = Writer {
         store: &store,
         sequence: 0,

@@ -9,7 +9,6 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Float64Type, Int64Type, UInt64Type};
 use steplake_core::ScalarBatch;
 use steplake_query::{QueryEngine, QueryOptions};
-use steplake_store::CreateRun;
 
 mod common;
 
@@ -148,13 +147,7 @@ fn position(plan: &[String], operator: &str) -> Option<usize> {
 #[tokio::test]
 async fn a_window_over_every_series_merges_the_sorted_files_instead_of_sorting() {
     let (_dir, store) = common::store_with_run().await;
-    store
-        .create_run(CreateRun {
-            run_id: Some("q".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("run");
+    common::add_run(&store, "q").await;
     let (mut sequence, mut expected) = (0, Expected::new());
     // Three flushes, each a later range of steps of every series.
     for steps in [0..40, 40..50, 50..60] {

@@ -26,3 +26,18 @@ pub(crate) async fn store_with_run_and(options: StoreOptions) -> (tempfile::Temp
         .expect("run");
     (dir, store)
 }
+
+/// Creates run `run` in `store`.
+#[allow(
+    dead_code,
+    reason = "each test binary compiles these helpers; not all use every one"
+)]
+pub(crate) async fn add_run(store: &Store, run: &str) {
+    store
+        .create_run(CreateRun {
+            run_id: Some(run.into()),
+            ..Default::default()
+        })
+        .await
+        .expect("run");
+}
