@@ -6,6 +6,7 @@
 
 use std::cmp::Ordering;
 use std::future::Future;
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{make_comparator, ArrayRef};
@@ -53,6 +54,42 @@ pub(crate) fn key_columns(keys: &[PhysicalSortExpr], batch: &RecordBatch) -> Res
         .collect()
 }
 
+/// The runs of equal keys of `keys`, whose rows are sorted (each key's
+/// rows contiguous), in order. Each run's end is found by galloping from
+/// its first row and then bisecting: O(log n) comparisons a run, not one a
+/// row, since a series runs for thousands of rows.
+pub(crate) fn key_runs(keys: &[ArrayRef]) -> Result<Vec<Range<usize>>> {
+    let rows = keys.first().map_or(0, |k| k.len());
+    let comparators = keys
+        .iter()
+        .map(|k| make_comparator(k, k, Default::default()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let same = |a: usize, b: usize| comparators.iter().all(|c| c(a, b) == Ordering::Equal);
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < rows {
+        // Rows through `within` have the start's key; `beyond` does not (or
+        // is the end).
+        let (mut within, mut stride) = (start, 1);
+        while within + stride < rows && same(start, within + stride) {
+            within += stride;
+            stride *= 2;
+        }
+        let mut beyond = (within + stride).min(rows);
+        while within + 1 < beyond {
+            let middle = within + (beyond - within) / 2;
+            if same(start, middle) {
+                within = middle;
+            } else {
+                beyond = middle;
+            }
+        }
+        runs.push(start..beyond);
+        start = beyond;
+    }
+    Ok(runs)
+}
+
 /// The one-row key columns of row `row` of `keys`.
 pub(crate) fn key_of_row(keys: &[ArrayRef], row: usize) -> Vec<ArrayRef> {
     keys.iter().map(|k| k.slice(row, 1)).collect()
@@ -81,5 +118,32 @@ pub(crate) fn test_random(mut seed: u64) -> impl FnMut(u64) -> u64 {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         (seed >> 33) % n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+
+    #[test]
+    fn key_runs_are_the_runs_of_equal_keys() {
+        let mut next = test_random(3);
+        for rows in [0usize, 1, 2, 5, 64, 1000] {
+            let mut names: Vec<String> = (0..rows).map(|_| format!("n{}", next(4))).collect();
+            let mut parts: Vec<i64> = (0..rows).map(|_| next(3) as i64).collect();
+            let mut pairs: Vec<(i64, String)> = parts.drain(..).zip(names.drain(..)).collect();
+            pairs.sort();
+            let keys: Vec<ArrayRef> = vec![
+                Arc::new(Int64Array::from_iter_values(pairs.iter().map(|p| p.0))),
+                Arc::new(StringArray::from_iter_values(
+                    pairs.iter().map(|p| p.1.clone()),
+                )),
+            ];
+            let want = arrow::compute::partition(&keys)
+                .expect("partition")
+                .ranges();
+            assert_eq!(key_runs(&keys).expect("runs"), want, "{rows} rows");
+        }
     }
 }

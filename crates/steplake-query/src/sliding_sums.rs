@@ -50,7 +50,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch};
 use arrow::buffer::NullBuffer;
-use arrow::compute::{concat, concat_batches, partition};
+use arrow::compute::{concat, concat_batches};
 use arrow::datatypes::{DataType, Float64Type, Schema, SchemaRef};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{exec_datafusion_err, ScalarValue};
@@ -69,7 +69,9 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use crate::operators::{batch_stream, key_columns, key_of_row, only_child, same_key, NextBatch};
+use crate::operators::{
+    batch_stream, key_columns, key_of_row, key_runs, only_child, same_key, NextBatch,
+};
 
 /// The physical optimizer rule: a `BoundedWindowAggExec` whose input is
 /// sorted by its `PARTITION BY` keys and whose every expression is a
@@ -376,7 +378,7 @@ impl Sums {
         let runs = if keys.is_empty() {
             std::iter::once(0..batch.num_rows()).collect()
         } else {
-            partition(&keys)?.ranges()
+            key_runs(&keys)?
         };
         for (i, run) in runs.into_iter().enumerate() {
             let continues = match &self.last_key {

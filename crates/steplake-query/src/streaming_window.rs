@@ -22,18 +22,23 @@
 //! Memory is bounded by the largest partition (one series) instead of the
 //! table. Windows with no `PARTITION BY` stay in `WindowAggExec`.
 
-use std::cmp::Ordering;
+use std::collections::VecDeque;
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::array::{make_comparator, ArrayRef};
-use arrow::compute::{concat, concat_batches, partition};
+use arrow::array::new_null_array;
+use arrow::array::ArrayRef;
+use arrow::compute::concat;
 use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Field, Schema};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::config::ConfigOptions;
 use datafusion::error::Result;
 use datafusion::execution::TaskContext;
+use datafusion::physical_expr::utils::collect_columns;
+use datafusion::physical_expr::window::StandardWindowExpr;
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::execution_plan::apply_expression_roots;
@@ -45,7 +50,9 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use crate::operators::{batch_stream, key_columns, key_of_row, only_child, same_key, NextBatch};
+use crate::operators::{
+    batch_stream, key_columns, key_of_row, key_runs, only_child, same_key, NextBatch,
+};
 
 /// The physical optimizer rule: every `WindowAggExec` whose input is
 /// sorted by all its `PARTITION BY` keys becomes a [`StreamingWindowExec`].
@@ -175,12 +182,13 @@ impl ExecutionPlan for StreamingWindowExec {
         let schema = self.schema();
         let windows = Windows {
             input,
-            input_schema: self.input.schema(),
+            read: ReadColumns::of(&self.window_expr, &self.input.schema()),
             schema: Arc::clone(&schema),
             window_expr: self.window_expr.clone(),
             keys: self.keys.clone(),
             held: Vec::new(),
             held_last_key: None,
+            ready: VecDeque::new(),
             metrics: BaselineMetrics::new(&self.metrics, partition),
         };
         Ok(batch_stream(schema, windows))
@@ -191,9 +199,76 @@ impl ExecutionPlan for StreamingWindowExec {
     }
 }
 
+/// The input columns the window functions read: only those are gathered
+/// into one batch per evaluation. The others (the partition keys among
+/// them, often strings) are stood in for by all-NULL columns, built once
+/// and sliced, in a schema that lets them be NULL.
+struct ReadColumns {
+    schema: SchemaRef,
+    /// Per input column: read (true), or stood in for.
+    read: Vec<bool>,
+    stand_ins: Vec<Option<ArrayRef>>,
+}
+
+impl ReadColumns {
+    /// The columns `exprs` read of rows of `input`. Only standard window
+    /// functions (not aggregates, whose `FILTER` is not visible here) are
+    /// known to read nothing but their arguments and `ORDER BY`: for any
+    /// other, every column is read.
+    fn of(exprs: &[Arc<dyn WindowExpr>], input: &SchemaRef) -> Self {
+        let all = exprs.iter().any(|e| !e.as_any().is::<StandardWindowExpr>());
+        let mut read = vec![all; input.fields().len()];
+        for expr in exprs {
+            let order_by = expr.order_by().iter().map(|o| Arc::clone(&o.expr));
+            for used in expr.expressions().into_iter().chain(order_by) {
+                for column in collect_columns(&used) {
+                    if let Some(r) = read.get_mut(column.index()) {
+                        *r = true;
+                    }
+                }
+            }
+        }
+        let fields: Vec<Field> = input
+            .fields()
+            .iter()
+            .zip(&read)
+            .map(|(f, r)| f.as_ref().clone().with_nullable(f.is_nullable() || !r))
+            .collect();
+        ReadColumns {
+            schema: Arc::new(Schema::new_with_metadata(fields, input.metadata().clone())),
+            stand_ins: vec![None; read.len()],
+            read,
+        }
+    }
+
+    /// One batch of `pieces`' rows with the columns read.
+    fn gather(&mut self, pieces: &[&RecordBatch]) -> Result<RecordBatch> {
+        let rows: usize = pieces.iter().map(|p| p.num_rows()).sum();
+        let mut columns = Vec::with_capacity(self.read.len());
+        for (index, read) in self.read.iter().enumerate() {
+            if *read {
+                let parts: Vec<&dyn arrow::array::Array> =
+                    pieces.iter().map(|p| p.column(index).as_ref()).collect();
+                columns.push(concat(&parts)?);
+                continue;
+            }
+            let stand_in = &mut self.stand_ins[index];
+            if stand_in.as_ref().is_none_or(|s| s.len() < rows) {
+                let data_type = self.schema.field(index).data_type();
+                let length = rows.max(stand_in.as_ref().map_or(0, |s| 2 * s.len()));
+                *stand_in = Some(new_null_array(data_type, length));
+            }
+            if let Some(stand_in) = stand_in {
+                columns.push(stand_in.slice(0, rows));
+            }
+        }
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+}
+
 struct Windows {
     input: SendableRecordBatchStream,
-    input_schema: SchemaRef,
+    read: ReadColumns,
     schema: SchemaRef,
     window_expr: Vec<Arc<dyn WindowExpr>>,
     keys: Vec<PhysicalSortExpr>,
@@ -201,6 +276,8 @@ struct Windows {
     held: Vec<RecordBatch>,
     /// The partition key of the last row held (one-row columns).
     held_last_key: Option<Vec<ArrayRef>>,
+    /// Evaluated rows not yet sent on.
+    ready: VecDeque<RecordBatch>,
     metrics: BaselineMetrics,
 }
 
@@ -208,6 +285,9 @@ impl NextBatch for Windows {
     /// The window results of the next completed partitions; None at the
     /// end of the input.
     async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        if let Some(ready) = self.ready.pop_front() {
+            return Ok(Some(ready));
+        }
         while let Some(batch) = self.input.next().await {
             let batch = batch?;
             if batch.num_rows() == 0 {
@@ -218,7 +298,7 @@ impl NextBatch for Windows {
             let keys = key_columns(&self.keys, &batch)?;
             // Rows before the batch's last partition complete every
             // partition held; so does a new key at the batch's start.
-            let last = last_partition_start(&keys)?;
+            let last = key_runs(&keys)?.last().map_or(0, |run| run.start);
             let done = if last > 0 {
                 Some(last)
             } else if self.continues_held(&keys)? {
@@ -257,14 +337,19 @@ impl Windows {
     }
 
     /// The window columns of `batches` (whole partitions), appended to
-    /// their rows: each partition evaluated on its own.
+    /// their rows: each partition evaluated on its own. The rows go on as
+    /// the batches they came in, each with its slice of the window columns;
+    /// the first is returned, the rest wait in `ready`.
     fn evaluate(&mut self, batches: &[RecordBatch]) -> Result<Option<RecordBatch>> {
-        let batch = concat_batches(&self.input_schema, batches)?;
-        if batch.num_rows() == 0 {
+        let pieces: Vec<&RecordBatch> = batches.iter().filter(|b| b.num_rows() > 0).collect();
+        if pieces.is_empty() {
             return Ok(None);
         }
-        let keys: Vec<ArrayRef> = key_columns(&self.keys, &batch)?;
-        let ranges = partition(&keys)?.ranges();
+        let ranges = self.partitions(&pieces)?;
+        let batch = match pieces.as_slice() {
+            [one] => (*one).clone(),
+            _ => self.read.gather(&pieces)?,
+        };
         let mut results: Vec<Vec<ArrayRef>> =
             vec![Vec::with_capacity(ranges.len()); self.window_expr.len()];
         for range in ranges {
@@ -273,44 +358,53 @@ impl Windows {
                 out.push(expr.evaluate(&rows)?);
             }
         }
-        let mut columns = batch.columns().to_vec();
-        for parts in results {
-            let parts: Vec<&dyn arrow::array::Array> = parts.iter().map(|a| a.as_ref()).collect();
-            columns.push(concat(&parts)?);
+        let results = results
+            .iter()
+            .map(|parts| {
+                let parts: Vec<&dyn arrow::array::Array> =
+                    parts.iter().map(|a| a.as_ref()).collect();
+                concat(&parts)
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut offset = 0;
+        for piece in pieces {
+            let rows = piece.num_rows();
+            let mut columns = piece.columns().to_vec();
+            columns.extend(results.iter().map(|r| r.slice(offset, rows)));
+            self.ready
+                .push_back(RecordBatch::try_new(Arc::clone(&self.schema), columns)?);
+            self.metrics.record_output(rows);
+            offset += rows;
         }
-        let out = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
-        self.metrics.record_output(out.num_rows());
-        Ok(Some(out))
+        Ok(self.ready.pop_front())
     }
-}
 
-/// The first row of the last partition of a batch whose partition `keys`
-/// are sorted: a binary search for where the last row's key begins.
-fn last_partition_start(keys: &[ArrayRef]) -> Result<usize> {
-    let rows = keys.first().map_or(0, |k| k.len());
-    if rows == 0 {
-        return Ok(0);
-    }
-    let comparators = keys
-        .iter()
-        .map(|k| make_comparator(k, k, Default::default()))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let last = rows - 1;
-    let same = |row: usize| comparators.iter().all(|c| c(row, last) == Ordering::Equal);
-    // Rows in [start, rows) have the last key; rows before `below` do not.
-    let (mut below, mut start) = (0, last);
-    if same(0) {
-        return Ok(0);
-    }
-    while below + 1 < start {
-        let middle = below + (start - below) / 2;
-        if same(middle) {
-            start = middle;
-        } else {
-            below = middle;
+    /// The row ranges of the partitions of `pieces` (sorted by the keys),
+    /// counted across them; the keys are compared piece by piece, never
+    /// gathered.
+    fn partitions(&self, pieces: &[&RecordBatch]) -> Result<Vec<Range<usize>>> {
+        let mut ranges: Vec<Range<usize>> = Vec::new();
+        let mut previous_last: Option<Vec<ArrayRef>> = None;
+        let mut offset = 0;
+        for piece in pieces {
+            let keys = key_columns(&self.keys, piece)?;
+            for (i, run) in key_runs(&keys)?.into_iter().enumerate() {
+                let continues = match (&previous_last, ranges.last_mut()) {
+                    (Some(last), Some(range)) if i == 0 && same_key(last, 0, &keys, 0)? => {
+                        Some(range)
+                    }
+                    _ => None,
+                };
+                match continues {
+                    Some(range) => range.end = offset + run.end,
+                    None => ranges.push(offset + run.start..offset + run.end),
+                }
+            }
+            previous_last = Some(key_of_row(&keys, piece.num_rows() - 1));
+            offset += piece.num_rows();
         }
+        Ok(ranges)
     }
-    Ok(start)
 }
 
 #[cfg(test)]
@@ -368,7 +462,8 @@ mod tests {
     async fn gives_what_the_whole_input_window_gives_across_batches() {
         let sql = "SELECT name, step, \
                      ema(value, 0.3) OVER (PARTITION BY name ORDER BY step) AS e, \
-                     is_spike(value, 3) OVER (PARTITION BY name ORDER BY step) AS s \
+                     is_spike(value, 3) OVER (PARTITION BY name ORDER BY step) AS s, \
+                     count(value) FILTER (WHERE step > 50) OVER (PARTITION BY name) AS late \
                    FROM t ORDER BY name, step";
         let mut answers = Vec::new();
         for streaming in [true, false] {
