@@ -9,7 +9,7 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Float64Type, Int64Type};
 use steplake_core::ScalarBatch;
 use steplake_query::QueryEngine;
-use steplake_store::{CompactionPolicy, Store, StoreOptions};
+use steplake_store::{CompactionPolicy, RunSelector, Store, StoreOptions};
 
 mod common;
 
@@ -222,4 +222,16 @@ async fn series_ends_come_from_one_row_per_series_per_file() {
         rows(&engine, &grouped).await,
         ends(&writer.written, |_| true)
     );
+
+    // Run q deleted: the files shared with run r are rewritten without its
+    // rows, and their listed series (and row counts) without its series.
+    store
+        .delete_runs(RunSelector::Run("q".into()))
+        .expect("delete");
+    writer.written.retain(|(run, _), _| run != "q");
+    assert_eq!(
+        rows(&engine, &grouped).await,
+        ends(&writer.written, |_| true)
+    );
+    assert!(rows_read_from_files(&engine, &grouped).await <= 2 * 4 * 4);
 }
