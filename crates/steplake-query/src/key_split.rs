@@ -22,8 +22,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering as Atomic};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::ArrayRef;
-use arrow::compute::{concat_batches, partition};
+use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::runtime::SpawnedTask;
@@ -35,7 +34,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
 
-use crate::operators::{key_of_row, same_key};
+use crate::operators::KeyRuns;
 
 /// The dealer waits while every output has this many batches queued.
 const QUEUED_BATCHES: usize = 4;
@@ -157,7 +156,7 @@ impl KeySplit {
             schema: sorted.schema(),
             batch_size: batch_size.max(1),
             pending: (0..self.outputs).map(|_| (Vec::new(), 0)).collect(),
-            last_key: None,
+            runs: KeyRuns::default(),
             last_output: 0,
             next_output: 0,
         };
@@ -178,8 +177,9 @@ struct Dealer {
     batch_size: usize,
     /// Slices held per output until a batch's worth, and their rows.
     pending: Vec<(Vec<RecordBatch>, usize)>,
-    /// The key of the last row dealt (one-row arrays), and where it went.
-    last_key: Option<Vec<ArrayRef>>,
+    /// The runs of one key dealt, across batches.
+    runs: KeyRuns,
+    /// Where the last run went.
     last_output: usize,
     next_output: usize,
 }
@@ -214,8 +214,7 @@ impl Dealer {
             .iter()
             .map(|key| key.evaluate(&batch)?.into_array(rows))
             .collect::<Result<Vec<_>>>()?;
-        for range in partition(&keys)?.ranges() {
-            let continues = range.start == 0 && self.continues_last_key(&keys)?;
+        for (range, continues) in self.runs.next(&keys, rows)? {
             if !continues {
                 self.last_output = self.next_output;
                 self.next_output = (self.next_output + 1) % self.senders.len();
@@ -223,16 +222,7 @@ impl Dealer {
             let run = batch.slice(range.start, range.end - range.start);
             self.hold(self.last_output, run).await?;
         }
-        self.last_key = Some(key_of_row(&keys, rows - 1));
         Ok(())
-    }
-
-    /// Whether row 0 of `keys` has the last dealt row's key.
-    fn continues_last_key(&self, keys: &[ArrayRef]) -> Result<bool> {
-        match &self.last_key {
-            Some(last) => same_key(last, 0, keys, 0),
-            None => Ok(false),
-        }
     }
 
     /// Holds `run` for `output` until a batch's worth is there.

@@ -33,7 +33,7 @@ pub(crate) fn only_child(
 
 /// Whether row `left_row` of the `left` key columns equals row `right_row`
 /// of the `right` ones (NULL equals NULL, as grouping treats it).
-pub(crate) fn same_key(
+fn same_key(
     left: &[ArrayRef],
     left_row: usize,
     right: &[ArrayRef],
@@ -58,7 +58,7 @@ pub(crate) fn key_columns(keys: &[PhysicalSortExpr], batch: &RecordBatch) -> Res
 /// rows contiguous), in order. Each run's end is found by galloping from
 /// its first row and then bisecting: O(log n) comparisons a run, not one a
 /// row, since a series runs for thousands of rows.
-pub(crate) fn key_runs(keys: &[ArrayRef]) -> Result<Vec<Range<usize>>> {
+fn key_runs(keys: &[ArrayRef]) -> Result<Vec<Range<usize>>> {
     let rows = keys.first().map_or(0, |k| k.len());
     let comparators = keys
         .iter()
@@ -90,8 +90,46 @@ pub(crate) fn key_runs(keys: &[ArrayRef]) -> Result<Vec<Range<usize>>> {
     Ok(runs)
 }
 
+/// Follows a partition key along a stream of batches sorted by it.
+#[derive(Default)]
+pub(crate) struct KeyRuns {
+    /// The key of the last row of the batch before (no columns when the
+    /// stream has no key); None before the first batch.
+    last: Option<Vec<ArrayRef>>,
+}
+
+impl KeyRuns {
+    /// The runs of one key among the next batch's `rows` rows, whose key
+    /// columns are `keys` (with none, the batch is one run), each with
+    /// whether it continues the key the batch before ended with.
+    pub(crate) fn next(
+        &mut self,
+        keys: &[ArrayRef],
+        rows: usize,
+    ) -> Result<Vec<(Range<usize>, bool)>> {
+        if rows == 0 {
+            return Ok(Vec::new());
+        }
+        let runs = if keys.is_empty() {
+            std::iter::once(0..rows).collect()
+        } else {
+            key_runs(keys)?
+        };
+        let first_continues = match &self.last {
+            Some(last) => keys.is_empty() || same_key(last, 0, keys, 0)?,
+            None => false,
+        };
+        self.last = Some(key_of_row(keys, rows - 1));
+        Ok(runs
+            .into_iter()
+            .enumerate()
+            .map(|(i, run)| (run, i == 0 && first_continues))
+            .collect())
+    }
+}
+
 /// The one-row key columns of row `row` of `keys`.
-pub(crate) fn key_of_row(keys: &[ArrayRef], row: usize) -> Vec<ArrayRef> {
+fn key_of_row(keys: &[ArrayRef], row: usize) -> Vec<ArrayRef> {
     keys.iter().map(|k| k.slice(row, 1)).collect()
 }
 

@@ -69,9 +69,7 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use crate::operators::{
-    batch_stream, key_columns, key_of_row, key_runs, only_child, same_key, NextBatch,
-};
+use crate::operators::{batch_stream, key_columns, only_child, KeyRuns, NextBatch};
 
 /// The physical optimizer rule: a `BoundedWindowAggExec` whose input is
 /// sorted by its `PARTITION BY` keys and whose every expression is a
@@ -293,7 +291,7 @@ impl ExecutionPlan for SlidingSumExec {
                 .max()
                 .unwrap_or(0),
             partition: Partition::new(self.sums.len()),
-            last_key: None,
+            runs: KeyRuns::default(),
             metrics: BaselineMetrics::new(&self.metrics, partition),
         };
         Ok(batch_stream(schema, sums))
@@ -337,8 +335,8 @@ struct Sums {
     /// How many rows after its own a row's windows reach, at most.
     following: usize,
     partition: Partition,
-    /// The partition key of the last row read (one-row columns).
-    last_key: Option<Vec<ArrayRef>>,
+    /// The runs of one partition key read, across batches.
+    runs: KeyRuns,
     metrics: BaselineMetrics,
 }
 
@@ -375,16 +373,7 @@ impl Sums {
             .map(|s| s.argument.evaluate(batch)?.into_array(batch.num_rows()))
             .collect::<Result<Vec<_>>>()?;
         let keys = key_columns(&self.keys, batch)?;
-        let runs = if keys.is_empty() {
-            std::iter::once(0..batch.num_rows()).collect()
-        } else {
-            key_runs(&keys)?
-        };
-        for (i, run) in runs.into_iter().enumerate() {
-            let continues = match &self.last_key {
-                Some(last) if i == 0 => same_key(last, 0, &keys, 0)?,
-                _ => keys.is_empty(),
-            };
+        for (run, continues) in self.runs.next(&keys, batch.num_rows())? {
             if !continues {
                 self.send(true, out)?;
                 self.partition = Partition::new(self.sums.len());
@@ -396,9 +385,6 @@ impl Sums {
             }
             self.partition.read += rows;
             self.send(false, out)?;
-        }
-        if !keys.is_empty() {
-            self.last_key = Some(key_of_row(&keys, batch.num_rows() - 1));
         }
         Ok(())
     }

@@ -50,9 +50,7 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use crate::operators::{
-    batch_stream, key_columns, key_of_row, key_runs, only_child, same_key, NextBatch,
-};
+use crate::operators::{batch_stream, key_columns, only_child, KeyRuns, NextBatch};
 
 /// The physical optimizer rule: every `WindowAggExec` whose input is
 /// sorted by all its `PARTITION BY` keys becomes a [`StreamingWindowExec`].
@@ -187,7 +185,7 @@ impl ExecutionPlan for StreamingWindowExec {
             window_expr: self.window_expr.clone(),
             keys: self.keys.clone(),
             held: Vec::new(),
-            held_last_key: None,
+            runs: KeyRuns::default(),
             ready: VecDeque::new(),
             metrics: BaselineMetrics::new(&self.metrics, partition),
         };
@@ -274,8 +272,8 @@ struct Windows {
     keys: Vec<PhysicalSortExpr>,
     /// Rows of partitions that may not be complete, in input order.
     held: Vec<RecordBatch>,
-    /// The partition key of the last row held (one-row columns).
-    held_last_key: Option<Vec<ArrayRef>>,
+    /// The runs of one partition key read, across batches.
+    runs: KeyRuns,
     /// Evaluated rows not yet sent on.
     ready: VecDeque<RecordBatch>,
     metrics: BaselineMetrics,
@@ -298,16 +296,11 @@ impl NextBatch for Windows {
             let keys = key_columns(&self.keys, &batch)?;
             // Rows before the batch's last partition complete every
             // partition held; so does a new key at the batch's start.
-            let last = key_runs(&keys)?.last().map_or(0, |run| run.start);
-            let done = if last > 0 {
-                Some(last)
-            } else if self.continues_held(&keys)? {
-                None
-            } else {
-                Some(0)
+            let done = match self.runs.next(&keys, batch.num_rows())?.as_slice() {
+                [.., (last, _)] if last.start > 0 => Some(last.start),
+                [(_, true)] => None,
+                _ => Some(0),
             };
-            // Whatever is held next ends with this batch's last row.
-            self.held_last_key = Some(key_of_row(&keys, batch.num_rows() - 1));
             let Some(done) = done else {
                 self.held.push(batch);
                 continue;
@@ -327,15 +320,6 @@ impl NextBatch for Windows {
 }
 
 impl Windows {
-    /// Whether the first row of a batch with `keys` has the key of the
-    /// last row held.
-    fn continues_held(&self, keys: &[ArrayRef]) -> Result<bool> {
-        match &self.held_last_key {
-            Some(last) if !self.held.is_empty() => same_key(last, 0, keys, 0),
-            _ => Ok(false),
-        }
-    }
-
     /// The window columns of `batches` (whole partitions), appended to
     /// their rows: each partition evaluated on its own. The rows go on as
     /// the batches they came in, each with its slice of the window columns;
@@ -384,23 +368,16 @@ impl Windows {
     /// gathered.
     fn partitions(&self, pieces: &[&RecordBatch]) -> Result<Vec<Range<usize>>> {
         let mut ranges: Vec<Range<usize>> = Vec::new();
-        let mut previous_last: Option<Vec<ArrayRef>> = None;
+        let mut runs = KeyRuns::default();
         let mut offset = 0;
         for piece in pieces {
             let keys = key_columns(&self.keys, piece)?;
-            for (i, run) in key_runs(&keys)?.into_iter().enumerate() {
-                let continues = match (&previous_last, ranges.last_mut()) {
-                    (Some(last), Some(range)) if i == 0 && same_key(last, 0, &keys, 0)? => {
-                        Some(range)
-                    }
-                    _ => None,
-                };
-                match continues {
-                    Some(range) => range.end = offset + run.end,
-                    None => ranges.push(offset + run.start..offset + run.end),
+            for (run, continues) in runs.next(&keys, piece.num_rows())? {
+                match ranges.last_mut() {
+                    Some(range) if continues => range.end = offset + run.end,
+                    _ => ranges.push(offset + run.start..offset + run.end),
                 }
             }
-            previous_last = Some(key_of_row(&keys, piece.num_rows() - 1));
             offset += piece.num_rows();
         }
         Ok(ranges)
