@@ -80,6 +80,7 @@ async fn grouped_answers_equal_each_series_alone() {
         "crossing(step, value, 1.5, 'down')",
         "spike_rate(value ORDER BY step)",
         "spike_rate(value, 20, 1.5 ORDER BY step)",
+        "fit_power_law(step + 1, value)",
     ] {
         let grouped = answers(
             &engine,

@@ -2,13 +2,17 @@
 //! with the partial state (two lists) DataFusion needs to merge partitions:
 //! [`SeriesAccumulator`] for one series, [`SeriesGroups`] for every group
 //! of a GROUP BY at once (one pass over each batch, no per-group slicing).
+//!
+//! A point's key is a step (`i64`) for the series functions, or any number
+//! (`f64`) for a fit such as `fit_power_law(x, y)`; see [`PointKey`].
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListArray};
+use arrow::array::PrimitiveArray;
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, ListArray};
 use arrow::buffer::OffsetBuffer;
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type};
+use arrow::datatypes::{ArrowPrimitiveType, DataType, Field, FieldRef, Float64Type, Int64Type};
 use datafusion::common::{exec_err, Result, ScalarValue};
 use datafusion::logical_expr::function::AccumulatorArgs;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
@@ -47,28 +51,54 @@ impl PointValue for f64 {
     }
 }
 
+/// What orders the points of a series: a step, or the `x` of a fit.
+pub trait PointKey: Copy + Default + std::fmt::Debug + Send + Sync + 'static {
+    /// Its Arrow type.
+    type Arrow: ArrowPrimitiveType<Native = Self>;
+    /// What the partial state calls the list of keys.
+    const STATE_NAME: &'static str;
+    /// Orders two keys (a total order).
+    fn order(a: &Self, b: &Self) -> std::cmp::Ordering;
+}
+
+impl PointKey for i64 {
+    type Arrow = Int64Type;
+    const STATE_NAME: &'static str = "steps";
+    fn order(a: &Self, b: &Self) -> std::cmp::Ordering {
+        a.cmp(b)
+    }
+}
+
+impl PointKey for f64 {
+    type Arrow = Float64Type;
+    const STATE_NAME: &'static str = "x";
+    fn order(a: &Self, b: &Self) -> std::cmp::Ordering {
+        a.total_cmp(b)
+    }
+}
+
 /// Points of one series, in arrival order until [`Points::sort`].
 #[derive(Debug, Default)]
-pub struct Points<T> {
-    /// Steps.
-    pub steps: Vec<i64>,
-    /// Values, one per step.
+pub struct Points<T, K = i64> {
+    /// Keys: steps, or a fit's `x`.
+    pub steps: Vec<K>,
+    /// Values, one per key.
     pub values: Vec<T>,
 }
 
-impl<T: PointValue> Points<T> {
-    /// Adds the rows of a (step, value) pair of arrays; NULL steps are skipped.
+impl<T: PointValue, K: PointKey> Points<T, K> {
+    /// Adds the rows of a (key, value) pair of arrays; NULL keys are skipped.
     pub fn add(&mut self, steps: &dyn Array, values: &dyn Array) {
-        let steps = steps.as_primitive::<Int64Type>();
+        let steps = steps.as_primitive::<K::Arrow>();
         for row in 0..steps.len() {
             self.add_row(steps, values, row);
         }
     }
 
-    /// Adds the point of `row` (skipped when its step is NULL or its value
+    /// Adds the point of `row` (skipped when its key is NULL or its value
     /// says so).
     #[inline]
-    fn add_row(&mut self, steps: &Int64Array, values: &dyn Array, row: usize) {
+    fn add_row(&mut self, steps: &PrimitiveArray<K::Arrow>, values: &dyn Array, row: usize) {
         if steps.is_valid(row) {
             if let Some(v) = T::read(values, row) {
                 self.steps.push(steps.value(row));
@@ -79,17 +109,19 @@ impl<T: PointValue> Points<T> {
 
     /// Heap bytes of the two vectors' capacity.
     fn capacity_bytes(&self) -> usize {
-        self.steps.capacity() * 8 + self.values.capacity() * std::mem::size_of::<T>()
+        self.steps.capacity() * std::mem::size_of::<K>()
+            + self.values.capacity() * std::mem::size_of::<T>()
     }
 
-    /// Sorts the points by step (stable: equal steps keep arrival order).
+    /// Sorts the points by key (stable: equal keys keep arrival order), so
+    /// that an answer does not depend on the order partitions arrive in.
     pub fn sort(&mut self) {
         // Points mostly arrive in step order (the files are sorted).
-        if self.steps.is_sorted() {
+        if self.steps.is_sorted_by(|a, b| K::order(a, b).is_le()) {
             return;
         }
         let mut order: Vec<usize> = (0..self.steps.len()).collect();
-        order.sort_by_key(|&i| self.steps[i]);
+        order.sort_by(|&i, &j| K::order(&self.steps[i], &self.steps[j]));
         self.steps = order.iter().map(|&i| self.steps[i]).collect();
         self.values = order.iter().map(|&i| self.values[i]).collect();
     }
@@ -99,12 +131,12 @@ impl<T: PointValue> Points<T> {
         self.capacity_bytes()
     }
 
-    /// The partial state: a list of steps and a list of values.
+    /// The partial state: a list of keys and a list of values.
     pub fn state(&self) -> Vec<ScalarValue> {
         vec![
-            ScalarValue::List(Arc::new(single_list(Arc::new(Int64Array::from(
-                self.steps.clone(),
-            ))))),
+            ScalarValue::List(Arc::new(single_list(Arc::new(
+                PrimitiveArray::<K::Arrow>::from_iter_values(self.steps.iter().copied()),
+            )))),
             ScalarValue::List(Arc::new(single_list(T::to_array(&self.values)))),
         ]
     }
@@ -132,7 +164,10 @@ impl<T: PointValue> Points<T> {
                 true,
             ))
         };
-        vec![list("steps", DataType::Int64), list("values", T::DATA_TYPE)]
+        vec![
+            list(K::STATE_NAME, K::Arrow::DATA_TYPE),
+            list("values", T::DATA_TYPE),
+        ]
     }
 }
 
@@ -143,13 +178,14 @@ pub fn single_list(values: ArrayRef) -> ListArray {
     ListArray::new(field, offsets, values, None)
 }
 
-/// What an aggregate computes from its series' points, sorted by step.
-pub type Finish<T> = Box<dyn FnMut(&Points<T>) -> Result<ScalarValue> + Send + Sync>;
+/// What an aggregate computes from its series' points, sorted by key.
+pub type Finish<T, K = i64> = Box<dyn FnMut(&Points<T, K>) -> Result<ScalarValue> + Send + Sync>;
 
 /// Which of an aggregate's `update_batch` arguments hold a point.
 #[derive(Debug, Clone, Copy)]
 pub struct PointArguments {
-    /// The step's (any integer type: an `ORDER BY` key is read as Int64).
+    /// The key's (a step of any integer type: an `ORDER BY` key is read as
+    /// Int64; or any number for an `f64` key).
     pub step: usize,
     /// The value's.
     pub value: usize,
@@ -159,23 +195,24 @@ impl PointArguments {
     /// `f(step, value, ...)`.
     pub const STEP_VALUE: PointArguments = PointArguments { step: 0, value: 1 };
 
-    /// The steps (as Int64) and values of `arguments`.
-    fn read<'a>(
+    /// The keys (as `K`) and values of `arguments`.
+    fn read<'a, K: PointKey>(
         self,
         arguments: &'a [ArrayRef],
         function: &str,
     ) -> Result<(ArrayRef, &'a ArrayRef)> {
         match (arguments.get(self.step), arguments.get(self.value)) {
-            (Some(steps), Some(values)) => Ok((cast(steps, &DataType::Int64)?, values)),
-            _ => exec_err!("{function}: expected (step, value) arguments"),
+            (Some(steps), Some(values)) => Ok((cast(steps, &K::Arrow::DATA_TYPE)?, values)),
+            _ => exec_err!("{function}: expected ({}, value) arguments", K::STATE_NAME),
         }
     }
 }
 
 /// A series aggregate: what it reads of each row and how it answers from a
 /// series' sorted points. [`series_accumulators!`] gives its
-/// `AggregateUDFImpl` both accumulators from this.
-pub trait SeriesAggregate {
+/// `AggregateUDFImpl` both accumulators from this. `K` is the points' key:
+/// a step, or `f64` for a fit over any `x`.
+pub trait SeriesAggregate<K: PointKey = i64> {
     /// Its SQL name (for errors).
     fn function(&self) -> &'static str;
 
@@ -185,12 +222,12 @@ pub trait SeriesAggregate {
     }
 
     /// Its answer for one series, given the call's constant arguments.
-    fn finish(&self, args: &AccumulatorArgs) -> Result<Finish<f64>>;
+    fn finish(&self, args: &AccumulatorArgs) -> Result<Finish<f64, K>>;
 }
 
 /// The accumulator of a [`SeriesAggregate`] over one series.
-pub fn series_accumulator(
-    aggregate: &impl SeriesAggregate,
+pub fn series_accumulator<K: PointKey>(
+    aggregate: &impl SeriesAggregate<K>,
     args: &AccumulatorArgs,
 ) -> Result<Box<dyn datafusion::logical_expr::Accumulator>> {
     Ok(Box::new(SeriesAccumulator::new(
@@ -201,8 +238,8 @@ pub fn series_accumulator(
 }
 
 /// The accumulator of a [`SeriesAggregate`] over every group of a GROUP BY.
-pub fn series_groups(
-    aggregate: &impl SeriesAggregate,
+pub fn series_groups<K: PointKey>(
+    aggregate: &impl SeriesAggregate<K>,
     args: &AccumulatorArgs,
 ) -> Result<Box<dyn GroupsAccumulator>> {
     Ok(Box::new(SeriesGroups::new(
@@ -244,17 +281,17 @@ pub(crate) use series_accumulators;
 
 /// The accumulator of an aggregate over one series: collects (step, value)
 /// points, merges partial states, sorts by step, then calls `finish`.
-pub struct SeriesAccumulator<T> {
+pub struct SeriesAccumulator<T, K = i64> {
     function: &'static str,
     arguments: PointArguments,
-    points: Points<T>,
-    finish: Finish<T>,
+    points: Points<T, K>,
+    finish: Finish<T, K>,
 }
 
-impl<T: PointValue> SeriesAccumulator<T> {
+impl<T: PointValue, K: PointKey> SeriesAccumulator<T, K> {
     /// An accumulator for `function` that reads its points from
     /// `arguments` and computes its result with `finish`.
-    pub fn new(function: &'static str, arguments: PointArguments, finish: Finish<T>) -> Self {
+    pub fn new(function: &'static str, arguments: PointArguments, finish: Finish<T, K>) -> Self {
         SeriesAccumulator {
             function,
             arguments,
@@ -264,7 +301,7 @@ impl<T: PointValue> SeriesAccumulator<T> {
     }
 }
 
-impl<T> std::fmt::Debug for SeriesAccumulator<T> {
+impl<T, K> std::fmt::Debug for SeriesAccumulator<T, K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SeriesAccumulator")
             .field("function", &self.function)
@@ -273,9 +310,9 @@ impl<T> std::fmt::Debug for SeriesAccumulator<T> {
     }
 }
 
-impl<T: PointValue> datafusion::logical_expr::Accumulator for SeriesAccumulator<T> {
+impl<T: PointValue, K: PointKey> datafusion::logical_expr::Accumulator for SeriesAccumulator<T, K> {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let (steps, values) = self.arguments.read(values, self.function)?;
+        let (steps, values) = self.arguments.read::<K>(values, self.function)?;
         self.points.add(steps.as_ref(), values.as_ref());
         Ok(())
     }
@@ -301,25 +338,25 @@ impl<T: PointValue> datafusion::logical_expr::Accumulator for SeriesAccumulator<
 /// The accumulator of an aggregate over the series of every group of a
 /// GROUP BY: each group collects its points as [`SeriesAccumulator`] does
 /// (same partial state), and `finish` computes each group's answer.
-pub struct SeriesGroups<T> {
+pub struct SeriesGroups<T, K = i64> {
     function: &'static str,
     arguments: PointArguments,
-    groups: Vec<Points<T>>,
+    groups: Vec<Points<T, K>>,
     /// Heap bytes of every group's points (their vectors' capacity).
     heap_bytes: usize,
-    finish: Finish<T>,
+    finish: Finish<T, K>,
     /// The type of an answer (for the array of none).
     answer_type: DataType,
 }
 
-impl<T: PointValue> SeriesGroups<T> {
+impl<T: PointValue, K: PointKey> SeriesGroups<T, K> {
     /// Groups for `function`, reading points from `arguments`, answering
     /// values of `answer_type` with `finish`.
     pub fn new(
         function: &'static str,
         arguments: PointArguments,
         answer_type: &DataType,
-        finish: Finish<T>,
+        finish: Finish<T, K>,
     ) -> Self {
         SeriesGroups {
             function,
@@ -334,7 +371,7 @@ impl<T: PointValue> SeriesGroups<T> {
     /// Adds the points of the rows that `keep` keeps to their groups.
     fn add(
         &mut self,
-        steps: &Int64Array,
+        steps: &PrimitiveArray<K::Arrow>,
         values: &dyn Array,
         group_indices: &[usize],
         keep: Option<&BooleanArray>,
@@ -349,7 +386,7 @@ impl<T: PointValue> SeriesGroups<T> {
 
     /// Adds to `group`'s points with `add`, keeping `heap_bytes` current.
     #[inline]
-    fn grow(&mut self, group: usize, add: impl FnOnce(&mut Points<T>)) {
+    fn grow(&mut self, group: usize, add: impl FnOnce(&mut Points<T, K>)) {
         let points = &mut self.groups[group];
         let before = points.capacity_bytes();
         add(points);
@@ -357,7 +394,7 @@ impl<T: PointValue> SeriesGroups<T> {
     }
 
     /// The groups `emit_to` names, taken out.
-    fn take(&mut self, emit_to: EmitTo) -> Vec<Points<T>> {
+    fn take(&mut self, emit_to: EmitTo) -> Vec<Points<T, K>> {
         let taken = emit_to.take_needed(&mut self.groups);
         self.heap_bytes -= taken.iter().map(Points::capacity_bytes).sum::<usize>();
         taken
@@ -365,13 +402,12 @@ impl<T: PointValue> SeriesGroups<T> {
 }
 
 /// The partial states of `groups`: two list columns, one row per group,
-/// its steps and its values (the state [`Points::state`] gives one series).
-fn states_of<T: PointValue>(groups: &[Points<T>]) -> Result<Vec<ArrayRef>> {
+/// its keys and its values (the state [`Points::state`] gives one series).
+fn states_of<T: PointValue, K: PointKey>(groups: &[Points<T, K>]) -> Result<Vec<ArrayRef>> {
     let offsets = OffsetBuffer::from_lengths(groups.iter().map(|g| g.steps.len()));
-    let steps: Vec<i64> = groups
-        .iter()
-        .flat_map(|g| g.steps.iter().copied())
-        .collect();
+    let steps = PrimitiveArray::<K::Arrow>::from_iter_values(
+        groups.iter().flat_map(|g| g.steps.iter().copied()),
+    );
     let values: Vec<T> = groups
         .iter()
         .flat_map(|g| g.values.iter().copied())
@@ -385,13 +421,10 @@ fn states_of<T: PointValue>(groups: &[Points<T>]) -> Result<Vec<ArrayRef>> {
             None,
         )?))
     };
-    Ok(vec![
-        list(Arc::new(Int64Array::from(steps)))?,
-        list(T::to_array(&values))?,
-    ])
+    Ok(vec![list(Arc::new(steps))?, list(T::to_array(&values))?])
 }
 
-impl<T> std::fmt::Debug for SeriesGroups<T> {
+impl<T, K> std::fmt::Debug for SeriesGroups<T, K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SeriesGroups")
             .field("function", &self.function)
@@ -400,7 +433,7 @@ impl<T> std::fmt::Debug for SeriesGroups<T> {
     }
 }
 
-impl<T: PointValue> GroupsAccumulator for SeriesGroups<T> {
+impl<T: PointValue, K: PointKey> GroupsAccumulator for SeriesGroups<T, K> {
     fn update_batch(
         &mut self,
         values: &[ArrayRef],
@@ -409,9 +442,9 @@ impl<T: PointValue> GroupsAccumulator for SeriesGroups<T> {
         total_num_groups: usize,
     ) -> Result<()> {
         self.groups.resize_with(total_num_groups, Points::default);
-        let (steps, values) = self.arguments.read(values, self.function)?;
+        let (steps, values) = self.arguments.read::<K>(values, self.function)?;
         self.add(
-            steps.as_primitive::<Int64Type>(),
+            steps.as_primitive::<K::Arrow>(),
             values.as_ref(),
             group_indices,
             opt_filter,
@@ -442,9 +475,9 @@ impl<T: PointValue> GroupsAccumulator for SeriesGroups<T> {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
-        let (steps, values) = self.arguments.read(values, self.function)?;
-        let steps = steps.as_primitive::<Int64Type>();
-        let rows: Vec<Points<T>> = (0..steps.len())
+        let (steps, values) = self.arguments.read::<K>(values, self.function)?;
+        let steps = steps.as_primitive::<K::Arrow>();
+        let rows: Vec<Points<T, K>> = (0..steps.len())
             .map(|row| {
                 let mut points = Points::default();
                 if opt_filter.is_none_or(|k| k.is_valid(row) && k.value(row)) {
@@ -478,7 +511,7 @@ impl<T: PointValue> GroupsAccumulator for SeriesGroups<T> {
 
     fn size(&self) -> usize {
         std::mem::size_of_val(self)
-            + self.groups.capacity() * std::mem::size_of::<Points<T>>()
+            + self.groups.capacity() * std::mem::size_of::<Points<T, K>>()
             + self.heap_bytes
     }
 }

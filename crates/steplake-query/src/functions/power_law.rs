@@ -27,11 +27,11 @@ use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::AggregateOrderSensitivity;
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, Volatility,
+    AggregateUDF, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Volatility,
 };
 
-use super::points::{PointValue, Points};
+use super::points::{series_accumulators, Finish, Points, SeriesAggregate};
 
 /// A fitted power law L = E + A·x^(−α).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -180,100 +180,43 @@ impl AggregateUDFImpl for FitPowerLaw {
         Ok(DataType::Struct(fit_fields()))
     }
 
-    fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(FitAccumulator::default()))
-    }
+    series_accumulators!();
 
     fn order_sensitivity(&self) -> AggregateOrderSensitivity {
         AggregateOrderSensitivity::Insensitive
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(XY::state_fields(args.name))
+        Ok(Points::<f64, f64>::state_fields(args.name))
     }
 }
 
-/// The (x, y) pairs of a fit; its partial state is two f64 lists.
-#[derive(Debug, Default)]
-struct XY {
-    x: Vec<f64>,
-    y: Vec<f64>,
-}
-
-impl XY {
-    fn add(&mut self, x: &dyn Array, y: &dyn Array) {
-        for row in 0..x.len() {
-            if let (Some(xi), Some(yi)) = (f64::read(x, row), f64::read(y, row)) {
-                self.x.push(xi);
-                self.y.push(yi);
-            }
-        }
+/// The fit collects (x, y) points per group like the series functions do,
+/// keyed by `x`: sorted by `x` before fitting, so the sums run in the same
+/// order however the points arrived.
+impl SeriesAggregate<f64> for FitPowerLaw {
+    fn function(&self) -> &'static str {
+        "fit_power_law"
     }
 
-    fn state_fields(name: &str) -> Vec<FieldRef> {
-        let mut fields = Points::<f64>::state_fields(name);
-        fields[0] = Arc::new(Field::new(
-            format!("{name}[x]"),
-            DataType::List(Arc::new(Field::new("item", DataType::Float64, true))),
-            true,
-        ));
-        fields
-    }
-}
-
-#[derive(Debug, Default)]
-struct FitAccumulator {
-    points: XY,
-}
-
-impl Accumulator for FitAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let (Some(x), Some(y)) = (values.first(), values.get(1)) else {
-            return exec_err!("fit_power_law: expected (x, y)");
-        };
-        self.points.add(x.as_ref(), y.as_ref());
-        Ok(())
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        let Some(fit) = fit_power_law(&self.points.x, &self.points.y) else {
-            return ScalarValue::try_from(DataType::Struct(fit_fields()));
-        };
-        let column = |v: f64| -> ArrayRef { Arc::new(Float64Array::from(vec![v])) };
-        let array = StructArray::try_new(
-            fit_fields(),
-            vec![
-                column(fit.e),
-                column(fit.a),
-                column(fit.alpha),
-                column(fit.rmse),
-            ],
-            None,
-        )?;
-        Ok(ScalarValue::Struct(Arc::new(array)))
-    }
-
-    fn size(&self) -> usize {
-        std::mem::size_of_val(self) + (self.points.x.capacity() + self.points.y.capacity()) * 8
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let list =
-            |v: &[f64]| ScalarValue::List(Arc::new(super::points::single_list(f64::to_array(v))));
-        Ok(vec![list(&self.points.x), list(&self.points.y)])
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let (Some(x), Some(y)) = (states.first(), states.get(1)) else {
-            return exec_err!("fit_power_law: malformed partial state");
-        };
-        let (x, y) = (x.as_list::<i32>(), y.as_list::<i32>());
-        for i in 0..x.len() {
-            if x.is_valid(i) && y.is_valid(i) {
-                self.points.add(x.value(i).as_ref(), y.value(i).as_ref());
-            }
-        }
-        Ok(())
+    fn finish(&self, _args: &AccumulatorArgs) -> Result<Finish<f64, f64>> {
+        Ok(Box::new(|points: &Points<f64, f64>| {
+            let Some(fit) = fit_power_law(&points.steps, &points.values) else {
+                return ScalarValue::try_from(DataType::Struct(fit_fields()));
+            };
+            let column = |v: f64| -> ArrayRef { Arc::new(Float64Array::from(vec![v])) };
+            let array = StructArray::try_new(
+                fit_fields(),
+                vec![
+                    column(fit.e),
+                    column(fit.a),
+                    column(fit.alpha),
+                    column(fit.rmse),
+                ],
+                None,
+            )?;
+            Ok(ScalarValue::Struct(Arc::new(array)))
+        }))
     }
 }
 
