@@ -53,6 +53,8 @@
 //! A fourth (module `series_ends`) reads only the last (or first) row of
 //! each series of each file for `last_value(x ORDER BY step)` or
 //! `max(step)` per series, where the manifest's row counts place them.
+//! A fifth (module `run_groups`) groups by `run_id`/`name` with one group
+//! lookup per run of a series' rows instead of a hash of every row.
 
 pub mod condition;
 mod error;
@@ -62,6 +64,7 @@ pub mod functions;
 mod key_split;
 mod limits;
 mod operators;
+mod run_groups;
 mod run_merge;
 mod series_ends;
 mod sliding_sums;
@@ -213,6 +216,7 @@ impl QueryEngine {
         let mut rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
         rules.push(Arc::new(sliding_sums::ExactSlidingSums));
         rules.push(Arc::new(series_ends::ReadSeriesEnds::new(store.clone())));
+        rules.push(Arc::new(run_groups::GroupByRuns));
         rules.push(Arc::new(sorted_files::MergeSortedFiles));
         rules.push(Arc::new(streaming_window::StreamPartitionedWindows));
         rules.push(Arc::new(yields::YieldAfterJoins));
