@@ -49,7 +49,7 @@ enum Command {
     Write(write::WriteArgs),
     /// Run a read-only SQL query against a server or a data directory.
     Sql(sql::SqlArgs),
-    /// Import tensors from checkpoint files into a run.
+    /// Import checkpoints (safetensors) or another tracker's history (TensorBoard).
     #[command(subcommand)]
     Import(import::ImportCommand),
     /// Upload what Python runs spooled to disk while the server was unreachable.

@@ -10,19 +10,12 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Subcommand};
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use steplake_client::DEFAULT_SERVER;
 use steplake_core::safetensors::{parse_header, SafetensorsEntry, MAX_HEADER_LEN};
 
 use crate::CliError;
-
-/// Formats `steplake import` reads.
-#[derive(Subcommand)]
-pub(crate) enum ImportCommand {
-    /// Import safetensors checkpoints (Hugging Face, Pythia, …) at one step.
-    Safetensors(SafetensorsArgs),
-}
 
 /// Flags of `steplake import safetensors`.
 #[derive(Args)]
@@ -49,13 +42,6 @@ pub(crate) struct SafetensorsArgs {
     files: Vec<PathBuf>,
 }
 
-/// Runs `steplake import …`.
-pub(crate) async fn run(command: ImportCommand) -> Result<(), CliError> {
-    match command {
-        ImportCommand::Safetensors(args) => import_safetensors(args).await,
-    }
-}
-
 /// The tensors of one file, checked before anything is sent.
 fn read_entries(path: &Path) -> Result<(File, Vec<SafetensorsEntry>), CliError> {
     let cannot =
@@ -77,7 +63,8 @@ fn read_entries(path: &Path) -> Result<(File, Vec<SafetensorsEntry>), CliError> 
     Ok((file, entries))
 }
 
-async fn import_safetensors(args: SafetensorsArgs) -> Result<(), CliError> {
+/// Runs `steplake import safetensors`.
+pub(crate) async fn run(args: SafetensorsArgs) -> Result<(), CliError> {
     if args.step < 0 {
         return Err(CliError::Input(format!("--step {} is negative", args.step)));
     }

@@ -1,0 +1,39 @@
+//! `steplake import`: bring data from elsewhere into runs.
+//!
+//! - `safetensors` (`safetensors.rs`): the tensors of a checkpoint at a step;
+//! - `tensorboard` (`tensorboard.rs`): the scalars, histograms and
+//!   hyperparameters of TensorBoard event files, one run per directory,
+//!   read through TFRecord framing checked record by record
+//!   (`tfrecord.rs`, messages in `tensorboard_proto.rs`).
+//!
+//! History importers send each source file through one write stream whose
+//! writer id comes from the source, so importing twice stores nothing
+//! twice, and print a tally at the end (`upload.rs`).
+
+use clap::Subcommand;
+
+use crate::CliError;
+
+mod safetensors;
+mod tensorboard;
+mod tensorboard_proto;
+mod tfrecord;
+mod upload;
+
+/// Formats `steplake import` reads.
+#[derive(Subcommand)]
+pub(crate) enum ImportCommand {
+    /// Import safetensors checkpoints (Hugging Face, Pythia, …) at one step.
+    Safetensors(safetensors::SafetensorsArgs),
+    /// Import TensorBoard event files: scalars, histograms and hparams,
+    /// one run per directory.
+    Tensorboard(tensorboard::TensorboardArgs),
+}
+
+/// Runs `steplake import …`.
+pub(crate) async fn run(command: ImportCommand) -> Result<(), CliError> {
+    match command {
+        ImportCommand::Safetensors(args) => safetensors::run(args).await,
+        ImportCommand::Tensorboard(args) => tensorboard::run(args).await,
+    }
+}

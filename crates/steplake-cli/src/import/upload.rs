@@ -1,0 +1,239 @@
+//! What every history importer shares: points and tensors of one source
+//! file sent through one write stream whose writer id is derived from the
+//! source, and the tally printed at the end.
+//!
+//! Idempotence: a source file's writer id is a hash of the run it goes to,
+//! the file's name and its length, and its batches are numbered 1, 2, …
+//! in the order the file is read, in batches of a fixed number of points.
+//! Importing the same file again sends the same batches under the same
+//! writer id and sequences, which the server acknowledges as duplicates
+//! without storing them again. A file that grew since (a run still
+//! training) gets a new writer id; its points are sent again, and the
+//! `scalars` table still shows each (run, series, step) once, the latest.
+
+use std::collections::BTreeMap;
+
+use steplake_client::{v1, BatchBuilder, Client, ScalarWriter, WriteSummary};
+
+use crate::CliError;
+
+/// Points per write request.
+const BATCH_POINTS: usize = 20_000;
+
+/// A stable 64-bit FNV-1a hash (the same in every build, unlike std's).
+pub(crate) fn stable_hash(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &byte in part.iter().chain(&[0xffu8]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+/// The writer id of source file `file_name` of length `len` imported into
+/// `run_id` by importer `kind`.
+pub(crate) fn source_writer_id(kind: &str, run_id: &str, file_name: &str, len: u64) -> String {
+    let hash = stable_hash(&[
+        kind.as_bytes(),
+        run_id.as_bytes(),
+        file_name.as_bytes(),
+        &len.to_le_bytes(),
+    ]);
+    format!("import-{kind}-{hash:016x}")
+}
+
+/// Where one source file's data goes: a write stream, or nowhere (a dry
+/// run counts only).
+pub(crate) struct Upload {
+    writer: Option<ScalarWriter>,
+    batch: BatchBuilder,
+    /// Points and tensors read from the source.
+    pub(crate) points: u64,
+    pub(crate) tensors: u64,
+}
+
+impl Upload {
+    /// A stream of `source`'s data into `run_id`, or a count only when
+    /// `client` is None.
+    pub(crate) async fn open(
+        client: Option<&Client>,
+        run_id: &str,
+        writer_id: &str,
+    ) -> Result<Upload, CliError> {
+        let writer = match client {
+            Some(client) => Some(client.writer_with_id(run_id, writer_id, 1).await?),
+            None => None,
+        };
+        Ok(Upload {
+            writer,
+            batch: BatchBuilder::default(),
+            points: 0,
+            tensors: 0,
+        })
+    }
+
+    /// Adds a point.
+    pub(crate) async fn point(
+        &mut self,
+        name: &str,
+        step: i64,
+        value: f64,
+        wall_time_us: i64,
+    ) -> Result<(), CliError> {
+        self.points += 1;
+        if self.writer.is_none() {
+            return Ok(());
+        }
+        self.batch.push(name, step, value, Some(wall_time_us));
+        if self.batch.len() >= BATCH_POINTS {
+            self.send_points().await?;
+        }
+        Ok(())
+    }
+
+    /// Adds a tensor message (sent after the points before it).
+    pub(crate) async fn tensor(&mut self, tensor: v1::Tensor) -> Result<(), CliError> {
+        self.tensors += 1;
+        if self.writer.is_none() {
+            return Ok(());
+        }
+        self.send_points().await?;
+        if let Some(writer) = self.writer.as_mut() {
+            // A closed stream says why in `finish`.
+            let _ = writer.send_tensor_message(tensor).await;
+        }
+        Ok(())
+    }
+
+    async fn send_points(&mut self) -> Result<(), CliError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = self.batch.take();
+        if let Some(writer) = self.writer.as_mut() {
+            // A closed stream says why in `finish`.
+            let _ = writer.send(batch).await;
+        }
+        Ok(())
+    }
+
+    /// Sends what is left and waits for every acknowledgement.
+    pub(crate) async fn finish(mut self) -> Result<Option<WriteSummary>, CliError> {
+        self.send_points().await?;
+        match self.writer {
+            Some(writer) => Ok(Some(writer.finish().await?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// What an import did, printed at its end.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub(crate) runs: u64,
+    pub(crate) points: u64,
+    pub(crate) tensors: u64,
+    /// Requests acknowledged, for the ratio of duplicates.
+    pub(crate) requests: u64,
+    pub(crate) duplicate_requests: u64,
+    /// Runs whose configuration came from the source.
+    pub(crate) configs: u64,
+    /// What was left out, by reason, with counts.
+    pub(crate) skipped: BTreeMap<String, u64>,
+    /// Damage, one line each (file and offset).
+    pub(crate) damaged: Vec<String>,
+}
+
+impl Tally {
+    /// Counts one thing left out for `reason`.
+    pub(crate) fn skip(&mut self, reason: &str) {
+        *self.skipped.entry(reason.to_string()).or_default() += 1;
+    }
+
+    /// Adds what one source's upload did.
+    pub(crate) fn add(&mut self, upload_points: u64, tensors: u64, sent: Option<&WriteSummary>) {
+        self.points += upload_points;
+        self.tensors += tensors;
+        if let Some(sent) = sent {
+            self.requests += sent.batches;
+            self.duplicate_requests += sent.duplicates;
+        }
+    }
+
+    /// The summary, several lines.
+    pub(crate) fn report(&self, dry_run: bool, seconds: f64) -> String {
+        use steplake_core::counted;
+        let verb = if dry_run {
+            "read (dry run, nothing sent)"
+        } else {
+            "imported"
+        };
+        let mut out = format!(
+            "{verb}: {}, {}, {}, {} with configuration",
+            counted(self.runs, "run", "runs"),
+            counted(self.points, "point", "points"),
+            counted(self.tensors, "histogram", "histograms"),
+            counted(self.configs, "run", "runs"),
+        );
+        if seconds > 0.0 {
+            out.push_str(&format!(
+                " in {seconds:.2} s ({:.0} points/s)",
+                self.points as f64 / seconds
+            ));
+        }
+        if self.duplicate_requests > 0 {
+            out.push_str(&format!(
+                "\n{} of {} were already stored (imported before) and were not stored again",
+                counted(self.duplicate_requests, "write request", "write requests"),
+                self.requests
+            ));
+        }
+        let skipped: u64 = self.skipped.values().sum();
+        if skipped > 0 {
+            out.push_str(&format!(
+                "\nskipped {}:",
+                counted(skipped, "record", "records")
+            ));
+            for (reason, count) in &self.skipped {
+                out.push_str(&format!("\n  {count} x {reason}"));
+            }
+        }
+        if !self.damaged.is_empty() {
+            out.push_str(&format!(
+                "\n{} (the rest of each file was imported):",
+                counted(self.damaged.len() as u64, "damaged place", "damaged places")
+            ));
+            for line in &self.damaged {
+                out.push_str(&format!("\n  {line}"));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writer_ids_follow_the_source_and_nothing_else() {
+        let a = source_writer_id("tensorboard", "run", "events.out.tfevents.1", 100);
+        assert_eq!(
+            a,
+            source_writer_id("tensorboard", "run", "events.out.tfevents.1", 100)
+        );
+        assert_ne!(
+            a,
+            source_writer_id("tensorboard", "run", "events.out.tfevents.1", 101)
+        );
+        assert_ne!(
+            a,
+            source_writer_id("tensorboard", "run2", "events.out.tfevents.1", 100)
+        );
+        // Parts are separated: ("ab", "c") is not ("a", "bc").
+        assert_ne!(stable_hash(&[b"ab", b"c"]), stable_hash(&[b"a", b"bc"]));
+        assert_eq!(stable_hash(&[]), 0xcbf2_9ce4_8422_2325);
+    }
+}
