@@ -4,7 +4,10 @@
 //! - `tensorboard` (`tensorboard.rs`): the scalars, histograms and
 //!   hyperparameters of TensorBoard event files, one run per directory,
 //!   read through TFRecord framing checked record by record
-//!   (`tfrecord.rs`, messages in `tensorboard_proto.rs`).
+//!   (`tfrecord.rs`, messages in `tensorboard_proto.rs`);
+//! - `mlflow` (`mlflow.rs`): the experiments, runs, params, tags and
+//!   metrics of an MLflow tracking store, its `mlruns` directory or its
+//!   SQLite database.
 //!
 //! History importers send each source file through one write stream whose
 //! writer id comes from the source, so importing twice stores nothing
@@ -14,6 +17,7 @@ use clap::Subcommand;
 
 use crate::CliError;
 
+mod mlflow;
 mod safetensors;
 mod tensorboard;
 mod tensorboard_proto;
@@ -28,6 +32,9 @@ pub(crate) enum ImportCommand {
     /// Import TensorBoard event files: scalars, histograms and hparams,
     /// one run per directory.
     Tensorboard(tensorboard::TensorboardArgs),
+    /// Import an MLflow tracking store (mlruns directory or SQLite
+    /// database): experiments as projects, params, tags and metrics.
+    Mlflow(mlflow::MlflowArgs),
 }
 
 /// Runs `steplake import …`.
@@ -35,5 +42,6 @@ pub(crate) async fn run(command: ImportCommand) -> Result<(), CliError> {
     match command {
         ImportCommand::Safetensors(args) => safetensors::run(args).await,
         ImportCommand::Tensorboard(args) => tensorboard::run(args).await,
+        ImportCommand::Mlflow(args) => mlflow::run(args).await,
     }
 }
