@@ -1,22 +1,27 @@
-//! Import throughput of `steplake import tensorboard` beside TensorBoard's
-//! own reader on the same event files (issue 19).
+//! Import throughput of `steplake import tensorboard` and `steplake import
+//! mlflow` beside each tracker's own reader on the same files (issue 19).
 //!
-//! Run: `cargo bench -p steplake-cli --bench import_tensorboard`
+//! Run: `cargo bench -p steplake-cli --bench import`
 //! (`./scripts/test.sh` first: its virtual environment has the
-//! `tensorboard` package; `STEPLAKE_PYTHON` names another interpreter).
+//! `tensorboard` and `mlflow-skinny` packages; `STEPLAKE_PYTHON` names
+//! another interpreter).
 //!
-//! Data: 1M scalar points (10 tags × 100,000 steps, one value per event, as
-//! PyTorch's `SummaryWriter.add_scalar` writes them) written once by
-//! TensorBoard's `EventFileWriter` into `~/.cache/steplake/bench-data/
-//! tensorboard-<points>` (`STEPLAKE_BENCH_POINTS` changes the count).
+//! Data: 1M scalar points each (10 series × 100,000 steps;
+//! `STEPLAKE_BENCH_POINTS` changes the count), written once by the tracker's
+//! own writer under `~/.cache/steplake/bench-data/`:
+//! - TensorBoard: event files from `EventFileWriter`, one value per event
+//!   as PyTorch's `SummaryWriter.add_scalar` writes them;
+//! - MLflow: one run in an SQLite tracking store (MLflow 3's default),
+//!   logged with `log_batch`.
 //!
 //! Timed, medians of `STEPLAKE_BENCH_REPEATS` (default 3):
-//! - TensorBoard's `EventAccumulator` with size guidance 0 (every point
-//!   kept), `Reload()` and every tag's `Scalars()`;
-//! - `steplake import tensorboard --dry-run`: read, check and convert
-//!   every record, send nothing;
-//! - `steplake import tensorboard` into a running server (a fresh data
-//!   directory each time), every point acknowledged as durable.
+//! - the tracker's reader: TensorBoard's `EventAccumulator` with size
+//!   guidance 0 (`Reload()` and every tag's `Scalars()`); MLflow's
+//!   `MlflowClient.get_metric_history` for every metric;
+//! - `steplake import … --dry-run`: read, check and convert every point,
+//!   send nothing;
+//! - `steplake import …` into a running server (a fresh data directory
+//!   each time), every point acknowledged as durable.
 //!
 //! Target: ≥ 50× TensorBoard's reader.
 
@@ -35,7 +40,7 @@ fn binary() -> std::ffi::OsString {
 }
 
 fn helper() -> PathBuf {
-    PathBuf::from(python::manifest_dir()).join("../../benches/import_tensorboard.py")
+    PathBuf::from(python::manifest_dir()).join("../../benches/import_peers.py")
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -43,39 +48,60 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
-/// The event files, written once.
-fn data_set(points: u64) -> PathBuf {
-    let dir = PathBuf::from(format!(
-        "{}/.cache/steplake/bench-data/tensorboard-{points}",
+/// A tracker's data, written once by `write-<kind>` into `name`.
+fn data_set(kind: &str, name: &str, points: u64) -> PathBuf {
+    let path = PathBuf::from(format!(
+        "{}/.cache/steplake/bench-data/{name}",
         std::env::var("HOME").unwrap_or_default()
     ));
-    let complete = dir.with_extension("complete");
+    let complete = path.with_extension("complete");
     if !complete.exists() {
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&path);
+        let _ = std::fs::remove_file(&path);
         eprintln!(
-            "writing {points} points with TensorBoard's EventFileWriter into {}",
-            dir.display()
+            "writing {points} points with {kind}'s own writer into {}",
+            path.display()
         );
         let status = Command::new(python::python())
             .arg(helper())
-            .args(["write"])
-            .arg(dir.join("run"))
+            .arg(format!("write-{kind}"))
+            .arg(&path)
             .arg(points.to_string())
             .status()
             .expect("run the Python helper");
-        assert!(status.success(), "the helper could not write the event files (is the tensorboard package installed? ./scripts/test.sh installs it)");
+        assert!(status.success(), "the helper could not write the {kind} data (is the package installed? ./scripts/test.sh installs it)");
         std::fs::write(&complete, b"").expect("mark complete");
     }
-    dir
+    path
 }
 
-/// Seconds `steplake import tensorboard ARGS DIR` takes; checks it read `points`.
-fn time_import(dir: &Path, args: &[&str], points: u64) -> f64 {
+/// Seconds the tracker's own reader takes over `path` (checks it read `points`).
+fn time_peer(kind: &str, path: &Path, points: u64) -> f64 {
+    let output = Command::new(python::python())
+        .arg(helper())
+        .arg(format!("read-{kind}"))
+        .arg(path)
+        .output()
+        .expect("run the Python helper");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let result: serde_json::Value = serde_json::from_str(line.trim()).expect("JSON line");
+    assert_eq!(result["points"].as_u64(), Some(points), "{line}");
+    result["seconds"].as_f64().expect("seconds")
+}
+
+/// Seconds `steplake import KIND ARGS PATH` takes; checks it read `points`.
+fn time_import(kind: &str, path: &Path, args: &[&str], points: u64) -> f64 {
     let started = Instant::now();
     let output = Command::new(binary())
-        .args(["import", "tensorboard"])
+        .args(["import", kind])
         .args(args)
-        .arg(dir)
+        .arg(path)
         .output()
         .expect("run steplake import");
     let seconds = started.elapsed().as_secs_f64();
@@ -97,70 +123,80 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    let dir = data_set(points);
-    let bytes: u64 = std::fs::read_dir(dir.join("run"))
-        .expect("event files")
-        .filter_map(|e| e.ok()?.metadata().ok())
-        .map(|m| m.len())
-        .sum();
+    let tensorboard = data_set("tensorboard", &format!("tensorboard-{points}"), points);
+    compare(
+        "tensorboard",
+        "TensorBoard EventAccumulator (size guidance 0)",
+        &tensorboard.join("run"),
+        &tensorboard,
+        points,
+        repeats,
+    );
+    let mlflow = data_set("mlflow", &format!("mlflow-{points}.db"), points);
+    compare(
+        "mlflow",
+        "MLflow get_metric_history (SQLite store)",
+        &mlflow,
+        &mlflow,
+        points,
+        repeats,
+    );
+}
 
-    let mut tensorboard = Vec::new();
-    for _ in 0..repeats {
-        let output = Command::new(python::python())
-            .arg(helper())
-            .arg("read")
-            .arg(dir.join("run"))
-            .output()
-            .expect("run the Python helper");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let line = String::from_utf8_lossy(&output.stdout);
-        let result: serde_json::Value = serde_json::from_str(line.trim()).expect("JSON line");
-        assert_eq!(result["points"].as_u64(), Some(points), "{line}");
-        tensorboard.push(result["seconds"].as_f64().expect("seconds"));
-    }
-    let dry: Vec<f64> = (0..repeats)
-        .map(|_| time_import(&dir, &["--dry-run"], points))
-        .collect();
+/// Times the peer's reader over `peer_path` and steplake's import of
+/// `path`, and prints them side by side.
+fn compare(kind: &str, peer: &str, peer_path: &Path, path: &Path, points: u64, repeats: usize) {
+    let bytes: u64 = if path.is_dir() {
+        std::fs::read_dir(peer_path)
+            .expect("files")
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    } else {
+        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    };
+    let theirs = median(
+        (0..repeats)
+            .map(|_| time_peer(kind, peer_path, points))
+            .collect(),
+    );
+    let dry = median(
+        (0..repeats)
+            .map(|_| time_import(kind, path, &["--dry-run"], points))
+            .collect(),
+    );
     let mut imported = Vec::new();
     for _ in 0..repeats {
         let data = tempfile::tempdir().expect("temp dir");
         let server = server::start_server(data.path());
-        imported.push(time_import(&dir, &["--server", &server.url], points));
+        imported.push(time_import(kind, path, &["--server", &server.url], points));
         server::stop_server(server);
     }
-    let (tb, dry, full) = (median(tensorboard), median(dry), median(imported));
+    let full = median(imported);
     let rate = |s: f64| points as f64 / s;
     println!(
-        "TensorBoard import, {points} scalar points in {:.1} MiB of event files; median of {repeats}",
+        "{kind} import, {points} scalar points in {:.1} MiB; median of {repeats}",
         bytes as f64 / (1 << 20) as f64
     );
     println!(
         "{:<52} {:>10} {:>14} {:>12}",
-        "reader", "seconds", "points/s", "vs TensorBoard"
+        "reader", "seconds", "points/s", "vs peer"
     );
     println!(
-        "{:<52} {:>10.3} {:>14.0} {:>11.2}x",
-        "TensorBoard EventAccumulator (size guidance 0)",
-        tb,
-        rate(tb),
+        "{peer:<52} {theirs:>10.3} {:>14.0} {:>11.2}x",
+        rate(theirs),
         1.0
     );
+    let dry_label = format!("steplake import {kind} --dry-run (read only)");
     println!(
-        "{:<52} {:>10.3} {:>14.0} {:>11.1}x",
-        "steplake import tensorboard --dry-run (read only)",
-        dry,
+        "{dry_label:<52} {dry:>10.3} {:>14.0} {:>11.1}x",
         rate(dry),
-        tb / dry
+        theirs / dry
     );
+    let full_label = format!("steplake import {kind} into a server");
     println!(
-        "{:<52} {:>10.3} {:>14.0} {:>11.1}x",
-        "steplake import tensorboard into a server",
-        full,
+        "{full_label:<52} {full:>10.3} {:>14.0} {:>11.1}x",
         rate(full),
-        tb / full
+        theirs / full
     );
 }

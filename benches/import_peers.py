@@ -1,9 +1,11 @@
-"""Helper of benches/import_tensorboard.rs: TensorBoard's own writer and reader.
+"""Helper of benches/import.rs: the peers' own writers and readers.
 
-  python import_tensorboard.py write DIR POINTS   event files as PyTorch writes them
-  python import_tensorboard.py read DIR           EventAccumulator, size guidance 0
+  python import_peers.py write-tensorboard DIR POINTS  event files in DIR/run, as PyTorch writes them
+  python import_peers.py read-tensorboard DIR          EventAccumulator, size guidance 0
+  python import_peers.py write-mlflow DB POINTS        one run in an MLflow SQLite store
+  python import_peers.py read-mlflow DB                MlflowClient.get_metric_history
 
-``read`` prints one JSON line: points read and seconds taken.
+``read-*`` prints one JSON line: points read and seconds taken.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ def write(directory: Path, points: int) -> None:
     from tensorboard.compat.proto import event_pb2, summary_pb2
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+    directory = directory / "run"  # one run directory
     directory.mkdir(parents=True, exist_ok=True)
     writer = EventFileWriter(str(directory), max_queue_size=100_000)
     rng = np.random.default_rng(1)
@@ -37,6 +40,42 @@ def write(directory: Path, points: int) -> None:
     writer.close()
 
 
+def write_mlflow(database: Path, points: int) -> None:
+    import mlflow
+    from mlflow.entities import Metric
+
+    database.parent.mkdir(parents=True, exist_ok=True)
+    uri = f"sqlite:///{database}"
+    client = mlflow.MlflowClient(uri)
+    experiment = client.create_experiment("bench")
+    run = client.create_run(experiment, run_name="bench")
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=points)
+    steps = points // len(TAGS)
+    batch = []
+    for step in range(steps):
+        for i, tag in enumerate(TAGS):
+            batch.append(Metric(tag, float(values[step * len(TAGS) + i]), 1_700_000_000_000 + step, step))
+            if len(batch) == 1000:  # MLflow's limit per log_batch
+                client.log_batch(run.info.run_id, metrics=batch)
+                batch = []
+    if batch:
+        client.log_batch(run.info.run_id, metrics=batch)
+    client.set_terminated(run.info.run_id)
+
+
+def read_mlflow(database: Path) -> None:
+    import mlflow
+
+    started = time.perf_counter()
+    client = mlflow.MlflowClient(f"sqlite:///{database}")
+    points = 0
+    for run in client.search_runs([e.experiment_id for e in client.search_experiments()]):
+        for key in run.data.metrics:
+            points += len(client.get_metric_history(run.info.run_id, key))
+    print(json.dumps({"points": points, "seconds": time.perf_counter() - started}))
+
+
 def read(directory: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -48,7 +87,14 @@ def read(directory: Path) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "write":
-        write(Path(sys.argv[2]), int(sys.argv[3]))
+    command, path = sys.argv[1], Path(sys.argv[2])
+    if command == "write-tensorboard":
+        write(path, int(sys.argv[3]))
+    elif command == "read-tensorboard":
+        read(path)
+    elif command == "write-mlflow":
+        write_mlflow(path, int(sys.argv[3]))
+    elif command == "read-mlflow":
+        read_mlflow(path)
     else:
-        read(Path(sys.argv[2]))
+        raise SystemExit(f"unknown command {command}")
