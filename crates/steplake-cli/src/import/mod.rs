@@ -7,7 +7,11 @@
 //!   (`tfrecord.rs`, messages in `tensorboard_proto.rs`);
 //! - `mlflow` (`mlflow.rs`): the experiments, runs, params, tags and
 //!   metrics of an MLflow tracking store, its `mlruns` directory or its
-//!   SQLite database.
+//!   SQLite database;
+//! - `neptune` (`neptune.rs`): the Parquet files `neptune-exporter` writes.
+//!
+//! Histograms from other trackers become tensor statistics the same way
+//! (`histograms.rs`).
 //!
 //! History importers send each source file through one write stream whose
 //! writer id comes from the source, so importing twice stores nothing
@@ -17,7 +21,9 @@ use clap::Subcommand;
 
 use crate::CliError;
 
+mod histograms;
 mod mlflow;
+mod neptune;
 mod safetensors;
 mod tensorboard;
 mod tensorboard_proto;
@@ -35,6 +41,9 @@ pub(crate) enum ImportCommand {
     /// Import an MLflow tracking store (mlruns directory or SQLite
     /// database): experiments as projects, params, tags and metrics.
     Mlflow(mlflow::MlflowArgs),
+    /// Import neptune-exporter's Parquet files: runs with their series,
+    /// histograms, configuration, tags and fork lineage.
+    Neptune(neptune::NeptuneArgs),
 }
 
 /// Runs `steplake import …`.
@@ -43,5 +52,6 @@ pub(crate) async fn run(command: ImportCommand) -> Result<(), CliError> {
         ImportCommand::Safetensors(args) => safetensors::run(args).await,
         ImportCommand::Tensorboard(args) => tensorboard::run(args).await,
         ImportCommand::Mlflow(args) => mlflow::run(args).await,
+        ImportCommand::Neptune(args) => neptune::run(args).await,
     }
 }

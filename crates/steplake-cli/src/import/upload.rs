@@ -44,6 +44,28 @@ pub(crate) fn source_writer_id(kind: &str, run_id: &str, file_name: &str, len: u
     format!("import-{kind}-{hash:016x}")
 }
 
+/// `name` as a run id: other characters than letters, digits, `-`, `_` and
+/// `.` become `-`; a name over 128 bytes is cut and given a hash suffix.
+pub(crate) fn run_id_of(name: &str) -> String {
+    let id: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let id = id.trim_matches('-').to_string();
+    let id = if id.is_empty() { "run".to_string() } else { id };
+    if id.len() <= 128 {
+        return id;
+    }
+    let hash = stable_hash(&[name.as_bytes()]);
+    format!("{}-{hash:016x}", &id[..111])
+}
+
 /// Where one source file's data goes: a write stream, or nowhere (a dry
 /// run counts only).
 pub(crate) struct Upload {
