@@ -8,6 +8,26 @@ use steplake_codec::stats::quantile_from_histogram;
 use steplake_core::tensor::{HISTOGRAM_BINS, QUANTILE_LEVELS};
 
 /// Buckets as (left edge, right edge, count).
+/// A statistics-only tensor row of series `name` at `step`.
+pub(crate) fn stats_only_tensor(
+    name: String,
+    step: i64,
+    wall_time_us: i64,
+    stats: v1::TensorStatistics,
+) -> v1::Tensor {
+    let numel = stats.numel;
+    v1::Tensor {
+        name,
+        step,
+        dtype: "f32".into(),
+        shape: vec![numel as i64],
+        wall_time_us,
+        stats: Some(stats),
+        stats_only: true,
+        ..Default::default()
+    }
+}
+
 pub(crate) type Bucket = (f64, f64, f64);
 
 /// Statistics of the `histograms` plugin's `[k, 3]` tensor of (left, right,

@@ -29,7 +29,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use steplake_client::v1::CreateRunRequest;
 use steplake_client::{Client, DEFAULT_SERVER};
 
-use super::upload::{source_writer_id, Tally, Upload};
+use super::upload::{run_failed, source_writer_id, Tally, Upload};
 use crate::CliError;
 
 /// Flags of `steplake import mlflow`.
@@ -463,14 +463,7 @@ pub(crate) async fn run(args: MlflowArgs) -> Result<(), CliError> {
         progress.set_message(format!("{} / {}", run.experiment, run.name));
         if let Err(e) = import_run(client.as_ref(), &store, run, points, &mut tally).await {
             progress.finish_and_clear();
-            eprintln!("{}", tally.report(args.dry_run, 0.0));
-            return Err(match e {
-                CliError::Input(m) => CliError::Input(format!("run {}: {m}", run.run_id)),
-                CliError::Failure(m) => CliError::Failure(format!(
-                    "run {}: {m}; the runs before it were imported completely, and importing again sends only what is missing",
-                    run.run_id
-                )),
-            });
+            return Err(run_failed(&run.run_id, e, &tally, args.dry_run));
         }
         progress.inc(points);
     }

@@ -37,8 +37,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use steplake_client::v1::{self, CreateRunRequest};
 use steplake_client::{Client, DEFAULT_SERVER};
 
-use super::histograms::{bucket_triples_stats, Bucket};
-use super::upload::{run_id_of, source_writer_id, Tally, Upload};
+use super::histograms::{bucket_triples_stats, stats_only_tensor, Bucket};
+use super::upload::{run_failed, run_id_of, source_writer_id, Tally, Upload};
 use crate::CliError;
 
 /// The columns every exported file has.
@@ -415,13 +415,7 @@ pub(crate) async fn run(args: NeptuneArgs) -> Result<(), CliError> {
     for ((_, prefix), parts) in &runs {
         let data = read_run(parts, &mut tally)?;
         if let Err(e) = import_run(client.as_ref(), data, parts, &mut tally).await {
-            eprintln!("{}", tally.report(args.dry_run, 0.0));
-            return Err(match e {
-                CliError::Input(m) => CliError::Input(format!("run {prefix}: {m}")),
-                CliError::Failure(m) => CliError::Failure(format!(
-                    "run {prefix}: {m}; the runs before it were imported completely, and importing again sends only what is missing"
-                )),
-            });
+            return Err(run_failed(prefix, e, &tally, args.dry_run));
         }
     }
     eprintln!(
@@ -473,18 +467,8 @@ async fn import_run(
         upload.point(name, *step, *value, *wall_us).await?;
     }
     for (name, step, wall_us, stats) in data.histograms {
-        let numel = stats.numel;
         upload
-            .tensor(v1::Tensor {
-                name,
-                step,
-                dtype: "f32".into(),
-                shape: vec![numel as i64],
-                wall_time_us: wall_us,
-                stats: Some(stats),
-                stats_only: true,
-                ..Default::default()
-            })
+            .tensor(stats_only_tensor(name, step, wall_us, stats))
             .await?;
     }
     let (points, tensors) = (upload.points, upload.tensors);

@@ -32,12 +32,12 @@ use prost::Message;
 use steplake_client::v1::{self, CreateRunRequest};
 use steplake_client::{Client, DEFAULT_SERVER};
 
-use super::histograms::{bucket_triples_stats, stats_of};
+use super::histograms::{bucket_triples_stats, stats_of, stats_only_tensor};
 use super::tensorboard_proto::{
     data_type, Event, HParamsPluginData, HistogramProto, SummaryValue, TensorProto,
 };
 use super::tfrecord::{Item, Records};
-use super::upload::{run_id_of, source_writer_id, Tally, Upload};
+use super::upload::{run_failed, run_id_of, source_writer_id, Tally, Upload};
 use crate::CliError;
 
 /// Flags of `steplake import tensorboard`.
@@ -201,15 +201,8 @@ pub(crate) async fn run(args: TensorboardArgs) -> Result<(), CliError> {
         if let Err(e) = import_run(client.as_ref(), &args.project, run, &progress, &mut tally).await
         {
             progress.finish_and_clear();
-            eprintln!("{}", tally.report(args.dry_run, 0.0));
-            return Err(match e {
-                CliError::Input(m) => CliError::Input(format!("run {}: {m}", run.run_id)),
-                CliError::Failure(m) => CliError::Failure(format!(
-                    "run {} ({}): {m}; the runs before it were imported completely, and importing again sends only what is missing",
-                    run.run_id,
-                    run.directory.display()
-                )),
-            });
+            let which = format!("{} ({})", run.run_id, run.directory.display());
+            return Err(run_failed(&which, e, &tally, args.dry_run));
         }
     }
     progress.finish_and_clear();
@@ -443,18 +436,8 @@ impl EventReader {
                 Ok(())
             }
             Found::Histogram(Some(stats)) => {
-                let numel = stats.numel;
                 upload
-                    .tensor(v1::Tensor {
-                        name: value.tag,
-                        step,
-                        dtype: "f32".into(),
-                        shape: vec![numel as i64],
-                        wall_time_us,
-                        stats: Some(stats),
-                        stats_only: true,
-                        ..Default::default()
-                    })
+                    .tensor(stats_only_tensor(value.tag, step, wall_time_us, stats))
                     .await
             }
             Found::Skip(reason) => {

@@ -151,6 +151,18 @@ impl Upload {
     }
 }
 
+/// The error that stopped importing run `run`, after printing what the
+/// import had done by then.
+pub(crate) fn run_failed(run: &str, error: CliError, tally: &Tally, dry_run: bool) -> CliError {
+    eprintln!("{}", tally.report(dry_run, 0.0));
+    match error {
+        CliError::Input(m) => CliError::Input(format!("run {run}: {m}")),
+        CliError::Failure(m) => CliError::Failure(format!(
+            "run {run}: {m}; the runs before it were imported completely, and importing again sends only what is missing"
+        )),
+    }
+}
+
 /// What an import did, printed at its end.
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
