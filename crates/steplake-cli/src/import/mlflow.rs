@@ -29,7 +29,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use steplake_client::v1::CreateRunRequest;
 use steplake_client::{Client, DEFAULT_SERVER};
 
-use super::upload::{run_failed, source_writer_id, Tally, Upload};
+use super::upload::{files_under, run_failed, source_writer_id, Tally, Upload};
 use crate::CliError;
 
 /// Flags of `steplake import mlflow`.
@@ -187,31 +187,18 @@ fn meta_yaml(path: &Path) -> Result<BTreeMap<String, String>, CliError> {
 /// `/` between components: MLflow stores a key `a/b` as file `b` in
 /// directory `a`.
 fn keyed_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>, CliError> {
-    let mut found = BTreeMap::new();
-    if !dir.is_dir() {
-        return Ok(found);
-    }
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(current) = pending.pop() {
-        let entries = std::fs::read_dir(&current)
-            .map_err(|e| CliError::Input(format!("cannot read {}: {e}", current.display())))?;
-        for entry in entries {
-            let entry = entry
-                .map_err(|e| CliError::Input(format!("cannot read {}: {e}", current.display())))?;
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if let Ok(relative) = path.strip_prefix(dir) {
-                let key = relative
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect::<Vec<_>>()
-                    .join("/");
-                found.insert(key, path);
-            }
-        }
-    }
-    Ok(found)
+    Ok(files_under(dir)?
+        .into_iter()
+        .filter_map(|path| {
+            let relative = path.strip_prefix(dir).ok()?;
+            let key = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
+            Some((key, path))
+        })
+        .collect())
 }
 
 fn read_values(dir: &Path) -> Result<BTreeMap<String, String>, CliError> {

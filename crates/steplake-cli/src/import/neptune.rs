@@ -38,7 +38,7 @@ use steplake_client::v1::{self, CreateRunRequest};
 use steplake_client::{Client, DEFAULT_SERVER};
 
 use super::histograms::{bucket_triples_stats, stats_only_tensor, Bucket};
-use super::upload::{run_failed, run_id_of, source_writer_id, Tally, Upload};
+use super::upload::{files_under, run_failed, run_id_of, source_writer_id, Tally, Upload};
 use crate::CliError;
 
 /// The columns every exported file has.
@@ -77,34 +77,24 @@ pub(crate) struct NeptuneArgs {
 /// order.
 fn run_files(dir: &Path) -> Result<BTreeMap<(PathBuf, String), Vec<PathBuf>>, CliError> {
     let mut runs: BTreeMap<(PathBuf, String), Vec<(u64, PathBuf)>> = BTreeMap::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(current) = pending.pop() {
-        let entries = std::fs::read_dir(&current)
-            .map_err(|e| CliError::Input(format!("cannot read {}: {e}", current.display())))?;
-        for entry in entries {
-            let path = entry
-                .map_err(|e| CliError::Input(format!("cannot read {}: {e}", current.display())))?
-                .path();
-            if path.is_dir() {
-                pending.push(path);
-                continue;
-            }
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            let Some(stem) = name.strip_suffix(".parquet") else {
-                continue;
-            };
-            let Some((prefix, part)) = stem.rsplit_once("_part_") else {
-                continue;
-            };
-            let Ok(part) = part.parse::<u64>() else {
-                continue;
-            };
-            runs.entry((current.clone(), prefix.to_string()))
-                .or_default()
-                .push((part, path));
-        }
+    for path in files_under(dir)? {
+        let (Some(name), Some(directory)) =
+            (path.file_name().and_then(|n| n.to_str()), path.parent())
+        else {
+            continue;
+        };
+        let Some((prefix, part)) = name
+            .strip_suffix(".parquet")
+            .and_then(|stem| stem.rsplit_once("_part_"))
+        else {
+            continue;
+        };
+        let Ok(part) = part.parse::<u64>() else {
+            continue;
+        };
+        runs.entry((directory.to_path_buf(), prefix.to_string()))
+            .or_default()
+            .push((part, path.clone()));
     }
     if runs.is_empty() {
         return Err(CliError::Input(format!(

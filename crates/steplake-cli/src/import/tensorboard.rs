@@ -37,7 +37,7 @@ use super::tensorboard_proto::{
     data_type, Event, HParamsPluginData, HistogramProto, SummaryValue, TensorProto,
 };
 use super::tfrecord::{Item, Records};
-use super::upload::{run_failed, run_id_of, source_writer_id, Tally, Upload};
+use super::upload::{files_under, run_failed, run_id_of, source_writer_id, Tally, Upload};
 use crate::CliError;
 
 /// Flags of `steplake import tensorboard`.
@@ -102,23 +102,10 @@ fn event_directories(root: &Path) -> Result<BTreeMap<PathBuf, Vec<PathBuf>>, Cli
         found.entry(parent).or_default().push(root.to_path_buf());
         return Ok(found);
     }
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(directory) = pending.pop() {
-        let entries = std::fs::read_dir(&directory).map_err(|e| cannot(&directory, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| cannot(&directory, e))?;
-            let path = entry.path();
-            // Symbolic links to directories are not followed (no cycles).
-            let kind = entry.file_type().map_err(|e| cannot(&path, e))?;
-            if kind.is_dir() {
-                pending.push(path);
-            } else if is_event_file(&path) {
-                found.entry(directory.clone()).or_default().push(path);
-            }
+    for path in files_under(root)? {
+        if let (true, Some(directory)) = (is_event_file(&path), path.parent()) {
+            found.entry(directory.to_path_buf()).or_default().push(path);
         }
-    }
-    for files in found.values_mut() {
-        files.sort();
     }
     Ok(found)
 }

@@ -12,6 +12,7 @@
 //! `scalars` table still shows each (run, series, step) once, the latest.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use steplake_client::{v1, BatchBuilder, Client, ScalarWriter, WriteSummary};
 
@@ -64,6 +65,32 @@ pub(crate) fn run_id_of(name: &str) -> String {
     }
     let hash = stable_hash(&[name.as_bytes()]);
     format!("{}-{hash:016x}", &id[..111])
+}
+
+/// Every file under `dir`, recursively, sorted; symbolic links to
+/// directories are not followed (no cycles). A missing directory has none.
+pub(crate) fn files_under(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
+    let cannot = |path: &Path, e: std::io::Error| {
+        CliError::Input(format!("cannot read {}: {e}", path.display()))
+    };
+    let mut files = Vec::new();
+    if !dir.is_dir() {
+        return Ok(files);
+    }
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(directory) = pending.pop() {
+        for entry in std::fs::read_dir(&directory).map_err(|e| cannot(&directory, e))? {
+            let entry = entry.map_err(|e| cannot(&directory, e))?;
+            let path = entry.path();
+            if entry.file_type().map_err(|e| cannot(&path, e))?.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// Where one source file's data goes: a write stream, or nowhere (a dry
