@@ -7,7 +7,6 @@ use steplake_client::v1;
 use steplake_codec::stats::quantile_from_histogram;
 use steplake_core::tensor::{HISTOGRAM_BINS, QUANTILE_LEVELS};
 
-/// Buckets as (left edge, right edge, count).
 /// A statistics-only tensor row of series `name` at `step`.
 pub(crate) fn stats_only_tensor(
     name: String,
@@ -28,7 +27,23 @@ pub(crate) fn stats_only_tensor(
     }
 }
 
+/// Buckets as (left edge, right edge, count).
 pub(crate) type Bucket = (f64, f64, f64);
+
+/// Statistics of a histogram given as k + 1 bin edges and k counts
+/// (Neptune's and W&B's form); None when the lengths disagree or it
+/// counts nothing.
+pub(crate) fn edges_counts_stats(edges: &[f64], counts: &[f64]) -> Option<v1::TensorStatistics> {
+    if edges.len() != counts.len() + 1 {
+        return None;
+    }
+    let triples: Vec<f64> = counts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &count)| [edges[i], edges[i + 1], count])
+        .collect();
+    bucket_triples_stats(&triples)
+}
 
 /// Statistics of the `histograms` plugin's `[k, 3]` tensor of (left, right,
 /// count): it carries no sums, so mean, std and L2 come from the bucket

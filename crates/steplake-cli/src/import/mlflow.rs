@@ -29,7 +29,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use steplake_client::v1::CreateRunRequest;
 use steplake_client::{Client, DEFAULT_SERVER};
 
-use super::upload::{files_under, run_failed, source_writer_id, Tally, Upload};
+use super::upload::{config_json, files_under, run_failed, source_writer_id, Tally, Upload};
 use crate::CliError;
 
 /// Flags of `steplake import mlflow`.
@@ -455,11 +455,7 @@ pub(crate) async fn run(args: MlflowArgs) -> Result<(), CliError> {
         progress.inc(points);
     }
     progress.finish_and_clear();
-    eprintln!(
-        "{}",
-        tally.report(args.dry_run, started.elapsed().as_secs_f64())
-    );
-    Ok(())
+    tally.conclude(args.dry_run, started)
 }
 
 async fn import_run(
@@ -497,11 +493,7 @@ async fn import_run(
                 } else {
                     run.name.clone()
                 },
-                config_json: if config.is_empty() {
-                    String::new()
-                } else {
-                    serde_json::Value::Object(config.clone()).to_string()
-                },
+                config_json: config_json(&config),
                 tags,
                 parent_run_id: parent,
                 ..Default::default()
@@ -530,9 +522,7 @@ async fn import_run(
                 .await?;
         }
     }
-    let (sent_points, tensors) = (upload.points, upload.tensors);
-    let sent = upload.finish().await?;
-    tally.add(sent_points, tensors, sent.as_ref());
+    upload.finish_into(tally).await?;
     tally.runs += 1;
     if !config.is_empty() {
         tally.configs += 1;

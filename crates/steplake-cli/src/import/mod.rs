@@ -24,6 +24,7 @@ use crate::CliError;
 mod histograms;
 mod mlflow;
 mod neptune;
+mod parquet_input;
 mod safetensors;
 mod tensorboard;
 mod tensorboard_proto;

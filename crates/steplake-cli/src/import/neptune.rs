@@ -24,7 +24,6 @@
 //! name. The parts of one run are read together, one run at a time.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -33,12 +32,14 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type};
 use arrow::record_batch::RecordBatch;
 use clap::Args;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use steplake_client::v1::{self, CreateRunRequest};
 use steplake_client::{Client, DEFAULT_SERVER};
 
-use super::histograms::{bucket_triples_stats, stats_only_tensor, Bucket};
-use super::upload::{files_under, run_failed, run_id_of, source_writer_id, Tally, Upload};
+use super::histograms::{edges_counts_stats, stats_only_tensor};
+use super::parquet_input::{batches, check_columns, read_failed};
+use super::upload::{
+    config_json, files_under, parts_writer_id, run_failed, run_id_of, Tally, Upload,
+};
 use crate::CliError;
 
 /// The columns every exported file has.
@@ -111,26 +112,6 @@ fn run_files(dir: &Path) -> Result<BTreeMap<(PathBuf, String), Vec<PathBuf>>, Cl
         .collect())
 }
 
-/// Checks that `path` is a Parquet file with the exporter's columns.
-fn check_file(path: &Path) -> Result<(), CliError> {
-    let file = File::open(path)
-        .map_err(|e| CliError::Input(format!("cannot read {}: {e}", path.display())))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
-        CliError::Input(format!(
-            "{}: not a readable Parquet file ({e}); it may be cut short; nothing was imported",
-            path.display()
-        ))
-    })?;
-    let schema = builder.schema();
-    if let Some(missing) = COLUMNS.iter().find(|c| schema.field_with_name(c).is_err()) {
-        return Err(CliError::Input(format!(
-            "{}: no column {missing:?}; is it a neptune-exporter file? nothing was imported",
-            path.display()
-        )));
-    }
-    Ok(())
-}
-
 /// One run read from its parts.
 #[derive(Default)]
 struct RunData {
@@ -186,19 +167,8 @@ fn step_at(steps: &dyn Array, row: usize) -> Option<Result<i64, ()>> {
 fn read_run(parts: &[PathBuf], tally: &mut Tally) -> Result<RunData, CliError> {
     let mut run = RunData::default();
     for path in parts {
-        let failed = |e: &dyn std::fmt::Display| {
-            CliError::Input(format!(
-                "{}: {e}; nothing more was imported",
-                path.display()
-            ))
-        };
-        let file = File::open(path).map_err(|e| failed(&e))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.build())
-            .map_err(|e| failed(&e))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| failed(&e))?;
-            read_batch(&batch, &mut run, tally).map_err(|e| failed(&e))?;
+        for batch in batches(path)? {
+            read_batch(&batch?, &mut run, tally).map_err(|e| read_failed(path, &e))?;
         }
     }
     Ok(run)
@@ -373,19 +343,7 @@ fn histogram_at(column: &dyn Array, row: usize) -> Option<v1::TensorStatistics> 
         let values = values.as_primitive::<Float64Type>();
         Some((0..values.len()).map(|i| values.value(i)).collect())
     };
-    let (edges, counts) = (floats("edges")?, floats("values")?);
-    if edges.len() != counts.len() + 1 {
-        return None;
-    }
-    let triples: Vec<f64> = counts
-        .iter()
-        .enumerate()
-        .flat_map(|(i, &count)| {
-            let bucket: Bucket = (edges[i], edges[i + 1], count);
-            [bucket.0, bucket.1, bucket.2]
-        })
-        .collect();
-    bucket_triples_stats(&triples)
+    edges_counts_stats(&floats("edges")?, &floats("values")?)
 }
 
 /// Runs `steplake import neptune`.
@@ -393,7 +351,7 @@ pub(crate) async fn run(args: NeptuneArgs) -> Result<(), CliError> {
     let runs = run_files(&args.dir)?;
     for parts in runs.values() {
         for part in parts {
-            check_file(part)?;
+            check_columns(part, &COLUMNS, "a neptune-exporter file")?;
         }
     }
     let client = match args.dry_run {
@@ -408,11 +366,7 @@ pub(crate) async fn run(args: NeptuneArgs) -> Result<(), CliError> {
             return Err(run_failed(prefix, e, &tally, args.dry_run));
         }
     }
-    eprintln!(
-        "{}",
-        tally.report(args.dry_run, started.elapsed().as_secs_f64())
-    );
-    Ok(())
+    tally.conclude(args.dry_run, started)
 }
 
 async fn import_run(
@@ -431,23 +385,14 @@ async fn import_run(
                 run_id: run_id.clone(),
                 project: data.project.clone(),
                 name: data.name.clone().unwrap_or_else(|| data.run_id.clone()),
-                config_json: if data.config.is_empty() {
-                    String::new()
-                } else {
-                    serde_json::Value::Object(data.config.clone()).to_string()
-                },
+                config_json: config_json(&data.config),
                 tags: data.tags.clone(),
                 parent_run_id: data.parent.clone().unwrap_or_default(),
                 fork_step: data.fork_step,
             })
             .await?;
     }
-    let bytes: u64 = parts
-        .iter()
-        .filter_map(|p| std::fs::metadata(p).ok())
-        .map(|m| m.len())
-        .sum();
-    let writer_id = source_writer_id("neptune", &run_id, "parts", bytes);
+    let writer_id = parts_writer_id("neptune", &run_id, "parts", parts);
     let mut upload = Upload::open(client, &run_id, &writer_id).await?;
     for (name, step, value, wall_us) in &data.points {
         if steplake_core::validate_series_name("attribute", name).is_err() {
@@ -461,9 +406,7 @@ async fn import_run(
             .tensor(stats_only_tensor(name, step, wall_us, stats))
             .await?;
     }
-    let (points, tensors) = (upload.points, upload.tensors);
-    let sent = upload.finish().await?;
-    tally.add(points, tensors, sent.as_ref());
+    upload.finish_into(tally).await?;
     tally.runs += 1;
     if !data.config.is_empty() {
         tally.configs += 1;

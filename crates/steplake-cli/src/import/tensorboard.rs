@@ -37,7 +37,9 @@ use super::tensorboard_proto::{
     data_type, Event, HParamsPluginData, HistogramProto, SummaryValue, TensorProto,
 };
 use super::tfrecord::{Item, Records};
-use super::upload::{files_under, run_failed, run_id_of, source_writer_id, Tally, Upload};
+use super::upload::{
+    config_json, files_under, run_failed, run_id_of, source_writer_id, Tally, Upload,
+};
 use crate::CliError;
 
 /// Flags of `steplake import tensorboard`.
@@ -193,21 +195,7 @@ pub(crate) async fn run(args: TensorboardArgs) -> Result<(), CliError> {
         }
     }
     progress.finish_and_clear();
-    eprintln!(
-        "{}",
-        tally.report(args.dry_run, started.elapsed().as_secs_f64())
-    );
-    if !tally.damaged.is_empty() {
-        return Err(CliError::Input(format!(
-            "{} listed above; everything else was imported",
-            steplake_core::counted(
-                tally.damaged.len() as u64,
-                "damaged place",
-                "damaged places"
-            )
-        )));
-    }
-    Ok(())
+    tally.conclude(args.dry_run, started)
 }
 
 async fn import_run(
@@ -241,16 +229,15 @@ async fn import_run(
         reader
             .read_file(file, len, &mut upload, tally, progress)
             .await?;
-        let (points, tensors) = (upload.points, upload.tensors);
-        let sent = upload.finish().await?;
-        tally.add(points, tensors, sent.as_ref());
+        upload.finish_into(tally).await?;
     }
     tally.runs += 1;
     if !reader.config.is_empty() {
         tally.configs += 1;
         if let Some(client) = client {
-            let config = serde_json::Value::Object(reader.config.clone()).to_string();
-            client.create_run(create(config)).await?;
+            client
+                .create_run(create(config_json(&reader.config)))
+                .await?;
         }
     }
     if let Some(client) = client {

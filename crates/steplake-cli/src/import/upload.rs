@@ -45,6 +45,17 @@ pub(crate) fn source_writer_id(kind: &str, run_id: &str, file_name: &str, len: u
     format!("import-{kind}-{hash:016x}")
 }
 
+/// The writer id of a run whose data is spread over the files `parts`
+/// (named `label` together): their total length stands for their content.
+pub(crate) fn parts_writer_id(kind: &str, run_id: &str, label: &str, parts: &[PathBuf]) -> String {
+    let bytes: u64 = parts
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    source_writer_id(kind, run_id, label, bytes)
+}
+
 /// `name` as a run id: other characters than letters, digits, `-`, `_` and
 /// `.` become `-`; a name over 128 bytes is cut and given a hash suffix.
 pub(crate) fn run_id_of(name: &str) -> String {
@@ -178,6 +189,26 @@ impl Upload {
     }
 }
 
+impl Upload {
+    /// [`Upload::finish`], with what it read and sent added to `tally`.
+    pub(crate) async fn finish_into(self, tally: &mut Tally) -> Result<(), CliError> {
+        let (points, tensors) = (self.points, self.tensors);
+        let sent = self.finish().await?;
+        tally.add(points, tensors, sent.as_ref());
+        Ok(())
+    }
+}
+
+/// A run's configuration as `CreateRunRequest::config_json`: empty for
+/// none.
+pub(crate) fn config_json(config: &serde_json::Map<String, serde_json::Value>) -> String {
+    if config.is_empty() {
+        String::new()
+    } else {
+        serde_json::Value::Object(config.clone()).to_string()
+    }
+}
+
 /// The error that stopped importing run `run`, after printing what the
 /// import had done by then.
 pub(crate) fn run_failed(run: &str, error: CliError, tally: &Tally, dry_run: bool) -> CliError {
@@ -221,6 +252,23 @@ impl Tally {
             self.requests += sent.batches;
             self.duplicate_requests += sent.duplicates;
         }
+    }
+
+    /// Prints the summary; an error when damage was listed (the rest was
+    /// imported), so that the exit status says so.
+    pub(crate) fn conclude(
+        &self,
+        dry_run: bool,
+        started: std::time::Instant,
+    ) -> Result<(), CliError> {
+        eprintln!("{}", self.report(dry_run, started.elapsed().as_secs_f64()));
+        if self.damaged.is_empty() {
+            return Ok(());
+        }
+        Err(CliError::Input(format!(
+            "{} listed above; everything else was imported",
+            steplake_core::counted(self.damaged.len() as u64, "damaged place", "damaged places")
+        )))
     }
 
     /// The summary, several lines.
