@@ -1,9 +1,14 @@
-"""``python -m steplake``: the package's command line (``sync``)."""
+"""``python -m steplake``: the package's command line (``sync``,
+``import-wandb``)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 from steplake._address import counted
 from steplake.sync import SyncError, sync
@@ -19,7 +24,18 @@ def main(argv: list[str] | None = None) -> int:
     sync_parser.add_argument("--server", help="server address (default: the one each run used)")
     sync_parser.add_argument("--token", help="token to send (default: STEPLAKE_TOKEN)")
     sync_parser.add_argument("--ca-cert", help="PEM file of the CA for https:// servers (default: STEPLAKE_CA_CERT)")
+    wandb_parser = commands.add_parser(
+        "import-wandb",
+        help="import W&B runs (run directories, offline or synced, or Parquet histories) through "
+             "W&B's own reader; runs `steplake import wandb` with the `wandb` program of this Python",
+    )
+    wandb_parser.add_argument("paths", nargs="+", help="wandb directories, run directories, .wandb or .parquet files")
+    wandb_parser.add_argument("--server", help="server address (default: STEPLAKE_SERVER, else 127.0.0.1:50051)")
+    wandb_parser.add_argument("--project", help="project of every run (default: each run's W&B project)")
+    wandb_parser.add_argument("--dry-run", action="store_true", help="read and check everything, send nothing")
     args = parser.parse_args(argv)
+    if args.command == "import-wandb":
+        return import_wandb(args)
     try:
         report = sync(args.directory, args.server, token=args.token, ca_cert=args.ca_cert)
     except SyncError as error:
@@ -28,6 +44,37 @@ def main(argv: list[str] | None = None) -> int:
     print(f"uploaded {counted(report.batches, 'batch', 'batches')} of {counted(report.runs, 'run', 'runs')} "
           f"({report.duplicates} the server already had)")
     return 0
+
+
+def _program(name: str, environment: str) -> str | None:
+    """``environment``'s value, else ``name`` beside this Python, else on PATH."""
+    if os.environ.get(environment):
+        return os.environ[environment]
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    return shutil.which(name)
+
+
+def import_wandb(args: argparse.Namespace) -> int:
+    """``steplake import wandb``, given the ``wandb`` program of this Python."""
+    steplake = _program("steplake", "STEPLAKE_BIN")
+    if steplake is None:
+        print("error: the steplake program was not found: put it on PATH or set STEPLAKE_BIN", file=sys.stderr)
+        return 1
+    wandb = _program("wandb", "STEPLAKE_WANDB")
+    if wandb is None:
+        print("error: W&B's library is not installed in this Python: pip install wandb", file=sys.stderr)
+        return 1
+    command = [steplake, "import", "wandb", "--wandb", wandb]
+    if args.server:
+        server = args.server if "://" in args.server else f"http://{args.server}"
+        command += ["--server", server]
+    if args.project:
+        command += ["--project", args.project]
+    if args.dry_run:
+        command.append("--dry-run")
+    return subprocess.call(command + list(args.paths))
 
 
 if __name__ == "__main__":

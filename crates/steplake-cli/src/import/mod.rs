@@ -8,7 +8,9 @@
 //! - `mlflow` (`mlflow.rs`): the experiments, runs, params, tags and
 //!   metrics of an MLflow tracking store, its `mlruns` directory or its
 //!   SQLite database;
-//! - `neptune` (`neptune.rs`): the Parquet files `neptune-exporter` writes.
+//! - `neptune` (`neptune.rs`): the Parquet files `neptune-exporter` writes;
+//! - `wandb` (`wandb.rs`): W&B run directories, read by W&B's own reader,
+//!   and W&B histories exported as Parquet.
 //!
 //! Histograms from other trackers become tensor statistics the same way
 //! (`histograms.rs`).
@@ -30,6 +32,7 @@ mod tensorboard;
 mod tensorboard_proto;
 mod tfrecord;
 mod upload;
+mod wandb;
 
 /// Formats `steplake import` reads.
 #[derive(Subcommand)]
@@ -45,6 +48,9 @@ pub(crate) enum ImportCommand {
     /// Import neptune-exporter's Parquet files: runs with their series,
     /// histograms, configuration, tags and fork lineage.
     Neptune(neptune::NeptuneArgs),
+    /// Import W&B runs (run directories, offline or synced, read by W&B's
+    /// own library; or histories exported as Parquet).
+    Wandb(wandb::WandbArgs),
 }
 
 /// Runs `steplake import …`.
@@ -54,5 +60,6 @@ pub(crate) async fn run(command: ImportCommand) -> Result<(), CliError> {
         ImportCommand::Tensorboard(args) => tensorboard::run(args).await,
         ImportCommand::Mlflow(args) => mlflow::run(args).await,
         ImportCommand::Neptune(args) => neptune::run(args).await,
+        ImportCommand::Wandb(args) => wandb::run(args).await,
     }
 }
