@@ -1,9 +1,10 @@
-//! Import throughput of `steplake import tensorboard` and `steplake import
-//! mlflow` beside each tracker's own reader on the same files (issue 19).
+//! Import throughput of `steplake import tensorboard`, `steplake import
+//! mlflow` and `steplake import wandb` beside each tracker's own reader on
+//! the same files (issue 19).
 //!
 //! Run: `cargo bench -p steplake-cli --bench import`
 //! (`./scripts/test.sh` first: its virtual environment has the
-//! `tensorboard` and `mlflow-skinny` packages; `STEPLAKE_PYTHON` names
+//! `tensorboard`, `mlflow-skinny` and `wandb` packages; `STEPLAKE_PYTHON` names
 //! another interpreter).
 //!
 //! Data: 1M scalar points each (10 series × 100,000 steps;
@@ -12,12 +13,17 @@
 //! - TensorBoard: event files from `EventFileWriter`, one value per event
 //!   as PyTorch's `SummaryWriter.add_scalar` writes them;
 //! - MLflow: one run in an SQLite tracking store (MLflow 3's default),
-//!   logged with `log_batch`.
+//!   logged with `log_batch`;
+//! - W&B: one offline run (`wandb.init(mode="offline")`), 10 metrics per
+//!   `run.log` row.
 //!
 //! Timed, medians of `STEPLAKE_BENCH_REPEATS` (default 3):
 //! - the tracker's reader: TensorBoard's `EventAccumulator` with size
 //!   guidance 0 (`Reload()` and every tag's `Scalars()`); MLflow's
-//!   `MlflowClient.get_metric_history` for every metric;
+//!   `MlflowClient.get_metric_history` for every metric; W&B's reader of
+//!   its run logs, `wandb leet inspect --json`, with its records parsed
+//!   (steplake's importer reads through the same program, so it cannot be
+//!   faster than it);
 //! - `steplake import … --dry-run`: read, check and convert every point,
 //!   send nothing;
 //! - `steplake import …` into a running server (a fresh data directory
@@ -100,6 +106,7 @@ fn time_import(kind: &str, path: &Path, args: &[&str], points: u64) -> f64 {
     let started = Instant::now();
     let output = Command::new(binary())
         .args(["import", kind])
+        .args(import_flags(kind))
         .args(args)
         .arg(path)
         .output()
@@ -141,20 +148,51 @@ fn main() {
         points,
         repeats,
     );
+    let wandb = data_set("wandb", &format!("wandb-{points}"), points);
+    compare(
+        "wandb",
+        "W&B's reader (wandb leet inspect --json, parsed)",
+        &wandb,
+        &wandb,
+        points,
+        repeats,
+    );
+}
+
+/// Flags `steplake import KIND` needs besides the path.
+fn import_flags(kind: &str) -> Vec<String> {
+    match kind {
+        "wandb" => {
+            let python = PathBuf::from(python::python());
+            let program = python.parent().map(|d| d.join("wandb")).unwrap_or_default();
+            vec!["--wandb".into(), program.display().to_string()]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Bytes of the files under `path` (symbolic links not followed).
+fn bytes_under(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return if meta.is_file() { meta.len() } else { 0 };
+    }
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| bytes_under(&e.path()))
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// Times the peer's reader over `peer_path` and steplake's import of
 /// `path`, and prints them side by side.
 fn compare(kind: &str, peer: &str, peer_path: &Path, path: &Path, points: u64, repeats: usize) {
-    let bytes: u64 = if path.is_dir() {
-        std::fs::read_dir(peer_path)
-            .expect("files")
-            .filter_map(|e| e.ok()?.metadata().ok())
-            .map(|m| m.len())
-            .sum()
-    } else {
-        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-    };
+    let bytes = bytes_under(path);
     let theirs = median(
         (0..repeats)
             .map(|_| time_peer(kind, peer_path, points))

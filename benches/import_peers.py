@@ -4,6 +4,8 @@
   python import_peers.py read-tensorboard DIR          EventAccumulator, size guidance 0
   python import_peers.py write-mlflow DB POINTS        one run in an MLflow SQLite store
   python import_peers.py read-mlflow DB                MlflowClient.get_metric_history
+  python import_peers.py write-wandb DIR POINTS        one offline W&B run in DIR/wandb/offline-run-*
+  python import_peers.py read-wandb DIR                W&B's reader (wandb leet inspect --json), rows parsed
 
 ``read-*`` prints one JSON line: points read and seconds taken.
 """
@@ -76,6 +78,41 @@ def read_mlflow(database: Path) -> None:
     print(json.dumps({"points": points, "seconds": time.perf_counter() - started}))
 
 
+def write_wandb(directory: Path, points: int) -> None:
+    import os
+
+    import wandb
+
+    os.environ.update(WANDB_MODE="offline", WANDB_SILENT="true")
+    directory.mkdir(parents=True, exist_ok=True)
+    run = wandb.init(project="bench", name="bench", dir=str(directory))
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=points)
+    for step in range(points // len(TAGS)):
+        run.log({tag: float(values[step * len(TAGS) + i]) for i, tag in enumerate(TAGS)}, step=step)
+    run.finish()
+
+
+def read_wandb(directory: Path) -> None:
+    """W&B's own reader of its run logs, its JSON records parsed and every
+    history point counted (W&B's Python library has no other offline
+    reader; its public API reads from W&B's servers)."""
+    import subprocess
+
+    (log,) = directory.glob("wandb/offline-run-*/run-*.wandb")
+    started = time.perf_counter()
+    reader = subprocess.Popen([str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(log)],
+                              stdout=subprocess.PIPE, text=True)
+    points = 0
+    assert reader.stdout is not None
+    for line in reader.stdout:
+        record = json.loads(line)
+        if record.get("type") == "history":
+            points += sum(1 for key in record["history"]["item"] if not key.startswith("_"))
+    reader.wait()
+    print(json.dumps({"points": points, "seconds": time.perf_counter() - started}))
+
+
 def read(directory: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -96,5 +133,9 @@ if __name__ == "__main__":
         write_mlflow(path, int(sys.argv[3]))
     elif command == "read-mlflow":
         read_mlflow(path)
+    elif command == "write-wandb":
+        write_wandb(path, int(sys.argv[3]))
+    elif command == "read-wandb":
+        read_wandb(path)
     else:
         raise SystemExit(f"unknown command {command}")
