@@ -71,6 +71,11 @@ pub(crate) struct ServeArgs {
     /// is dropped.
     #[arg(long, env = "STEPLAKE_MAX_PARTIAL_TENSOR_SECS", default_value_t = 3600)]
     max_partial_tensor_secs: u64,
+    /// Stop, flushing as on SIGTERM, once no client has been connected for
+    /// this many seconds (0: never; the local server `steplake.init()`
+    /// starts uses it).
+    #[arg(long, env = "STEPLAKE_EXIT_WHEN_IDLE", default_value_t = 0)]
+    exit_when_idle: u64,
     /// Largest accepted gRPC message in bytes.
     #[arg(long, env = "STEPLAKE_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
     max_message_bytes: usize,
@@ -218,6 +223,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         tls: tls_identity(&args)?,
         query_cluster: args.query_cluster.clone(),
         alert_webhook: args.alert_webhook.clone(),
+        exit_when_idle: (args.exit_when_idle > 0).then(|| Duration::from_secs(args.exit_when_idle)),
     };
     let server = Server::start(config).await.map_err(|e| match e {
         ServerError::Store(StoreError::Locked { .. }) => {

@@ -23,6 +23,7 @@
 
 mod auth;
 pub mod flight;
+mod idle;
 pub mod ingest;
 pub mod status;
 mod watch;
@@ -128,6 +129,9 @@ pub struct ServerConfig {
     pub query_cluster: Option<String>,
     /// POST each event of a standing condition to this URL.
     pub alert_webhook: Option<Webhook>,
+    /// Stop (flushing, as on a shutdown signal) once no client has had a
+    /// connection open for this long; `None`: serve until the signal.
+    pub exit_when_idle: Option<std::time::Duration>,
 }
 
 /// A started server: the store is open and the port bound.
@@ -147,6 +151,7 @@ pub struct Server {
     access: Access,
     tls: Option<Tls>,
     alert_webhook: Option<Webhook>,
+    exit_when_idle: Option<std::time::Duration>,
 }
 
 /// TLS for both ports, checked at start: the identity for gRPC and the
@@ -225,6 +230,7 @@ impl Server {
             access,
             tls,
             alert_webhook: config.alert_webhook,
+            exit_when_idle: config.exit_when_idle,
         })
     }
 
@@ -288,8 +294,22 @@ impl Server {
                 },
             ))
         });
+        let activity = idle::Activity::new();
+        let idle_limit = self.exit_when_idle;
+        let idle = {
+            let activity = activity.clone();
+            async move {
+                match idle_limit {
+                    Some(limit) => activity.idle(limit).await,
+                    None => std::future::pending().await,
+                }
+            }
+        };
         let shutdown = async move {
-            shutdown.await;
+            tokio::select! {
+                _ = shutdown => {}
+                _ = idle => {}
+            }
             let _ = stop.send(true);
         };
         let watching = Arc::new(watch::Watching::new(
@@ -325,11 +345,11 @@ impl Server {
         }
         // Small request/response RPCs (Flight SQL) would otherwise wait on
         // Nagle's algorithm and delayed ACKs for tens of milliseconds.
-        let incoming = TcpListenerStream::new(self.listener).map(|stream| {
-            if let Ok(s) = &stream {
+        let incoming = TcpListenerStream::new(self.listener).map(move |stream| {
+            stream.map(|s| {
                 let _ = s.set_nodelay(true);
-            }
-            stream
+                activity.track(s)
+            })
         });
         let served = builder
             .add_service(ingest)
