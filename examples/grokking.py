@@ -7,9 +7,11 @@ accuracy jumps. Every step streams to steplake as it happens (watch it in the
 dashboard), and at the end one SQL query answers "at which step did test
 accuracy emerge?".
 
-    cargo run --release --bin steplake -- serve     # in one terminal
-    pip install ./python                            # once
+    pip install steplake-*.whl                      # once (./scripts/build-wheel.sh builds it)
     python examples/grokking.py                     # 1-3 minutes on 2 cores
+
+With no server running, steplake.init() starts a local one (see the README's
+Quick start); with `steplake serve` running, or --server, it logs there.
 
 Needs only numpy and the steplake package. Options: --server, --steps,
 --modulus, --train-fraction, --seed.
@@ -83,7 +85,8 @@ class ModularAdditionMLP:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Grokking modular addition, logged to steplake.")
-    parser.add_argument("--server", default=None, help="steplake server (default STEPLAKE_SERVER or 127.0.0.1:50051)")
+    parser.add_argument("--server", default=None, help="steplake server (default STEPLAKE_SERVER, else 127.0.0.1:50051 when one listens "
+                        "there, else a local server started on demand)")
     parser.add_argument("--steps", type=int, default=4000, help="at most this many steps")
     parser.add_argument("--modulus", type=int, default=59)
     parser.add_argument("--train-fraction", type=float, default=0.4)

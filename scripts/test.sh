@@ -16,6 +16,9 @@
 # 6. Installs the Python package from python/ (as a user would, not
 #    editable) and runs its pytest suite against the binary cargo just built.
 #    Tests that need PyTorch, Lightning or transformers skip without them.
+#    Among them, test_wheel.py packages that same debug binary into the wheel
+#    (scripts/build-wheel.sh; no second build) and installs it into a fresh
+#    virtual environment (its dependencies from PyPI).
 #
 # A failing test stops nothing: every test binary and the pytest suite run,
 # every failure is listed again at the end, and the exit status is non-zero

@@ -1,11 +1,12 @@
 """``python -m steplake``: the package's command line (``sync``,
-``import-wandb``)."""
+``import-wandb``, ``ui``)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -33,9 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     wandb_parser.add_argument("--server", help="server address (default: STEPLAKE_SERVER, else 127.0.0.1:50051)")
     wandb_parser.add_argument("--project", help="project of every run (default: each run's W&B project)")
     wandb_parser.add_argument("--dry-run", action="store_true", help="read and check everything, send nothing")
+    ui_parser = commands.add_parser(
+        "ui", help="open the dashboard of the local data directory (the one steplake.init() uses "
+                   "with no server configured) in the browser; runs `steplake ui`")
+    ui_parser.add_argument("--http", help="dashboard address (default 127.0.0.1:6006)")
+    ui_parser.add_argument("--no-browser", action="store_true", help="print the address only")
     args = parser.parse_args(argv)
     if args.command == "import-wandb":
         return import_wandb(args)
+    if args.command == "ui":
+        return ui(args)
     try:
         report = sync(args.directory, args.server, token=args.token, ca_cert=args.ca_cert)
     except SyncError as error:
@@ -54,6 +62,26 @@ def _program(name: str, environment: str) -> str | None:
     if beside.exists():
         return str(beside)
     return shutil.which(name)
+
+
+def ui(args: argparse.Namespace) -> int:
+    """``steplake ui``, with the program the wheel installed."""
+    steplake = _program("steplake", "STEPLAKE_BIN")
+    if steplake is None:
+        print("error: the steplake program was not found: put it on PATH or set STEPLAKE_BIN", file=sys.stderr)
+        return 1
+    command = [steplake, "ui"]
+    if args.http:
+        command += ["--http", args.http]
+    if args.no_browser:
+        command.append("--no-browser")
+    child = subprocess.Popen(command)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        # Passed on: the server flushes and stops.
+        child.send_signal(signal.SIGINT)
+        return child.wait()
 
 
 def import_wandb(args: argparse.Namespace) -> int:

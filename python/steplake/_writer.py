@@ -192,8 +192,12 @@ class Writer:
         connect_timeout: float = 2.0,
         token: str | None = None,
         ca_cert: bytes | None = None,
+        relocate: Callable[[], str] | None = None,
     ) -> None:
         self.server = server
+        # Where the server is now, asked again after a lost connection
+        # (the local server, restarted on demand).
+        self._relocate = relocate
         self._token = token
         self._ca_cert = ca_cert
         self.run = run
@@ -528,6 +532,11 @@ class Writer:
         if self._connecting is None:
             if now < self._next_attempt:
                 return
+            if self._relocate is not None and self._failures > 0:
+                try:
+                    self.server = self._relocate()
+                except Exception as error:  # noqa: BLE001 - retried at the next attempt
+                    self._warn_once("relocate", f"cannot start the local server again: {error}")
             self._channel = open_channel(self.server, self._token, self._ca_cert)
             state: dict[str, grpc.ChannelConnectivity] = {}
             self._channel.subscribe(lambda s: state.__setitem__("now", s), try_to_connect=True)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from steplake import _local
 from steplake._address import ca_cert_pem, host_port, server_address, token_value, uses_tls
 
 if TYPE_CHECKING:
@@ -167,6 +168,8 @@ class Connection:
         ca_cert: str | os.PathLike[str] | None = None,
     ) -> None:
         address = server_address(server)
+        if _local.wanted(server):
+            address = _local.ensure()
         #: The server, as ``host:port``.
         self.server = host_port(address)
         root = ca_cert_pem(ca_cert)
@@ -213,7 +216,9 @@ def connect(
     ca_cert: str | os.PathLike[str] | None = None,
 ) -> Connection:
     """A SQL connection to ``server`` (default ``STEPLAKE_SERVER``, else
-    ``127.0.0.1:50051``; ``https://host:port`` for TLS), sending ``token``
+    ``127.0.0.1:50051`` when a server listens there, else the local server
+    ``steplake.init()`` uses, started if needed; ``https://host:port`` for
+    TLS), sending ``token``
     (default ``STEPLAKE_TOKEN``; a ``read`` token) and trusting the CA in the
     PEM file ``ca_cert`` (default ``STEPLAKE_CA_CERT``)."""
     return Connection(server, token, ca_cert)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from steplake import _wire
+from steplake import _local, _wire
 from steplake._events import Event, Watcher, predicate_for, prediction_for
 from steplake._address import DEFAULT_SERVER, ca_cert_pem, server_address, token_value
 from steplake._spool import Spool, spool_root
@@ -67,6 +67,14 @@ class Run:
         self.id = run_id
         #: The server address this run logs to.
         self.server = server_address(server)
+        relocate: Callable[[], str] | None = None
+        if _local.wanted(server):
+            try:
+                self.server = _local.ensure()
+                relocate = _local.ensure
+            except _local.LocalServerError as error:
+                print(f"steplake: {error}; logging to {self.server} (spooled until it is reachable)",
+                      file=sys.stderr)
         self.project = project or "default"
         self.name = name or run_id
         self._finished = False
@@ -91,7 +99,7 @@ class Run:
             self.server, meta, writer_id, spool,
             batch_points=batch_points, flush_interval=flush_interval,
             max_queued_tensor_bytes=max_queued_tensor_bytes,
-            token=self._token, ca_cert=self._ca_cert,
+            token=self._token, ca_cert=self._ca_cert, relocate=relocate,
         )
         self._watcher: Watcher | None = None
         self._watcher_lock = threading.Lock()
@@ -256,7 +264,7 @@ class Run:
     def _events_watcher(self) -> Watcher:
         with self._watcher_lock:
             if self._watcher is None:
-                self._watcher = Watcher(self.server, self.id, self._token, self._ca_cert, self._warn_once)
+                self._watcher = Watcher(self._writer.server, self.id, self._token, self._ca_cert, self._warn_once)
             return self._watcher
 
     # ---- ending -----------------------------------------------------------
@@ -330,7 +338,11 @@ def init(
     """Starts (or, with ``resume=RUN_ID``, continues) a run and returns it.
 
     Keyword options are those of :class:`Run`: ``tags``, ``server`` (default
-    ``STEPLAKE_SERVER``, else ``127.0.0.1:50051``), ``resume``, ``run_id``,
+    ``STEPLAKE_SERVER``, else ``127.0.0.1:50051`` when a server listens
+    there, else the local server: started as a child process on first need
+    and shared by the user's processes, data in ``STEPLAKE_DATA_DIR`` or
+    ``~/.local/share/steplake``, stopping after ``STEPLAKE_LOCAL_IDLE_SECS``
+    (300) with no client), ``resume``, ``run_id``,
     ``parent_run_id``, ``fork_step``, ``spool_dir``, ``batch_points``,
     ``flush_interval``, ``max_queued_tensor_bytes`` (64 MiB: ``log_tensor``
     waits while more tensor bytes than this are queued and not yet sent or

@@ -98,9 +98,14 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 @pytest.fixture(autouse=True)
 def spool_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test spools into its own directory."""
+    """Each test spools into its own directory, and has its own local data
+    directory."""
     directory = tmp_path / "spool"
     monkeypatch.setenv("STEPLAKE_SPOOL_DIR", str(directory))
+    # A local server a test starts (no server configured) keeps its data
+    # here, not in the home directory, and stops soon after.
+    monkeypatch.setenv("STEPLAKE_DATA_DIR", str(tmp_path / "local-data"))
+    monkeypatch.setenv("STEPLAKE_LOCAL_IDLE_SECS", "5")
     return directory
 
 

@@ -1,5 +1,6 @@
 //! The `steplake` command: `serve`, `write`, `sql`, `import`, `sync`,
-//! `check`, `repair`, `delete-run`, `delete-project`, `token`.
+//! `check`, `repair`, `delete-run`, `delete-project`, `token`, `ui`,
+//! `scheduler`, `executor`.
 //!
 //! Exit codes: 0 success; 1 failure (server unreachable, I/O, internal);
 //! 2 bad input (malformed file line, SQL error, statement not allowed, bad flag).
@@ -16,6 +17,7 @@ mod serve;
 mod sql;
 mod sync;
 mod token;
+mod ui;
 mod write;
 
 use std::process::ExitCode;
@@ -44,7 +46,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server: gRPC ingest and Flight SQL on one port.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Write scalar points from a CSV or JSONL file (or stdin) into a run.
     Write(write::WriteArgs),
     /// Run a read-only SQL query against a server or a data directory.
@@ -65,6 +67,9 @@ enum Command {
     /// Create, list or revoke the access tokens of a data directory: token.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Open the dashboard of the local data directory (the one
+    /// `steplake.init()` uses with no server) in the browser.
+    Ui(ui::UiArgs),
     /// Run a Ballista scheduler for SQL over a bucket on a cluster.
     Scheduler(cluster::SchedulerArgs),
     /// Run a Ballista executor of a `steplake scheduler`'s cluster.
@@ -132,7 +137,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
+            Command::Ui(args) => ui::run(args).await,
             Command::Write(args) => write::run(args).await,
             Command::Sql(args) => sql::run(args).await,
             Command::Scheduler(args) => cluster::run_scheduler(args).await,
