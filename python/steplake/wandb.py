@@ -402,6 +402,8 @@ def init(
         options.pop(ignored, None)
     if run is not None:
         run.finish()
+    if config is not None and not isinstance(config, Mapping):
+        config = vars(config)  # an argparse.Namespace, as W&B accepts
     if mode == "disabled":
         current = Run(None, config)
     else:
