@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 from steplake._address import counted
+from steplake._local import binary, program
 from steplake.sync import SyncError, sync
 
 
@@ -54,19 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _program(name: str, environment: str) -> str | None:
-    """``environment``'s value, else ``name`` beside this Python, else on PATH."""
-    if os.environ.get(environment):
-        return os.environ[environment]
-    beside = Path(sys.executable).parent / name
-    if beside.exists():
-        return str(beside)
-    return shutil.which(name)
-
-
 def ui(args: argparse.Namespace) -> int:
     """``steplake ui``, with the program the wheel installed."""
-    steplake = _program("steplake", "STEPLAKE_BIN")
+    steplake = binary()
     if steplake is None:
         print("error: the steplake program was not found: put it on PATH or set STEPLAKE_BIN", file=sys.stderr)
         return 1
@@ -86,11 +74,11 @@ def ui(args: argparse.Namespace) -> int:
 
 def import_wandb(args: argparse.Namespace) -> int:
     """``steplake import wandb``, given the ``wandb`` program of this Python."""
-    steplake = _program("steplake", "STEPLAKE_BIN")
+    steplake = binary()
     if steplake is None:
         print("error: the steplake program was not found: put it on PATH or set STEPLAKE_BIN", file=sys.stderr)
         return 1
-    wandb = _program("wandb", "STEPLAKE_WANDB")
+    wandb = program("wandb", "STEPLAKE_WANDB")
     if wandb is None:
         print("error: W&B's library is not installed in this Python: pip install wandb", file=sys.stderr)
         return 1

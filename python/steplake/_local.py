@@ -50,16 +50,22 @@ def data_dir() -> Path:
     return Path(base) / "steplake"
 
 
+def program(name: str, environment: str) -> str | None:
+    """A program: ``environment``'s value, else ``name`` beside this Python
+    (where the wheel installs ``steplake``, and pip ``wandb``), else on PATH."""
+    configured = os.environ.get(environment)
+    if configured:
+        return configured
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    return shutil.which(name)
+
+
 def binary() -> str | None:
     """The ``steplake`` program: ``STEPLAKE_BIN``, else the one beside this
     Python (installed by the wheel), else on PATH."""
-    configured = os.environ.get("STEPLAKE_BIN")
-    if configured:
-        return configured
-    beside = Path(sys.executable).parent / "steplake"
-    if beside.exists():
-        return str(beside)
-    return shutil.which("steplake")
+    return program("steplake", "STEPLAKE_BIN")
 
 
 def accepting(address: str, timeout: float = 0.25) -> bool:

@@ -25,25 +25,20 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use steplake_client::v1::CreateRunRequest;
-use steplake_client::{Client, DEFAULT_SERVER};
+use steplake_client::Client;
 
-use super::upload::{config_json, files_under, run_failed, source_writer_id, Tally, Upload};
+use super::upload::{
+    config_json, files_under, progress_bar, run_failed, source_writer_id, Destination, Tally,
+    Upload,
+};
 use crate::CliError;
 
 /// Flags of `steplake import mlflow`.
 #[derive(Args)]
 pub(crate) struct MlflowArgs {
-    /// Server URL: http://HOST:PORT, or https:// with TLS.
-    #[arg(long, env = "STEPLAKE_SERVER", default_value = DEFAULT_SERVER)]
-    server: String,
     #[command(flatten)]
-    connect: crate::connect::ConnectArgs,
-    /// Read and check everything, print what would be imported, send
-    /// nothing (no server needed).
-    #[arg(long)]
-    dry_run: bool,
+    to: Destination,
     /// The store: an `mlruns` directory, or an SQLite database file
     /// (`mlflow.db`, or `sqlite:///path/to/mlflow.db`).
     path: String,
@@ -431,14 +426,10 @@ pub(crate) async fn run(args: MlflowArgs) -> Result<(), CliError> {
         };
         points_of_run.push(count as u64);
     }
-    let client = match args.dry_run {
-        true => None,
-        false => Some(args.connect.connect(&args.server).await?),
-    };
-    let progress = ProgressBar::new(points_of_run.iter().sum()).with_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} points {per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+    let client = args.to.client().await?;
+    let progress = progress_bar(
+        points_of_run.iter().sum(),
+        "{msg} [{bar:30}] {pos}/{len} points {per_sec} eta {eta}",
     );
     let started = Instant::now();
     let mut tally = Tally::default();
@@ -450,12 +441,12 @@ pub(crate) async fn run(args: MlflowArgs) -> Result<(), CliError> {
         progress.set_message(format!("{} / {}", run.experiment, run.name));
         if let Err(e) = import_run(client.as_ref(), &store, run, points, &mut tally).await {
             progress.finish_and_clear();
-            return Err(run_failed(&run.run_id, e, &tally, args.dry_run));
+            return Err(run_failed(&run.run_id, e, &tally, args.to.dry_run));
         }
         progress.inc(points);
     }
     progress.finish_and_clear();
-    tally.conclude(args.dry_run, started)
+    tally.conclude(args.to.dry_run, started)
 }
 
 async fn import_run(

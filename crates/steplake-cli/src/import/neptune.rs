@@ -33,12 +33,12 @@ use arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type};
 use arrow::record_batch::RecordBatch;
 use clap::Args;
 use steplake_client::v1::{self, CreateRunRequest};
-use steplake_client::{Client, DEFAULT_SERVER};
+use steplake_client::Client;
 
 use super::histograms::{edges_counts_stats, stats_only_tensor};
 use super::parquet_input::{batches, check_columns, read_failed};
 use super::upload::{
-    config_json, files_under, parts_writer_id, run_failed, run_id_of, Tally, Upload,
+    config_json, files_under, parts_writer_id, run_failed, run_id_of, Destination, Tally, Upload,
 };
 use crate::CliError;
 
@@ -61,15 +61,8 @@ const COLUMNS: [&str; 12] = [
 /// Flags of `steplake import neptune`.
 #[derive(Args)]
 pub(crate) struct NeptuneArgs {
-    /// Server URL: http://HOST:PORT, or https:// with TLS.
-    #[arg(long, env = "STEPLAKE_SERVER", default_value = DEFAULT_SERVER)]
-    server: String,
     #[command(flatten)]
-    connect: crate::connect::ConnectArgs,
-    /// Read and check everything, print what would be imported, send
-    /// nothing (no server needed).
-    #[arg(long)]
-    dry_run: bool,
+    to: Destination,
     /// neptune-exporter's data directory (`--data-path` of its export).
     dir: PathBuf,
 }
@@ -354,19 +347,16 @@ pub(crate) async fn run(args: NeptuneArgs) -> Result<(), CliError> {
             check_columns(part, &COLUMNS, "a neptune-exporter file")?;
         }
     }
-    let client = match args.dry_run {
-        true => None,
-        false => Some(args.connect.connect(&args.server).await?),
-    };
+    let client = args.to.client().await?;
     let started = Instant::now();
     let mut tally = Tally::default();
     for ((_, prefix), parts) in &runs {
         let data = read_run(parts, &mut tally)?;
         if let Err(e) = import_run(client.as_ref(), data, parts, &mut tally).await {
-            return Err(run_failed(prefix, e, &tally, args.dry_run));
+            return Err(run_failed(prefix, e, &tally, args.to.dry_run));
         }
     }
-    tally.conclude(args.dry_run, started)
+    tally.conclude(args.to.dry_run, started)
 }
 
 async fn import_run(

@@ -11,10 +11,10 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use steplake_client::DEFAULT_SERVER;
 use steplake_core::safetensors::{parse_header, SafetensorsEntry, MAX_HEADER_LEN};
 
+use super::upload::progress_bar;
 use crate::CliError;
 
 /// Flags of `steplake import safetensors`.
@@ -87,12 +87,9 @@ pub(crate) async fn run(args: SafetensorsArgs) -> Result<(), CliError> {
         .sum();
     let client = args.connect.connect(&args.server).await?;
     client.ensure_run(&args.run, &args.project).await?;
-    let progress = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
+    let progress = progress_bar(
+        total,
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
     );
     progress.set_message(format!("step {}", args.step));
     let mut writer = client.writer(&args.run).await?;

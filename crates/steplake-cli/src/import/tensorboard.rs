@@ -27,10 +27,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use prost::Message;
 use steplake_client::v1::{self, CreateRunRequest};
-use steplake_client::{Client, DEFAULT_SERVER};
+use steplake_client::Client;
 
 use super::histograms::{bucket_triples_stats, stats_of, stats_only_tensor};
 use super::tensorboard_proto::{
@@ -38,18 +38,16 @@ use super::tensorboard_proto::{
 };
 use super::tfrecord::{Item, Records};
 use super::upload::{
-    config_json, files_under, run_failed, run_id_of, source_writer_id, Tally, Upload,
+    config_json, files_under, progress_bar, run_failed, run_id_of, source_writer_id, Destination,
+    Tally, Upload,
 };
 use crate::CliError;
 
 /// Flags of `steplake import tensorboard`.
 #[derive(Args)]
 pub(crate) struct TensorboardArgs {
-    /// Server URL: http://HOST:PORT, or https:// with TLS.
-    #[arg(long, env = "STEPLAKE_SERVER", default_value = DEFAULT_SERVER)]
-    server: String,
     #[command(flatten)]
-    connect: crate::connect::ConnectArgs,
+    to: Destination,
     /// Project of the runs.
     #[arg(long, default_value = "default")]
     project: String,
@@ -60,10 +58,6 @@ pub(crate) struct TensorboardArgs {
     /// and `.` replaced by `-`.
     #[arg(long, default_value = "{path}")]
     run_name: String,
-    /// Read and check everything, print what would be imported, send
-    /// nothing (no server needed).
-    #[arg(long)]
-    dry_run: bool,
     /// Directories searched recursively for `events.out.tfevents.*` files
     /// (or event files themselves).
     #[arg(required = true)]
@@ -172,16 +166,10 @@ pub(crate) async fn run(args: TensorboardArgs) -> Result<(), CliError> {
         .filter_map(|f| std::fs::metadata(f).ok())
         .map(|m| m.len())
         .sum();
-    let client = match args.dry_run {
-        true => None,
-        false => Some(args.connect.connect(&args.server).await?),
-    };
-    let progress = ProgressBar::new(total_bytes).with_style(
-        ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
+    let client = args.to.client().await?;
+    let progress = progress_bar(
+        total_bytes,
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
     );
     let started = Instant::now();
     let mut tally = Tally::default();
@@ -191,11 +179,11 @@ pub(crate) async fn run(args: TensorboardArgs) -> Result<(), CliError> {
         {
             progress.finish_and_clear();
             let which = format!("{} ({})", run.run_id, run.directory.display());
-            return Err(run_failed(&which, e, &tally, args.dry_run));
+            return Err(run_failed(&which, e, &tally, args.to.dry_run));
         }
     }
     progress.finish_and_clear();
-    tally.conclude(args.dry_run, started)
+    tally.conclude(args.to.dry_run, started)
 }
 
 async fn import_run(

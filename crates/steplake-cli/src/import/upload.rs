@@ -14,12 +14,49 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use steplake_client::{v1, BatchBuilder, Client, ScalarWriter, WriteSummary};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use steplake_client::{v1, BatchBuilder, Client, ScalarWriter, WriteSummary, DEFAULT_SERVER};
 
 use crate::CliError;
 
 /// Points per write request.
 const BATCH_POINTS: usize = 20_000;
+
+/// Where a history importer sends what it reads: the flags every one of
+/// them takes.
+#[derive(Args)]
+pub(crate) struct Destination {
+    /// Server URL: http://HOST:PORT, or https:// with TLS.
+    #[arg(long, env = "STEPLAKE_SERVER", default_value = DEFAULT_SERVER)]
+    server: String,
+    #[command(flatten)]
+    connect: crate::connect::ConnectArgs,
+    /// Read and check everything, print what would be imported, send
+    /// nothing (no server needed).
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+}
+
+impl Destination {
+    /// A client of the server; None for a dry run.
+    pub(crate) async fn client(&self) -> Result<Option<Client>, CliError> {
+        if self.dry_run {
+            return Ok(None);
+        }
+        Ok(Some(self.connect.connect(&self.server).await?))
+    }
+}
+
+/// A progress bar of `len` units drawn with `template`, in the importers'
+/// style.
+pub(crate) fn progress_bar(len: u64, template: &str) -> ProgressBar {
+    ProgressBar::new(len).with_style(
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    )
+}
 
 /// A stable 64-bit FNV-1a hash (the same in every build, unlike std's).
 pub(crate) fn stable_hash(parts: &[&[u8]]) -> u64 {

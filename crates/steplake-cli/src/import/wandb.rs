@@ -40,7 +40,7 @@
 //! run named by the file; numbered parts (`0000.parquet`, …) are one run
 //! named by their directory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Instant;
@@ -49,17 +49,17 @@ use arrow::array::{Array, AsArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde_json::{Map, Value};
 use steplake_client::v1::CreateRunRequest;
-use steplake_client::{Client, DEFAULT_SERVER};
+use steplake_client::Client;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use super::histograms::{edges_counts_stats, stats_only_tensor};
 use super::parquet_input::{batches, check_columns, read_failed};
 use super::upload::{
-    config_json, files_under, parts_writer_id, run_failed, run_id_of, source_writer_id, Tally,
-    Upload,
+    config_json, files_under, parts_writer_id, progress_bar, run_failed, run_id_of,
+    source_writer_id, Destination, Tally, Upload,
 };
 use crate::CliError;
 
@@ -69,11 +69,8 @@ const DEFAULT_PROJECT: &str = "wandb";
 /// Flags of `steplake import wandb`.
 #[derive(Args)]
 pub(crate) struct WandbArgs {
-    /// Server URL: http://HOST:PORT, or https:// with TLS.
-    #[arg(long, env = "STEPLAKE_SERVER", default_value = DEFAULT_SERVER)]
-    server: String,
     #[command(flatten)]
-    connect: crate::connect::ConnectArgs,
+    to: Destination,
     /// Project of every run imported (default: each run's W&B project;
     /// "wandb" for Parquet histories).
     #[arg(long)]
@@ -82,10 +79,6 @@ pub(crate) struct WandbArgs {
     /// `.wandb` files (`pip install wandb`).
     #[arg(long, env = "STEPLAKE_WANDB", default_value = "wandb")]
     wandb: PathBuf,
-    /// Read and check everything, print what would be imported, send
-    /// nothing (no server needed).
-    #[arg(long)]
-    dry_run: bool,
     /// W&B directories (`./wandb`), run directories, `.wandb` files or
     /// Parquet history files.
     #[arg(required = true)]
@@ -176,16 +169,12 @@ pub(crate) async fn run(args: WandbArgs) -> Result<(), CliError> {
             }
         }
     }
-    let client = match args.dry_run {
-        true => None,
-        false => Some(args.connect.connect(&args.server).await?),
-    };
+    let client = args.to.client().await?;
     let started = Instant::now();
     let mut tally = Tally::default();
-    let progress = ProgressBar::new(sources.len() as u64).with_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} runs, {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+    let progress = progress_bar(
+        sources.len() as u64,
+        "{msg} [{bar:30}] {pos}/{len} runs, {elapsed}",
     );
     for source in &sources {
         progress.set_message(source.label());
@@ -199,12 +188,12 @@ pub(crate) async fn run(args: WandbArgs) -> Result<(), CliError> {
         };
         if let Err(e) = imported {
             progress.finish_and_clear();
-            return Err(run_failed(&source.label(), e, &tally, args.dry_run));
+            return Err(run_failed(&source.label(), e, &tally, args.to.dry_run));
         }
         progress.inc(1);
     }
     progress.finish_and_clear();
-    tally.conclude(args.dry_run, started)
+    tally.conclude(args.to.dry_run, started)
 }
 
 // ---- transaction logs -------------------------------------------------------
@@ -224,6 +213,8 @@ struct LogRun {
     summary: Map<String, Value>,
     /// The last value logged of each history key (numbers or not).
     last: HashMap<String, Value>,
+    /// History keys that are not valid series names.
+    invalid_keys: HashSet<String>,
     exit_code: Option<i64>,
 }
 
@@ -434,12 +425,21 @@ async fn history_row(
         if key.starts_with('_') || in_media {
             continue;
         }
-        run.last.insert(key.clone(), value.clone());
+        // A key is checked once, when first seen, not at every point.
+        match run.last.get_mut(key) {
+            Some(last) => *last = value.clone(),
+            None => {
+                run.last.insert(key.clone(), value.clone());
+                if steplake_core::validate_series_name("history key", key).is_err() {
+                    run.invalid_keys.insert(key.clone());
+                }
+            }
+        }
         let Some(number) = point_value(value) else {
             tally.skip("history values that are text, lists or objects");
             continue;
         };
-        if steplake_core::validate_series_name("history key", key).is_err() {
+        if run.invalid_keys.contains(key) {
             tally.skip("history keys that are not valid series names");
             continue;
         }
