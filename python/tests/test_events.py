@@ -184,6 +184,31 @@ def test_a_prediction_condition_fires_with_the_prediction_and_its_interval(serve
     assert "predicted value at step 5000" in rows[0]["predicate"]
 
 
+def test_a_prediction_that_fired_does_not_fire_again_after_a_restart(server):
+    run = steplake.init(project="watch", server=server.address)
+    # Predicted to end near 1.0, above 0.9: fires at the first fit and stays
+    # worse, so it must fire once, restart or not.
+    run.watch_for("train/loss", predict={"final_step": 5_000, "above": 0.9, "every": 100})
+
+    def log(steps: range) -> None:
+        for step in steps:
+            run.log({"train/loss": 1.0 + 2.0 * (step + 1) ** -0.5 * (1.0 + 0.002 * math.sin(step))}, step=step)
+            time.sleep(0.001)
+
+    log(range(300))
+    wait_for(lambda: len(run.events()) == 1)
+    server.kill()
+    time.sleep(0.5)
+    server.start()
+    log(range(300, 700))  # four fits' worth of points, all still worse
+    run.finish()
+    time.sleep(1.0)  # fits run beside ingest; give the last one time
+    rows = steplake.connect(server.address).sql(
+        f"SELECT step FROM events WHERE run_id = '{run.id}'").arrow().to_pylist()
+    assert len(rows) == 1, rows
+    assert len(run.events()) == 1
+
+
 def test_a_project_default_watches_runs_created_after_it(server):
     condition_id = steplake.watch_project("lab", "train/*", spike=True, server=server.address)
     run = steplake.init(project="lab", server=server.address)

@@ -12,7 +12,7 @@
 //! points of a series it asks for a fit (`predict`), which runs on its own
 //! task so that no batch waits for it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -75,6 +75,10 @@ struct RunWatch {
     /// only, not against every condition of the run.
     by_name: HashMap<String, Vec<usize>>,
     patterned: Vec<usize>,
+    /// (condition id, series) of the prediction events stored for the run:
+    /// a prediction that fired before this state was built is taken to be
+    /// still firing (see [`FitState::new`]).
+    fired_predictions: HashSet<(String, String)>,
 }
 
 /// Conditions compiled together, with their indexes in the run's list.
@@ -205,6 +209,13 @@ impl Evaluator {
         if run.conditions.is_empty() {
             return run;
         }
+        run.fired_predictions = self
+            .store
+            .events(Some(run_id), 0)
+            .into_iter()
+            .filter(|event| event.predicted.is_some())
+            .map(|event| (event.condition_id, event.series))
+            .collect();
         let memory = run
             .conditions
             .iter()
@@ -268,6 +279,7 @@ impl RunWatch {
             sets: HashMap::new(),
             by_name,
             patterned,
+            fired_predictions: HashSet::new(),
         }
     }
 
@@ -294,7 +306,10 @@ impl RunWatch {
                 Check::Predicate(_) => predicates.push(i),
                 Check::Prediction => {
                     let every = c.spec.prediction.as_ref().map_or(1, |p| p.every);
-                    fits.push(FitState::new(i, every));
+                    let fired = self
+                        .fired_predictions
+                        .contains(&(c.spec.id.clone(), name.to_string()));
+                    fits.push(FitState::new(i, every, fired));
                 }
             }
         }
@@ -340,7 +355,7 @@ impl RunWatch {
                     (start..end).map(|row| (steps.value(row), values.value(row), row)),
                     &mut points,
                     |_, _| {},
-                    |_, _| {},
+                    None::<fn(&FitState, usize)>,
                 );
                 start = end;
             }
@@ -456,7 +471,7 @@ impl Context<'_> {
                         predicted: None,
                     });
                 },
-                |fit, i| {
+                Some(|fit: &FitState, i| {
                     fits.push(FitRequest {
                         spec: conditions[fit.condition].spec.clone(),
                         series: series.clone(),
@@ -465,7 +480,7 @@ impl Context<'_> {
                         time_us: time_us(i),
                         state: fit.shared(),
                     });
-                },
+                }),
             );
         }
         (events, fits)
@@ -512,13 +527,15 @@ impl SeriesState {
     /// last evaluated step, in order (a step written again is not
     /// evaluated again); `fired(condition, origin)` is called for each
     /// condition that fires at a point, `due(fit, origin)` for each
-    /// prediction whose fit is due.
+    /// prediction whose fit is due. Without `due` (stored points, fed to
+    /// warm the windows up) the points are not counted towards fits: they
+    /// were counted when they arrived.
     fn advance(
         &mut self,
         points: impl Iterator<Item = (i64, f64, usize)>,
         buffer: &mut Points,
         mut fired: impl FnMut(usize, usize),
-        mut due: impl FnMut(&FitState, usize),
+        due: Option<impl FnMut(&FitState, usize)>,
     ) {
         let Points {
             steps,
@@ -543,6 +560,9 @@ impl SeriesState {
                 fired(conditions[k], origins[j])
             });
         }
+        let Some(mut due) = due else {
+            return;
+        };
         for &origin in origins.iter() {
             for fit in &mut self.fits {
                 if fit.count_point() {
@@ -645,6 +665,93 @@ mod tests {
         }
         assert!(!events.is_empty());
         assert_eq!(fired(&all_at_once), fired(&events));
+    }
+
+    /// `is_spike(value)` on every series (it keeps 20 points of history),
+    /// and `p`, a prediction on `loss` fitted every 5 points.
+    fn run_watch_with_prediction() -> RunWatch {
+        let mut run = run_watch(&["is_spike(value)"]);
+        let mut spec = run.conditions[0].spec.clone();
+        spec.id = "p".into();
+        spec.series = "loss".into();
+        spec.prediction = Some(steplake_core::PredictionSpec {
+            final_step: 1000,
+            lr_series: String::new(),
+            above: Some(1.0),
+            baseline_run_id: None,
+            every: 5,
+            level: 0.95,
+        });
+        let conditions = vec![
+            run.conditions.remove(0),
+            Compiled {
+                spec,
+                check: Check::Prediction,
+            },
+        ];
+        let mut run = RunWatch::new(conditions);
+        run.generation = 1;
+        run
+    }
+
+    fn loss_points(steps: std::ops::Range<i64>) -> ScalarBatch {
+        let n = steps.clone().count();
+        ScalarBatch {
+            names: vec!["loss".into()],
+            name_index: vec![0; n],
+            steps: steps.collect(),
+            values: vec![2.0; n],
+            wall_times_us: vec![0; n],
+        }
+    }
+
+    #[test]
+    fn stored_points_warming_the_windows_up_do_not_stop_a_prediction_from_fitting() {
+        let mut run = run_watch_with_prediction();
+        // What a rebuild reads back: the series' latest stored points, more
+        // than a fit's interval of them.
+        let stored = RecordBatch::try_from_iter([
+            (
+                "name",
+                Arc::new(arrow::array::StringArray::from(vec!["loss"; 20]))
+                    as arrow::array::ArrayRef,
+            ),
+            (
+                "step",
+                Arc::new(arrow::array::Int64Array::from_iter_values(0..20)),
+            ),
+            (
+                "value",
+                Arc::new(arrow::array::Float64Array::from(vec![2.0; 20])),
+            ),
+        ])
+        .unwrap();
+        run.warm_up(&[stored]);
+        let (_, fits) = run.observe("r", &loss_points(20..25));
+        assert_eq!(
+            fits.iter().map(|f| f.step).collect::<Vec<_>>(),
+            [24],
+            "the fifth live point makes a fit due"
+        );
+    }
+
+    #[test]
+    fn a_prediction_that_fired_before_a_rebuild_is_still_firing_and_fits_at_once() {
+        let mut run = run_watch_with_prediction();
+        run.fired_predictions
+            .insert(("p".to_string(), "loss".to_string()));
+        let (_, fits) = run.observe("r", &loss_points(100..101));
+        assert_eq!(fits.len(), 1, "the first point after the rebuild fits");
+        assert!(
+            fits[0].state.firing(),
+            "it does not fire again unless it clears"
+        );
+        // A series without a stored event starts clear, on the usual
+        // schedule.
+        let mut run = run_watch_with_prediction();
+        let (_, fits) = run.observe("r", &loss_points(100..105));
+        assert_eq!(fits.len(), 1);
+        assert!(!fits[0].state.firing());
     }
 
     #[test]

@@ -40,12 +40,22 @@ pub(crate) struct FitShared {
 
 impl FitState {
     /// Condition `condition` of the run, fitted every `every` points.
-    pub(crate) fn new(condition: usize, every: u64) -> Self {
+    ///
+    /// `firing`: the condition's last stored event on this series may
+    /// still stand (the state is rebuilt after a restart or a condition
+    /// change, and the in-memory state went with the old one). It is then
+    /// taken to be firing, so the same prediction does not fire again, and
+    /// the series' next point fits at once to confirm or clear that.
+    pub(crate) fn new(condition: usize, every: u64, firing: bool) -> Self {
+        let every = every.max(1);
         FitState {
             condition,
-            since_fit: 0,
-            every: every.max(1),
-            shared: Arc::default(),
+            since_fit: if firing { every - 1 } else { 0 },
+            every,
+            shared: Arc::new(FitShared {
+                running: AtomicBool::new(false),
+                firing: AtomicBool::new(firing),
+            }),
         }
     }
 
@@ -61,6 +71,14 @@ impl FitState {
 
     pub(crate) fn shared(&self) -> Arc<FitShared> {
         self.shared.clone()
+    }
+}
+
+impl FitShared {
+    /// Whether the condition is taken to be firing on this series.
+    #[cfg(test)]
+    pub(crate) fn firing(&self) -> bool {
+        self.firing.load(Ordering::SeqCst)
     }
 }
 
