@@ -50,6 +50,19 @@ async fn answers(engine: &QueryEngine, sql: &str) -> Vec<String> {
     cells
 }
 
+/// An engine over `store` that splits scans into 4 partitions, so partial
+/// states are merged.
+fn four_partitions(store: std::sync::Arc<steplake_store::Store>) -> QueryEngine {
+    QueryEngine::with_options(
+        store,
+        QueryOptions {
+            threads: 4,
+            ..QueryOptions::default()
+        },
+    )
+    .expect("engine")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grouped_answers_equal_each_series_alone() {
     let (_dir, store) = common::store_with_run().await;
@@ -65,14 +78,7 @@ async fn grouped_answers_equal_each_series_alone() {
         .write_scalars("w", 3, "r", points(260..300))
         .await
         .expect("write");
-    let engine = QueryEngine::with_options(
-        store.clone(),
-        QueryOptions {
-            threads: 4,
-            ..QueryOptions::default()
-        },
-    )
-    .expect("engine");
+    let engine = four_partitions(store);
     for aggregate in [
         "downsample(step, value, 7)",
         "changepoints(step, value)",
@@ -81,6 +87,8 @@ async fn grouped_answers_equal_each_series_alone() {
         "spike_rate(value ORDER BY step)",
         "spike_rate(value, 20, 1.5 ORDER BY step)",
         "fit_power_law(step + 1, value)",
+        "fit_loss_curve(step, value, 0.01)",
+        "fit_loss_curve(step, value, 0.01, 0.5)",
     ] {
         let grouped = answers(
             &engine,
@@ -105,4 +113,37 @@ async fn grouped_answers_equal_each_series_alone() {
             "{aggregate}: {grouped:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fit_with_a_prior_per_group_equals_each_series_alone() {
+    let (_dir, store) = common::store_with_run().await;
+    store
+        .write_scalars("w", 1, "r", points(0..200))
+        .await
+        .expect("write");
+    store.flush().expect("flush");
+    store
+        .write_scalars("w", 2, "r", points(200..300))
+        .await
+        .expect("write");
+    let engine = four_partitions(store);
+    // Each series' prior is the fit of its first 150 steps.
+    let fitted = |filter: &str| {
+        format!(
+            "SELECT s.name, fit_loss_curve(s.step, s.value, 0.01, p.f) FROM scalars s \
+             JOIN (SELECT name, fit_loss_curve(step, value, 0.01) AS f FROM scalars \
+                   WHERE step < 150 GROUP BY name) p ON s.name = p.name \
+             {filter} GROUP BY s.name ORDER BY s.name"
+        )
+    };
+    let grouped = answers(&engine, &fitted("")).await;
+    let mut names: Vec<&str> = SERIES.to_vec();
+    names.sort();
+    let mut alone = Vec::new();
+    for name in names {
+        alone.extend(answers(&engine, &fitted(&format!("WHERE s.name = '{name}'"))).await);
+    }
+    assert_eq!(grouped, alone);
+    assert!(grouped.iter().all(|a| !a.is_empty()), "{grouped:?}");
 }

@@ -40,19 +40,20 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, StructArray};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StructArray};
+use arrow::buffer::OffsetBuffer;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, Int64Type};
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::AggregateOrderSensitivity;
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo, GroupsAccumulator,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
 use super::arguments::{self, Kind, Parameters};
-use super::points::single_list;
+use super::points::{answers_array, kept, list_column, single_list};
 use super::power_law::best_exponent;
 
 /// The default decay of the annealing momentum.
@@ -684,35 +685,24 @@ impl AggregateUDFImpl for FitLossCurve {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let takes_prior = args
-            .expr_fields
-            .get(3)
-            .is_some_and(|f| matches!(f.data_type(), DataType::Struct(_)));
-        if takes_prior {
-            return Ok(Box::new(LossCurveAccumulator {
-                lambda: DEFAULT_LAMBDA,
-                takes_prior,
-                prior: None,
-                steps: Vec::new(),
-                values: Vec::new(),
-                lrs: Vec::new(),
-            }));
-        }
-        let lambda = match arguments::literal_argument(args.exprs, 3, "fit_loss_curve", "lambda")? {
-            None => DEFAULT_LAMBDA,
-            Some(v) if v.is_null() => DEFAULT_LAMBDA,
-            Some(v) => match arguments::number(&v) {
-                Some(l) if (0.0..=1.0).contains(&l) => l,
-                _ => return plan_err!("fit_loss_curve: lambda must be in [0, 1], got {v}"),
-            },
-        };
         Ok(Box::new(LossCurveAccumulator {
-            lambda,
-            takes_prior,
-            prior: None,
-            steps: Vec::new(),
-            values: Vec::new(),
-            lrs: Vec::new(),
+            call: LossCurveCall::of(&args)?,
+            series: LossCurveSeries::default(),
+        }))
+    }
+
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(LossCurveGroups {
+            call: LossCurveCall::of(&args)?,
+            groups: Vec::new(),
+            heap_bytes: 0,
         }))
     }
 
@@ -741,142 +731,374 @@ impl AggregateUDFImpl for FitLossCurve {
     }
 }
 
-/// Every row's (step, value, lr); NaN stands for NULL in values and lrs.
-/// With a prior, the first one given (it is the same on every row).
-#[derive(Debug)]
-struct LossCurveAccumulator {
+/// What a call of `fit_loss_curve` fixes for every series it fits: its
+/// `lambda`, or that its 4th argument is a prior (whose lambda it uses).
+#[derive(Debug, Clone, Copy)]
+struct LossCurveCall {
     lambda: f64,
     takes_prior: bool,
-    prior: Option<LossCurve>,
-    steps: Vec<i64>,
-    values: Vec<f64>,
-    lrs: Vec<f64>,
 }
 
-impl LossCurveAccumulator {
-    /// Keeps the first non-NULL fit of `priors` as the prior.
-    fn take_prior(&mut self, priors: &dyn Array) -> Result<()> {
-        if self.prior.is_some() {
-            return Ok(());
+impl LossCurveCall {
+    fn of(args: &AccumulatorArgs) -> Result<LossCurveCall> {
+        let takes_prior = args
+            .expr_fields
+            .get(3)
+            .is_some_and(|f| matches!(f.data_type(), DataType::Struct(_)));
+        if takes_prior {
+            return Ok(LossCurveCall {
+                lambda: DEFAULT_LAMBDA,
+                takes_prior,
+            });
         }
-        let Some(priors) = priors.as_struct_opt() else {
-            return exec_err!("fit_loss_curve: the prior must be the result of fit_loss_curve");
+        let lambda = match arguments::literal_argument(args.exprs, 3, "fit_loss_curve", "lambda")? {
+            None => DEFAULT_LAMBDA,
+            Some(v) if v.is_null() => DEFAULT_LAMBDA,
+            Some(v) => match arguments::number(&v) {
+                Some(l) if (0.0..=1.0).contains(&l) => l,
+                _ => return plan_err!("fit_loss_curve: lambda must be in [0, 1], got {v}"),
+            },
         };
-        if let Some(row) = (0..priors.len()).find(|&row| priors.is_valid(row)) {
-            self.prior = Some(read_fit(priors, row, "fit_loss_curve")?);
-        }
-        Ok(())
+        Ok(LossCurveCall {
+            lambda,
+            takes_prior,
+        })
     }
 
-    fn add(&mut self, steps: &dyn Array, values: &dyn Array, lrs: &dyn Array) {
-        let (steps_i, values_f, lrs_f) = (
-            steps.as_primitive::<Int64Type>(),
-            values.as_primitive::<Float64Type>(),
-            lrs.as_primitive::<Float64Type>(),
-        );
-        for row in 0..steps.len() {
-            if steps.is_null(row) {
-                continue;
-            }
-            self.steps.push(steps_i.value(row));
-            self.values.push(if values.is_valid(row) {
-                values_f.value(row)
-            } else {
-                f64::NAN
-            });
-            self.lrs.push(if lrs.is_valid(row) {
-                lrs_f.value(row)
-            } else {
-                f64::NAN
-            });
-        }
-    }
-}
-
-impl Accumulator for LossCurveAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+    /// The (step, value, lr) arrays of a call's arguments, and its prior.
+    fn arguments<'a>(
+        &self,
+        values: &'a [ArrayRef],
+    ) -> Result<(
+        &'a ArrayRef,
+        &'a ArrayRef,
+        &'a ArrayRef,
+        Option<&'a ArrayRef>,
+    )> {
         let (Some(steps), Some(v), Some(lr)) = (values.first(), values.get(1), values.get(2))
         else {
             return exec_err!("fit_loss_curve: expected (step, value, lr)");
         };
-        self.add(steps.as_ref(), v.as_ref(), lr.as_ref());
-        if self.takes_prior {
-            if let Some(prior) = values.get(3) {
-                self.take_prior(prior.as_ref())?;
-            }
-        }
-        Ok(())
+        Ok((steps, v, lr, values.get(3).filter(|_| self.takes_prior)))
     }
 
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        let schedule_points: Vec<(i64, f64)> = self
-            .steps
-            .iter()
-            .copied()
-            .zip(self.lrs.iter().copied())
-            .collect();
-        let loss_points: Vec<(i64, f64)> = self
-            .steps
-            .iter()
-            .copied()
-            .zip(self.values.iter().copied())
-            .collect();
-        if self.takes_prior && self.prior.is_none() {
+    /// The fit of one series' points.
+    fn fit(&self, series: &LossCurveSeries) -> Result<ScalarValue> {
+        if self.takes_prior && series.prior.is_none() {
             // No prior (a NULL one, or none joined in): no fit.
             return ScalarValue::try_from(DataType::Struct(fit_fields()));
         }
-        let lambda = self
+        let schedule_points: Vec<(i64, f64)> = series
+            .steps
+            .iter()
+            .copied()
+            .zip(series.lrs.iter().copied())
+            .collect();
+        let loss_points: Vec<(i64, f64)> = series
+            .steps
+            .iter()
+            .copied()
+            .zip(series.values.iter().copied())
+            .collect();
+        let lambda = series
             .prior
             .as_ref()
             .map_or(self.lambda, |p| p.schedule.lambda);
         let fit = Schedule::new(&schedule_points, lambda).and_then(|schedule| {
-            fit_loss_curve_with_prior(&loss_points, schedule, self.prior.as_ref())
+            fit_loss_curve_with_prior(&loss_points, schedule, series.prior.as_ref())
         });
         match fit {
             Some(fit) => fit_value(&fit),
             None => ScalarValue::try_from(DataType::Struct(fit_fields())),
         }
     }
+}
+
+/// One series' rows: every (step, value, lr), NaN standing for NULL in
+/// values and lrs; with a prior, the first one given (it is the same on
+/// every row).
+#[derive(Debug, Default)]
+struct LossCurveSeries {
+    prior: Option<LossCurve>,
+    steps: Vec<i64>,
+    values: Vec<f64>,
+    lrs: Vec<f64>,
+}
+
+impl LossCurveSeries {
+    /// Keeps the first non-NULL fit of `priors` (at `rows`) as the prior.
+    fn take_prior(
+        &mut self,
+        priors: &dyn Array,
+        mut rows: impl Iterator<Item = usize>,
+    ) -> Result<()> {
+        if self.prior.is_some() {
+            return Ok(());
+        }
+        let Some(priors) = priors.as_struct_opt() else {
+            return exec_err!("fit_loss_curve: the prior must be the result of fit_loss_curve");
+        };
+        if let Some(row) = rows.find(|&row| priors.is_valid(row)) {
+            self.prior = Some(read_fit(priors, row, "fit_loss_curve")?);
+        }
+        Ok(())
+    }
+
+    /// Adds every row of the (step, value, lr) arrays.
+    fn add(&mut self, steps: &dyn Array, values: &dyn Array, lrs: &dyn Array) {
+        let columns = Columns::of(steps, values, lrs);
+        for row in 0..steps.len() {
+            self.add_row(&columns, row);
+        }
+    }
+
+    /// Adds `row` (skipped when its step is NULL).
+    #[inline]
+    fn add_row(&mut self, columns: &Columns, row: usize) {
+        if columns.steps.is_null(row) {
+            return;
+        }
+        let number = |a: &arrow::array::Float64Array| {
+            if a.is_valid(row) {
+                a.value(row)
+            } else {
+                f64::NAN
+            }
+        };
+        self.steps.push(columns.steps.value(row));
+        self.values.push(number(columns.values));
+        self.lrs.push(number(columns.lrs));
+    }
+
+    /// Heap bytes of the three vectors' capacity.
+    fn capacity_bytes(&self) -> usize {
+        (self.steps.capacity() + self.values.capacity() + self.lrs.capacity()) * 8
+    }
+}
+
+/// The (step, value, lr) arguments, typed.
+struct Columns<'a> {
+    steps: &'a Int64Array,
+    values: &'a Float64Array,
+    lrs: &'a Float64Array,
+}
+
+impl<'a> Columns<'a> {
+    fn of(steps: &'a dyn Array, values: &'a dyn Array, lrs: &'a dyn Array) -> Self {
+        Columns {
+            steps: steps.as_primitive::<Int64Type>(),
+            values: values.as_primitive::<Float64Type>(),
+            lrs: lrs.as_primitive::<Float64Type>(),
+        }
+    }
+}
+
+/// The partial states of `series`: three list columns (steps, values,
+/// lrs) and the prior, one row per series.
+fn states_of(series: &[LossCurveSeries]) -> Result<Vec<ArrayRef>> {
+    let offsets = OffsetBuffer::from_lengths(series.iter().map(|s| s.steps.len()));
+    let list = |items: ArrayRef| list_column(&offsets, items);
+    let flat = |f: fn(&LossCurveSeries) -> &Vec<f64>| -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(
+            series.iter().flat_map(|s| f(s).iter().copied()),
+        ))
+    };
+    let steps = Int64Array::from_iter_values(series.iter().flat_map(|s| s.steps.iter().copied()));
+    let priors = series
+        .iter()
+        .map(|s| match &s.prior {
+            Some(prior) => fit_value(prior),
+            None => ScalarValue::try_from(DataType::Struct(fit_fields())),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let priors = answers_array(priors, &DataType::Struct(fit_fields()))?;
+    Ok(vec![
+        list(Arc::new(steps))?,
+        list(flat(|s| &s.values))?,
+        list(flat(|s| &s.lrs))?,
+        priors,
+    ])
+}
+
+/// `fit_loss_curve` over one series.
+#[derive(Debug)]
+struct LossCurveAccumulator {
+    call: LossCurveCall,
+    series: LossCurveSeries,
+}
+
+impl Accumulator for LossCurveAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let (steps, v, lr, prior) = self.call.arguments(values)?;
+        self.series.add(steps.as_ref(), v.as_ref(), lr.as_ref());
+        if let Some(prior) = prior {
+            self.series.take_prior(prior.as_ref(), 0..prior.len())?;
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        self.call.fit(&self.series)
+    }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self)
-            + self.steps.capacity() * 8
-            + self.values.capacity() * 8
-            + self.lrs.capacity() * 8
+        std::mem::size_of_val(self) + self.series.capacity_bytes()
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let list = |a: ArrayRef| ScalarValue::List(Arc::new(single_list(a)));
-        let prior = match &self.prior {
-            Some(prior) => fit_value(prior)?,
-            None => ScalarValue::try_from(DataType::Struct(fit_fields()))?,
-        };
-        Ok(vec![
-            list(Arc::new(Int64Array::from(self.steps.clone()))),
-            list(Arc::new(Float64Array::from(self.values.clone()))),
-            list(Arc::new(Float64Array::from(self.lrs.clone()))),
-            prior,
-        ])
+        states_of(std::slice::from_ref(&self.series))?
+            .iter()
+            .map(|column| ScalarValue::try_from_array(column, 0))
+            .collect()
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let (Some(s), Some(v), Some(l)) = (states.first(), states.get(1), states.get(2)) else {
-            return exec_err!("fit_loss_curve: malformed partial state");
-        };
-        let (s, v, l) = (s.as_list::<i32>(), v.as_list::<i32>(), l.as_list::<i32>());
-        for i in 0..s.len() {
-            if s.is_valid(i) && v.is_valid(i) && l.is_valid(i) {
-                self.add(
-                    s.value(i).as_ref(),
-                    v.value(i).as_ref(),
-                    l.value(i).as_ref(),
-                );
-            }
+        let group_indices = vec![0; states.first().map_or(0, |s| s.len())];
+        merge_states(
+            std::slice::from_mut(&mut self.series),
+            states,
+            &group_indices,
+        )
+    }
+}
+
+/// Adds partial states (rows of [`states_of`]'s columns) to their groups.
+fn merge_states(
+    groups: &mut [LossCurveSeries],
+    states: &[ArrayRef],
+    group_indices: &[usize],
+) -> Result<()> {
+    let (Some(s), Some(v), Some(l)) = (states.first(), states.get(1), states.get(2)) else {
+        return exec_err!("fit_loss_curve: malformed partial state");
+    };
+    let (s, v, l) = (s.as_list::<i32>(), v.as_list::<i32>(), l.as_list::<i32>());
+    for (row, &group) in group_indices.iter().enumerate() {
+        let series = &mut groups[group];
+        if s.is_valid(row) && v.is_valid(row) && l.is_valid(row) {
+            series.add(
+                s.value(row).as_ref(),
+                v.value(row).as_ref(),
+                l.value(row).as_ref(),
+            );
         }
         if let Some(prior) = states.get(3) {
-            self.take_prior(prior.as_ref())?;
+            series.take_prior(prior.as_ref(), std::iter::once(row))?;
+        }
+    }
+    Ok(())
+}
+
+/// `fit_loss_curve` over every group of a GROUP BY (one pass over each
+/// batch, no per-group slicing); each group is fitted as one series is.
+#[derive(Debug)]
+struct LossCurveGroups {
+    call: LossCurveCall,
+    groups: Vec<LossCurveSeries>,
+    /// Heap bytes of every group's points.
+    heap_bytes: usize,
+}
+
+impl LossCurveGroups {
+    /// The groups `emit_to` names, taken out.
+    fn take(&mut self, emit_to: EmitTo) -> Vec<LossCurveSeries> {
+        let taken = emit_to.take_needed(&mut self.groups);
+        self.heap_bytes -= taken
+            .iter()
+            .map(LossCurveSeries::capacity_bytes)
+            .sum::<usize>();
+        taken
+    }
+
+    fn recount(&mut self) {
+        self.heap_bytes = self
+            .groups
+            .iter()
+            .map(LossCurveSeries::capacity_bytes)
+            .sum();
+    }
+}
+
+impl GroupsAccumulator for LossCurveGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.groups
+            .resize_with(total_num_groups, LossCurveSeries::default);
+        let (steps, v, lr, prior) = self.call.arguments(values)?;
+        let columns = Columns::of(steps.as_ref(), v.as_ref(), lr.as_ref());
+        for (row, &group) in group_indices.iter().enumerate() {
+            if !kept(opt_filter, row) {
+                continue;
+            }
+            let series = &mut self.groups[group];
+            let before = series.capacity_bytes();
+            series.add_row(&columns, row);
+            if let Some(prior) = prior {
+                series.take_prior(prior.as_ref(), std::iter::once(row))?;
+            }
+            self.heap_bytes = self.heap_bytes + series.capacity_bytes() - before;
         }
         Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let answers = self
+            .take(emit_to)
+            .iter()
+            .map(|series| self.call.fit(series))
+            .collect::<Result<Vec<_>>>()?;
+        answers_array(answers, &DataType::Struct(fit_fields()))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        states_of(&self.take(emit_to))
+    }
+
+    /// Each row becomes the state of a one-point series (no points when
+    /// skipped).
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let (steps, v, lr, prior) = self.call.arguments(values)?;
+        let columns = Columns::of(steps.as_ref(), v.as_ref(), lr.as_ref());
+        let rows = (0..steps.len())
+            .map(|row| {
+                let mut series = LossCurveSeries::default();
+                if kept(opt_filter, row) {
+                    series.add_row(&columns, row);
+                    if let Some(prior) = prior {
+                        series.take_prior(prior.as_ref(), std::iter::once(row))?;
+                    }
+                }
+                Ok(series)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        states_of(&rows)
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.groups
+            .resize_with(total_num_groups, LossCurveSeries::default);
+        merge_states(&mut self.groups, values, group_indices)?;
+        self.recount();
+        Ok(())
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+            + self.groups.capacity() * std::mem::size_of::<LossCurveSeries>()
+            + self.heap_bytes
     }
 }
 

@@ -377,7 +377,7 @@ impl<T: PointValue, K: PointKey> SeriesGroups<T, K> {
         keep: Option<&BooleanArray>,
     ) {
         for (row, &group) in group_indices.iter().enumerate() {
-            if keep.is_some_and(|k| !(k.is_valid(row) && k.value(row))) {
+            if !kept(keep, row) {
                 continue;
             }
             self.grow(group, |points| points.add_row(steps, values, row));
@@ -401,6 +401,32 @@ impl<T: PointValue, K: PointKey> SeriesGroups<T, K> {
     }
 }
 
+/// The answers of a group accumulator's groups as one array (an empty one
+/// of `answer_type` for no groups).
+pub(crate) fn answers_array(answers: Vec<ScalarValue>, answer_type: &DataType) -> Result<ArrayRef> {
+    if answers.is_empty() {
+        return Ok(arrow::array::new_empty_array(answer_type));
+    }
+    ScalarValue::iter_to_array(answers)
+}
+
+/// A list column of `items`, cut into rows by `offsets`.
+pub(crate) fn list_column(offsets: &OffsetBuffer<i32>, items: ArrayRef) -> Result<ArrayRef> {
+    let field = Arc::new(Field::new("item", items.data_type().clone(), true));
+    Ok(Arc::new(ListArray::try_new(
+        field,
+        offsets.clone(),
+        items,
+        None,
+    )?))
+}
+
+/// Whether a group accumulator's `filter` keeps `row`.
+#[inline]
+pub(crate) fn kept(filter: Option<&BooleanArray>, row: usize) -> bool {
+    filter.is_none_or(|k| k.is_valid(row) && k.value(row))
+}
+
 /// The partial states of `groups`: two list columns, one row per group,
 /// its keys and its values (the state [`Points::state`] gives one series).
 fn states_of<T: PointValue, K: PointKey>(groups: &[Points<T, K>]) -> Result<Vec<ArrayRef>> {
@@ -412,16 +438,10 @@ fn states_of<T: PointValue, K: PointKey>(groups: &[Points<T, K>]) -> Result<Vec<
         .iter()
         .flat_map(|g| g.values.iter().copied())
         .collect();
-    let list = |items: ArrayRef| -> Result<ArrayRef> {
-        let field = Arc::new(Field::new("item", items.data_type().clone(), true));
-        Ok(Arc::new(ListArray::try_new(
-            field,
-            offsets.clone(),
-            items,
-            None,
-        )?))
-    };
-    Ok(vec![list(Arc::new(steps))?, list(T::to_array(&values))?])
+    Ok(vec![
+        list_column(&offsets, Arc::new(steps))?,
+        list_column(&offsets, T::to_array(&values))?,
+    ])
 }
 
 impl<T, K> std::fmt::Debug for SeriesGroups<T, K> {
@@ -458,10 +478,7 @@ impl<T: PointValue, K: PointKey> GroupsAccumulator for SeriesGroups<T, K> {
             points.sort();
             answers.push((self.finish)(&points)?);
         }
-        if answers.is_empty() {
-            return Ok(arrow::array::new_empty_array(&self.answer_type));
-        }
-        ScalarValue::iter_to_array(answers)
+        answers_array(answers, &self.answer_type)
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
@@ -480,7 +497,7 @@ impl<T: PointValue, K: PointKey> GroupsAccumulator for SeriesGroups<T, K> {
         let rows: Vec<Points<T, K>> = (0..steps.len())
             .map(|row| {
                 let mut points = Points::default();
-                if opt_filter.is_none_or(|k| k.is_valid(row) && k.value(row)) {
+                if kept(opt_filter, row) {
                     points.add_row(steps, values.as_ref(), row);
                 }
                 points
