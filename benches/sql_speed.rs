@@ -22,6 +22,8 @@
 //! one flush and in 32 flushes with compaction off (about 20 files): what
 //! files that wait for compaction cost a query.
 //!
+//! `STEPLAKE_BENCH_PART=files` runs only that last part.
+//!
 //! `STEPLAKE_BENCH_PROFILE=<text>` times only the queries whose label has
 //! that text, embedded (to run under a profiler), and prints the plan of
 //! each with its operators' metrics (`EXPLAIN ANALYZE`).
@@ -330,6 +332,11 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
+    if std::env::var("STEPLAKE_BENCH_PART").as_deref() == Ok("files") {
+        // Only the files waiting for compaction (quick: a tenth of the points).
+        many_files(steps / 10, repeats).await;
+        return;
+    }
     let dir = data_set(steps).await;
     let points = SERIES as i64 * steps;
 

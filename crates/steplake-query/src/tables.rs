@@ -542,7 +542,11 @@ async fn parquet_scan(
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(schema);
-    let table = ListingTable::try_new(config)?;
+    // The files' statistics (which prune them) are read once per file and
+    // kept in the engine's runtime, shared by every query: data files never
+    // change once written, and the cache checks each file's size and time.
+    let statistics = state.runtime_env().cache_manager.get_file_statistic_cache();
+    let table = ListingTable::try_new(config)?.with_cache(statistics);
     Ok(Some(table.scan(state, projection, filters, limit).await?))
 }
 
