@@ -3,8 +3,11 @@
 // Checks: with STEPLAKE_TOKEN, the page asks for a token and a wrong one is
 // refused, the right one admits; the runs table lists both; the chart of 1M points draws, and the
 // downsampled data it drew contains the spike; a drag zooms in and the
-// server answers at full resolution; no console errors. Prints the load time
-// of the 1M-point chart and saves screenshots to $STEPLAKE_ARTIFACTS.
+// server answers at full resolution; the legend and the event list name runs
+// by name; at most a few changepoint lines; the tensors page has step axes
+// (not dates) and a heatmap with a step axis and a value axis; no console
+// errors. Prints the load time of the 1M-point chart and saves screenshots to
+// $STEPLAKE_ARTIFACTS.
 import { chromium } from 'playwright-core';
 
 const url = process.env.STEPLAKE_URL;
@@ -75,7 +78,16 @@ try {
     `one event at the spike, got ${JSON.stringify(events)}`);
   const listed = await page.locator('#events table.events tr').count();
   check(listed === 2, `the event list has a header and one event, got ${listed} rows`);
+  const listedRun = await page.locator('#events table.events tr:nth-child(2) td:nth-child(2)').textContent();
+  check(listedRun === 'baseline run', `the event list names the run, got ${listedRun}`);
   console.log('the spike event is on the chart and in the list');
+  // The legend names the run by its name, not its id.
+  const legend = await page.evaluate(() => window.steplake.legend);
+  check(legend.includes('baseline run') && !legend.includes('big'), `legend labels: ${JSON.stringify(legend)}`);
+  // Changepoint lines: a few at most, never a pile.
+  await page.waitForFunction(() => window.steplake.changepointsDrawn?.big !== undefined, null, { timeout: 60000 });
+  const changepoints = await page.evaluate(() => window.steplake.changepointsDrawn.big);
+  check(changepoints <= 5, `at most 5 changepoint lines, drew ${changepoints}`);
   const painted = await page.evaluate(() => {
     const canvas = document.querySelector('#chart canvas');
     const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
@@ -114,6 +126,27 @@ try {
   check(!zoomed.downsampled, 'a zoomed range of a few hundred steps comes at full resolution');
   check(zoomed.x.includes(31337) && zoomed.values[zoomed.x.indexOf(31337)] === 1000, 'the spike is in the zoomed data');
   await page.screenshot({ path: `${artifacts}/zoomed.png` });
+
+  // The tensors page: steps on the x axes (not dates), and a heatmap with a
+  // step axis and a value axis spanning the tensor's overall [min, max].
+  await page.goto(`${url}/#/tensors?run=small&name=layer.w`);
+  await page.waitForFunction(() => window.steplake.heatmap?.columns > 0, null, { timeout: 60000 });
+  const tensors = await page.evaluate(async () => ({
+    plot: window.steplake.tensorPlot,
+    heatmap: window.steplake.heatmap,
+    stats: await (await fetch('/api/tensor_stats?run=small&name=layer.w')).json(),
+  }));
+  check(tensors.plot.timeAxis === false, 'the statistics chart has a step axis, not a time axis');
+  check(tensors.heatmap.columns === 3 && tensors.heatmap.steps.join() === '0,2000',
+    `heatmap columns and steps: ${JSON.stringify(tensors.heatmap)}`);
+  check(tensors.heatmap.xTicks.join() === '0,500,1000,1500,2000', `step ticks: ${tensors.heatmap.xTicks}`);
+  const [lo, hi] = tensors.heatmap.values;
+  check(lo === Math.min(...tensors.stats.min) && hi === Math.max(...tensors.stats.max),
+    `value axis ${lo}..${hi} spans the tensor's min and max`);
+  check(tensors.heatmap.yTicks.length >= 3 && tensors.heatmap.yTicks.every((t) => Number(t) >= lo && Number(t) <= hi),
+    `value ticks: ${tensors.heatmap.yTicks}`);
+  await page.screenshot({ path: `${artifacts}/tensors.png` });
+  console.log(`tensors page: steps ${tensors.heatmap.xTicks}, values ${tensors.heatmap.yTicks}`);
   check(errors.length === 0, `console errors: ${errors.join(' | ')}`);
 } catch (error) {
   console.log(`FAILED: ${error.stack || error}`);

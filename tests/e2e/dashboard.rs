@@ -98,6 +98,27 @@ fn write_safetensors(path: &std::path::Path, name: &str, values: &[f32]) {
     std::fs::write(path, bytes).expect("write safetensors");
 }
 
+/// Imports tensor `layer.w` of run `run` at each (step, scale): 1000
+/// values of a sine times the scale.
+fn import_tensor_steps(url: &str, dir: &std::path::Path, run: &str, steps: &[(i64, f32)]) {
+    for &(step, scale) in steps {
+        let file = dir.join(format!("{run}-w{step}.safetensors"));
+        let values: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.01).sin() * scale).collect();
+        write_safetensors(&file, "layer.w", &values);
+        let out = Command::new(crate::harness::binary())
+            .args(["import", "safetensors", "--server", url, "--run", run, "--step"])
+            .arg(step.to_string())
+            .arg(&file)
+            .output()
+            .expect("import");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 fn numbers(value: &Value) -> Vec<f64> {
     value
         .as_array()
@@ -207,30 +228,7 @@ fn runs_names_markers_emergence_and_tensor_statistics() {
     assert!(body.contains("use >, >=, < or <="), "{body}");
 
     // Tensor statistics over steps, histograms included.
-    for (step, scale) in [(0, 1.0f32), (10, 2.0)] {
-        let file = dir.path().join(format!("w{step}.safetensors"));
-        let values: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.01).sin() * scale).collect();
-        write_safetensors(&file, "layer.w", &values);
-        let out = Command::new(crate::harness::binary())
-            .args([
-                "import",
-                "safetensors",
-                "--server",
-                &server.url,
-                "--run",
-                "r1",
-                "--step",
-            ])
-            .arg(step.to_string())
-            .arg(&file)
-            .output()
-            .expect("import");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    import_tensor_steps(&server.url, dir.path(), "r1", &[(0, 1.0), (10, 2.0)]);
     assert_eq!(
         get_json(&base, "/api/tensor_names?run=r1")["names"],
         serde_json::json!(["layer.w"])
@@ -367,7 +365,16 @@ fn the_dashboard_in_headless_chromium() {
         .expect("runtime")
         .block_on(async {
             let client = steplake_client::Client::connect(&server.url).await.unwrap();
-            client.ensure_run("big", "default").await.unwrap();
+            // Named apart from its id: charts and lists show the name.
+            client
+                .create_run(steplake_client::v1::CreateRunRequest {
+                    run_id: "big".into(),
+                    project: "default".into(),
+                    name: "baseline run".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
             client
                 .add_condition(steplake_client::v1::AddConditionRequest {
                     run_id: "big".into(),
@@ -382,6 +389,13 @@ fn the_dashboard_in_headless_chromium() {
     // One run of 1M points with a spike, beside a small one.
     write_loss(&server.url, "big", 1_000_000);
     write_loss(&server.url, "small", 5_000);
+    // A tensor at steps far apart, for the tensors page's step axis.
+    import_tensor_steps(
+        &server.url,
+        dir.path(),
+        "small",
+        &[(0, 1.0), (1000, 2.0), (2000, 3.0)],
+    );
     // From here the server requires tokens: the page must sign in.
     let token = crate::auth::create_token(dir.path(), "browser", "read");
     let out = Command::new("node")

@@ -39,6 +39,7 @@ export async function render(view) {
     return;
   }
   if (!state.runs.length && allRuns.length) state.runs = [allRuns[0].run_id];
+  const runLabel = labeller(allRuns);
 
   const saveRoute = () => {
     const p = { runs: state.runs.join(','), name: state.name, x: state.x, smoothing: state.weight, log: state.logY ? 1 : 0, markers: state.markers ? 1 : 0 };
@@ -158,7 +159,7 @@ export async function render(view) {
     eventList.replaceChildren();
     if (events.length) {
       const rows = events.slice(-100).reverse().map((e) => el('tr', {},
-        el('td', { text: String(e.step) }), el('td', { text: e.run_id }), el('td', { text: e.series }),
+        el('td', { text: String(e.step) }), el('td', { text: runLabel(e.run_id) }), el('td', { text: e.series }),
         el('td', { text: e.label }), el('td', { text: String(e.value) })));
       eventList.append(
         el('h3', { text: `Events (${events.length})` }),
@@ -200,13 +201,15 @@ export async function render(view) {
     response.runs.forEach((r, k) => {
       const color = COLORS[k % COLORS.length];
       const base = 1 + 4 * k;
+      const label = runLabel(r.run_id);
       series.push(
-        { label: `${r.run_id} raw`, stroke: color + '55', width: 1, points: { show: false } },
-        { label: `${r.run_id} min`, stroke: color + '44', width: 1, points: { show: false } },
-        { label: `${r.run_id} max`, stroke: color + '44', width: 1, points: { show: false } },
-        { label: r.run_id, stroke: color, width: 2, points: { show: false } });
+        { label: `${label} raw`, stroke: color + '55', width: 1, points: { show: false } },
+        { label: `${label} min`, stroke: color + '44', width: 1, points: { show: false } },
+        { label: `${label} max`, stroke: color + '44', width: 1, points: { show: false } },
+        { label, stroke: color, width: 2, points: { show: false } });
       bands.push({ series: [base + 2, base + 1], fill: color + '33' });
     });
+    testHooks.legend = series.map((s) => s.label);
     const options = {
       width: Math.max(300, chartBox.clientWidth - 2),
       height: 420,
@@ -238,14 +241,16 @@ export async function render(view) {
     ctx.beginPath();
     ctx.rect(left, top, width, height);
     ctx.clip();
+    testHooks.changepointsDrawn = {};
     state.runs.forEach((run, k) => {
       const color = COLORS[k % COLORS.length];
       const marks = state.marks[run];
       if (marks) {
         ctx.strokeStyle = color;
         ctx.setLineDash([4, 4]);
-        for (const step of marks.changepoints) {
-          const x = u.valToPos(step, 'x', true);
+        const shown = thinned(marks.changepoints.map((step) => u.valToPos(step, 'x', true)), left, width);
+        testHooks.changepointsDrawn[run] = shown.length;
+        for (const x of shown) {
           ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + height); ctx.stroke();
         }
         ctx.setLineDash([]);
@@ -298,6 +303,31 @@ export async function render(view) {
   await load();
   if (!state.runs.length) view.append(el('p', { text: 'No runs yet. Start a trainer that logs to this server.' }));
   return () => clearInterval(live);
+}
+
+// At most MAX_CHANGEPOINTS of the changepoint positions `xs` (canvas
+// pixels), none closer than a tenth of the plot's width to the last one kept:
+// on a smooth rise the detector reports one changepoint after another, and
+// ten dashed lines in a few hundred steps hide the curve.
+const MAX_CHANGEPOINTS = 5;
+function thinned(xs, left, width) {
+  const gap = width / 10;
+  const kept = [];
+  for (const x of xs.filter((x) => x >= left && x <= left + width).sort((a, b) => a - b)) {
+    if (kept.length === MAX_CHANGEPOINTS) break;
+    if (!kept.length || x - kept[kept.length - 1] >= gap) kept.push(x);
+  }
+  return kept;
+}
+
+// How a run is named on charts and in lists: its name, with the start of its
+// id when another run has the same name; its id when it has none.
+export function labeller(runs) {
+  const counts = new Map();
+  for (const r of runs) if (r.name) counts.set(r.name, (counts.get(r.name) || 0) + 1);
+  const labels = new Map(runs.map((r) => [r.run_id,
+    !r.name ? r.run_id : counts.get(r.name) > 1 ? `${r.name} (${r.run_id.slice(0, 8)})` : r.name]));
+  return (runId) => labels.get(runId) ?? runId;
 }
 
 export function open(runs, name) {
