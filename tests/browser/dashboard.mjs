@@ -1,12 +1,19 @@
 // The dashboard in headless Chromium, against a server that holds run "big"
-// (1M points of `loss` with a spike of 1000 at step 31,337) and run "small".
-// Checks: with STEPLAKE_TOKEN, the page asks for a token and a wrong one is
-// refused, the right one admits; the runs table lists both; the chart of 1M points draws, and the
-// downsampled data it drew contains the spike; a drag zooms in and the
-// server answers at full resolution; the legend and the event list name runs
-// by name; at most a few changepoint lines; the tensors page has step axes
-// (not dates) and a heatmap with a step axis and a value axis; no console
-// errors. Prints the load time of the 1M-point chart and saves screenshots to
+// (1M points of `loss` with a spike of 1000 at step 31,337), run "small" and
+// run "wide" (31 metrics). Checks:
+// - with STEPLAKE_TOKEN, the page asks for a token; a wrong one is refused,
+//   the right one admits;
+// - the runs table lists the runs;
+// - the chart of 1M points draws, and the downsampled data it drew contains
+//   the spike; a drag zooms in and the server answers at full resolution;
+// - the legend and the event list name runs by name; at most a few
+//   changepoint lines;
+// - the workspace shows a panel per metric in sections by prefix, fetches
+//   only visible panels, filters, collapses and keeps its view in the URL;
+// - the tensors page has step axes (not dates) and a heatmap with a step
+//   axis and a value axis;
+// - no console errors.
+// Prints the load time of the 1M-point chart and saves screenshots to
 // $STEPLAKE_ARTIFACTS.
 import { chromium } from 'playwright-core';
 
@@ -126,6 +133,53 @@ try {
   check(!zoomed.downsampled, 'a zoomed range of a few hundred steps comes at full resolution');
   check(zoomed.x.includes(31337) && zoomed.values[zoomed.x.indexOf(31337)] === 1000, 'the spike is in the zoomed data');
   await page.screenshot({ path: `${artifacts}/zoomed.png` });
+
+  // The workspace: a panel per metric of runs "small" and "wide", in
+  // sections by prefix, fetched only once visible.
+  await page.goto(`${url}/#/workspace?runs=small,wide`);
+  await page.waitForFunction(() => window.steplake.workspace?.sections.length > 0 && window.steplake.workspace.fetched.length > 0,
+    null, { timeout: 60000 });
+  await page.waitForTimeout(500);
+  const workspace = await page.evaluate(() => window.steplake.workspace);
+  const sectionNames = workspace.sections.map((s) => s.name).join();
+  check(sectionNames === 'eval,train,other', `sections: ${sectionNames}`);
+  const total = workspace.sections.reduce((n, s) => n + s.panels.length, 0);
+  check(total === 33, `33 metrics (30 of wide, lr, and small's loss and acc), got ${total}`);
+  const fetchedAtFirst = new Set(workspace.fetched).size;
+  check(fetchedAtFirst > 0 && fetchedAtFirst < total, `only visible panels fetched: ${fetchedAtFirst} of ${total}`);
+  console.log(`workspace: ${total} panels in ${sectionNames}, ${fetchedAtFirst} fetched before scrolling`);
+  // Scrolling a panel into view fetches it; the planted spike is in its
+  // downsampled data.
+  await page.locator('.panel[data-name="train/m07"]').scrollIntoViewIfNeeded();
+  await page.waitForFunction(() => window.steplake.workspace.panels['train/m07'], null, { timeout: 60000 });
+  const m07 = await page.evaluate(() => window.steplake.workspace.panels['train/m07']);
+  check(m07.max === 500, `the spike is in train/m07's panel data, max ${m07.max}`);
+  // A filter narrows the panels; a collapsed section hides its panels; both
+  // are in the URL, and the URL brings them back.
+  await page.fill('#panel-filter', '^eval/');
+  await page.click('button[data-section="eval"]');
+  const narrowed = await page.evaluate(() => window.steplake.workspace.sections);
+  check(narrowed.length === 1 && narrowed[0].name === 'eval' && narrowed[0].panels.length === 10 && narrowed[0].collapsed,
+    `filtered and collapsed: ${JSON.stringify(narrowed)}`);
+  check(await page.locator('.panel').count() === 0, 'a collapsed section shows no panels');
+  const link = page.url();
+  check(link.includes('filter=%5Eeval%2F') && link.includes('collapsed=eval'), `the URL keeps the view: ${link}`);
+  await page.goto('about:blank');
+  await page.goto(link);
+  await page.waitForFunction(() => window.steplake.workspace?.sections.length > 0, null, { timeout: 60000 });
+  const restored = await page.evaluate(() => ({ sections: window.steplake.workspace.sections, filter: document.getElementById('panel-filter').value }));
+  check(restored.filter === '^eval/' && restored.sections.length === 1 && restored.sections[0].collapsed,
+    `the link restores the view: ${JSON.stringify(restored)}`);
+  // A zoomed link: the panels come at full resolution for that step range.
+  await page.goto(`${url}/#/workspace?runs=wide&filter=train%2Fm07&start=1200&end=1300`);
+  await page.waitForFunction(() => window.steplake.workspace?.panels?.['train/m07'], null, { timeout: 60000 });
+  const zoomedPanel = await page.evaluate(() => window.steplake.workspace.panels['train/m07']);
+  check(!zoomedPanel.downsampled && zoomedPanel.start === 1200 && zoomedPanel.end === 1300 && zoomedPanel.max === 500,
+    `zoomed panel: ${JSON.stringify(zoomedPanel)}`);
+  await page.goto(`${url}/#/workspace?runs=small,wide`);
+  await page.waitForFunction(() => window.steplake.workspace?.fetched.length > 3, null, { timeout: 60000 });
+  await page.waitForTimeout(1000);
+  await page.screenshot({ path: `${artifacts}/workspace.png` });
 
   // The tensors page: steps on the x axes (not dates), and a heatmap with a
   // step axis and a value axis spanning the tensor's overall [min, max].

@@ -85,6 +85,33 @@ pub(crate) fn write_loss(url: &str, run: &str, points: i64) {
     );
 }
 
+/// Writes run `run` with many metrics for the workspace: `train/m00` to
+/// `train/m19`, `eval/m00` to `eval/m09` and `lr`, 2,000 steps each, with a
+/// spike of 500 in `train/m07` at step 1,234.
+fn write_many_metrics(url: &str, run: &str) {
+    let mut csv = String::from("name,step,value\n");
+    let names = (0..20)
+        .map(|i| format!("train/m{i:02}"))
+        .chain((0..10).map(|i| format!("eval/m{i:02}")))
+        .chain(["lr".to_string()]);
+    for (k, name) in names.enumerate() {
+        for step in 0..2_000 {
+            let value = if name == "train/m07" && step == 1_234 {
+                500.0
+            } else {
+                (k + 1) as f64 / (1.0 + step as f64 / 100.0)
+            };
+            csv.push_str(&format!("{name},{step},{value}\n"));
+        }
+    }
+    let out = steplake(&["write", "--server", url, "--run", run, "-"], Some(&csv));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A safetensors file holding one f32 tensor.
 fn write_safetensors(path: &std::path::Path, name: &str, values: &[f32]) {
     let header = format!(
@@ -389,6 +416,7 @@ fn the_dashboard_in_headless_chromium() {
     // One run of 1M points with a spike, beside a small one.
     write_loss(&server.url, "big", 1_000_000);
     write_loss(&server.url, "small", 5_000);
+    write_many_metrics(&server.url, "wide");
     // A tensor at steps far apart, for the tensors page's step axis.
     import_tensor_steps(
         &server.url,

@@ -1,6 +1,7 @@
 // The dashboard's API client: every call goes to the read-only JSON API of
 // the steplake server that served this page.
 
+import { showError } from './dom.js';
 import { showLogin } from './login.js';
 
 // The server writes NaN and ±Infinity as the strings "NaN", "Infinity" and
@@ -34,4 +35,14 @@ export async function sql(statement) {
     headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ sql: statement }),
   }));
+}
+
+// Every run, or null after showing why not in `view` (a page then stops).
+export async function runsOrError(view) {
+  try {
+    return (await get('runs')).runs;
+  } catch (error) {
+    showError(view, error);
+    return null;
+  }
 }

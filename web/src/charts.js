@@ -10,7 +10,7 @@
 import uPlot from 'uplot';
 import * as api from './api.js';
 import { COLORS, el, go, route, showError } from './dom.js';
-import { smooth } from './smooth.js';
+import { labeller, seriesData, seriesOptions } from './plot.js';
 import { testHooks } from './hooks.js';
 
 const LIVE_MS = 3000;
@@ -31,13 +31,8 @@ export async function render(view) {
     emerged: {},
     events: [],
   };
-  let allRuns = [];
-  try {
-    allRuns = (await api.get('runs')).runs;
-  } catch (error) {
-    showError(view, error);
-    return;
-  }
+  const allRuns = await api.runsOrError(view);
+  if (!allRuns) return;
   if (!state.runs.length && allRuns.length) state.runs = [allRuns[0].run_id];
   const runLabel = labeller(allRuns);
 
@@ -187,8 +182,7 @@ export async function render(view) {
   function draw() {
     const response = state.response;
     if (!response) return;
-    const tables = response.runs.map((r) => [r.x, r.last, r.lo, r.hi, smooth(r.last, state.weight)]);
-    const data = tables.length ? uPlot.join(tables) : [[]];
+    const data = seriesData(response, state.weight);
     // Same runs and axes: new data into the same chart (keeps a drag going).
     const key = JSON.stringify([response.runs.map((r) => r.run_id), state.x, state.logY]);
     if (plot && key === plotKey) {
@@ -196,19 +190,7 @@ export async function render(view) {
       return;
     }
     plotKey = key;
-    const series = [{ label: state.x === 'step' ? 'step' : 'time' }];
-    const bands = [];
-    response.runs.forEach((r, k) => {
-      const color = COLORS[k % COLORS.length];
-      const base = 1 + 4 * k;
-      const label = runLabel(r.run_id);
-      series.push(
-        { label: `${label} raw`, stroke: color + '55', width: 1, points: { show: false } },
-        { label: `${label} min`, stroke: color + '44', width: 1, points: { show: false } },
-        { label: `${label} max`, stroke: color + '44', width: 1, points: { show: false } },
-        { label, stroke: color, width: 2, points: { show: false } });
-      bands.push({ series: [base + 2, base + 1], fill: color + '33' });
-    });
+    const { series, bands } = seriesOptions(response, runLabel, state.x === 'step' ? 'step' : 'time');
     testHooks.legend = series.map((s) => s.label);
     const options = {
       width: Math.max(300, chartBox.clientWidth - 2),
@@ -318,16 +300,6 @@ function thinned(xs, left, width) {
     if (!kept.length || x - kept[kept.length - 1] >= gap) kept.push(x);
   }
   return kept;
-}
-
-// How a run is named on charts and in lists: its name, with the start of its
-// id when another run has the same name; its id when it has none.
-export function labeller(runs) {
-  const counts = new Map();
-  for (const r of runs) if (r.name) counts.set(r.name, (counts.get(r.name) || 0) + 1);
-  const labels = new Map(runs.map((r) => [r.run_id,
-    !r.name ? r.run_id : counts.get(r.name) > 1 ? `${r.name} (${r.run_id.slice(0, 8)})` : r.name]));
-  return (runId) => labels.get(runId) ?? runId;
 }
 
 export function open(runs, name) {

@@ -1,19 +1,14 @@
 // The runs page: every run, filterable, newest first; a click opens its
 // charts.
 import * as api from './api.js';
-import { el, formatTime, go, showError } from './dom.js';
+import { el, formatTime, go } from './dom.js';
 
 export async function render(view) {
   const filter = el('input', { type: 'search', placeholder: 'filter by project, name, status, tag…', size: 40 });
   const table = el('table', { id: 'runs-table' });
   view.append(el('div', { class: 'controls' }, filter), table);
-  let runs = [];
-  try {
-    runs = (await api.get('runs')).runs;
-  } catch (error) {
-    showError(view, error);
-    return;
-  }
+  const runs = await api.runsOrError(view);
+  if (!runs) return;
   const draw = () => {
     const needle = filter.value.trim().toLowerCase();
     const shown = runs.filter((run) =>

@@ -10,13 +10,8 @@ import { testHooks } from './hooks.js';
 
 export async function render(view) {
   const params = route().params;
-  let runs;
-  try {
-    runs = (await api.get('runs')).runs;
-  } catch (error) {
-    showError(view, error);
-    return;
-  }
+  const runs = await api.runsOrError(view);
+  if (!runs) return;
   const runSelect = el('select', {}, ...runs.map((r) => el('option', { value: r.run_id, text: r.name || r.run_id })));
   runSelect.value = params.get('run') || runs[0]?.run_id || '';
   const nameSelect = el('select');

@@ -1,0 +1,43 @@
+// What the charts page and the workspace's panels share: a /api/series
+// response as uPlot data and series (per run: the faint raw line, the min and
+// max of each bucket as a shaded band, and the smoothed line), and how runs
+// are named.
+import uPlot from 'uplot';
+import { COLORS } from './dom.js';
+import { smooth } from './smooth.js';
+
+// The response's runs as one uPlot data table (x, then per run: last, lo,
+// hi, smoothed last).
+export function seriesData(response, weight) {
+  const tables = response.runs.map((r) => [r.x, r.last, r.lo, r.hi, smooth(r.last, weight)]);
+  return tables.length ? uPlot.join(tables) : [[]];
+}
+
+// uPlot's series and bands for the response's runs, labelled by
+// `runLabel`, coloured by `colorOf(run_id, k)` (default: the k-th colour).
+export function seriesOptions(response, runLabel, xLabel, colorOf = (_run, k) => COLORS[k % COLORS.length]) {
+  const series = [{ label: xLabel }];
+  const bands = [];
+  response.runs.forEach((r, k) => {
+    const color = colorOf(r.run_id, k);
+    const base = 1 + 4 * k;
+    const label = runLabel(r.run_id);
+    series.push(
+      { label: `${label} raw`, stroke: color + '55', width: 1, points: { show: false } },
+      { label: `${label} min`, stroke: color + '44', width: 1, points: { show: false } },
+      { label: `${label} max`, stroke: color + '44', width: 1, points: { show: false } },
+      { label, stroke: color, width: 2, points: { show: false } });
+    bands.push({ series: [base + 2, base + 1], fill: color + '33' });
+  });
+  return { series, bands };
+}
+
+// How a run is named on charts and in lists: its name, with the start of its
+// id when another run has the same name; its id when it has none.
+export function labeller(runs) {
+  const counts = new Map();
+  for (const r of runs) if (r.name) counts.set(r.name, (counts.get(r.name) || 0) + 1);
+  const labels = new Map(runs.map((r) => [r.run_id,
+    !r.name ? r.run_id : counts.get(r.name) > 1 ? `${r.name} (${r.run_id.slice(0, 8)})` : r.name]));
+  return (runId) => labels.get(runId) ?? runId;
+}

@@ -1,0 +1,226 @@
+// The workspace: every metric of the selected runs at once, one panel per
+// metric, grouped into sections by name prefix (`train/`, `eval/`, …; names
+// without one under "other"). Sections collapse; a regular expression
+// narrows the panels. A panel asks the server for its series only once it
+// scrolls into view, so hundreds of metrics cost what the visible ones cost.
+// Each panel keeps the charts page's min/max/last downsampling; a drag zooms
+// every panel to the same step range (fetched again, at full resolution once
+// narrow enough), a double click zooms back out. The view (runs, filter,
+// collapsed sections, zoom, smoothing) lives in the URL, so a link
+// reproduces it.
+import uPlot from 'uplot';
+import * as api from './api.js';
+import { COLORS, el, route, showError } from './dom.js';
+import { testHooks } from './hooks.js';
+import { labeller, seriesData, seriesOptions } from './plot.js';
+
+const OTHER = 'other';
+const PANEL_HEIGHT = 200;
+
+export async function render(view) {
+  const params = route().params;
+  const state = {
+    runs: (params.get('runs') || '').split(',').filter(Boolean),
+    filter: params.get('filter') || '',
+    collapsed: new Set((params.get('collapsed') || '').split(',').filter(Boolean)),
+    weight: Number(params.get('smoothing') || 0.6),
+    range: params.get('start') && params.get('end') ? [Number(params.get('start')), Number(params.get('end'))] : null,
+  };
+  const allRuns = await api.runsOrError(view);
+  if (!allRuns) return;
+  if (!state.runs.length && allRuns.length) state.runs = [allRuns[0].run_id];
+  const runLabel = labeller(allRuns);
+  // A run keeps its colour in every panel (its place among the chosen runs),
+  // shown beside its name in the picker.
+  const colorOf = (runId) => COLORS[Math.max(0, state.runs.indexOf(runId)) % COLORS.length];
+  const hooks = { sections: [], fetched: [], panels: {}, visible: [] };
+  testHooks.workspace = hooks;
+
+  const saveRoute = () => {
+    const p = { runs: state.runs.join(','), smoothing: state.weight };
+    if (state.filter) p.filter = state.filter;
+    if (state.collapsed.size) p.collapsed = [...state.collapsed].join(',');
+    if (state.range) Object.assign(p, { start: state.range[0], end: state.range[1] });
+    history.replaceState(null, '', `#/workspace?${new URLSearchParams(p)}`);
+  };
+
+  const picker = el('div', { class: 'runs-picker' });
+  for (const run of allRuns) {
+    const box = el('input', { type: 'checkbox', 'data-run': run.run_id });
+    box.checked = state.runs.includes(run.run_id);
+    box.addEventListener('change', () => {
+      state.runs = allRuns.filter((r) => picker.querySelector(`input[data-run="${CSS.escape(r.run_id)}"]`).checked)
+        .map((r) => r.run_id);
+      build();
+    });
+    picker.append(el('label', {}, box, el('span', { class: 'swatch', 'data-run': run.run_id }), runLabel(run.run_id)));
+  }
+  const paintSwatches = () => {
+    for (const swatch of picker.querySelectorAll('.swatch')) {
+      swatch.style.background = state.runs.includes(swatch.dataset.run) ? colorOf(swatch.dataset.run) : 'transparent';
+    }
+  };
+  const filter = el('input', { type: 'search', id: 'panel-filter', size: 30, placeholder: 'filter metrics (regular expression)' });
+  filter.value = state.filter;
+  const filterError = el('span', { class: 'error' });
+  filter.addEventListener('input', () => { state.filter = filter.value; layout(); });
+  const slider = el('input', { type: 'range', min: 0, max: 0.99, step: 0.01 });
+  slider.value = state.weight;
+  slider.addEventListener('input', () => {
+    state.weight = Number(slider.value);
+    saveRoute();
+    for (const panel of panels.values()) panel.redraw();
+  });
+  const info = el('span', { class: 'note' });
+  const sections = el('div', { id: 'workspace' });
+  const errors = el('div');
+  view.append(picker,
+    el('div', { class: 'controls' }, el('label', {}, 'metrics', filter, filterError), el('label', {}, 'smoothing', slider), info),
+    errors, sections,
+    el('p', { class: 'note', text: 'Drag on a panel to zoom every panel to those steps, double-click to zoom out. Each shaded band spans the min and max of a bucket.' }));
+
+  // Panels by metric name, made once per set of runs; fetched when visible.
+  let panels = new Map();
+  const observer = new IntersectionObserver((entries) => {
+    for (const entry of entries) {
+      const panel = entry.target.panel;
+      panel.visible = entry.isIntersecting;
+      if (panel.visible) panel.ensure();
+    }
+    hooks.visible = [...panels.values()].filter((p) => p.visible).map((p) => p.name);
+  }, { rootMargin: '100px' });
+
+  function zoom(range) {
+    state.range = range;
+    saveRoute();
+    info.textContent = range ? `steps ${range[0]}…${range[1]}` : '';
+    for (const panel of panels.values()) {
+      panel.stale = true;
+      if (panel.visible) panel.ensure();
+    }
+  }
+
+  function makePanel(name) {
+    const chart = el('div', { class: 'panel-chart' });
+    const node = el('div', { class: 'panel', 'data-name': name }, el('div', { class: 'panel-title', text: name }), chart);
+    const panel = {
+      name, node, visible: false, stale: true, response: null, plot: null, ticket: 0,
+      async ensure() {
+        if (!panel.stale || !state.runs.length) return;
+        panel.stale = false;
+        const ticket = ++panel.ticket;
+        const width = Math.max(150, Math.floor(chart.clientWidth || 400));
+        hooks.fetched.push(name);
+        try {
+          const response = await api.get('series', {
+            runs: state.runs.join(','), name, x: 'step', width,
+            start: state.range?.[0], end: state.range?.[1],
+          });
+          if (ticket !== panel.ticket) return;
+          panel.response = response;
+          hooks.panels[name] = {
+            points: response.points, downsampled: response.downsampled,
+            start: response.start, end: response.end,
+            max: Math.max(...response.runs.flatMap((r) => r.hi.filter((v) => v !== null))),
+          };
+          panel.redraw(true);
+        } catch (error) {
+          panel.stale = true;
+          showError(chart, error);
+        }
+      },
+      redraw(fresh = false) {
+        const response = panel.response;
+        if (!response) return;
+        const data = seriesData(response, state.weight);
+        if (panel.plot && !fresh) { panel.plot.setData(data); return; }
+        panel.plot?.destroy();
+        const { series, bands } = seriesOptions(response, runLabel, 'step', colorOf);
+        panel.plot = new uPlot({
+          width: Math.max(150, chart.clientWidth - 2), height: PANEL_HEIGHT,
+          series, bands, legend: { show: false },
+          scales: { x: { time: false } },
+          cursor: { drag: { x: true, y: false, setScale: false } },
+          hooks: {
+            setSelect: [(u) => {
+              if (u.select.width < 5) return;
+              const lo = Math.floor(u.posToVal(u.select.left, 'x'));
+              const hi = Math.ceil(u.posToVal(u.select.left + u.select.width, 'x'));
+              u.setSelect({ left: 0, width: 0, top: 0, height: 0 }, false);
+              zoom([lo, hi]);
+            }],
+          },
+        }, data, chart);
+        panel.plot.over.addEventListener('dblclick', () => zoom(null));
+      },
+    };
+    node.panel = panel;
+    return panel;
+  }
+
+  // Sections and panels for the current filter, from the panels made.
+  function layout() {
+    saveRoute();
+    let pattern = null;
+    filterError.textContent = '';
+    try {
+      pattern = state.filter ? new RegExp(state.filter) : null;
+    } catch (error) {
+      filterError.textContent = `not a regular expression: ${error.message}`;
+    }
+    const groups = new Map();
+    for (const panel of panels.values()) {
+      if (pattern && !pattern.test(panel.name)) continue;
+      const slash = panel.name.indexOf('/');
+      const section = slash > 0 ? panel.name.slice(0, slash) : OTHER;
+      if (!groups.has(section)) groups.set(section, []);
+      groups.get(section).push(panel);
+    }
+    const names = [...groups.keys()].sort((a, b) => (a === OTHER) - (b === OTHER) || a.localeCompare(b));
+    for (const panel of panels.values()) observer.unobserve(panel.node);
+    sections.replaceChildren();
+    hooks.sections = [];
+    for (const section of names) {
+      const members = groups.get(section);
+      const collapsed = state.collapsed.has(section);
+      const header = el('button', { class: 'section-toggle', 'data-section': section, text: `${collapsed ? '▸' : '▾'} ${section} (${members.length})` });
+      header.addEventListener('click', () => {
+        if (state.collapsed.has(section)) state.collapsed.delete(section); else state.collapsed.add(section);
+        layout();
+      });
+      const grid = el('div', { class: 'panel-grid' });
+      if (!collapsed) {
+        for (const panel of members) {
+          grid.append(panel.node);
+          observer.observe(panel.node);
+        }
+      }
+      sections.append(el('section', { class: 'workspace-section', 'data-section': section }, header, grid));
+      hooks.sections.push({ name: section, panels: members.map((p) => p.name), collapsed });
+    }
+    const shown = names.reduce((n, s) => n + groups.get(s).length, 0);
+    info.textContent = `${shown} of ${panels.size} metrics` + (state.range ? `, steps ${state.range[0]}…${state.range[1]}` : '');
+  }
+
+  // Every metric of the selected runs, as fresh panels.
+  async function build() {
+    saveRoute();
+    paintSwatches();
+    errors.replaceChildren();
+    for (const panel of panels.values()) { observer.unobserve(panel.node); panel.plot?.destroy(); }
+    panels = new Map();
+    if (state.runs.length) {
+      try {
+        const { names } = await api.get('names', { runs: state.runs.join(',') });
+        for (const name of names) panels.set(name, makePanel(name));
+      } catch (error) {
+        showError(errors, error);
+      }
+    }
+    layout();
+  }
+
+  await build();
+  if (!allRuns.length) view.append(el('p', { text: 'No runs yet. Start a trainer that logs to this server.' }));
+  return () => observer.disconnect();
+}
