@@ -3,7 +3,9 @@
 // run "wide" (31 metrics). Checks:
 // - with STEPLAKE_TOKEN, the page asks for a token; a wrong one is refused,
 //   the right one admits;
-// - the runs table lists the runs;
+// - the runs table lists the runs, with configuration keys, lineage and
+//   chosen metrics' last values as columns; a header sorts; ticked runs open
+//   in the workspace;
 // - the chart of 1M points draws, and the downsampled data it drew contains
 //   the spike; a drag zooms in and the server answers at full resolution;
 // - the legend and the event list name runs by name; at most a few
@@ -58,6 +60,31 @@ try {
   await page.waitForSelector('#runs-table tr[data-run="small"]', { timeout: 240000 });
   await page.screenshot({ path: `${artifacts}/runs.png` });
   console.log('runs table lists big and small');
+  // Configuration keys, lineage and chosen metrics' last values as columns;
+  // a header sorts; ticked runs open in the workspace.
+  await page.goto(`${url}/#/runs?metrics=loss`);
+  await page.waitForFunction(() => window.steplake.runsTable?.columns.includes('last loss'), null, { timeout: 60000 });
+  const table = await page.evaluate(() => window.steplake.runsTable);
+  for (const column of ['lr', 'model.width', 'forked from', 'last loss']) {
+    check(table.columns.includes(column), `runs table column ${column}: ${table.columns}`);
+  }
+  const cell = (row, column) => row[table.columns.indexOf(column)];
+  const bigRow = table.rows.find((r) => cell(r, 'run') === 'big');
+  const smallRow = table.rows.find((r) => cell(r, 'run') === 'small');
+  check(cell(bigRow, 'model.width') === '256' && cell(bigRow, 'lr') === '0.001', `big's config: ${bigRow}`);
+  check(Math.abs(Number(cell(bigRow, 'last loss')) - 1 / (1 + 999999 / 1000)) < 1e-12, `big's last loss: ${cell(bigRow, 'last loss')}`);
+  check(cell(smallRow, 'forked from') === 'baseline run @ 500', `small's lineage: ${cell(smallRow, 'forked from')}`);
+  await page.click('th[data-key="config.lr"]');
+  const byLr = await page.evaluate(() => window.steplake.runsTable.rows.map((r) => r[0]));
+  check(byLr.slice(0, 2).join() === 'big,small', `sorted by lr (runs without lr last): ${byLr}`);
+  check(page.url().includes('sort=config.lr'), `the sort is in the URL: ${page.url()}`);
+  await page.check('#runs-table input[data-run="big"]');
+  await page.check('#runs-table input[data-run="small"]');
+  await page.click('#open-workspace');
+  await page.waitForFunction(() => location.hash.startsWith('#/workspace'), null, { timeout: 60000 });
+  const opened = new URL(page.url().replace('#/workspace', '')).searchParams.get('runs')?.split(',').sort().join();
+  check(opened === 'big,small', `the ticked runs open in the workspace: ${page.url()}`);
+  console.log('runs table: config, lineage and last-value columns, sort, open in workspace');
 
   // A fresh page load straight onto the chart of 1M points.
   await page.goto('about:blank');

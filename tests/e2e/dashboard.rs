@@ -133,7 +133,15 @@ fn import_tensor_steps(url: &str, dir: &std::path::Path, run: &str, steps: &[(i6
         let values: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.01).sin() * scale).collect();
         write_safetensors(&file, "layer.w", &values);
         let out = Command::new(crate::harness::binary())
-            .args(["import", "safetensors", "--server", url, "--run", run, "--step"])
+            .args([
+                "import",
+                "safetensors",
+                "--server",
+                url,
+                "--run",
+                run,
+                "--step",
+            ])
             .arg(step.to_string())
             .arg(&file)
             .output()
@@ -312,6 +320,15 @@ fn the_api_is_read_only_and_says_what_is_wrong() {
     let (code, body) = http(&base, "GET", "/api/series?runs=r1&name=loss&x=epoch", "");
     assert_eq!(code, 400);
     assert!(body.contains("use step or wall_time"), "{body}");
+    let many: Vec<String> = (0..21).map(|i| format!("m{i}")).collect();
+    let (code, body) = http(
+        &base,
+        "GET",
+        &format!("/api/runs?metrics={}", many.join(",")),
+        "",
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("at most 20"), "{body}");
     assert_eq!(scalar_count(&server.url), "101", "nothing changed");
     server.stop();
 }
@@ -392,12 +409,27 @@ fn the_dashboard_in_headless_chromium() {
         .expect("runtime")
         .block_on(async {
             let client = steplake_client::Client::connect(&server.url).await.unwrap();
-            // Named apart from its id: charts and lists show the name.
+            // Named apart from its id: charts and lists show the name. Its
+            // configuration and "small"'s (forked from it) are columns of
+            // the runs table.
             client
                 .create_run(steplake_client::v1::CreateRunRequest {
                     run_id: "big".into(),
                     project: "default".into(),
                     name: "baseline run".into(),
+                    config_json: r#"{"lr": 0.001, "model": {"width": 256}}"#.into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            client
+                .create_run(steplake_client::v1::CreateRunRequest {
+                    run_id: "small".into(),
+                    project: "default".into(),
+                    name: "small".into(),
+                    config_json: r#"{"lr": 0.01}"#.into(),
+                    parent_run_id: "big".into(),
+                    fork_step: Some(500),
                     ..Default::default()
                 })
                 .await

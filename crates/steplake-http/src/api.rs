@@ -26,8 +26,13 @@ pub const DEFAULT_WIDTH: usize = 1_000;
 /// Rows the SQL box returns at most.
 pub const SQL_ROW_LIMIT: usize = 10_000;
 
-/// `GET /api/runs`: every run with its last step and point count.
-pub async fn runs(State(dashboard): State<Dashboard>) -> Result<Json, ApiError> {
+/// `GET /api/runs[?metrics=a,b]`: every run with its last step, point count,
+/// configuration (a JSON object), lineage (`parent_run_id`, `fork_step`)
+/// and, under `last`, the last value of each of `metrics` it has.
+pub async fn runs(
+    State(dashboard): State<Dashboard>,
+    Query(params): Query<RunsTableParams>,
+) -> Result<Json, ApiError> {
     let (_, batches) = dashboard
         .engine
         .sql_collect("SELECT run_id, max(step) AS last_step, count(*) AS points FROM scalars GROUP BY run_id")
@@ -41,12 +46,18 @@ pub async fn runs(State(dashboard): State<Dashboard>) -> Result<Json, ApiError> 
             progress.insert(id, (last, points.unwrap_or(0)));
         }
     }
+    let last_values = last_values(&dashboard, params.metrics.as_deref().unwrap_or("")).await?;
     let mut runs: Vec<Value> = dashboard
         .store
         .runs()
         .into_iter()
         .map(|run| {
             let (last_step, points) = progress.get(&run.run_id).cloned().unwrap_or((None, 0));
+            // A configuration that is not a JSON object shows as none.
+            let config = serde_json::from_str::<Value>(&run.config_json)
+                .ok()
+                .filter(Value::is_object)
+                .unwrap_or_else(|| json!({}));
             json!({
                 "run_id": run.run_id,
                 "project": run.project,
@@ -57,11 +68,66 @@ pub async fn runs(State(dashboard): State<Dashboard>) -> Result<Json, ApiError> 
                 "tags": run.tags,
                 "last_step": last_step,
                 "points": points,
+                "config": config,
+                "parent_run_id": run.parent_run_id,
+                "fork_step": run.fork_step,
+                "last": last_values.get(&run.run_id).cloned().unwrap_or_else(|| json!({})),
             })
         })
         .collect();
     runs.sort_by_key(|r| std::cmp::Reverse(r["created_at_ms"].as_i64().unwrap_or(0)));
     Ok(Json(json!({ "runs": runs })))
+}
+
+/// Most metrics whose last values `/api/runs` reports at once.
+pub const MAX_METRIC_COLUMNS: usize = 20;
+
+/// Parameters of `/api/runs`.
+#[derive(Debug, Deserialize)]
+pub struct RunsTableParams {
+    /// Comma-separated series names whose last value each run reports.
+    metrics: Option<String>,
+}
+
+/// For each run, `{metric: last value}` of the comma-separated `metrics`
+/// (the value at the series' last step).
+async fn last_values(
+    dashboard: &Dashboard,
+    metrics: &str,
+) -> Result<BTreeMap<String, Value>, ApiError> {
+    let names: Vec<String> = metrics
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(literal)
+        .collect();
+    let mut last: BTreeMap<String, Value> = BTreeMap::new();
+    if names.is_empty() {
+        return Ok(last);
+    }
+    if names.len() > MAX_METRIC_COLUMNS {
+        return Err(ApiError::BadRequest(format!(
+            "metrics: at most {MAX_METRIC_COLUMNS} names, got {}",
+            names.len()
+        )));
+    }
+    let sql = format!(
+        "SELECT run_id, name, last_value(value ORDER BY step) AS value FROM scalars \
+         WHERE name IN ({}) GROUP BY run_id, name",
+        names.join(", ")
+    );
+    let (_, batches) = dashboard.engine.sql_collect(&sql).await?;
+    let runs = strings(&batches, "run_id")?;
+    let series = strings(&batches, "name")?;
+    let values = float_values(&batches, "value")?;
+    for ((run, name), value) in runs.into_iter().zip(series).zip(values) {
+        if let (Some(run), Some(name)) = (run, name) {
+            if let Some(of_run) = last.entry(run).or_insert_with(|| json!({})).as_object_mut() {
+                of_run.insert(name, value);
+            }
+        }
+    }
+    Ok(last)
 }
 
 /// Runs named by a comma-separated `runs` parameter.
