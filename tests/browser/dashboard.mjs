@@ -12,11 +12,14 @@
 //   changepoint lines;
 // - the workspace shows a panel per metric in sections by prefix, fetches
 //   only visible panels, filters, collapses and keeps its view in the URL;
+//   a point written while a panel is open reaches it (only that point);
 // - the tensors page has step axes (not dates) and a heatmap with a step
 //   axis and a value axis;
 // - no console errors.
-// Prints the load time of the 1M-point chart and saves screenshots to
+// Prints the load time of the 1M-point chart and the latency from a point's
+// acknowledgement to its arrival in an open panel, and saves screenshots to
 // $STEPLAKE_ARTIFACTS.
+import { spawnSync } from 'node:child_process';
 import { chromium } from 'playwright-core';
 
 const url = process.env.STEPLAKE_URL;
@@ -207,6 +210,25 @@ try {
   await page.waitForFunction(() => window.steplake.workspace?.fetched.length > 3, null, { timeout: 60000 });
   await page.waitForTimeout(1000);
   await page.screenshot({ path: `${artifacts}/workspace.png` });
+
+  // Live: a point written while the panel is open reaches it through the
+  // stream, and only the new point travels.
+  await page.goto(`${url}/#/workspace?runs=wide&filter=train%2Fm0%5B0-2%5D`);
+  await page.waitForFunction(() => (window.steplake.workspace?.following || []).includes('train/m00'), null, { timeout: 60000 });
+  await page.waitForTimeout(300);
+  const written = spawnSync(process.env.STEPLAKE_BIN, ['write', '--server', process.env.STEPLAKE_GRPC, '--run', 'wide', '-'],
+    { input: 'name,step,value\ntrain/m00,5000,42\n', env: { ...process.env, STEPLAKE_TOKEN: process.env.STEPLAKE_WRITE_TOKEN } });
+  const acknowledged = Date.now();
+  check(written.status === 0, `steplake write: ${written.stderr}`);
+  await page.waitForFunction(() => window.steplake.workspace.arrivals['wide/train/m00/5000'], null, { timeout: 30000 });
+  const live = await page.evaluate(() => ({
+    arrived: window.steplake.workspace.arrivals['wide/train/m00/5000'],
+    panel: window.steplake.workspace.panels['train/m00'],
+    arrivals: Object.keys(window.steplake.workspace.arrivals),
+  }));
+  check(live.panel.end === 5000 && live.panel.lastValue === 42, `the live point joined the panel: ${JSON.stringify(live.panel)}`);
+  check(live.arrivals.join() === 'wide/train/m00/5000', `only the new point travelled: ${live.arrivals}`);
+  console.log(`live: a point acknowledged at the server was drawn ${live.arrived - acknowledged} ms later`);
 
   // The tensors page: steps on the x axes (not dates), and a heatmap with a
   // step axis and a value axis spanning the tensor's overall [min, max].

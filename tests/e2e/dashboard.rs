@@ -458,12 +458,17 @@ fn the_dashboard_in_headless_chromium() {
     );
     // From here the server requires tokens: the page must sign in.
     let token = crate::auth::create_token(dir.path(), "browser", "read");
+    let writer = crate::auth::create_token(dir.path(), "live-writer", "write:*");
     let out = Command::new("node")
         .arg(&script)
         .env("STEPLAKE_URL", server.http_url())
         .env("STEPLAKE_TOKEN", &token)
         .env("STEPLAKE_CHROMIUM", &chromium)
         .env("STEPLAKE_ARTIFACTS", artifacts())
+        // For the live test: the binary writes a point over gRPC.
+        .env("STEPLAKE_BIN", crate::harness::binary())
+        .env("STEPLAKE_GRPC", &server.url)
+        .env("STEPLAKE_WRITE_TOKEN", &writer)
         .output()
         .expect("run node");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -13,8 +13,13 @@ function revive(_key, value) {
   return typeof value === 'string' && value in NON_FINITE ? NON_FINITE[value] : value;
 }
 
+// JSON from the server, its non-finite numbers read back.
+export function parse(text) {
+  return JSON.parse(text, revive);
+}
+
 async function check(response) {
-  const body = await response.text().then((text) => JSON.parse(text, revive)).catch(() => ({}));
+  const body = await response.text().then(parse).catch(() => ({}));
   if (response.status === 401) showLogin(body.error);
   if (!response.ok) throw new Error(body.error || `${response.status} ${response.statusText}`);
   return body;

@@ -7,7 +7,9 @@
 // every panel to the same step range (fetched again, at full resolution once
 // narrow enough), a double click zooms back out. The view (runs, filter,
 // collapsed sections, zoom, smoothing) lives in the URL, so a link
-// reproduces it.
+// reproduces it. While not zoomed, the drawn panels follow their runs: one
+// server-sent event stream (/api/live) brings the points written after those
+// drawn, and only those.
 import uPlot from 'uplot';
 import * as api from './api.js';
 import { COLORS, el, route, showError } from './dom.js';
@@ -88,7 +90,31 @@ export async function render(view) {
       if (panel.visible) panel.ensure();
     }
     hooks.visible = [...panels.values()].filter((p) => p.visible).map((p) => p.name);
+    follow();
   }, { rootMargin: '100px' });
+
+  // One stream for the drawn, visible panels (none while zoomed), opened
+  // again when they change.
+  let source = null;
+  let followTimer = null;
+  hooks.arrivals = {};
+  function follow() {
+    clearTimeout(followTimer);
+    followTimer = setTimeout(() => {
+      source?.close();
+      source = null;
+      const drawn = [...panels.values()].filter((p) => p.visible && p.response);
+      if (state.range || !drawn.length || !document.body.contains(sections)) return;
+      const after = Math.min(...drawn.map((p) => p.lastStep()));
+      const query = new URLSearchParams({ runs: state.runs.join(','), names: drawn.map((p) => p.name).join(',') });
+      if (Number.isFinite(after)) query.set('after', after);
+      source = new EventSource(`/api/live?${query}`);
+      source.onmessage = (message) => {
+        for (const series of api.parse(message.data).series) panels.get(series.name)?.append(series);
+      };
+      hooks.following = drawn.map((p) => p.name);
+    }, 300);
+  }
 
   function zoom(range) {
     state.range = range;
@@ -98,6 +124,7 @@ export async function render(view) {
       panel.stale = true;
       if (panel.visible) panel.ensure();
     }
+    follow();
   }
 
   function makePanel(name) {
@@ -124,10 +151,40 @@ export async function render(view) {
             max: Math.max(...response.runs.flatMap((r) => r.hi.filter((v) => v !== null))),
           };
           panel.redraw(true);
+          follow();
         } catch (error) {
           panel.stale = true;
           showError(chart, error);
         }
+      },
+      // The last step drawn of any run (-1 when none).
+      lastStep() {
+        return Math.max(-1, ...(panel.response?.runs || []).map((r) => r.last_step ?? -1));
+      },
+      // New points of one run from the live stream: those after the run's
+      // last drawn step join the data as they are (a bucket of one point
+      // each); a panel that has gathered many asks again, downsampled.
+      append({ run_id: runId, x, y }) {
+        const response = panel.response;
+        if (!response || state.range) return;
+        let run = response.runs.find((r) => r.run_id === runId);
+        const added = !run;
+        if (!run) {
+          run = { run_id: runId, x: [], last: [], lo: [], hi: [], last_step: null };
+          response.runs.push(run);
+        }
+        x.forEach((step, i) => {
+          if (run.last_step !== null && step <= run.last_step) return;
+          run.x.push(step); run.last.push(y[i]); run.lo.push(y[i]); run.hi.push(y[i]);
+          run.last_step = step;
+          hooks.arrivals[`${runId}/${name}/${step}`] = Date.now();
+        });
+        response.points += x.length;
+        response.end = Math.max(response.end ?? -Infinity, ...x);
+        hooks.panels[name] = { ...hooks.panels[name], end: response.end, lastValue: y[y.length - 1] };
+        const width = Math.max(150, Math.floor(chart.clientWidth || 400));
+        if (run.x.length > 4 * width) { panel.stale = true; panel.ensure(); return; }
+        panel.redraw(added);
       },
       redraw(fresh = false) {
         const response = panel.response;
@@ -222,5 +279,5 @@ export async function render(view) {
 
   await build();
   if (!allRuns.length) view.append(el('p', { text: 'No runs yet. Start a trainer that logs to this server.' }));
-  return () => observer.disconnect();
+  return () => { observer.disconnect(); clearTimeout(followTimer); source?.close(); };
 }

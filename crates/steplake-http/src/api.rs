@@ -131,7 +131,7 @@ async fn last_values(
 }
 
 /// Runs named by a comma-separated `runs` parameter.
-fn run_list(runs: &str) -> Result<Vec<String>, ApiError> {
+pub(crate) fn run_list(runs: &str) -> Result<Vec<String>, ApiError> {
     let list: Vec<String> = runs
         .split(',')
         .map(str::trim)
@@ -144,7 +144,7 @@ fn run_list(runs: &str) -> Result<Vec<String>, ApiError> {
     Ok(list)
 }
 
-fn runs_clause(runs: &[String]) -> String {
+pub(crate) fn runs_clause(runs: &[String]) -> String {
     let quoted: Vec<String> = runs.iter().map(|r| literal(r)).collect();
     format!("run_id IN ({})", quoted.join(", "))
 }
@@ -248,12 +248,12 @@ pub async fn series(
         let span = (hi - lo + 1) as f64;
         format!(
             "SELECT run_id, CAST(floor((CAST(step AS DOUBLE) - {lo}) * {width} / {span}) AS BIGINT) AS bucket, \
-             min({x}) AS x, min(value) AS lo, max(value) AS hi, last_value(value ORDER BY step) AS last \
-             FROM scalars WHERE {filter} GROUP BY run_id, bucket ORDER BY run_id, bucket"
+             min({x}) AS x, min(value) AS lo, max(value) AS hi, last_value(value ORDER BY step) AS last, \
+             max(step) AS top FROM scalars WHERE {filter} GROUP BY run_id, bucket ORDER BY run_id, bucket"
         )
     } else {
         format!(
-            "SELECT run_id, {x} AS x, value AS lo, value AS hi, value AS last \
+            "SELECT run_id, {x} AS x, value AS lo, value AS hi, value AS last, step AS top \
              FROM scalars WHERE {filter} ORDER BY run_id, step"
         )
     };
@@ -263,22 +263,28 @@ pub async fn series(
     let los = float_values(&batches, "lo")?;
     let his = float_values(&batches, "hi")?;
     let lasts = float_values(&batches, "last")?;
-    let mut per_run: Vec<(String, [Vec<Value>; 4])> = Vec::new();
+    let tops = i64s(&batches, "top")?;
+    let mut per_run: Vec<(String, [Vec<Value>; 4], Option<i64>)> = Vec::new();
     for i in 0..ids.len() {
         let id = ids[i].clone().unwrap_or_default();
-        if per_run.last().is_none_or(|(last, _)| *last != id) {
-            per_run.push((id, Default::default()));
+        if per_run.last().is_none_or(|(last, ..)| *last != id) {
+            per_run.push((id, Default::default(), None));
         }
-        if let Some((_, [x, lo, hi, last])) = per_run.last_mut() {
+        if let Some((_, [x, lo, hi, last], last_step)) = per_run.last_mut() {
             x.push(json!(xs[i]));
             lo.push(json!(los[i]));
             hi.push(json!(his[i]));
             last.push(json!(lasts[i]));
+            *last_step = (*last_step).max(tops[i]);
         }
     }
+    // `last_step`: the run's last step in the range (a bucket's x is its
+    // first), from which the live stream goes on.
     let runs: Vec<Value> = per_run
         .into_iter()
-        .map(|(id, [x, lo, hi, last])| json!({ "run_id": id, "x": x, "lo": lo, "hi": hi, "last": last }))
+        .map(|(id, [x, lo, hi, last], last_step)| {
+            json!({ "run_id": id, "x": x, "lo": lo, "hi": hi, "last": last, "last_step": last_step })
+        })
         .collect();
     Ok(Json(json!({
         "downsampled": downsampled,

@@ -25,6 +25,7 @@ mod deletion;
 pub mod error;
 mod guard;
 mod json;
+mod live;
 pub mod metrics;
 mod tls;
 
@@ -94,6 +95,7 @@ impl Dashboard {
             .route("/projects/{project}", delete(deletion::delete_project))
             .route("/names", get(api::names))
             .route("/series", get(api::series))
+            .route("/live", get(live::live))
             .route("/markers", get(api::markers))
             .route("/events", get(api::events))
             .route("/emergence", get(api::emergence))
