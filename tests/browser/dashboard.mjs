@@ -13,6 +13,8 @@
 // - the workspace shows a panel per metric in sections by prefix, fetches
 //   only visible panels, filters, collapses and keeps its view in the URL;
 //   a point written while a panel is open reaches it (only that point);
+//   a panel exports its points as CSV and itself as PNG; keys zoom out and
+//   smooth; the theme follows the system's dark mode;
 // - the tensors page has step axes (not dates) and a heatmap with a step
 //   axis and a value axis;
 // - no console errors.
@@ -206,10 +208,34 @@ try {
   const zoomedPanel = await page.evaluate(() => window.steplake.workspace.panels['train/m07']);
   check(!zoomedPanel.downsampled && zoomedPanel.start === 1200 && zoomedPanel.end === 1300 && zoomedPanel.max === 500,
     `zoomed panel: ${JSON.stringify(zoomedPanel)}`);
+  // The zoomed panel's CSV: every point of the range, at full resolution.
+  const exported = await page.evaluate(async () => {
+    const href = document.querySelector('.panel[data-name="train/m07"] a[data-export="csv"]').getAttribute('href');
+    return (await fetch(href)).text();
+  });
+  const lines = exported.trim().split('\n');
+  check(lines[0] === 'run_id,step,wall_time,value' && lines.length === 102, `CSV of steps 1200..1300: ${lines.length} lines, ${lines[0]}`);
+  check(lines.some((l) => l.startsWith('wide,1234,') && l.endsWith(',500')), 'the CSV has the spike');
+  const download = page.waitForEvent('download');
+  await page.click('.panel[data-name="train/m07"] button[data-export="png"]');
+  check((await download).suggestedFilename() === 'train_m07.png', 'the PNG downloads');
+  // Keys: ] smooths more, 0 zooms out.
+  const before = await page.evaluate(() => new URL(location.href.replace('#/workspace', '')).searchParams.get('smoothing'));
+  await page.keyboard.press(']');
+  await page.keyboard.press('0');
+  const after = await page.evaluate(() => Object.fromEntries(new URL(location.href.replace('#/workspace', '')).searchParams));
+  check(Number(after.smoothing) > Number(before) && after.start === undefined, `keys: smoothing ${before} → ${after.smoothing}, zoom from ${after.start}`);
   await page.goto(`${url}/#/workspace?runs=small,wide`);
   await page.waitForFunction(() => window.steplake.workspace?.fetched.length > 3, null, { timeout: 60000 });
   await page.waitForTimeout(1000);
   await page.screenshot({ path: `${artifacts}/workspace.png` });
+  // The dark theme follows the system.
+  await page.emulateMedia({ colorScheme: 'dark' });
+  const dark = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  check(dark === 'rgb(18, 21, 27)', `dark background: ${dark}`);
+  await page.waitForTimeout(500);
+  await page.screenshot({ path: `${artifacts}/workspace-dark.png` });
+  await page.emulateMedia({ colorScheme: 'light' });
 
   // Live: a point written while the panel is open reaches it through the
   // stream, and only the new point travels.

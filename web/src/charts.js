@@ -10,7 +10,7 @@
 import uPlot from 'uplot';
 import * as api from './api.js';
 import { COLORS, el, go, route, showError } from './dom.js';
-import { labeller, seriesData, seriesOptions } from './plot.js';
+import { labeller, seriesData, seriesOptions, themedAxes } from './plot.js';
 import { testHooks } from './hooks.js';
 
 const LIVE_MS = 3000;
@@ -198,6 +198,7 @@ export async function render(view) {
       series,
       bands,
       scales: { x: { time: state.x === 'wall_time' }, y: state.logY ? { distr: 3 } : {} },
+      axes: themedAxes(),
       cursor: { drag: { x: true, y: false, setScale: state.x !== 'step' } },
       hooks: {
         setSelect: [(u) => {
@@ -272,6 +273,10 @@ export async function render(view) {
   }
 
   window.addEventListener('resize', () => plot?.setSize({ width: Math.max(300, chartBox.clientWidth - 2), height: 420 }));
+  // Axes take the theme's colours when drawn: draw again when it changes.
+  const theme = matchMedia('(prefers-color-scheme: dark)');
+  const onTheme = () => { plotKey = null; draw(); };
+  theme.addEventListener('change', onTheme);
 
   // Live: while a shown run is still running, ask again (not while zoomed).
   const live = setInterval(async () => {
@@ -284,7 +289,7 @@ export async function render(view) {
   await loadNames();
   await load();
   if (!state.runs.length) view.append(el('p', { text: 'No runs yet. Start a trainer that logs to this server.' }));
-  return () => clearInterval(live);
+  return () => { clearInterval(live); theme.removeEventListener('change', onTheme); };
 }
 
 // At most MAX_CHANGEPOINTS of the changepoint positions `xs` (canvas

@@ -15,7 +15,9 @@ export function showError(container, error) {
   container.append(el('p', { class: 'error', text: String(error.message || error) }));
 }
 
-export const COLORS = ['#2563eb', '#dc2626', '#059669', '#d97706', '#7c3aed', '#0891b2', '#be185d', '#4b5563'];
+// Okabe and Ito's palette: told apart with every common colour-vision
+// deficiency (and readable on the dark theme).
+export const COLORS = ['#0072B2', '#E69F00', '#009E73', '#D55E00', '#56B4E9', '#CC79A7', '#F0E442', '#999999'];
 
 export function formatTime(ms) {
   return ms ? new Date(ms).toISOString().replace('T', ' ').slice(0, 19) : '';

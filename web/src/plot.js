@@ -41,3 +41,12 @@ export function labeller(runs) {
     !r.name ? r.run_id : counts.get(r.name) > 1 ? `${r.name} (${r.run_id.slice(0, 8)})` : r.name]));
   return (runId) => labels.get(runId) ?? runId;
 }
+
+// Axes whose lines and labels follow the page's light or dark theme (the
+// CSS variables --axis and --grid).
+export function themedAxes(count = 2) {
+  const style = getComputedStyle(document.documentElement);
+  const stroke = style.getPropertyValue('--axis').trim() || '#1d2330';
+  const grid = style.getPropertyValue('--grid').trim() || '#0000001a';
+  return Array.from({ length: count }, () => ({ stroke, grid: { stroke: grid }, ticks: { stroke: grid } }));
+}

@@ -14,7 +14,7 @@ import uPlot from 'uplot';
 import * as api from './api.js';
 import { COLORS, el, route, showError } from './dom.js';
 import { testHooks } from './hooks.js';
-import { labeller, seriesData, seriesOptions } from './plot.js';
+import { labeller, seriesData, seriesOptions, themedAxes } from './plot.js';
 
 const OTHER = 'other';
 const PANEL_HEIGHT = 200;
@@ -79,7 +79,7 @@ export async function render(view) {
   view.append(picker,
     el('div', { class: 'controls' }, el('label', {}, 'metrics', filter, filterError), el('label', {}, 'smoothing', slider), info),
     errors, sections,
-    el('p', { class: 'note', text: 'Drag on a panel to zoom every panel to those steps, double-click to zoom out. Each shaded band spans the min and max of a bucket.' }));
+    el('p', { class: 'note', text: 'Drag on a panel to zoom every panel to those steps; double-click, 0 or Esc zooms out; [ and ] change the smoothing. Each shaded band spans the min and max of a bucket.' }));
 
   // Panels by metric name, made once per set of runs; fetched when visible.
   let panels = new Map();
@@ -129,7 +129,15 @@ export async function render(view) {
 
   function makePanel(name) {
     const chart = el('div', { class: 'panel-chart' });
-    const node = el('div', { class: 'panel', 'data-name': name }, el('div', { class: 'panel-title', text: name }), chart);
+    const png = el('button', { class: 'panel-export', 'data-export': 'png', text: 'PNG', title: 'this panel as an image' });
+    const csv = el('a', { class: 'panel-export', 'data-export': 'csv', text: 'CSV', title: 'the points of this panel, at full resolution' });
+    const node = el('div', { class: 'panel', 'data-name': name },
+      el('div', { class: 'panel-title' }, el('span', { text: name }), el('span', { class: 'panel-tools' }, png, csv)), chart);
+    png.addEventListener('click', () => {
+      if (!panel.plot) return;
+      const link = el('a', { download: `${name.replace(/[^\w.-]/g, '_')}.png`, href: panel.plot.ctx.canvas.toDataURL('image/png') });
+      link.click();
+    });
     const panel = {
       name, node, visible: false, stale: true, response: null, plot: null, ticket: 0,
       async ensure() {
@@ -145,6 +153,8 @@ export async function render(view) {
           });
           if (ticket !== panel.ticket) return;
           panel.response = response;
+          const range = state.range ? { start: state.range[0], end: state.range[1] } : {};
+          csv.setAttribute('href', `/api/export.csv?${new URLSearchParams({ runs: state.runs.join(','), name, ...range })}`);
           hooks.panels[name] = {
             points: response.points, downsampled: response.downsampled,
             start: response.start, end: response.end,
@@ -197,7 +207,9 @@ export async function render(view) {
           width: Math.max(150, chart.clientWidth - 2), height: PANEL_HEIGHT,
           series, bands, legend: { show: false },
           scales: { x: { time: false } },
-          cursor: { drag: { x: true, y: false, setScale: false } },
+          axes: themedAxes(),
+          // One cursor for every panel: hovering a step shows it in all.
+          cursor: { drag: { x: true, y: false, setScale: false }, sync: { key: 'workspace' } },
           hooks: {
             setSelect: [(u) => {
               if (u.select.width < 5) return;
@@ -277,7 +289,23 @@ export async function render(view) {
     layout();
   }
 
+  // Keys: 0 or Escape zooms out; [ and ] smooth less and more.
+  const onKey = (event) => {
+    if (event.target.matches?.('input, textarea, select')) return;
+    if (event.key === '0' || event.key === 'Escape') zoom(null);
+    else if (event.key === '[' || event.key === ']') {
+      const weight = Math.min(0.99, Math.max(0, state.weight + (event.key === ']' ? 0.05 : -0.05)));
+      slider.value = weight;
+      slider.dispatchEvent(new Event('input'));
+    }
+  };
+  document.addEventListener('keydown', onKey);
+  // Axes take the theme's colours when drawn: draw again when it changes.
+  const theme = matchMedia('(prefers-color-scheme: dark)');
+  const onTheme = () => { for (const panel of panels.values()) panel.redraw(true); };
+  theme.addEventListener('change', onTheme);
+
   await build();
   if (!allRuns.length) view.append(el('p', { text: 'No runs yet. Start a trainer that logs to this server.' }));
-  return () => { observer.disconnect(); clearTimeout(followTimer); source?.close(); };
+  return () => { observer.disconnect(); clearTimeout(followTimer); source?.close(); document.removeEventListener('keydown', onKey); theme.removeEventListener('change', onTheme); };
 }

@@ -36,6 +36,14 @@ pub(crate) fn float_values(batches: &[RecordBatch], name: &str) -> Result<Vec<Va
         .collect())
 }
 
+/// Column `name` as f64.
+pub(crate) fn f64s(batches: &[RecordBatch], name: &str) -> Result<Vec<Option<f64>>, ApiError> {
+    Ok(column_as(batches, name, &DataType::Float64)?
+        .iter()
+        .flat_map(|a| a.as_primitive::<Float64Type>().iter().collect::<Vec<_>>())
+        .collect())
+}
+
 /// Column `name` as i64.
 pub(crate) fn i64s(batches: &[RecordBatch], name: &str) -> Result<Vec<Option<i64>>, ApiError> {
     Ok(column_as(batches, name, &DataType::Int64)?

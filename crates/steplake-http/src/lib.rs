@@ -23,6 +23,7 @@ mod assets;
 mod columns;
 mod deletion;
 pub mod error;
+mod export;
 mod guard;
 mod json;
 mod live;
@@ -96,6 +97,7 @@ impl Dashboard {
             .route("/names", get(api::names))
             .route("/series", get(api::series))
             .route("/live", get(live::live))
+            .route("/export.csv", get(export::export_csv))
             .route("/markers", get(api::markers))
             .route("/events", get(api::events))
             .route("/emergence", get(api::emergence))
