@@ -14,6 +14,8 @@ pub(crate) struct Server {
     child: Child,
     /// `http://ADDR` of its gRPC port.
     pub url: String,
+    /// The line it printed when it started listening.
+    banner: String,
 }
 
 /// Starts the release `steplake serve` on `data_dir`; waits until it listens.
@@ -64,10 +66,23 @@ pub(crate) fn start_server_with(
     Server {
         child,
         url: format!("http://{addr}"),
+        banner: line,
     }
 }
 
 impl Server {
+    /// `http://ADDR` of its dashboard, from its banner (`None` without one).
+    #[allow(
+        dead_code,
+        reason = "each bench compiles these helpers; not all use every one"
+    )]
+    pub(crate) fn http_url(&self) -> Option<String> {
+        let start = self.banner.find("dashboard http://")? + "dashboard ".len();
+        let url = &self.banner[start..];
+        let end = url["http://".len()..].find('/')? + "http://".len();
+        Some(url[..end].to_string())
+    }
+
     /// CPU seconds (user + system) the server process has used so far,
     /// from `/proc` (Linux); 0 where it cannot be read.
     #[allow(

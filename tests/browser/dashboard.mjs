@@ -14,7 +14,8 @@
 //   only visible panels, filters, collapses and keeps its view in the URL;
 //   a point written while a panel is open reaches it (only that point);
 //   a panel exports its points as CSV and itself as PNG; keys zoom out and
-//   smooth; the theme follows the system's dark mode;
+//   smooth; grouping by a configuration key draws each group's mean and
+//   min–max band; the theme follows the system's dark mode;
 // - the tensors page has step axes (not dates) and a heatmap with a step
 //   axis and a value axis;
 // - no console errors.
@@ -81,7 +82,7 @@ try {
   check(cell(smallRow, 'forked from') === 'baseline run @ 500', `small's lineage: ${cell(smallRow, 'forked from')}`);
   await page.click('th[data-key="config.lr"]');
   const byLr = await page.evaluate(() => window.steplake.runsTable.rows.map((r) => r[0]));
-  check(byLr.slice(0, 2).join() === 'big,small', `sorted by lr (runs without lr last): ${byLr}`);
+  check(byLr[0] === 'big' && byLr.slice(1, 3).sort().join() === 'small,wide', `sorted by lr (runs without lr last): ${byLr}`);
   check(page.url().includes('sort=config.lr'), `the sort is in the URL: ${page.url()}`);
   await page.check('#runs-table input[data-run="big"]');
   await page.check('#runs-table input[data-run="small"]');
@@ -236,6 +237,16 @@ try {
   await page.waitForTimeout(500);
   await page.screenshot({ path: `${artifacts}/workspace-dark.png` });
   await page.emulateMedia({ colorScheme: 'light' });
+
+  // Group by a configuration key: small and wide (lr 0.01) become one line,
+  // their mean, with their min–max as its band; big (lr 0.001) its own.
+  await page.goto(`${url}/#/workspace?runs=big,small,wide&group=lr&filter=%5Eacc%24`);
+  await page.waitForFunction(() => window.steplake.workspace?.panels?.acc?.shown, null, { timeout: 60000 });
+  const groups = await page.evaluate(() => window.steplake.workspace.panels.acc.shown);
+  check(JSON.stringify(groups) === JSON.stringify([
+    { label: 'lr=0.001', runs: 1, x: 0, line: 0.5, lo: 0.5, hi: 0.5 },
+    { label: 'lr=0.01', runs: 2, x: 0, line: 1, lo: 0.5, hi: 1.5 }]), `groups by lr: ${JSON.stringify(groups)}`);
+  check(await page.locator('#group-by').inputValue() === 'lr', 'the group key is chosen from the URL');
 
   // Live: a point written while the panel is open reaches it through the
   // stream, and only the new point travels.

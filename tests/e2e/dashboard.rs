@@ -87,13 +87,15 @@ pub(crate) fn write_loss(url: &str, run: &str, points: i64) {
 
 /// Writes run `run` with many metrics for the workspace: `train/m00` to
 /// `train/m19`, `eval/m00` to `eval/m09` and `lr`, 2,000 steps each, with a
-/// spike of 500 in `train/m07` at step 1,234.
+/// spike of 500 in `train/m07` at step 1,234; and `acc` at step 0.
 fn write_many_metrics(url: &str, run: &str) {
     let mut csv = String::from("name,step,value\n");
     let names = (0..20)
         .map(|i| format!("train/m{i:02}"))
         .chain((0..10).map(|i| format!("eval/m{i:02}")))
         .chain(["lr".to_string()]);
+    // `acc` at step 0 beside small's (0.5): the group of both has mean 1.0.
+    csv.push_str("acc,0,1.5\n");
     for (k, name) in names.enumerate() {
         for step in 0..2_000 {
             let value = if name == "train/m07" && step == 1_234 {
@@ -430,6 +432,16 @@ fn the_dashboard_in_headless_chromium() {
                     config_json: r#"{"lr": 0.01}"#.into(),
                     parent_run_id: "big".into(),
                     fork_step: Some(500),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            client
+                .create_run(steplake_client::v1::CreateRunRequest {
+                    run_id: "wide".into(),
+                    project: "default".into(),
+                    name: "wide".into(),
+                    config_json: r#"{"lr": 0.01}"#.into(),
                     ..Default::default()
                 })
                 .await

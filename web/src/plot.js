@@ -50,3 +50,49 @@ export function themedAxes(count = 2) {
   const grid = style.getPropertyValue('--grid').trim() || '#0000001a';
   return Array.from({ length: count }, () => ({ stroke, grid: { stroke: grid }, ticks: { stroke: grid } }));
 }
+
+// The response with its runs replaced by groups of them (`groupOf(run_id)`
+// names a run's group): per x, the mean of the group's runs' last values
+// as the line and the least min to the greatest max as the band.
+export function grouped(response, groupOf) {
+  const members = new Map();
+  for (const run of response.runs) {
+    const group = groupOf(run.run_id);
+    if (!members.has(group)) members.set(group, []);
+    members.get(group).push(run);
+  }
+  const runs = [...members.keys()].sort().map((group) => {
+    const of = members.get(group);
+    const table = uPlot.join(of.map((r) => [r.x, r.last, r.lo, r.hi]));
+    const x = table[0];
+    const mean = [];
+    const lo = [];
+    const hi = [];
+    for (let i = 0; i < x.length; i++) {
+      let sum = 0;
+      let n = 0;
+      let least = Infinity;
+      let most = -Infinity;
+      for (let m = 0; m < of.length; m++) {
+        const [last, min, max] = [table[1 + 3 * m][i], table[2 + 3 * m][i], table[3 + 3 * m][i]];
+        if (Number.isFinite(last)) { sum += last; n++; }
+        if (Number.isFinite(min)) least = Math.min(least, min);
+        if (Number.isFinite(max)) most = Math.max(most, max);
+      }
+      mean.push(n ? sum / n : null);
+      lo.push(least === Infinity ? null : least);
+      hi.push(most === -Infinity ? null : most);
+    }
+    return { run_id: group, runs: of.length, x, last: mean, lo, hi, last_step: Math.max(-1, ...of.map((r) => r.last_step ?? -1)) };
+  });
+  return { ...response, runs };
+}
+
+// Nested configuration keys as one level: {model: {width: 8}} → {'model.width': 8}.
+export function flatten(object, prefix = '', out = {}) {
+  for (const [key, value] of Object.entries(object || {})) {
+    if (value && typeof value === 'object' && !Array.isArray(value)) flatten(value, `${prefix}${key}.`, out);
+    else out[`${prefix}${key}`] = Array.isArray(value) ? JSON.stringify(value) : value;
+  }
+  return out;
+}

@@ -7,7 +7,7 @@
 import * as api from './api.js';
 import { el, formatTime, go, route } from './dom.js';
 import { testHooks } from './hooks.js';
-import { labeller } from './plot.js';
+import { flatten, labeller } from './plot.js';
 
 const FIXED = [
   { key: 'run_id', title: 'run', value: (r) => r.run_id },
@@ -114,15 +114,6 @@ export async function render(view) {
     if (chosen.length) go('workspace', { runs: chosen.join(',') });
   });
   await load();
-}
-
-// Nested configuration keys as one level: {model: {width: 8}} → {'model.width': 8}.
-function flatten(object, prefix = '', out = {}) {
-  for (const [key, value] of Object.entries(object || {})) {
-    if (value && typeof value === 'object' && !Array.isArray(value)) flatten(value, `${prefix}${key}.`, out);
-    else out[`${prefix}${key}`] = Array.isArray(value) ? JSON.stringify(value) : value;
-  }
-  return out;
 }
 
 // Numbers by value, then text, reversed when `desc`; empty cells last

@@ -14,7 +14,7 @@ import uPlot from 'uplot';
 import * as api from './api.js';
 import { COLORS, el, route, showError } from './dom.js';
 import { testHooks } from './hooks.js';
-import { labeller, seriesData, seriesOptions, themedAxes } from './plot.js';
+import { flatten, grouped, labeller, seriesData, seriesOptions, themedAxes } from './plot.js';
 
 const OTHER = 'other';
 const PANEL_HEIGHT = 200;
@@ -26,20 +26,41 @@ export async function render(view) {
     filter: params.get('filter') || '',
     collapsed: new Set((params.get('collapsed') || '').split(',').filter(Boolean)),
     weight: Number(params.get('smoothing') || 0.6),
+    // A configuration key: runs with the same value of it form one group
+    // (its mean line and min–max band), or share one colour.
+    group: params.get('group') || '',
+    color: params.get('color') || '',
     range: params.get('start') && params.get('end') ? [Number(params.get('start')), Number(params.get('end'))] : null,
   };
   const allRuns = await api.runsOrError(view);
   if (!allRuns) return;
   if (!state.runs.length && allRuns.length) state.runs = [allRuns[0].run_id];
   const runLabel = labeller(allRuns);
-  // A run keeps its colour in every panel (its place among the chosen runs),
+  // Each run's configuration, flattened (model.width), for grouping and colour.
+  const configs = new Map(allRuns.map((r) => [r.run_id, flatten(r.config)]));
+  const configKeys = [...new Set([...configs.values()].flatMap(Object.keys))].sort();
+  const valueOf = (runId, key) => {
+    const value = configs.get(runId)?.[key];
+    return `${key}=${value === undefined ? '(none)' : value}`;
+  };
+  // A run keeps its colour in every panel: its place among the chosen runs,
+  // or its value's place among the values of the colour (or group) key;
   // shown beside its name in the picker.
-  const colorOf = (runId) => COLORS[Math.max(0, state.runs.indexOf(runId)) % COLORS.length];
+  const keyColor = (label, key) => {
+    const values = [...new Set(state.runs.map((r) => valueOf(r, key)))].sort();
+    return COLORS[Math.max(0, values.indexOf(label)) % COLORS.length];
+  };
+  const colorOf = (runId) => {
+    const key = state.group || state.color;
+    return key ? keyColor(valueOf(runId, key), key) : COLORS[Math.max(0, state.runs.indexOf(runId)) % COLORS.length];
+  };
   const hooks = { sections: [], fetched: [], panels: {}, visible: [] };
   testHooks.workspace = hooks;
 
   const saveRoute = () => {
     const p = { runs: state.runs.join(','), smoothing: state.weight };
+    if (state.group) p.group = state.group;
+    if (state.color) p.color = state.color;
     if (state.filter) p.filter = state.filter;
     if (state.collapsed.size) p.collapsed = [...state.collapsed].join(',');
     if (state.range) Object.assign(p, { start: state.range[0], end: state.range[1] });
@@ -73,11 +94,20 @@ export async function render(view) {
     saveRoute();
     for (const panel of panels.values()) panel.redraw();
   });
+  const keyPicker = (id, current, onChange) => {
+    const select = el('select', { id }, el('option', { value: '', text: '—' }), ...configKeys.map((k) => el('option', { value: k, text: k })));
+    select.value = current;
+    select.addEventListener('change', () => { onChange(select.value); saveRoute(); paintSwatches(); for (const panel of panels.values()) panel.redraw(true); });
+    return select;
+  };
+  const groupBy = keyPicker('group-by', state.group, (key) => { state.group = key; });
+  const colorBy = keyPicker('color-by', state.color, (key) => { state.color = key; });
   const info = el('span', { class: 'note' });
   const sections = el('div', { id: 'workspace' });
   const errors = el('div');
   view.append(picker,
-    el('div', { class: 'controls' }, el('label', {}, 'metrics', filter, filterError), el('label', {}, 'smoothing', slider), info),
+    el('div', { class: 'controls' }, el('label', {}, 'metrics', filter, filterError), el('label', {}, 'smoothing', slider),
+      el('label', {}, 'group by', groupBy), el('label', {}, 'colour by', colorBy), info),
     errors, sections,
     el('p', { class: 'note', text: 'Drag on a panel to zoom every panel to those steps; double-click, 0 or Esc zooms out; [ and ] change the smoothing. Each shaded band spans the min and max of a bucket.' }));
 
@@ -161,6 +191,7 @@ export async function render(view) {
             max: Math.max(...response.runs.flatMap((r) => r.hi.filter((v) => v !== null))),
           };
           panel.redraw(true);
+          hooks.panels[name].drawnAt = performance.now();
           follow();
         } catch (error) {
           panel.stale = true;
@@ -197,12 +228,17 @@ export async function render(view) {
         panel.redraw(added);
       },
       redraw(fresh = false) {
-        const response = panel.response;
+        const response = state.group && panel.response ? grouped(panel.response, (runId) => valueOf(runId, state.group)) : panel.response;
         if (!response) return;
+        if (hooks.panels[name]) {
+          hooks.panels[name].shown = response.runs.map((r) => ({ label: r.run_id, runs: r.runs ?? 1, x: r.x[0], line: r.last[0], lo: r.lo[0], hi: r.hi[0] }));
+        }
         const data = seriesData(response, state.weight);
         if (panel.plot && !fresh) { panel.plot.setData(data); return; }
         panel.plot?.destroy();
-        const { series, bands } = seriesOptions(response, runLabel, 'step', colorOf);
+        const { series, bands } = state.group
+          ? seriesOptions(response, (group) => group, 'step', (group) => keyColor(group, state.group))
+          : seriesOptions(response, runLabel, 'step', colorOf);
         panel.plot = new uPlot({
           width: Math.max(150, chart.clientWidth - 2), height: PANEL_HEIGHT,
           series, bands, legend: { show: false },
