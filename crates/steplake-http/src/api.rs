@@ -33,19 +33,7 @@ pub async fn runs(
     State(dashboard): State<Dashboard>,
     Query(params): Query<RunsTableParams>,
 ) -> Result<Json, ApiError> {
-    let (_, batches) = dashboard
-        .engine
-        .sql_collect("SELECT run_id, max(step) AS last_step, count(*) AS points FROM scalars GROUP BY run_id")
-        .await?;
-    let ids = strings(&batches, "run_id")?;
-    let last = i64s(&batches, "last_step")?;
-    let points = i64s(&batches, "points")?;
-    let mut progress = BTreeMap::new();
-    for ((id, last), points) in ids.into_iter().zip(last).zip(points) {
-        if let Some(id) = id {
-            progress.insert(id, (last, points.unwrap_or(0)));
-        }
-    }
+    let progress = run_progress(&dashboard).await?;
     let last_values = last_values(&dashboard, params.metrics.as_deref().unwrap_or("")).await?;
     let mut runs: Vec<Value> = dashboard
         .store
@@ -77,6 +65,36 @@ pub async fn runs(
         .collect();
     runs.sort_by_key(|r| std::cmp::Reverse(r["created_at_ms"].as_i64().unwrap_or(0)));
     Ok(Json(json!({ "runs": runs })))
+}
+
+/// Each run's last step and points: from the store's series summary when
+/// it is exact (no data file read: with many points this is what kept the
+/// runs table and the workspace waiting), else by SQL.
+async fn run_progress(
+    dashboard: &Dashboard,
+) -> Result<BTreeMap<String, (Option<i64>, i64)>, ApiError> {
+    let mut progress: BTreeMap<String, (Option<i64>, i64)> = BTreeMap::new();
+    if let Some(series) = dashboard.store.scalar_series() {
+        for s in series {
+            let (last, points) = progress.entry(s.run_id).or_insert((None, 0));
+            *last = Some(last.map_or(s.max_step, |l| l.max(s.max_step)));
+            *points += i64::try_from(s.rows).unwrap_or(i64::MAX);
+        }
+        return Ok(progress);
+    }
+    let (_, batches) = dashboard
+        .engine
+        .sql_collect("SELECT run_id, max(step) AS last_step, count(*) AS points FROM scalars GROUP BY run_id")
+        .await?;
+    let ids = strings(&batches, "run_id")?;
+    let last = i64s(&batches, "last_step")?;
+    let points = i64s(&batches, "points")?;
+    for ((id, last), points) in ids.into_iter().zip(last).zip(points) {
+        if let Some(id) = id {
+            progress.insert(id, (last, points.unwrap_or(0)));
+        }
+    }
+    Ok(progress)
 }
 
 /// Most metrics whose last values `/api/runs` reports at once.
@@ -161,6 +179,15 @@ pub async fn names(
     Query(params): Query<RunsParams>,
 ) -> Result<Json, ApiError> {
     let runs = run_list(&params.runs)?;
+    // From the store's series summary when it has one: no data file read.
+    if let Some(series) = dashboard.store.scalar_series() {
+        let names: std::collections::BTreeSet<String> = series
+            .into_iter()
+            .filter(|s| runs.contains(&s.run_id))
+            .map(|s| s.name)
+            .collect();
+        return Ok(Json(json!({ "names": names })));
+    }
     distinct_names(&dashboard, "scalars", &runs_clause(&runs)).await
 }
 

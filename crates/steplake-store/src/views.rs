@@ -1,6 +1,7 @@
 //! Views for queries: what one scan reads, taken under one lock.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -171,6 +172,55 @@ impl Store {
             streaming,
             latest,
         }
+    }
+
+    /// Every scalar series held, from the manifest and the buffer without
+    /// reading a data file: its run, name, smallest and largest step, and
+    /// its points. None when that cannot be exact: a listed file does not
+    /// record its series (an older manifest), or some series is held by
+    /// two sources with overlapping steps (a step written again, which a
+    /// query counts once); then ask SQL.
+    pub fn scalar_series(&self) -> Option<Vec<SeriesRange>> {
+        let state = read_state(&self.shared);
+        let files: Vec<_> = state
+            .manifest
+            .files
+            .iter()
+            .filter(|f| f.table == Table::Scalars)
+            .collect();
+        if files
+            .iter()
+            .any(|f| f.series.iter().map(|s| s.rows).sum::<u64>() != f.rows)
+        {
+            return None;
+        }
+        if !rewritten_series_of(&state, &SeriesFilter::default()).is_empty() {
+            return None;
+        }
+        let buffered = state
+            .frozen
+            .iter()
+            .flat_map(|f| f.buffer.series_ranges())
+            .chain(state.active.series_ranges());
+        let mut merged: BTreeMap<(String, String), SeriesRange> = BTreeMap::new();
+        for range in files
+            .iter()
+            .flat_map(|f| f.series.iter().cloned())
+            .chain(buffered)
+        {
+            match merged.entry((range.run_id.clone(), range.name.clone())) {
+                Entry::Vacant(slot) => {
+                    slot.insert(range);
+                }
+                Entry::Occupied(mut slot) => {
+                    let held = slot.get_mut();
+                    held.min_step = held.min_step.min(range.min_step);
+                    held.max_step = held.max_step.max(range.max_step);
+                    held.rows += range.rows;
+                }
+            }
+        }
+        Some(merged.into_values().collect())
     }
 
     /// The series of the listed `scalars` data file whose name (last path

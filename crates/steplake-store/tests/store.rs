@@ -427,3 +427,24 @@ fn a_flush_writes_what_it_changed_of_the_manifest_not_all_of_it() {
         "start-up replays every change"
     );
 }
+
+#[test]
+fn the_series_summary_counts_files_and_buffer_and_declines_rewritten_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    create(&store);
+    block_on(store.write_scalars("w", 1, "r", batch(0..100))).unwrap();
+    store.flush().unwrap();
+    block_on(store.write_scalars("w", 2, "r", batch(100..150))).unwrap();
+    let series = store
+        .scalar_series()
+        .expect("every file records its series");
+    assert_eq!(series.len(), 1);
+    let loss = &series[0];
+    assert_eq!((loss.run_id.as_str(), loss.name.as_str()), ("r", "loss"));
+    assert_eq!((loss.min_step, loss.max_step, loss.rows), (0, 149, 150));
+    // Steps written again (a resumed run) are counted once by a query, not
+    // once per source: the summary declines rather than count them twice.
+    block_on(store.write_scalars("w", 3, "r", batch(50..60))).unwrap();
+    assert!(store.scalar_series().is_none());
+}
