@@ -238,6 +238,11 @@ try {
   await page.screenshot({ path: `${artifacts}/workspace-dark.png` });
   await page.emulateMedia({ colorScheme: 'light' });
 
+  // The standing condition's event is flagged on its series' panel.
+  await page.goto(`${url}/#/workspace?runs=big&filter=%5Eloss%24`);
+  await page.waitForFunction(() => window.steplake.workspace?.eventsDrawn?.loss !== undefined, null, { timeout: 60000 });
+  check(await page.evaluate(() => window.steplake.workspace.eventsDrawn.loss) === 1, 'the spike event is flagged on the loss panel');
+
   // Group by a configuration key: small and wide (lr 0.01) become one line,
   // their mean, with their min–max as its band; big (lr 0.001) its own.
   await page.goto(`${url}/#/workspace?runs=big,small,wide&group=lr&filter=%5Eacc%24`);

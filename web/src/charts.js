@@ -10,7 +10,7 @@
 import uPlot from 'uplot';
 import * as api from './api.js';
 import { COLORS, el, go, route, showError } from './dom.js';
-import { labeller, seriesData, seriesOptions, themedAxes } from './plot.js';
+import { drawEvents, labeller, seriesData, seriesOptions, themedAxes } from './plot.js';
 import { testHooks } from './hooks.js';
 
 const LIVE_MS = 3000;
@@ -246,18 +246,7 @@ export async function render(view) {
           ctx.beginPath(); ctx.arc(x, y, 4 * devicePixelRatio, 0, 2 * Math.PI); ctx.fill();
         });
       }
-      if (state.x === 'step') {
-        ctx.strokeStyle = '#ea580c';
-        ctx.fillStyle = '#ea580c';
-        ctx.lineWidth = 1.5 * devicePixelRatio;
-        ctx.font = `${11 * devicePixelRatio}px sans-serif`;
-        for (const event of state.events) {
-          if (event.run_id !== run || event.series !== state.name) continue;
-          const x = u.valToPos(event.step, 'x', true);
-          ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + height); ctx.stroke();
-          ctx.fillText(`⚑ ${event.label}`, x + 3, top + height - 6 * devicePixelRatio);
-        }
-      }
+      if (state.x === 'step') drawEvents(u, state.events.filter((e) => e.run_id === run && e.series === state.name));
       const emerged = state.emerged[run];
       if (emerged !== undefined && emerged !== null && state.x === 'step') {
         const x = u.valToPos(emerged, 'x', true);

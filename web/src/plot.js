@@ -96,3 +96,21 @@ export function flatten(object, prefix = '', out = {}) {
   }
   return out;
 }
+
+// The events standing conditions fired, as flagged vertical lines at their
+// steps on `u` (inside its plot area, which the caller has clipped to).
+export function drawEvents(u, events) {
+  const ctx = u.ctx;
+  const { top, height } = u.bbox;
+  ctx.save();
+  ctx.strokeStyle = '#ea580c';
+  ctx.fillStyle = '#ea580c';
+  ctx.lineWidth = 1.5 * devicePixelRatio;
+  ctx.font = `${11 * devicePixelRatio}px sans-serif`;
+  for (const event of events) {
+    const x = u.valToPos(event.step, 'x', true);
+    ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + height); ctx.stroke();
+    ctx.fillText(`⚑ ${event.label}`, x + 3, top + height - 6 * devicePixelRatio);
+  }
+  ctx.restore();
+}

@@ -9,12 +9,13 @@
 // collapsed sections, zoom, smoothing) lives in the URL, so a link
 // reproduces it. While not zoomed, the drawn panels follow their runs: one
 // server-sent event stream (/api/live) brings the points written after those
-// drawn, and only those.
+// drawn, and only those. Events of standing conditions are flagged on their
+// series' panels.
 import uPlot from 'uplot';
 import * as api from './api.js';
 import { COLORS, el, route, showError } from './dom.js';
 import { testHooks } from './hooks.js';
-import { flatten, grouped, labeller, seriesData, seriesOptions, themedAxes } from './plot.js';
+import { drawEvents, flatten, grouped, labeller, seriesData, seriesOptions, themedAxes } from './plot.js';
 
 const OTHER = 'other';
 const PANEL_HEIGHT = 200;
@@ -139,7 +140,8 @@ export async function render(view) {
       const query = new URLSearchParams({ runs: state.runs.join(','), names: drawn.map((p) => p.name).join(',') });
       if (Number.isFinite(after)) query.set('after', after);
       source = new EventSource(`/api/live?${query}`);
-      source.onmessage = (message) => {
+      source.onmessage = async (message) => {
+        await loadEvents().catch(() => {});
         for (const series of api.parse(message.data).series) panels.get(series.name)?.append(series);
       };
       hooks.following = drawn.map((p) => p.name);
@@ -247,6 +249,16 @@ export async function render(view) {
           // One cursor for every panel: hovering a step shows it in all.
           cursor: { drag: { x: true, y: false, setScale: false }, sync: { key: 'workspace' } },
           hooks: {
+            draw: [(u) => {
+              const shown = events.filter((e) => e.series === name && state.runs.includes(e.run_id)
+                && (!state.range || (e.step >= state.range[0] && e.step <= state.range[1])));
+              const { left, top, width, height } = u.bbox;
+              u.ctx.save();
+              u.ctx.beginPath(); u.ctx.rect(left, top, width, height); u.ctx.clip();
+              drawEvents(u, shown);
+              u.ctx.restore();
+              hooks.eventsDrawn[name] = shown.length;
+            }],
             setSelect: [(u) => {
               if (u.select.width < 5) return;
               const lo = Math.floor(u.posToVal(u.select.left, 'x'));
@@ -307,6 +319,15 @@ export async function render(view) {
     info.textContent = `${shown} of ${panels.size} metrics` + (state.range ? `, steps ${state.range[0]}…${state.range[1]}` : '');
   }
 
+  // The events of the chosen runs (standing conditions), flagged on their
+  // series' panels; asked again when live points arrive.
+  let events = [];
+  hooks.eventsDrawn = {};
+  async function loadEvents() {
+    if (!state.runs.length) { events = []; return; }
+    events = (await api.get('events', { runs: state.runs.join(',') })).events;
+  }
+
   // Every metric of the selected runs, as fresh panels.
   async function build() {
     saveRoute();
@@ -316,6 +337,7 @@ export async function render(view) {
     panels = new Map();
     if (state.runs.length) {
       try {
+        await loadEvents();
         const { names } = await api.get('names', { runs: state.runs.join(',') });
         for (const name of names) panels.set(name, makePanel(name));
       } catch (error) {
