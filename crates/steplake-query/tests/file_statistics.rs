@@ -2,7 +2,6 @@
 //! per query (issue 24: many small files before compaction): the engine's
 //! runtime keeps them for every later query.
 
-use datafusion::execution::cache::Cache;
 use steplake_core::ScalarBatch;
 use steplake_query::QueryEngine;
 use steplake_store::{CompactionPolicy, StoreOptions};
