@@ -13,7 +13,8 @@
 // - the workspace shows a panel per metric in sections by prefix, fetches
 //   only visible panels, filters, collapses and keeps its view in the URL;
 //   a point written while a panel is open reaches it (only that point);
-//   a panel exports its points as CSV and itself as PNG; keys zoom out and
+//   per-panel log y and y range, kept in the URL; a panel exports its
+//   points as CSV and itself as PNG; keys zoom out and
 //   smooth; grouping by a configuration key draws each group's mean and
 //   min–max band; the theme follows the system's dark mode;
 // - the tensors page has step axes (not dates) and a heatmap with a step
@@ -237,6 +238,25 @@ try {
   await page.waitForTimeout(500);
   await page.screenshot({ path: `${artifacts}/workspace-dark.png` });
   await page.emulateMedia({ colorScheme: 'light' });
+
+  // Per-panel settings: log y and a y range, kept in the URL.
+  await page.goto(`${url}/#/workspace?runs=wide&filter=%5Etrain%2Fm0%5B01%5D%24`);
+  await page.waitForFunction(() => window.steplake.workspace?.panels?.['train/m00']?.drawnAt, null, { timeout: 60000 });
+  await page.click('.panel[data-name="train/m00"] button[data-setting="log"]');
+  await page.fill('.panel[data-name="train/m01"] input[data-setting="ymax"]', '5');
+  await page.press('.panel[data-name="train/m01"] input[data-setting="ymax"]', 'Enter');
+  const settings = await page.evaluate(() => ({
+    m00: window.steplake.workspace.panels['train/m00'].yScale,
+    m01: window.steplake.workspace.panels['train/m01'].yScale,
+    link: location.href,
+  }));
+  check(settings.m00.log && !settings.m01.log && settings.m01.range?.[1] === 5 && settings.m01.range?.[0] === null,
+    `per-panel settings: ${JSON.stringify(settings)}`);
+  await page.goto('about:blank');
+  await page.goto(settings.link);
+  await page.waitForFunction(() => window.steplake.workspace?.panels?.['train/m01']?.yScale, null, { timeout: 60000 });
+  const kept = await page.evaluate(() => [window.steplake.workspace.panels['train/m00']?.yScale, window.steplake.workspace.panels['train/m01'].yScale]);
+  check(kept[0]?.log && kept[1].range?.[1] === 5, `the link keeps per-panel settings: ${JSON.stringify(kept)}`);
 
   // The standing condition's event is flagged on its series' panel.
   await page.goto(`${url}/#/workspace?runs=big&filter=%5Eloss%24`);

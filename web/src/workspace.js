@@ -26,6 +26,12 @@ export async function render(view) {
     runs: (params.get('runs') || '').split(',').filter(Boolean),
     filter: params.get('filter') || '',
     collapsed: new Set((params.get('collapsed') || '').split(',').filter(Boolean)),
+    // Per panel: log y (names), and a fixed y range (name → [min, max]).
+    logY: new Set((params.get('logy') || '').split(',').filter(Boolean)),
+    yRange: new Map((params.get('yrange') || '').split(',').filter(Boolean).map((entry) => {
+      const [name, lo, hi] = entry.split('~');
+      return [name, [lo === '' ? null : Number(lo), hi === '' ? null : Number(hi)]];
+    })),
     weight: Number(params.get('smoothing') || 0.6),
     // A configuration key: runs with the same value of it form one group
     // (its mean line and min–max band), or share one colour.
@@ -64,6 +70,8 @@ export async function render(view) {
     if (state.color) p.color = state.color;
     if (state.filter) p.filter = state.filter;
     if (state.collapsed.size) p.collapsed = [...state.collapsed].join(',');
+    if (state.logY.size) p.logy = [...state.logY].join(',');
+    if (state.yRange.size) p.yrange = [...state.yRange].map(([n, [lo, hi]]) => `${n}~${lo ?? ''}~${hi ?? ''}`).join(',');
     if (state.range) Object.assign(p, { start: state.range[0], end: state.range[1] });
     history.replaceState(null, '', `#/workspace?${new URLSearchParams(p)}`);
   };
@@ -159,12 +167,48 @@ export async function render(view) {
     follow();
   }
 
+  // A panel's y scale: logarithmic, and within a fixed range, when set.
+  function yScale(name) {
+    const scale = state.logY.has(name) ? { distr: 3 } : {};
+    const range = state.yRange.get(name);
+    if (range) {
+      scale.range = (_u, dataMin, dataMax) => [range[0] ?? dataMin, range[1] ?? dataMax];
+    }
+    if (hooks.panels[name]) hooks.panels[name].yScale = { log: state.logY.has(name), range: range ?? null };
+    return scale;
+  }
+
   function makePanel(name) {
     const chart = el('div', { class: 'panel-chart' });
     const png = el('button', { class: 'panel-export', 'data-export': 'png', text: 'PNG', title: 'this panel as an image' });
     const csv = el('a', { class: 'panel-export', 'data-export': 'csv', text: 'CSV', title: 'the points of this panel, at full resolution' });
+    const log = el('button', { class: 'panel-export', 'data-setting': 'log', text: 'log y', title: 'a logarithmic y axis for this panel' });
+    const [yLo, yHi] = ['y min', 'y max'].map((placeholder, i) => {
+      const input = el('input', { class: 'panel-range', type: 'number', step: 'any', placeholder, 'data-setting': i ? 'ymax' : 'ymin' });
+      const value = state.yRange.get(name)?.[i];
+      if (value !== undefined && value !== null) input.value = value;
+      return input;
+    });
     const node = el('div', { class: 'panel', 'data-name': name },
-      el('div', { class: 'panel-title' }, el('span', { text: name }), el('span', { class: 'panel-tools' }, png, csv)), chart);
+      el('div', { class: 'panel-title' }, el('span', { text: name }),
+        el('span', { class: 'panel-tools' }, yLo, yHi, log, png, csv)), chart);
+    const showLog = () => log.classList.toggle('on', state.logY.has(name));
+    showLog();
+    log.addEventListener('click', () => {
+      if (state.logY.has(name)) state.logY.delete(name); else state.logY.add(name);
+      showLog();
+      saveRoute();
+      panel.redraw(true);
+    });
+    for (const input of [yLo, yHi]) {
+      input.addEventListener('change', () => {
+        const bound = (v) => (v.value === '' ? null : Number(v.value));
+        if (yLo.value === '' && yHi.value === '') state.yRange.delete(name);
+        else state.yRange.set(name, [bound(yLo), bound(yHi)]);
+        saveRoute();
+        panel.redraw(true);
+      });
+    }
     png.addEventListener('click', () => {
       if (!panel.plot) return;
       const link = el('a', { download: `${name.replace(/[^\w.-]/g, '_')}.png`, href: panel.plot.ctx.canvas.toDataURL('image/png') });
@@ -244,7 +288,7 @@ export async function render(view) {
         panel.plot = new uPlot({
           width: Math.max(150, chart.clientWidth - 2), height: PANEL_HEIGHT,
           series, bands, legend: { show: false },
-          scales: { x: { time: false } },
+          scales: { x: { time: false }, y: yScale(name) },
           axes: themedAxes(),
           // One cursor for every panel: hovering a step shows it in all.
           cursor: { drag: { x: true, y: false, setScale: false }, sync: { key: 'workspace' } },
