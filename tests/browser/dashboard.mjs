@@ -254,7 +254,7 @@ try {
     `per-panel settings: ${JSON.stringify(settings)}`);
   await page.goto('about:blank');
   await page.goto(settings.link);
-  await page.waitForFunction(() => window.steplake.workspace?.panels?.['train/m01']?.yScale, null, { timeout: 60000 });
+  await page.waitForFunction(() => ['train/m00', 'train/m01'].every((n) => window.steplake.workspace?.panels?.[n]?.yScale), null, { timeout: 60000 });
   const kept = await page.evaluate(() => [window.steplake.workspace.panels['train/m00']?.yScale, window.steplake.workspace.panels['train/m01'].yScale]);
   check(kept[0]?.log && kept[1].range?.[1] === 5, `the link keeps per-panel settings: ${JSON.stringify(kept)}`);
 
@@ -262,6 +262,11 @@ try {
   await page.goto(`${url}/#/workspace?runs=big&filter=%5Eloss%24`);
   await page.waitForFunction(() => window.steplake.workspace?.eventsDrawn?.loss !== undefined, null, { timeout: 60000 });
   check(await page.evaluate(() => window.steplake.workspace.eventsDrawn.loss) === 1, 'the spike event is flagged on the loss panel');
+  // Spikes and changepoints on request: a few changepoint lines at most.
+  await page.check('#workspace-markers');
+  await page.waitForFunction(() => window.steplake.workspace.changepointsDrawn.loss !== undefined, null, { timeout: 60000 });
+  const markerLines = await page.evaluate(() => window.steplake.workspace.changepointsDrawn.loss);
+  check(markerLines <= 5 && page.url().includes('markers=1'), `workspace markers: ${markerLines} changepoint lines, ${page.url()}`);
 
   // Group by a configuration key: small and wide (lr 0.01) become one line,
   // their mean, with their min–max as its band; big (lr 0.001) its own.

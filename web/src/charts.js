@@ -10,7 +10,7 @@
 import uPlot from 'uplot';
 import * as api from './api.js';
 import { COLORS, el, go, route, showError } from './dom.js';
-import { drawEvents, labeller, seriesData, seriesOptions, themedAxes } from './plot.js';
+import { drawEvents, drawMarks, labeller, seriesData, seriesOptions, themedAxes } from './plot.js';
 import { testHooks } from './hooks.js';
 
 const LIVE_MS = 3000;
@@ -228,24 +228,7 @@ export async function render(view) {
     state.runs.forEach((run, k) => {
       const color = COLORS[k % COLORS.length];
       const marks = state.marks[run];
-      if (marks) {
-        ctx.strokeStyle = color;
-        ctx.setLineDash([4, 4]);
-        const shown = thinned(marks.changepoints.map((step) => u.valToPos(step, 'x', true)), left, width);
-        testHooks.changepointsDrawn[run] = shown.length;
-        for (const x of shown) {
-          ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + height); ctx.stroke();
-        }
-        ctx.setLineDash([]);
-        ctx.fillStyle = '#dc2626';
-        marks.spikes.step.forEach((step, i) => {
-          const value = marks.spikes.value[i];
-          if (value === null || !Number.isFinite(value)) return;
-          const x = u.valToPos(step, 'x', true);
-          const y = u.valToPos(value, 'y', true);
-          ctx.beginPath(); ctx.arc(x, y, 4 * devicePixelRatio, 0, 2 * Math.PI); ctx.fill();
-        });
-      }
+      if (marks) testHooks.changepointsDrawn[run] = drawMarks(u, marks, color);
       if (state.x === 'step') drawEvents(u, state.events.filter((e) => e.run_id === run && e.series === state.name));
       const emerged = state.emerged[run];
       if (emerged !== undefined && emerged !== null && state.x === 'step') {
@@ -279,21 +262,6 @@ export async function render(view) {
   await load();
   if (!state.runs.length) view.append(el('p', { text: 'No runs yet. Start a trainer that logs to this server.' }));
   return () => { clearInterval(live); theme.removeEventListener('change', onTheme); };
-}
-
-// At most MAX_CHANGEPOINTS of the changepoint positions `xs` (canvas
-// pixels), none closer than a tenth of the plot's width to the last one kept:
-// on a smooth rise the detector reports one changepoint after another, and
-// ten dashed lines in a few hundred steps hide the curve.
-const MAX_CHANGEPOINTS = 5;
-function thinned(xs, left, width) {
-  const gap = width / 10;
-  const kept = [];
-  for (const x of xs.filter((x) => x >= left && x <= left + width).sort((a, b) => a - b)) {
-    if (kept.length === MAX_CHANGEPOINTS) break;
-    if (!kept.length || x - kept[kept.length - 1] >= gap) kept.push(x);
-  }
-  return kept;
 }
 
 export function open(runs, name) {

@@ -114,3 +114,42 @@ export function drawEvents(u, events) {
   }
   ctx.restore();
 }
+
+// A series' spikes (red dots at their values) and changepoints (dashed
+// lines in `color`, thinned) from /api/markers, on `u` (inside its plot
+// area, which the caller has clipped to); returns the changepoint lines drawn.
+export function drawMarks(u, marks, color) {
+  const ctx = u.ctx;
+  const { left, top, width, height } = u.bbox;
+  ctx.save();
+  ctx.strokeStyle = color;
+  ctx.setLineDash([4, 4]);
+  const shown = thinned(marks.changepoints.map((step) => u.valToPos(step, 'x', true)), left, width);
+  for (const x of shown) {
+    ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + height); ctx.stroke();
+  }
+  ctx.setLineDash([]);
+  ctx.fillStyle = '#dc2626';
+  marks.spikes.step.forEach((step, i) => {
+    const value = marks.spikes.value[i];
+    if (value === null || !Number.isFinite(value)) return;
+    ctx.beginPath(); ctx.arc(u.valToPos(step, 'x', true), u.valToPos(value, 'y', true), 4 * devicePixelRatio, 0, 2 * Math.PI); ctx.fill();
+  });
+  ctx.restore();
+  return shown.length;
+}
+
+// At most MAX_CHANGEPOINTS of the changepoint positions `xs` (canvas
+// pixels), none closer than a tenth of the plot's width to the last one kept:
+// on a smooth rise the detector reports one changepoint after another, and
+// ten dashed lines in a few hundred steps hide the curve.
+const MAX_CHANGEPOINTS = 5;
+function thinned(xs, left, width) {
+  const gap = width / 10;
+  const kept = [];
+  for (const x of xs.filter((x) => x >= left && x <= left + width).sort((a, b) => a - b)) {
+    if (kept.length === MAX_CHANGEPOINTS) break;
+    if (!kept.length || x - kept[kept.length - 1] >= gap) kept.push(x);
+  }
+  return kept;
+}

@@ -10,12 +10,12 @@
 // reproduces it. While not zoomed, the drawn panels follow their runs: one
 // server-sent event stream (/api/live) brings the points written after those
 // drawn, and only those. Events of standing conditions are flagged on their
-// series' panels.
+// series' panels; spikes and changepoints on request.
 import uPlot from 'uplot';
 import * as api from './api.js';
 import { COLORS, el, route, showError } from './dom.js';
 import { testHooks } from './hooks.js';
-import { drawEvents, flatten, grouped, labeller, seriesData, seriesOptions, themedAxes } from './plot.js';
+import { drawEvents, drawMarks, flatten, grouped, labeller, seriesData, seriesOptions, themedAxes } from './plot.js';
 
 const OTHER = 'other';
 const PANEL_HEIGHT = 200;
@@ -36,6 +36,9 @@ export async function render(view) {
     // A configuration key: runs with the same value of it form one group
     // (its mean line and min–max band), or share one colour.
     group: params.get('group') || '',
+    // Spikes and changepoints on the panels (each asks the server for its
+    // series' markers once drawn).
+    markers: params.get('markers') === '1',
     color: params.get('color') || '',
     range: params.get('start') && params.get('end') ? [Number(params.get('start')), Number(params.get('end'))] : null,
   };
@@ -67,6 +70,7 @@ export async function render(view) {
   const saveRoute = () => {
     const p = { runs: state.runs.join(','), smoothing: state.weight };
     if (state.group) p.group = state.group;
+    if (state.markers) p.markers = 1;
     if (state.color) p.color = state.color;
     if (state.filter) p.filter = state.filter;
     if (state.collapsed.size) p.collapsed = [...state.collapsed].join(',');
@@ -111,12 +115,20 @@ export async function render(view) {
   };
   const groupBy = keyPicker('group-by', state.group, (key) => { state.group = key; });
   const colorBy = keyPicker('color-by', state.color, (key) => { state.color = key; });
+  const markerBox = el('input', { type: 'checkbox', id: 'workspace-markers' });
+  markerBox.checked = state.markers;
+  markerBox.addEventListener('change', () => {
+    state.markers = markerBox.checked;
+    saveRoute();
+    for (const panel of panels.values()) if (panel.response) panel.loadMarks();
+  });
   const info = el('span', { class: 'note' });
   const sections = el('div', { id: 'workspace' });
   const errors = el('div');
   view.append(picker,
     el('div', { class: 'controls' }, el('label', {}, 'metrics', filter, filterError), el('label', {}, 'smoothing', slider),
-      el('label', {}, 'group by', groupBy), el('label', {}, 'colour by', colorBy), info),
+      el('label', {}, 'group by', groupBy), el('label', {}, 'colour by', colorBy),
+      el('label', {}, markerBox, 'spikes & changepoints'), info),
     errors, sections,
     el('p', { class: 'note', text: 'Drag on a panel to zoom every panel to those steps; double-click, 0 or Esc zooms out; [ and ] change the smoothing. Each shaded band spans the min and max of a bucket.' }));
 
@@ -238,11 +250,23 @@ export async function render(view) {
           };
           panel.redraw(true);
           hooks.panels[name].drawnAt = performance.now();
+          panel.loadMarks();
           follow();
         } catch (error) {
           panel.stale = true;
           showError(chart, error);
         }
+      },
+      // Spikes and changepoints of each run's series, when asked for.
+      marks: {},
+      async loadMarks() {
+        panel.marks = {};
+        if (state.markers) {
+          for (const run of panel.response.runs.map((r) => r.run_id)) {
+            panel.marks[run] = await api.get('markers', { run, name });
+          }
+        }
+        panel.plot?.redraw(false, false);
       },
       // The last step drawn of any run (-1 when none).
       lastStep() {
@@ -300,6 +324,10 @@ export async function render(view) {
               u.ctx.save();
               u.ctx.beginPath(); u.ctx.rect(left, top, width, height); u.ctx.clip();
               drawEvents(u, shown);
+              if (!state.group) {
+                const lines = Object.entries(panel.marks).map(([run, marks]) => drawMarks(u, marks, colorOf(run)));
+                if (lines.length) hooks.changepointsDrawn[name] = Math.max(...lines);
+              }
               u.ctx.restore();
               hooks.eventsDrawn[name] = shown.length;
             }],
@@ -367,6 +395,7 @@ export async function render(view) {
   // series' panels; asked again when live points arrive.
   let events = [];
   hooks.eventsDrawn = {};
+  hooks.changepointsDrawn = {};
   async function loadEvents() {
     if (!state.runs.length) { events = []; return; }
     events = (await api.get('events', { runs: state.runs.join(',') })).events;
