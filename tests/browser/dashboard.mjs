@@ -239,9 +239,18 @@ try {
   await page.screenshot({ path: `${artifacts}/workspace-dark.png` });
   await page.emulateMedia({ colorScheme: 'light' });
 
-  // Per-panel settings: log y and a y range, kept in the URL.
+  // Per-panel settings (log y and a y range, kept in the URL), and the
+  // shared cursor.
   await page.goto(`${url}/#/workspace?runs=wide&filter=%5Etrain%2Fm0%5B01%5D%24`);
-  await page.waitForFunction(() => window.steplake.workspace?.panels?.['train/m00']?.drawnAt, null, { timeout: 60000 });
+  await page.waitForFunction(() => ['train/m00', 'train/m01'].every((n) => window.steplake.workspace?.panels?.[n]?.drawnAt), null, { timeout: 60000 });
+  // One cursor: hovering train/m00 shows the value at that step in
+  // train/m01's panel too.
+  const m00 = await page.locator('.panel[data-name="train/m00"] .u-over').boundingBox();
+  await page.mouse.move(m00.x + m00.width / 2, m00.y + m00.height / 2);
+  await page.waitForFunction(() => document.querySelector('.panel[data-name="train/m01"] .panel-readout')?.textContent.startsWith('step '),
+    null, { timeout: 10000 });
+  const readout = await page.locator('.panel[data-name="train/m01"] .panel-readout').textContent();
+  check(/^step \d+: wide [\d.e+-]+$/.test(readout), `the other panel reads out the hovered step: ${readout}`);
   await page.click('.panel[data-name="train/m00"] button[data-setting="log"]');
   await page.fill('.panel[data-name="train/m01"] input[data-setting="ymax"]', '5');
   await page.press('.panel[data-name="train/m01"] input[data-setting="ymax"]', 'Enter');

@@ -194,6 +194,8 @@ export async function render(view) {
     const chart = el('div', { class: 'panel-chart' });
     const png = el('button', { class: 'panel-export', 'data-export': 'png', text: 'PNG', title: 'this panel as an image' });
     const csv = el('a', { class: 'panel-export', 'data-export': 'csv', text: 'CSV', title: 'the points of this panel, at full resolution' });
+    // The value of each run (or group) at the step under the shared cursor.
+    const readout = el('span', { class: 'panel-readout' });
     const log = el('button', { class: 'panel-export', 'data-setting': 'log', text: 'log y', title: 'a logarithmic y axis for this panel' });
     const [yLo, yHi] = ['y min', 'y max'].map((placeholder, i) => {
       const input = el('input', { class: 'panel-range', type: 'number', step: 'any', placeholder, 'data-setting': i ? 'ymax' : 'ymin' });
@@ -202,7 +204,7 @@ export async function render(view) {
       return input;
     });
     const node = el('div', { class: 'panel', 'data-name': name },
-      el('div', { class: 'panel-title' }, el('span', { text: name }),
+      el('div', { class: 'panel-title' }, el('span', { text: name }), readout,
         el('span', { class: 'panel-tools' }, yLo, yHi, log, png, csv)), chart);
     const showLog = () => log.classList.toggle('on', state.logY.has(name));
     showLog();
@@ -317,6 +319,14 @@ export async function render(view) {
           // One cursor for every panel: hovering a step shows it in all.
           cursor: { drag: { x: true, y: false, setScale: false }, sync: { key: 'workspace' } },
           hooks: {
+            setCursor: [(u) => {
+              const i = u.cursor.idx;
+              if (i === null || i === undefined) { readout.textContent = ''; return; }
+              const values = response.runs.map((r, k) => [series[4 + 4 * k].label, u.data[1 + 4 * k][i]])
+                .filter(([, v]) => v !== null && v !== undefined)
+                .map(([label, v]) => `${label} ${Number(v).toPrecision(4)}`);
+              readout.textContent = `step ${u.data[0][i]}: ${values.join(', ')}`;
+            }],
             draw: [(u) => {
               const shown = events.filter((e) => e.series === name && state.runs.includes(e.run_id)
                 && (!state.range || (e.step >= state.range[0] && e.step <= state.range[1])));
