@@ -9,7 +9,7 @@
 // events standing conditions fired (on the chart and listed below it).
 import uPlot from 'uplot';
 import * as api from './api.js';
-import { COLORS, el, go, route, showError } from './dom.js';
+import { COLORS, commaList, el, go, route, showError } from './dom.js';
 import { drawEvents, drawMarks, labeller, seriesData, seriesOptions, themedAxes } from './plot.js';
 import { testHooks } from './hooks.js';
 
@@ -18,7 +18,7 @@ const LIVE_MS = 3000;
 export async function render(view) {
   const params = route().params;
   const state = {
-    runs: (params.get('runs') || '').split(',').filter(Boolean),
+    runs: commaList(params.get('runs')),
     name: params.get('name') || '',
     x: params.get('x') || 'step',
     weight: Number(params.get('smoothing') || 0.6),

@@ -29,6 +29,12 @@ export function route() {
   return { view: path || 'runs', params: new URLSearchParams(query || '') };
 }
 
+// A comma-separated list (from a URL parameter or an input), trimmed, without
+// empty items.
+export function commaList(text) {
+  return (text || '').split(',').map((item) => item.trim()).filter(Boolean);
+}
+
 export function go(view, params = {}) {
   location.hash = `#/${view}?${new URLSearchParams(params)}`;
 }

@@ -5,7 +5,7 @@
 // row opens its charts. A forked run names its parent and the fork step.
 // Filter, sort and metric columns are in the URL.
 import * as api from './api.js';
-import { el, formatTime, go, route } from './dom.js';
+import { commaList, el, formatTime, go, route } from './dom.js';
 import { testHooks } from './hooks.js';
 import { flatten, labeller } from './plot.js';
 
@@ -26,7 +26,7 @@ export async function render(view) {
     filter: params.get('filter') || '',
     sort: params.get('sort') || 'created',
     desc: params.get('desc') !== '0',
-    metrics: (params.get('metrics') || '').split(',').map((m) => m.trim()).filter(Boolean),
+    metrics: commaList(params.get('metrics')),
     selected: new Set(),
   };
   const filter = el('input', { type: 'search', id: 'runs-filter', placeholder: 'filter by any column…', size: 30 });
@@ -106,7 +106,7 @@ export async function render(view) {
 
   filter.addEventListener('input', () => { state.filter = filter.value; draw(); });
   metrics.addEventListener('change', async () => {
-    state.metrics = metrics.value.split(',').map((m) => m.trim()).filter(Boolean);
+    state.metrics = commaList(metrics.value);
     await load();
   });
   open.addEventListener('click', () => {

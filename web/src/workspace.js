@@ -13,7 +13,7 @@
 // series' panels; spikes and changepoints on request.
 import uPlot from 'uplot';
 import * as api from './api.js';
-import { COLORS, el, route, showError } from './dom.js';
+import { COLORS, commaList, el, route, showError } from './dom.js';
 import { testHooks } from './hooks.js';
 import { drawEvents, drawMarks, flatten, grouped, labeller, seriesData, seriesOptions, themedAxes } from './plot.js';
 
@@ -23,12 +23,12 @@ const PANEL_HEIGHT = 200;
 export async function render(view) {
   const params = route().params;
   const state = {
-    runs: (params.get('runs') || '').split(',').filter(Boolean),
+    runs: commaList(params.get('runs')),
     filter: params.get('filter') || '',
-    collapsed: new Set((params.get('collapsed') || '').split(',').filter(Boolean)),
+    collapsed: new Set(commaList(params.get('collapsed'))),
     // Per panel: log y (names), and a fixed y range (name → [min, max]).
-    logY: new Set((params.get('logy') || '').split(',').filter(Boolean)),
-    yRange: new Map((params.get('yrange') || '').split(',').filter(Boolean).map((entry) => {
+    logY: new Set(commaList(params.get('logy'))),
+    yRange: new Map(commaList(params.get('yrange')).map((entry) => {
       const [name, lo, hi] = entry.split('~');
       return [name, [lo === '' ? null : Number(lo), hi === '' ? null : Number(hi)]];
     })),

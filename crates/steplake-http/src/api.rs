@@ -167,6 +167,24 @@ pub(crate) fn runs_clause(runs: &[String]) -> String {
     format!("run_id IN ({})", quoted.join(", "))
 }
 
+/// The SQL filter of series `name` of `runs` over steps `[start, end]`
+/// (either end open when `None`).
+pub(crate) fn one_series_filter(
+    runs: &[String],
+    name: &str,
+    start: Option<i64>,
+    end: Option<i64>,
+) -> String {
+    let mut filter = format!("{} AND name = {}", runs_clause(runs), literal(name));
+    if let Some(start) = start {
+        filter.push_str(&format!(" AND step >= {start}"));
+    }
+    if let Some(end) = end {
+        filter.push_str(&format!(" AND step <= {end}"));
+    }
+    filter
+}
+
 /// Parameters naming runs.
 #[derive(Debug, Deserialize)]
 pub struct RunsParams {
@@ -241,17 +259,7 @@ pub async fn series(
             ))
         }
     };
-    let mut filter = format!(
-        "{} AND name = {}",
-        runs_clause(&runs),
-        literal(&params.name)
-    );
-    if let Some(start) = params.start {
-        filter.push_str(&format!(" AND step >= {start}"));
-    }
-    if let Some(end) = params.end {
-        filter.push_str(&format!(" AND step <= {end}"));
-    }
+    let filter = one_series_filter(&runs, &params.name, params.start, params.end);
     let (_, range) = dashboard
         .engine
         .sql_collect(&format!(

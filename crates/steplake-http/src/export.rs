@@ -11,7 +11,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::api::{literal, run_list, runs_clause};
+use crate::api::{one_series_filter, run_list};
 use crate::columns::{i64s, strings};
 use crate::error::ApiError;
 use crate::Dashboard;
@@ -34,17 +34,7 @@ pub(crate) async fn export_csv(
     Query(params): Query<ExportParams>,
 ) -> Result<Response, ApiError> {
     let runs = run_list(&params.runs)?;
-    let mut filter = format!(
-        "{} AND name = {}",
-        runs_clause(&runs),
-        literal(&params.name)
-    );
-    if let Some(start) = params.start {
-        let _ = write!(filter, " AND step >= {start}");
-    }
-    if let Some(end) = params.end {
-        let _ = write!(filter, " AND step <= {end}");
-    }
+    let filter = one_series_filter(&runs, &params.name, params.start, params.end);
     let sql = format!(
         "SELECT run_id, step, CAST(wall_time AS BIGINT) AS wall_time, value \
          FROM scalars WHERE {filter} ORDER BY run_id, step LIMIT {}",

@@ -1,7 +1,6 @@
 //! Views for queries: what one scan reads, taken under one lock.
 
-use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -182,45 +181,31 @@ impl Store {
     /// query counts once); then ask SQL.
     pub fn scalar_series(&self) -> Option<Vec<SeriesRange>> {
         let state = read_state(&self.shared);
-        let files: Vec<_> = state
+        let unrecorded = state
             .manifest
             .files
             .iter()
             .filter(|f| f.table == Table::Scalars)
-            .collect();
-        if files
-            .iter()
-            .any(|f| f.series.iter().map(|s| s.rows).sum::<u64>() != f.rows)
-        {
+            .any(|f| f.series.iter().map(|s| s.rows).sum::<u64>() != f.rows);
+        if unrecorded {
             return None;
         }
-        if !rewritten_series_of(&state, &SeriesFilter::default()).is_empty() {
-            return None;
-        }
-        let buffered = state
-            .frozen
-            .iter()
-            .flat_map(|f| f.buffer.series_ranges())
-            .chain(state.active.series_ranges());
-        let mut merged: BTreeMap<(String, String), SeriesRange> = BTreeMap::new();
-        for range in files
-            .iter()
-            .flat_map(|f| f.series.iter().cloned())
-            .chain(buffered)
-        {
-            match merged.entry((range.run_id.clone(), range.name.clone())) {
-                Entry::Vacant(slot) => {
-                    slot.insert(range);
-                }
-                Entry::Occupied(mut slot) => {
-                    let held = slot.get_mut();
-                    held.min_step = held.min_step.min(range.min_step);
-                    held.max_step = held.max_step.max(range.max_step);
-                    held.rows += range.rows;
-                }
+        let buffered = buffered_ranges(&state);
+        let mut series = Vec::new();
+        for ((run_id, name), spans) in by_series(file_ranges(&state).chain(&buffered)) {
+            if overlapping(&spans) {
+                return None;
             }
+            series.push(SeriesRange {
+                run_id: run_id.to_string(),
+                name: name.to_string(),
+                min_step: spans.iter().map(|r| r.min_step).min()?,
+                max_step: spans.iter().map(|r| r.max_step).max()?,
+                rows: spans.iter().map(|r| r.rows).sum(),
+            });
         }
-        Some(merged.into_values().collect())
+        series.sort_by(|a, b| (&a.run_id, &a.name).cmp(&(&b.run_id, &b.name)));
+        Some(series)
     }
 
     /// The series of the listed `scalars` data file whose name (last path
@@ -322,35 +307,54 @@ fn scalars_view_of(
 /// holds with overlapping step ranges: only they can have a repeated
 /// (run, name, step), so only they need latest-write resolution.
 fn rewritten_series_of(state: &State, filter: &SeriesFilter) -> BTreeSet<(String, String)> {
-    let buffered: Vec<SeriesRange> = state
-        .frozen
-        .iter()
-        .flat_map(|f| f.buffer.series_ranges())
-        .chain(state.active.series_ranges())
-        .collect();
-    let mut ranges: HashMap<(&str, &str), Vec<(i64, i64)>> = HashMap::new();
-    let files = state
+    let buffered = buffered_ranges(state);
+    let matching = file_ranges(state)
+        .chain(&buffered)
+        .filter(|r| filter.matches_range(r));
+    by_series(matching)
+        .into_iter()
+        .filter(|(_, spans)| overlapping(spans))
+        .map(|((run, name), _)| (run.to_string(), name.to_string()))
+        .collect()
+}
+
+/// The series ranges of every scalars data file the manifest lists.
+fn file_ranges(state: &State) -> impl Iterator<Item = &SeriesRange> {
+    state
         .manifest
         .files
         .iter()
         .filter(|f| f.table == Table::Scalars)
-        .flat_map(|f| f.series.iter());
-    for r in files.chain(buffered.iter()) {
-        if filter.matches_range(r) {
-            ranges
-                .entry((&r.run_id, &r.name))
-                .or_default()
-                .push((r.min_step, r.max_step));
-        }
-    }
-    ranges
-        .into_iter()
-        .filter_map(|((run, name), mut spans)| {
-            spans.sort_unstable();
-            let overlaps = spans.windows(2).any(|w| w[1].0 <= w[0].1);
-            overlaps.then(|| (run.to_string(), name.to_string()))
-        })
+        .flat_map(|f| f.series.iter())
+}
+
+/// The series ranges of the buffers, frozen ones first.
+fn buffered_ranges(state: &State) -> Vec<SeriesRange> {
+    state
+        .frozen
+        .iter()
+        .flat_map(|f| f.buffer.series_ranges())
+        .chain(state.active.series_ranges())
         .collect()
+}
+
+/// `ranges` grouped by (run, name), each group sorted by step.
+fn by_series<'a>(
+    ranges: impl Iterator<Item = &'a SeriesRange>,
+) -> HashMap<(&'a str, &'a str), Vec<&'a SeriesRange>> {
+    let mut groups: HashMap<(&str, &str), Vec<&SeriesRange>> = HashMap::new();
+    for r in ranges {
+        groups.entry((&r.run_id, &r.name)).or_default().push(r);
+    }
+    for spans in groups.values_mut() {
+        spans.sort_unstable_by_key(|r| (r.min_step, r.max_step));
+    }
+    groups
+}
+
+/// Whether two of a series' sources (sorted by step) hold a step in common.
+fn overlapping(spans: &[&SeriesRange]) -> bool {
+    spans.windows(2).any(|w| w[1].min_step <= w[0].max_step)
 }
 
 /// The data files of `table` with a series range that can match `filter`,

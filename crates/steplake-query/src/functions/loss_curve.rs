@@ -953,27 +953,38 @@ impl Accumulator for LossCurveAccumulator {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let group_indices = vec![0; states.first().map_or(0, |s| s.len())];
-        merge_states(
-            std::slice::from_mut(&mut self.series),
-            states,
-            &group_indices,
-        )
+        let states = PartialStates::of(states)?;
+        for row in 0..states.steps.len() {
+            states.merge_row(&mut self.series, row)?;
+        }
+        Ok(())
     }
 }
 
-/// Adds partial states (rows of [`states_of`]'s columns) to their groups.
-fn merge_states(
-    groups: &mut [LossCurveSeries],
-    states: &[ArrayRef],
-    group_indices: &[usize],
-) -> Result<()> {
-    let (Some(s), Some(v), Some(l)) = (states.first(), states.get(1), states.get(2)) else {
-        return exec_err!("fit_loss_curve: malformed partial state");
-    };
-    let (s, v, l) = (s.as_list::<i32>(), v.as_list::<i32>(), l.as_list::<i32>());
-    for (row, &group) in group_indices.iter().enumerate() {
-        let series = &mut groups[group];
+/// The columns of partial states (rows of [`states_of`]'s columns).
+struct PartialStates<'a> {
+    steps: &'a arrow::array::ListArray,
+    values: &'a arrow::array::ListArray,
+    lrs: &'a arrow::array::ListArray,
+    priors: Option<&'a ArrayRef>,
+}
+
+impl<'a> PartialStates<'a> {
+    fn of(states: &'a [ArrayRef]) -> Result<Self> {
+        let (Some(s), Some(v), Some(l)) = (states.first(), states.get(1), states.get(2)) else {
+            return exec_err!("fit_loss_curve: malformed partial state");
+        };
+        Ok(PartialStates {
+            steps: s.as_list::<i32>(),
+            values: v.as_list::<i32>(),
+            lrs: l.as_list::<i32>(),
+            priors: states.get(3),
+        })
+    }
+
+    /// Adds partial state `row` to `series`.
+    fn merge_row(&self, series: &mut LossCurveSeries, row: usize) -> Result<()> {
+        let (s, v, l) = (self.steps, self.values, self.lrs);
         if s.is_valid(row) && v.is_valid(row) && l.is_valid(row) {
             series.add(
                 s.value(row).as_ref(),
@@ -981,11 +992,11 @@ fn merge_states(
                 l.value(row).as_ref(),
             );
         }
-        if let Some(prior) = states.get(3) {
+        if let Some(prior) = self.priors {
             series.take_prior(prior.as_ref(), std::iter::once(row))?;
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// `fit_loss_curve` over every group of a GROUP BY (one pass over each
@@ -1007,14 +1018,6 @@ impl LossCurveGroups {
             .map(LossCurveSeries::capacity_bytes)
             .sum::<usize>();
         taken
-    }
-
-    fn recount(&mut self) {
-        self.heap_bytes = self
-            .groups
-            .iter()
-            .map(LossCurveSeries::capacity_bytes)
-            .sum();
     }
 }
 
@@ -1090,8 +1093,13 @@ impl GroupsAccumulator for LossCurveGroups {
     ) -> Result<()> {
         self.groups
             .resize_with(total_num_groups, LossCurveSeries::default);
-        merge_states(&mut self.groups, values, group_indices)?;
-        self.recount();
+        let states = PartialStates::of(values)?;
+        for (row, &group) in group_indices.iter().enumerate() {
+            let series = &mut self.groups[group];
+            let before = series.capacity_bytes();
+            states.merge_row(series, row)?;
+            self.heap_bytes = self.heap_bytes + series.capacity_bytes() - before;
+        }
         Ok(())
     }
 
