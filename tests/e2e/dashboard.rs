@@ -282,6 +282,150 @@ fn runs_names_markers_emergence_and_tensor_statistics() {
     server.stop();
 }
 
+/// Writes the points of `csv` (`name,step,value` rows, no header) to `run`.
+fn write_csv(url: &str, run: &str, csv: &str) {
+    let csv = format!("name,step,value\n{csv}");
+    let out = steplake(&["write", "--server", url, "--run", run, "-"], Some(&csv));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_series_is_predicted_to_its_final_step_with_its_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &[]);
+    // The loss law at a constant rate 0.01: 1 + 2·(0.01·step)^(−0.5), which
+    // is 1.2 at step 10,000 (as in sql/slt/power_law.slt).
+    let mut csv = String::new();
+    for step in (10..=1000).step_by(10) {
+        let loss = 1.0 + 2.0 * (0.01 * step as f64).powf(-0.5);
+        csv.push_str(&format!("loss,{step},{loss}\nlr,{step},0.01\n"));
+    }
+    write_csv(&server.url, "law", &csv);
+    let base = server.http_url();
+    for lr in ["&lr=lr", ""] {
+        let p = get_json(
+            &base,
+            &format!("/api/prediction?run=law&name=loss&final=10000&points=10{lr}"),
+        );
+        assert_eq!(
+            (p["fitted"].as_bool(), p["last_step"].as_i64()),
+            (Some(true), Some(1000)),
+            "{p}"
+        );
+        let steps: Vec<i64> = numbers(&p["step"]).iter().map(|s| *s as i64).collect();
+        assert_eq!(
+            (steps.len(), steps[0], steps[9]),
+            (10, 1000, 10_000),
+            "{steps:?}"
+        );
+        let (value, lo, hi) = (numbers(&p["value"]), numbers(&p["lo"]), numbers(&p["hi"]));
+        // Where it starts: the last logged value; where it ends: the law's.
+        assert!(
+            (value[0] - 1.2).abs() > 0.01
+                && (value[0] - (1.0 + 2.0 / 10.0_f64.sqrt())).abs() < 1e-6,
+            "{value:?}"
+        );
+        assert!((value[9] - 1.2).abs() < 1e-6, "{lr}: {value:?}");
+        assert!((0..10).all(|i| lo[i] <= value[i] + 1e-9 && value[i] <= hi[i] + 1e-9));
+    }
+    // Too few points to fit: said, not an error.
+    write_csv(&server.url, "short", "loss,1,2.0\nloss,2,1.9\n");
+    let p = get_json(&base, "/api/prediction?run=short&name=loss&final=100");
+    assert_eq!(
+        (p["fitted"].as_bool(), p["step"].as_array().map(Vec::len)),
+        (Some(false), Some(0)),
+        "{p}"
+    );
+    for (query, says) in [
+        ("run=law&name=loss&final=500", "logged up to step 1000"),
+        ("run=law&name=loss", "the step to predict to"),
+        ("run=law&name=loss&final=5000&level=2", "between 0 and 1"),
+        ("run=law&name=nothing&final=5000", "has no series"),
+    ] {
+        let (code, body) = http(&base, "GET", &format!("/api/prediction?{query}"), "");
+        assert_eq!(code, 400, "{query}: {body}");
+        assert!(body.contains(says), "{query}: {body}");
+    }
+    // Over wall time, each x comes with its first step.
+    let by_time = get_json(&base, "/api/series?runs=law&name=loss&x=wall_time");
+    let run = &by_time["runs"][0];
+    assert_eq!(numbers(&run["step"])[..3], [10.0, 20.0, 30.0], "{run}");
+    assert_eq!(run["x"].as_array().map(Vec::len), Some(100));
+    assert!(get_json(&base, "/api/series?runs=law&name=loss")["runs"][0]
+        .get("step")
+        .is_none());
+    server.stop();
+}
+
+/// The first event of the server-sent stream at `path`, as JSON, once
+/// `after_open` (run when the stream is open) has made one.
+fn first_live_event(base: &str, path: &str, after_open: impl FnOnce()) -> Value {
+    let host = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host).expect("connect to the dashboard");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut seen = String::new();
+    let mut buffer = [0u8; 65536];
+    let mut after_open = Some(after_open);
+    loop {
+        let n = stream.read(&mut buffer).expect("read the stream");
+        assert!(n > 0, "the stream ended: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
+        if let Some(open) = after_open.take_if(|_| seen.contains("\r\n\r\n")) {
+            assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+            open();
+        }
+        if let Some(data) = seen.split("data: ").nth(1) {
+            if let Some((line, _)) = data.split_once('\n') {
+                return serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn the_live_stream_sends_each_series_only_its_own_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &[]);
+    let points =
+        |from: i64, to: i64| -> String { (from..to).map(|s| format!("loss,{s},{s}\n")).collect() };
+    write_csv(&server.url, "ahead", &points(0, 1000));
+    write_csv(&server.url, "behind", &points(0, 10));
+    let base = server.http_url();
+    // The page has every point of both: the next point of "behind" is all
+    // that travels, not the 990 steps "ahead" is ahead of it.
+    let event = first_live_event(
+        &base,
+        "/api/live?runs=ahead,behind&names=loss&last=999,9",
+        || write_csv(&server.url, "behind", "loss,10,10\n"),
+    );
+    let series = event["series"].as_array().expect("series");
+    assert_eq!(series.len(), 1, "{event}");
+    assert_eq!(
+        (series[0]["run_id"].as_str(), &series[0]["x"]),
+        (Some("behind"), &serde_json::json!([10]))
+    );
+    assert_eq!(series[0]["t"].as_array().map(Vec::len), Some(1), "{event}");
+    // A series the page has nothing of comes from its start.
+    let event = first_live_event(&base, "/api/live?runs=behind&names=loss&last=", || {});
+    assert_eq!(numbers(&event["series"][0]["x"]).len(), 11, "{event}");
+    let (code, body) = http(
+        &base,
+        "GET",
+        "/api/live?runs=ahead,behind&names=loss&last=5",
+        "",
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("1 entries for 2 series"), "{body}");
+    server.stop();
+}
+
 #[test]
 fn the_api_is_read_only_and_says_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();

@@ -221,12 +221,17 @@ async fn distinct_names(
     Ok(Json(json!({ "names": names })))
 }
 
+/// A point's wall time in milliseconds since the epoch, as SQL.
+pub(crate) const WALL_TIME_MS: &str = "CAST(CAST(wall_time AS BIGINT) / 1000 AS BIGINT)";
+
 /// Parameters of `/api/series`.
 #[derive(Debug, Deserialize)]
 pub struct SeriesParams {
     runs: String,
     name: String,
-    /// `step` (default) or `wall_time` (milliseconds since the epoch).
+    /// `step` (default) or `wall_time` (milliseconds since the epoch; each
+    /// run then also gives each x's first step, under `step`, so a page
+    /// can turn a range of times into the range of steps to ask for).
     x: Option<String>,
     /// First step of the range (inclusive); the whole series when absent.
     start: Option<i64>,
@@ -251,7 +256,7 @@ pub async fn series(
     let width = params.width.unwrap_or(DEFAULT_WIDTH).clamp(1, MAX_WIDTH);
     let x = match params.x.as_deref().unwrap_or("step") {
         "step" => "step",
-        "wall_time" => "CAST(CAST(wall_time AS BIGINT) / 1000 AS BIGINT)",
+        "wall_time" => WALL_TIME_MS,
         other => {
             return Err(ApiError::parameter(
                 "x",
@@ -284,11 +289,11 @@ pub async fn series(
         format!(
             "SELECT run_id, CAST(floor((CAST(step AS DOUBLE) - {lo}) * {width} / {span}) AS BIGINT) AS bucket, \
              min({x}) AS x, min(value) AS lo, max(value) AS hi, last_value(value ORDER BY step) AS last, \
-             max(step) AS top FROM scalars WHERE {filter} GROUP BY run_id, bucket ORDER BY run_id, bucket"
+             min(step) AS first, max(step) AS top FROM scalars WHERE {filter} GROUP BY run_id, bucket ORDER BY run_id, bucket"
         )
     } else {
         format!(
-            "SELECT run_id, {x} AS x, value AS lo, value AS hi, value AS last, step AS top \
+            "SELECT run_id, {x} AS x, value AS lo, value AS hi, value AS last, step AS first, step AS top \
              FROM scalars WHERE {filter} ORDER BY run_id, step"
         )
     };
@@ -298,27 +303,34 @@ pub async fn series(
     let los = float_values(&batches, "lo")?;
     let his = float_values(&batches, "hi")?;
     let lasts = float_values(&batches, "last")?;
+    let firsts = i64s(&batches, "first")?;
     let tops = i64s(&batches, "top")?;
-    let mut per_run: Vec<(String, [Vec<Value>; 4], Option<i64>)> = Vec::new();
+    let mut per_run: Vec<(String, [Vec<Value>; 5], Option<i64>)> = Vec::new();
     for i in 0..ids.len() {
         let id = ids[i].clone().unwrap_or_default();
         if per_run.last().is_none_or(|(last, ..)| *last != id) {
             per_run.push((id, Default::default(), None));
         }
-        if let Some((_, [x, lo, hi, last], last_step)) = per_run.last_mut() {
+        if let Some((_, [x, lo, hi, last, first], last_step)) = per_run.last_mut() {
             x.push(json!(xs[i]));
             lo.push(json!(los[i]));
             hi.push(json!(his[i]));
             last.push(json!(lasts[i]));
+            first.push(json!(firsts[i]));
             *last_step = (*last_step).max(tops[i]);
         }
     }
     // `last_step`: the run's last step in the range (a bucket's x is its
     // first), from which the live stream goes on.
+    let by_time = x == WALL_TIME_MS;
     let runs: Vec<Value> = per_run
         .into_iter()
-        .map(|(id, [x, lo, hi, last], last_step)| {
-            json!({ "run_id": id, "x": x, "lo": lo, "hi": hi, "last": last, "last_step": last_step })
+        .map(|(id, [x, lo, hi, last, first], last_step)| {
+            let mut run = json!({ "run_id": id, "x": x, "lo": lo, "hi": hi, "last": last, "last_step": last_step });
+            if by_time {
+                run["step"] = Value::Array(first);
+            }
+            run
         })
         .collect();
     Ok(Json(json!({

@@ -6,7 +6,8 @@
 //! - the JSON API the page uses ([`api`]): runs, series names, series over a
 //!   step range downsampled to the chart's width (min, max and last per
 //!   bucket, so no spike is lost), spike and changepoint markers, emergence
-//!   steps, tensor statistics, and a SQL box. Every request becomes a SQL
+//!   steps, a series' predicted course ([`prediction`]), new points as they
+//!   arrive (`live`), tensor statistics, and a SQL box. Every request becomes a SQL
 //!   statement on the same [`QueryEngine`] as Flight SQL, which refuses
 //!   anything that would change data;
 //! - `/metrics` in Prometheus text ([`metrics`]).
@@ -28,6 +29,7 @@ mod guard;
 mod json;
 mod live;
 pub mod metrics;
+mod prediction;
 mod tls;
 
 use std::future::Future;
@@ -101,6 +103,7 @@ impl Dashboard {
             .route("/markers", get(api::markers))
             .route("/events", get(api::events))
             .route("/emergence", get(api::emergence))
+            .route("/prediction", get(prediction::prediction))
             .route("/tensor_names", get(api::tensor_names))
             .route("/tensor_stats", get(api::tensor_stats))
             .route("/sql", post(api::sql))

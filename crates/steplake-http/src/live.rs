@@ -1,16 +1,19 @@
-//! `GET /api/live?runs=a,b&names=n1,n2&after=STEP`: the points of those
-//! series written after step `after`, pushed to the page as server-sent
-//! events while it stays open (issue 21: panels follow a run without
-//! fetching their whole series again).
+//! `GET /api/live?runs=a,b&names=n1,n2&last=S1,S2,...`: the points of those
+//! series written after the last step the page has of each, pushed to the
+//! page as server-sent events while it stays open (issue 21: panels follow
+//! a run without fetching their whole series again).
 //!
-//! The stream remembers the last step it sent of each (run, name), so only
-//! the tail after the points the page has travels. It looks again when the
-//! store has acknowledged a new batch (a counter read every [`POLL`]), not
-//! on a timer of its own queries. Each event's data is
-//! `{"series": [{"run_id", "name", "x": [steps], "y": [values]}]}`, values
+//! `last` gives one step per series, runs-major (`a/n1, a/n2, b/n1,
+//! b/n2`), an empty entry for a series the page has no point of; `after`
+//! is the step for every series `last` leaves out. Each series starts from
+//! its own step, and the stream then remembers the last step it sent of
+//! each, so only the tail after the points the page has travels, however
+//! far apart the followed runs are. It looks again when the store has
+//! acknowledged a new batch (a counter read every [`POLL`]), not on a timer
+//! of its own queries. Each event's data is `{"series": [{"run_id",
+//! "name", "x": [steps], "t": [wall times, ms], "y": [values]}]}`, values
 //! as in the rest of the API (NaN and ±Infinity as strings).
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -21,7 +24,7 @@ use futures::Stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::{literal, run_list, runs_clause};
+use crate::api::{literal, run_list, WALL_TIME_MS};
 use crate::columns::{float_values, i64s, strings};
 use crate::error::ApiError;
 use crate::Dashboard;
@@ -38,16 +41,19 @@ const MAX_POINTS: usize = 100_000;
 pub(crate) struct LiveParams {
     runs: String,
     names: String,
-    /// The last step the page has of these series; none: from the start.
+    /// The last step the page has of each series (see the module's
+    /// overview).
+    last: Option<String>,
+    /// The last step the page has of the series `last` leaves out; none:
+    /// from the start.
     after: Option<i64>,
 }
 
-/// What one stream follows, and how far it has sent each series.
+/// What one stream follows, and how far it has sent each series (`None`:
+/// nothing yet, from the series' start).
 struct Tail {
     dashboard: Dashboard,
-    filter: String,
-    sent: HashMap<(String, String), i64>,
-    after: i64,
+    sent: Vec<((String, String), Option<i64>)>,
     /// The store's acknowledged-batch count when it last looked.
     seen: Option<u64>,
 }
@@ -58,12 +64,11 @@ pub(crate) async fn live(
     Query(params): Query<LiveParams>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let runs = run_list(&params.runs)?;
-    let names: Vec<String> = params
+    let names: Vec<&str> = params
         .names
         .split(',')
         .map(str::trim)
         .filter(|n| !n.is_empty())
-        .map(literal)
         .collect();
     if names.is_empty() || runs.len() * names.len() > MAX_LIVE_SERIES {
         return Err(ApiError::parameter(
@@ -71,11 +76,18 @@ pub(crate) async fn live(
             format!("name 1 to {MAX_LIVE_SERIES} series (runs × names)"),
         ));
     }
+    let last = last_steps(params.last.as_deref(), runs.len() * names.len())?;
+    let series = runs.iter().flat_map(|run| {
+        names
+            .iter()
+            .map(move |name| (run.clone(), name.to_string()))
+    });
     let tail = Tail {
         dashboard,
-        filter: format!("{} AND name IN ({})", runs_clause(&runs), names.join(", ")),
-        sent: HashMap::new(),
-        after: params.after.unwrap_or(i64::MIN),
+        sent: series
+            .zip(last)
+            .map(|(series, last)| (series, last.or(params.after)))
+            .collect(),
         seen: None,
     };
     let stream = futures::stream::unfold(tail, |mut tail| async move {
@@ -103,52 +115,94 @@ pub(crate) async fn live(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
+/// The `last` parameter: `count` entries, each a step or empty (none);
+/// all none when absent.
+fn last_steps(last: Option<&str>, count: usize) -> Result<Vec<Option<i64>>, ApiError> {
+    let Some(last) = last else {
+        return Ok(vec![None; count]);
+    };
+    let entries: Vec<&str> = last.split(',').map(str::trim).collect();
+    if entries.len() != count {
+        return Err(ApiError::parameter(
+            "last",
+            format!(
+                "{} entries for {count} series: give one step (or nothing) per run and name, runs-major",
+                entries.len()
+            ),
+        ));
+    }
+    entries
+        .into_iter()
+        .map(|entry| match entry {
+            "" => Ok(None),
+            step => step.parse().map(Some).map_err(|_| {
+                ApiError::parameter("last", format!("{step:?} is not a step (a whole number)"))
+            }),
+        })
+        .collect()
+}
+
 impl Tail {
     /// The points not sent yet, as an event's data; `None` when there are none.
     async fn new_points(&mut self) -> Result<Option<Value>, ApiError> {
-        let from = self
+        // Each series from its own last step: a run far ahead of another
+        // sends only its own tail.
+        let filter: Vec<String> = self
             .sent
-            .values()
-            .copied()
-            .min()
-            .unwrap_or(self.after)
-            .max(self.after);
+            .iter()
+            .map(|((run, name), last)| {
+                let after = last.map(|s| format!(" AND step > {s}")).unwrap_or_default();
+                format!(
+                    "(run_id = {} AND name = {}{after})",
+                    literal(run),
+                    literal(name)
+                )
+            })
+            .collect();
         let sql = format!(
-            "SELECT run_id, name, step, value FROM scalars WHERE {} AND step > {from} \
-             ORDER BY run_id, name, step LIMIT {MAX_POINTS}",
-            self.filter
+            "SELECT run_id, name, step, {WALL_TIME_MS} AS t, value \
+             FROM scalars WHERE {} ORDER BY run_id, name, step LIMIT {MAX_POINTS}",
+            filter.join(" OR ")
         );
         let (_, batches) = self.dashboard.engine.sql_collect(&sql).await?;
         let runs = strings(&batches, "run_id")?;
         let names = strings(&batches, "name")?;
         let steps = i64s(&batches, "step")?;
+        let times = i64s(&batches, "t")?;
         let values = float_values(&batches, "value")?;
-        let mut series: Vec<(String, String, Vec<i64>, Vec<Value>)> = Vec::new();
-        for (((run, name), step), value) in runs.into_iter().zip(names).zip(steps).zip(values) {
+        let mut series: Vec<(String, String, Vec<i64>, Vec<Option<i64>>, Vec<Value>)> = Vec::new();
+        let rows = runs
+            .into_iter()
+            .zip(names)
+            .zip(steps)
+            .zip(times)
+            .zip(values);
+        for ((((run, name), step), time), value) in rows {
             let (Some(run), Some(name), Some(step)) = (run, name, step) else {
                 continue;
             };
-            let last = self.sent.get(&(run.clone(), name.clone())).copied();
-            if step <= last.unwrap_or(self.after) {
-                continue;
-            }
             match series.last_mut() {
-                Some((r, n, xs, ys)) if *r == run && *n == name => {
+                Some((r, n, xs, ts, ys)) if *r == run && *n == name => {
                     xs.push(step);
+                    ts.push(time);
                     ys.push(value);
                 }
-                _ => series.push((run, name, vec![step], vec![value])),
+                _ => series.push((run, name, vec![step], vec![time], vec![value])),
             }
         }
         if series.is_empty() {
             return Ok(None);
         }
         let mut out = Vec::with_capacity(series.len());
-        for (run, name, xs, ys) in series {
-            if let Some(&last) = xs.last() {
-                self.sent.insert((run.clone(), name.clone()), last);
+        for (run, name, xs, ts, ys) in series {
+            if let Some(sent) = self
+                .sent
+                .iter_mut()
+                .find(|((r, n), _)| *r == run && *n == name)
+            {
+                sent.1 = xs.last().copied().or(sent.1);
             }
-            out.push(json!({ "run_id": run, "name": name, "x": xs, "y": ys }));
+            out.push(json!({ "run_id": run, "name": name, "x": xs, "t": ts, "y": ys }));
         }
         Ok(Some(json!({ "series": out })))
     }

@@ -19,6 +19,10 @@
 //! series window functions (`ema`, `smooth`, `rolling_zscore`, `is_spike`)
 //! and `first_sustained`.
 //!
+//! A series' predicted course ([`prediction`]): the loss-curve fit
+//! predicted at chosen steps, one statement for prediction conditions and
+//! the dashboard.
+//!
 //! Standing conditions ([`condition`]): a predicate over one series,
 //! checked and then evaluated point by point as a run trains, with the same
 //! answers as the series functions give in SQL.
@@ -64,6 +68,7 @@ pub mod functions;
 mod key_split;
 mod limits;
 mod operators;
+pub mod prediction;
 mod run_groups;
 mod run_merge;
 mod series_ends;

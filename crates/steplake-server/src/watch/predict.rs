@@ -174,9 +174,9 @@ async fn evaluate(
     )
     .await?;
     let (Some(value), Some(lo), Some(hi)) = (
-        first_f64(&fitted, 0),
         first_f64(&fitted, 1),
         first_f64(&fitted, 2),
+        first_f64(&fitted, 3),
     ) else {
         return Ok(None);
     };
@@ -189,24 +189,13 @@ async fn evaluate(
     }))
 }
 
-/// The fit of the run's series against its learning rate (every logged
-/// step of the rate, the loss NULL where it is not logged yet, so a planned
-/// schedule logged ahead is seen), predicted at the final step.
+/// The fit of the run's series (against its learning rate, when named),
+/// predicted at the final step.
 fn prediction_sql(prediction: &PredictionSpec) -> String {
-    let final_step = prediction.final_step;
-    let level = prediction.level;
-    let fitted = if prediction.lr_series.is_empty() {
-        "SELECT fit_loss_curve(step, value, 1.0) AS f FROM scalars WHERE run_id = $1 AND name = $2"
-            .to_string()
-    } else {
-        "SELECT fit_loss_curve(r.step, s.value, r.value) AS f FROM scalars r \
-         LEFT JOIN scalars s ON s.run_id = r.run_id AND s.step = r.step AND s.name = $2 \
-         WHERE r.run_id = $1 AND r.name = $3"
-            .to_string()
-    };
-    format!(
-        "SELECT p['value'] AS value, p['lo'] AS lo, p['hi'] AS hi FROM \
-         (SELECT predict_loss_curve(f, {final_step}, {level:?}) AS p FROM ({fitted}))"
+    steplake_query::prediction::prediction_statement(
+        !prediction.lr_series.is_empty(),
+        &[prediction.final_step],
+        prediction.level,
     )
 }
 
