@@ -12,11 +12,16 @@
 //   changepoint lines;
 // - the workspace shows a panel per metric in sections by prefix, fetches
 //   only visible panels, filters, collapses and keeps its view in the URL;
-//   a point written while a panel is open reaches it (only that point);
-//   per-panel log y and y range, kept in the URL; a panel exports its
-//   points as CSV and itself as PNG; keys zoom out and
+//   a point written while a panel is open reaches it (only that point,
+//   though another run of the panel is far ahead); per-panel log y, y
+//   range, smoothing, an emergence condition and a prediction to a final
+//   step (drawn as the SQL functions answer), kept in the URL; wall time as
+//   the shared x axis, a drag over it zooming to the steps it covers; a
+//   panel exports its points as CSV and itself as PNG; keys zoom out and
 //   smooth; grouping by a configuration key draws each group's mean and
 //   min–max band; the theme follows the system's dark mode;
+// - the charts page follows its run through the live stream (no polling),
+//   its keys zoom out and smooth, and its wall-time axis shows times;
 // - the tensors page has step axes (not dates) and a heatmap with a step
 //   axis and a value axis;
 // - no console errors.
@@ -39,6 +44,12 @@ function check(condition, message) {
     console.log(`FAILED: ${message}`);
     failed = true;
   }
+}
+
+// Writes `row` (name,step,value) to `run` over gRPC, as a trainer would.
+function writePoint(run, row) {
+  return spawnSync(process.env.STEPLAKE_BIN, ['write', '--server', process.env.STEPLAKE_GRPC, '--run', run, '-'],
+    { input: `name,step,value\n${row}\n`, env: { ...process.env, STEPLAKE_TOKEN: process.env.STEPLAKE_WRITE_TOKEN } });
 }
 
 try {
@@ -167,6 +178,29 @@ try {
   check(!zoomed.downsampled, 'a zoomed range of a few hundred steps comes at full resolution');
   check(zoomed.x.includes(31337) && zoomed.values[zoomed.x.indexOf(31337)] === 1000, 'the spike is in the zoomed data');
   await page.screenshot({ path: `${artifacts}/zoomed.png` });
+  // Keys on the charts page: 0 zooms out, ] smooths more (kept in the URL).
+  await page.keyboard.press('0');
+  await page.waitForFunction(() => window.steplake.lastSeries.start === 0, null, { timeout: 60000 });
+  await page.keyboard.press(']');
+  const chartSmoothing = await page.evaluate(() => new URL(location.href.replace('#/charts', '')).searchParams.get('smoothing'));
+  check(Math.abs(Number(chartSmoothing) - 0.65) < 1e-9, `] on the charts page: smoothing ${chartSmoothing}`);
+  // Over wall time the axis shows times of day (milliseconds read as such,
+  // not as seconds, which put run "wide"'s half hour over weeks).
+  await page.goto(`${url}/#/charts?runs=wide&name=train%2Fm00&x=wall_time`);
+  await page.waitForFunction(() => window.steplake.lastSeries?.runs?.[0]?.step && window.steplake.xTicks?.length, null, { timeout: 60000 });
+  const timeTicks = await page.evaluate(() => window.steplake.xTicks);
+  check(timeTicks.every((t) => /\d:\d\d/.test(t)), `wall-time ticks are times of day: ${timeTicks}`);
+  // Live, without polling: a point written while the chart is open arrives
+  // through the stream, and only that point.
+  await page.goto(`${url}/#/charts?runs=small&name=loss`);
+  await page.waitForFunction(() => window.steplake.live?.following === 'loss', null, { timeout: 60000 });
+  await page.waitForTimeout(300);
+  const chartWrite = writePoint('small', 'loss,5000,42');
+  check(chartWrite.status === 0, `steplake write: ${chartWrite.stderr}`);
+  await page.waitForFunction(() => window.steplake.lastSeries.end === 5000, null, { timeout: 30000 });
+  const chartLive = await page.evaluate(() => ({ received: window.steplake.live.received, last: window.steplake.lastSeries.runs[0].last.at(-1) }));
+  check(chartLive.received === 1 && chartLive.last === 42, `the charts page got the new point alone: ${JSON.stringify(chartLive)}`);
+  console.log('charts page: keys, wall-time axis, live point through the stream');
 
   // The workspace: a panel per metric of runs "small" and "wide", in
   // sections by prefix, fetched only once visible.
@@ -267,6 +301,75 @@ try {
   const kept = await page.evaluate(() => [window.steplake.workspace.panels['train/m00']?.yScale, window.steplake.workspace.panels['train/m01'].yScale]);
   check(kept[0]?.log && kept[1].range?.[1] === 5, `the link keeps per-panel settings: ${JSON.stringify(kept)}`);
 
+  // Per-panel smoothing, emergence and prediction, kept in the URL.
+  await page.goto('about:blank');
+  await page.goto(`${url}/#/workspace?runs=wide&filter=%5Etrain%2Fm0%5B01%5D%24`);
+  await page.waitForFunction(() => ['train/m00', 'train/m01'].every((n) => window.steplake.workspace?.panels?.[n]?.drawnAt), null, { timeout: 60000 });
+  const m00Panel = '.panel[data-name="train/m00"]';
+  await page.fill(`${m00Panel} input[data-setting="smoothing"]`, '0');
+  await page.press(`${m00Panel} input[data-setting="smoothing"]`, 'Enter');
+  const smoothed = await page.evaluate(() => ['train/m00', 'train/m01'].map((n) => window.steplake.workspace.panels[n]));
+  check(smoothed[0].weight === 0 && smoothed[1].weight === 0.6, `per-panel smoothing: ${smoothed.map((p) => p.weight)}`);
+  check(smoothed[0].smoothed[0].join() === smoothed[0].shownRaw[0].join() && smoothed[1].smoothed[0][1] !== smoothed[1].shownRaw[0][1],
+    `unsmoothed m00 draws its raw values, m01 smooths: ${JSON.stringify(smoothed.map((p) => [p.smoothed[0], p.shownRaw[0]]))}`);
+  // m00 = 1 / (1 + step / 100) falls below 0.05 after step 1,900.
+  await page.fill(`${m00Panel} input[data-setting="emerge"]`, '< 0.05 for 10');
+  await page.press(`${m00Panel} input[data-setting="emerge"]`, 'Enter');
+  await page.waitForFunction(() => window.steplake.workspace.panels['train/m00'].emerged?.wide !== undefined, null, { timeout: 60000 });
+  const emerged = await page.evaluate(() => window.steplake.workspace.panels['train/m00'].emerged);
+  check(emerged.wide === 1901, `m00 emerged at ${JSON.stringify(emerged)}`);
+  await page.fill('.panel[data-name="train/m01"] input[data-setting="emerge"]', 'about 3');
+  await page.press('.panel[data-name="train/m01"] input[data-setting="emerge"]', 'Enter');
+  check(await page.locator('.panel[data-name="train/m01"] input[data-setting="emerge"].invalid').count() === 1, 'a condition that is not one is marked');
+  // The course of m00 to step 10,000 against the lr series: what the SQL
+  // functions predict, drawn to that step.
+  await page.selectOption(`${m00Panel} select[data-setting="lr"]`, 'lr');
+  await page.fill(`${m00Panel} input[data-setting="predict"]`, '10000');
+  await page.press(`${m00Panel} input[data-setting="predict"]`, 'Enter');
+  await page.waitForFunction(() => window.steplake.workspace.panels['train/m00'].predicted?.wide, null, { timeout: 60000 });
+  await page.waitForTimeout(300);
+  const predicted = await page.evaluate(async () => {
+    const sql = "SELECT predict_loss_curve(fit_loss_curve(r.step, s.value, r.value), 10000) AS p FROM scalars r "
+      + "LEFT JOIN scalars s ON s.run_id = r.run_id AND s.step = r.step AND s.name = 'train/m00' WHERE r.run_id = 'wide' AND r.name = 'lr'";
+    const answer = await (await fetch('/api/sql', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ sql }) })).json();
+    return { panel: window.steplake.workspace.panels['train/m00'], sql: answer.rows[0].p };
+  });
+  const wide = predicted.panel.predicted.wide;
+  check(wide.final_step === 10000 && Math.abs(wide.value - predicted.sql.value) < 1e-9 && Math.abs(wide.lo - predicted.sql.lo) < 1e-9
+    && Math.abs(wide.hi - predicted.sql.hi) < 1e-9, `the prediction drawn is SQL's: ${JSON.stringify(wide)} vs ${JSON.stringify(predicted.sql)}`);
+  check(predicted.panel.xMax >= 10000, `the panel's x axis reaches the final step: ${predicted.panel.xMax}`);
+  await page.screenshot({ path: `${artifacts}/workspace-settings.png` });
+  const settingsLink = page.url();
+  check(settingsLink.includes('psmooth=') && settingsLink.includes('emerge=') && settingsLink.includes('predict='), `the URL keeps them: ${settingsLink}`);
+  await page.goto('about:blank');
+  await page.goto(settingsLink);
+  await page.waitForFunction(() => window.steplake.workspace?.panels?.['train/m00']?.predicted?.wide && window.steplake.workspace.panels['train/m00'].emerged, null, { timeout: 60000 });
+  const restoredSettings = await page.evaluate(() => window.steplake.workspace.panels['train/m00']);
+  check(restoredSettings.weight === 0 && restoredSettings.emerged.wide === 1901 && restoredSettings.predicted.wide.final_step === 10000,
+    `the link restores smoothing, emergence and prediction: ${JSON.stringify(restoredSettings)}`);
+
+  // Wall time as the shared x axis: times of day on the axis; a drag over
+  // the middle half of the time zooms every panel to the steps logged then
+  // (step s was logged at 1,700,000,000 + s seconds).
+  await page.goto('about:blank');
+  await page.goto(`${url}/#/workspace?runs=wide&filter=%5Etrain%2Fm0%5B01%5D%24&x=wall_time`);
+  await page.waitForFunction(() => ['train/m00', 'train/m01'].every((n) => window.steplake.workspace?.panels?.[n]?.xTicks), null, { timeout: 60000 });
+  const byTime = await page.evaluate(() => window.steplake.workspace.panels['train/m00']);
+  check(byTime.x === 'wall_time' && byTime.xTicks.every((t) => /\d:\d\d/.test(t)), `wall-time panel: ${byTime.x}, ticks ${byTime.xTicks}`);
+  check(await page.locator('#workspace-x').inputValue() === 'wall_time', 'the axis is chosen from the URL');
+  const timeBox = await page.locator(`${m00Panel} .u-over`).boundingBox();
+  await page.mouse.move(timeBox.x + timeBox.width * 0.25, timeBox.y + timeBox.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(timeBox.x + timeBox.width * 0.75, timeBox.y + timeBox.height / 2, { steps: 5 });
+  await page.mouse.up();
+  await page.waitForFunction(() => window.steplake.workspace.panels['train/m01'].start > 0, null, { timeout: 60000 });
+  const timeZoom = await page.evaluate(() => ({ m01: window.steplake.workspace.panels['train/m01'], link: location.href }));
+  const zoomStart = Number(new URL(timeZoom.link.replace('#/workspace', '')).searchParams.get('start'));
+  const zoomEnd = Number(new URL(timeZoom.link.replace('#/workspace', '')).searchParams.get('end'));
+  check(Math.abs(zoomStart - 500) < 40 && Math.abs(zoomEnd - 1500) < 40 && timeZoom.m01.start === zoomStart && timeZoom.m01.x === 'wall_time',
+    `a drag over wall time zooms to steps ${zoomStart}..${zoomEnd}; m01 from ${timeZoom.m01.start}`);
+  console.log(`workspace: per-panel smoothing, emergence at ${emerged.wide}, prediction ${wide.value.toPrecision(4)} at 10000; wall time zoom to steps ${zoomStart}..${zoomEnd}`);
+
   // The standing condition's event is flagged on its series' panel.
   await page.goto(`${url}/#/workspace?runs=big&filter=%5Eloss%24`);
   await page.waitForFunction(() => window.steplake.workspace?.eventsDrawn?.loss !== undefined, null, { timeout: 60000 });
@@ -288,22 +391,23 @@ try {
   check(await page.locator('#group-by').inputValue() === 'lr', 'the group key is chosen from the URL');
 
   // Live: a point written while the panel is open reaches it through the
-  // stream, and only the new point travels.
-  await page.goto(`${url}/#/workspace?runs=wide&filter=train%2Fm0%5B0-2%5D`);
-  await page.waitForFunction(() => (window.steplake.workspace?.following || []).includes('train/m00'), null, { timeout: 60000 });
+  // stream, and only the new point travels, though the panel's other run
+  // ("big", a million steps) is far ahead of "small".
+  await page.goto(`${url}/#/workspace?runs=big,small&filter=%5Eloss%24`);
+  await page.waitForFunction(() => (window.steplake.workspace?.following || []).includes('loss'), null, { timeout: 60000 });
   await page.waitForTimeout(300);
-  const written = spawnSync(process.env.STEPLAKE_BIN, ['write', '--server', process.env.STEPLAKE_GRPC, '--run', 'wide', '-'],
-    { input: 'name,step,value\ntrain/m00,5000,42\n', env: { ...process.env, STEPLAKE_TOKEN: process.env.STEPLAKE_WRITE_TOKEN } });
+  const written = writePoint('small', 'loss,5001,43');
   const acknowledged = Date.now();
   check(written.status === 0, `steplake write: ${written.stderr}`);
-  await page.waitForFunction(() => window.steplake.workspace.arrivals['wide/train/m00/5000'], null, { timeout: 30000 });
+  await page.waitForFunction(() => window.steplake.workspace.arrivals['small/loss/5001'], null, { timeout: 30000 });
   const live = await page.evaluate(() => ({
-    arrived: window.steplake.workspace.arrivals['wide/train/m00/5000'],
-    panel: window.steplake.workspace.panels['train/m00'],
+    arrived: window.steplake.workspace.arrivals['small/loss/5001'],
+    panel: window.steplake.workspace.panels.loss,
     arrivals: Object.keys(window.steplake.workspace.arrivals),
+    received: window.steplake.workspace.received,
   }));
-  check(live.panel.end === 5000 && live.panel.lastValue === 42, `the live point joined the panel: ${JSON.stringify(live.panel)}`);
-  check(live.arrivals.join() === 'wide/train/m00/5000', `only the new point travelled: ${live.arrivals}`);
+  check(live.panel.lastValue === 43, `the live point joined the panel: ${JSON.stringify(live.panel)}`);
+  check(live.arrivals.join() === 'small/loss/5001' && live.received === 1, `only the new point travelled: ${live.arrivals}, ${live.received} points received`);
   console.log(`live: a point acknowledged at the server was drawn ${live.arrived - acknowledged} ms later`);
 
   // The tensors page: steps on the x axes (not dates), and a heatmap with a

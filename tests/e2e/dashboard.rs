@@ -85,17 +85,21 @@ pub(crate) fn write_loss(url: &str, run: &str, points: i64) {
     );
 }
 
+/// When run "wide" logged its step 0, in Unix seconds (2023-11-14).
+const WIDE_START: i64 = 1_700_000_000;
+
 /// Writes run `run` with many metrics for the workspace: `train/m00` to
 /// `train/m19`, `eval/m00` to `eval/m09` and `lr`, 2,000 steps each, with a
-/// spike of 500 in `train/m07` at step 1,234; and `acc` at step 0.
+/// spike of 500 in `train/m07` at step 1,234; and `acc` at step 0. Step
+/// `s` was logged at wall time [`WIDE_START`] + `s` seconds.
 fn write_many_metrics(url: &str, run: &str) {
-    let mut csv = String::from("name,step,value\n");
+    let mut csv = String::from("name,step,value,wall_time\n");
     let names = (0..20)
         .map(|i| format!("train/m{i:02}"))
         .chain((0..10).map(|i| format!("eval/m{i:02}")))
         .chain(["lr".to_string()]);
     // `acc` at step 0 beside small's (0.5): the group of both has mean 1.0.
-    csv.push_str("acc,0,1.5\n");
+    csv.push_str(&format!("acc,0,1.5,{WIDE_START}\n"));
     for (k, name) in names.enumerate() {
         for step in 0..2_000 {
             let value = if name == "train/m07" && step == 1_234 {
@@ -103,7 +107,7 @@ fn write_many_metrics(url: &str, run: &str) {
             } else {
                 (k + 1) as f64 / (1.0 + step as f64 / 100.0)
             };
-            csv.push_str(&format!("{name},{step},{value}\n"));
+            csv.push_str(&format!("{name},{step},{value},{}\n", WIDE_START + step));
         }
     }
     let out = steplake(&["write", "--server", url, "--run", run, "-"], Some(&csv));

@@ -7,13 +7,16 @@
 // line faint underneath. Markers show spikes and changepoints found by the
 // SQL functions, the step at which a chosen condition emerged, and the
 // events standing conditions fired (on the chart and listed below it).
+// While not zoomed the chart follows its runs: the live stream brings the
+// points written after those drawn, and only those. Keys: 0 or Esc zooms
+// out, [ and ] change the smoothing.
 import uPlot from 'uplot';
 import * as api from './api.js';
 import { COLORS, commaList, el, go, route, showError } from './dom.js';
-import { drawEvents, drawMarks, labeller, seriesData, seriesOptions, themedAxes } from './plot.js';
+import { bindChartKeys } from './keys.js';
+import { follow } from './live.js';
+import { appendTail, drawEmergence, drawEvents, drawMarks, labeller, seriesData, seriesOptions, themedAxes } from './plot.js';
 import { testHooks } from './hooks.js';
-
-const LIVE_MS = 3000;
 
 export async function render(view) {
   const params = route().params;
@@ -65,7 +68,7 @@ export async function render(view) {
   const slider = el('input', { type: 'range', min: 0, max: 0.99, step: 0.01 });
   slider.value = state.weight;
   const sliderValue = el('span', { text: state.weight.toFixed(2) });
-  slider.addEventListener('input', () => { state.weight = Number(slider.value); sliderValue.textContent = state.weight.toFixed(2); draw(); });
+  slider.addEventListener('input', () => { state.weight = Number(slider.value); sliderValue.textContent = state.weight.toFixed(2); saveRoute(); draw(); });
   const logBox = el('input', { type: 'checkbox' });
   logBox.checked = state.logY;
   logBox.addEventListener('change', () => { state.logY = logBox.checked; draw(); });
@@ -97,7 +100,7 @@ export async function render(view) {
       el('label', {}, markerBox, 'spikes & changepoints'),
       el('label', {}, 'emerged when value', op, threshold, 'for', hold, 'points', findEmergence)),
     info, chartBox, errors, eventList,
-    el('p', { class: 'note', text: 'Drag to zoom (fetched again at full resolution), double-click to zoom out. The shaded band spans the min and max of each bucket.' }));
+    el('p', { class: 'note', text: 'Drag to zoom (fetched again at full resolution), double-click, 0 or Esc to zoom out; [ and ] change the smoothing. The shaded band spans the min and max of each bucket.' }));
 
   async function loadNames() {
     nameSelect.replaceChildren();
@@ -128,6 +131,7 @@ export async function render(view) {
       info.textContent = `${state.response.points.toLocaleString()} points in steps ${state.response.start ?? '–'}…${state.response.end ?? '–'}`
         + (state.response.downsampled ? `, downsampled to ${width} buckets (min, max, last)` : ', full resolution');
       draw();
+      followRuns();
       await loadEvents();
       if (!quiet) { await loadMarkers(); if (state.emergence.threshold !== '') await loadEmergence(); }
     } catch (error) {
@@ -197,6 +201,8 @@ export async function render(view) {
       height: 420,
       series,
       bands,
+      // Wall times come in milliseconds.
+      ms: 1,
       scales: { x: { time: state.x === 'wall_time' }, y: state.logY ? { distr: 3 } : {} },
       axes: themedAxes(),
       cursor: { drag: { x: true, y: false, setScale: state.x !== 'step' } },
@@ -209,7 +215,7 @@ export async function render(view) {
           state.range = [lo, hi];
           load();
         }],
-        draw: [(u) => { drawMarkers(u); testHooks.drawnAt = performance.now(); testHooks.draws++; }],
+        draw: [(u) => { drawMarkers(u); testHooks.xTicks = u.axes[0]._values; testHooks.drawnAt = performance.now(); testHooks.draws++; }],
       },
     };
     plot?.destroy();
@@ -231,15 +237,7 @@ export async function render(view) {
       if (marks) testHooks.changepointsDrawn[run] = drawMarks(u, marks, color);
       if (state.x === 'step') drawEvents(u, state.events.filter((e) => e.run_id === run && e.series === state.name));
       const emerged = state.emerged[run];
-      if (emerged !== undefined && emerged !== null && state.x === 'step') {
-        const x = u.valToPos(emerged, 'x', true);
-        ctx.strokeStyle = '#059669';
-        ctx.lineWidth = 2 * devicePixelRatio;
-        ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + height); ctx.stroke();
-        ctx.fillStyle = '#059669';
-        ctx.font = `${12 * devicePixelRatio}px sans-serif`;
-        ctx.fillText(`emerged at ${emerged}`, x + 4, top + 14 * devicePixelRatio);
-      }
+      if (emerged !== undefined && emerged !== null && state.x === 'step') drawEmergence(u, emerged, '#059669');
     });
     ctx.restore();
   }
@@ -250,18 +248,35 @@ export async function render(view) {
   const onTheme = () => { plotKey = null; draw(); };
   theme.addEventListener('change', onTheme);
 
-  // Live: while a shown run is still running, ask again (not while zoomed).
-  const live = setInterval(async () => {
-    if (!document.body.contains(chartBox)) { clearInterval(live); return; }
-    if (state.range) return;
-    const running = allRuns.filter((r) => state.runs.includes(r.run_id) && r.status === 'running');
-    if (running.length) await load(true);
-  }, LIVE_MS);
+  // Live (not while zoomed): the stream brings each run's points after
+  // those drawn; a chart that has gathered many asks again, downsampled.
+  let source = null;
+  testHooks.live = { received: 0, following: null };
+  function followRuns() {
+    source?.close();
+    source = null;
+    testHooks.live.following = null;
+    const response = state.response;
+    if (state.range || !response || !state.name || !document.body.contains(chartBox)) return;
+    const lastStep = (run) => response.runs.find((r) => r.run_id === run)?.last_step;
+    source = follow(state.runs, [state.name], lastStep, ({ series }) => {
+      if (state.range || state.response !== response) return;
+      for (const s of series) {
+        testHooks.live.received += s.x.length;
+        appendTail(response, s, state.x === 'wall_time');
+      }
+      const width = Math.max(200, Math.floor(chartBox.clientWidth || 1000));
+      if (response.runs.some((r) => r.x.length > 4 * width)) load(true);
+      else { draw(); loadEvents(); }
+    });
+    testHooks.live.following = state.name;
+  }
+  const unbindKeys = bindChartKeys(() => { if (state.range) { state.range = null; load(); } }, slider);
 
   await loadNames();
   await load();
   if (!state.runs.length) view.append(el('p', { text: 'No runs yet. Start a trainer that logs to this server.' }));
-  return () => { clearInterval(live); theme.removeEventListener('change', onTheme); };
+  return () => { source?.close(); unbindKeys(); theme.removeEventListener('change', onTheme); };
 }
 
 export function open(runs, name) {

@@ -7,10 +7,69 @@ import { COLORS } from './dom.js';
 import { smooth } from './smooth.js';
 
 // The response's runs as one uPlot data table (x, then per run: last, lo,
-// hi, smoothed last).
-export function seriesData(response, weight) {
-  const tables = response.runs.map((r) => [r.x, r.last, r.lo, r.hi, smooth(r.last, weight)]);
+// hi, smoothed last), then the columns of each of the `extra` tables (each
+// [x, ...columns]) on the same x.
+export function seriesData(response, weight, extra = []) {
+  const tables = response.runs.map((r) => [r.x, r.last, r.lo, r.hi, smooth(r.last, weight)]).concat(extra);
   return tables.length ? uPlot.join(tables) : [[]];
+}
+
+// New points of one series from the live stream (`{run_id, x: steps, t:
+// wall times, y}`) joined to a /api/series response: those after the run's
+// last step, each a bucket of one point, at its step or (`byTime`) its wall
+// time. Returns the steps added.
+export function appendTail(response, { run_id: runId, x, t, y }, byTime = false) {
+  let run = response.runs.find((r) => r.run_id === runId);
+  if (!run) {
+    run = { run_id: runId, x: [], last: [], lo: [], hi: [], last_step: null };
+    if (byTime) run.step = [];
+    response.runs.push(run);
+  }
+  const added = [];
+  x.forEach((step, i) => {
+    if (run.last_step !== null && step <= run.last_step) return;
+    run.x.push(byTime ? t[i] : step);
+    run.step?.push(step);
+    run.last.push(y[i]); run.lo.push(y[i]); run.hi.push(y[i]);
+    run.last_step = step;
+    added.push(step);
+  });
+  response.points += added.length;
+  if (added.length) response.end = Math.max(response.end ?? -Infinity, ...added);
+  return added;
+}
+
+// The steps a range of wall times [from, to] (ms) covers in a response
+// asked for over wall time (each run's `step` gives its x's first step):
+// [first, last], or null when no point falls in it.
+export function stepsWithin(response, from, to) {
+  let first = Infinity;
+  let last = -Infinity;
+  for (const run of response.runs) {
+    run.x.forEach((time, i) => {
+      if (time < from || time > to) return;
+      first = Math.min(first, run.step[i]);
+      last = Math.max(last, i + 1 < run.x.length ? run.step[i + 1] - 1 : run.last_step);
+    });
+  }
+  return first <= last ? [first, last] : null;
+}
+
+// The step at which a condition emerged in a run, as a solid line in
+// `color` labelled with the step (on `u`, inside its clipped plot area).
+export function drawEmergence(u, step, color) {
+  const ctx = u.ctx;
+  const { top, height } = u.bbox;
+  const x = u.valToPos(step, 'x', true);
+  ctx.save();
+  plainPen(ctx);
+  ctx.strokeStyle = color;
+  ctx.fillStyle = color;
+  ctx.lineWidth = 2 * devicePixelRatio;
+  ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + height); ctx.stroke();
+  ctx.font = `${12 * devicePixelRatio}px sans-serif`;
+  ctx.fillText(`emerged at ${step}`, x + 4, top + 14 * devicePixelRatio);
+  ctx.restore();
 }
 
 // uPlot's series and bands for the response's runs, labelled by
@@ -97,12 +156,21 @@ export function flatten(object, prefix = '', out = {}) {
   return out;
 }
 
+// A solid pen and left-aligned text: uPlot leaves the canvas with the last
+// series' dash and the axes' text alignment.
+function plainPen(ctx) {
+  ctx.setLineDash([]);
+  ctx.textAlign = 'left';
+  ctx.textBaseline = 'alphabetic';
+}
+
 // The events standing conditions fired, as flagged vertical lines at their
 // steps on `u` (inside its plot area, which the caller has clipped to).
 export function drawEvents(u, events) {
   const ctx = u.ctx;
   const { top, height } = u.bbox;
   ctx.save();
+  plainPen(ctx);
   ctx.strokeStyle = '#ea580c';
   ctx.fillStyle = '#ea580c';
   ctx.lineWidth = 1.5 * devicePixelRatio;

@@ -5,20 +5,51 @@
 // scrolls into view, so hundreds of metrics cost what the visible ones cost.
 // Each panel keeps the charts page's min/max/last downsampling; a drag zooms
 // every panel to the same step range (fetched again, at full resolution once
-// narrow enough), a double click zooms back out. The view (runs, filter,
-// collapsed sections, zoom, smoothing) lives in the URL, so a link
-// reproduces it. While not zoomed, the drawn panels follow their runs: one
-// server-sent event stream (/api/live) brings the points written after those
-// drawn, and only those. Events of standing conditions are flagged on their
-// series' panels; spikes and changepoints on request.
+// narrow enough), a double click zooms back out. The x axis is the step or
+// the wall time, shared by every panel. Each panel has its own settings:
+// smoothing, log y, y range, the step at which a condition emerged, and the
+// predicted course to a final step with its interval (a dashed extension,
+// from the loss-curve fit). The view (runs, filter, collapsed sections,
+// zoom, axis, smoothing, every panel's settings) lives in the URL, so a
+// link reproduces it. While not zoomed, the drawn panels follow their runs:
+// one server-sent event stream (/api/live) brings the points written after
+// those drawn, and only those. Events of standing conditions are flagged on
+// their series' panels; spikes and changepoints on request. Markers,
+// emergence and predictions are placed by step, so they show over steps.
 import uPlot from 'uplot';
 import * as api from './api.js';
-import { COLORS, commaList, el, route, showError } from './dom.js';
+import { COLORS, commaList, el, formatTime, route, showError } from './dom.js';
 import { testHooks } from './hooks.js';
-import { drawEvents, drawMarks, flatten, grouped, labeller, seriesData, seriesOptions, themedAxes } from './plot.js';
+import { bindChartKeys } from './keys.js';
+import { follow as followSeries } from './live.js';
+import {
+  appendTail, drawEmergence, drawEvents, drawMarks, flatten, grouped, labeller, seriesData, seriesOptions, stepsWithin, themedAxes,
+} from './plot.js';
 
 const OTHER = 'other';
 const PANEL_HEIGHT = 200;
+
+// Settings per panel in the URL: `name~field~field,name~field,…`.
+function panelSettings(text, read) {
+  return new Map(commaList(text).map((entry) => {
+    const [name, ...fields] = entry.split('~');
+    return [name, read(fields)];
+  }));
+}
+function panelSettingsText(settings, write) {
+  return [...settings].map(([name, value]) => [name, ...write(value)].join('~')).join(',');
+}
+const optionalNumber = (text) => (text === '' || text === undefined ? null : Number(text));
+
+// "> 0.9 for 5" (the value is above 0.9 for 5 points running; "for N" may
+// be left out): the condition whose first step a panel marks.
+const EMERGENCE = /^\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)\s*(?:for\s+(\d+)(?:\s+points?)?)?\s*$/i;
+function parseEmergence(text) {
+  const match = EMERGENCE.exec(text);
+  if (!match) return null;
+  return { op: match[1], threshold: Number(match[2]), hold: Math.max(1, Number(match[3] || 1)) };
+}
+const emergenceText = ({ op, threshold, hold }) => `${op} ${threshold} for ${hold}`;
 
 export async function render(view) {
   const params = route().params;
@@ -26,12 +57,17 @@ export async function render(view) {
     runs: commaList(params.get('runs')),
     filter: params.get('filter') || '',
     collapsed: new Set(commaList(params.get('collapsed'))),
-    // Per panel: log y (names), and a fixed y range (name → [min, max]).
+    // The shared x axis: `step` or `wall_time`.
+    x: params.get('x') === 'wall_time' ? 'wall_time' : 'step',
+    // Per panel: log y (names); a fixed y range (name → [min, max]); its
+    // own smoothing (name → weight); a condition whose emergence it marks
+    // (name → {op, threshold, hold}); a prediction to a final step (name →
+    // {final, lr}: the learning-rate series, '' for a constant rate).
     logY: new Set(commaList(params.get('logy'))),
-    yRange: new Map(commaList(params.get('yrange')).map((entry) => {
-      const [name, lo, hi] = entry.split('~');
-      return [name, [lo === '' ? null : Number(lo), hi === '' ? null : Number(hi)]];
-    })),
+    yRange: panelSettings(params.get('yrange'), ([lo, hi]) => [optionalNumber(lo), optionalNumber(hi)]),
+    smoothing: panelSettings(params.get('psmooth'), ([w]) => Number(w)),
+    emerge: panelSettings(params.get('emerge'), ([op, threshold, hold]) => ({ op, threshold: Number(threshold), hold: Number(hold) || 1 })),
+    predict: panelSettings(params.get('predict'), ([final, lr]) => ({ final: Number(final), lr: lr || '' })),
     weight: Number(params.get('smoothing') || 0.6),
     // A configuration key: runs with the same value of it form one group
     // (its mean line and min–max band), or share one colour.
@@ -69,13 +105,17 @@ export async function render(view) {
 
   const saveRoute = () => {
     const p = { runs: state.runs.join(','), smoothing: state.weight };
+    if (state.x !== 'step') p.x = state.x;
     if (state.group) p.group = state.group;
     if (state.markers) p.markers = 1;
     if (state.color) p.color = state.color;
     if (state.filter) p.filter = state.filter;
     if (state.collapsed.size) p.collapsed = [...state.collapsed].join(',');
     if (state.logY.size) p.logy = [...state.logY].join(',');
-    if (state.yRange.size) p.yrange = [...state.yRange].map(([n, [lo, hi]]) => `${n}~${lo ?? ''}~${hi ?? ''}`).join(',');
+    if (state.yRange.size) p.yrange = panelSettingsText(state.yRange, ([lo, hi]) => [lo ?? '', hi ?? '']);
+    if (state.smoothing.size) p.psmooth = panelSettingsText(state.smoothing, (w) => [w]);
+    if (state.emerge.size) p.emerge = panelSettingsText(state.emerge, ({ op, threshold, hold }) => [op, threshold, hold]);
+    if (state.predict.size) p.predict = panelSettingsText(state.predict, ({ final, lr }) => [final, lr]);
     if (state.range) Object.assign(p, { start: state.range[0], end: state.range[1] });
     history.replaceState(null, '', `#/workspace?${new URLSearchParams(p)}`);
   };
@@ -115,6 +155,13 @@ export async function render(view) {
   };
   const groupBy = keyPicker('group-by', state.group, (key) => { state.group = key; });
   const colorBy = keyPicker('color-by', state.color, (key) => { state.color = key; });
+  const axis = el('select', { id: 'workspace-x' }, el('option', { value: 'step', text: 'step' }), el('option', { value: 'wall_time', text: 'wall time' }));
+  axis.value = state.x;
+  axis.addEventListener('change', () => {
+    state.x = axis.value;
+    state.range = null;
+    zoom(null);
+  });
   const markerBox = el('input', { type: 'checkbox', id: 'workspace-markers' });
   markerBox.checked = state.markers;
   markerBox.addEventListener('change', () => {
@@ -126,11 +173,11 @@ export async function render(view) {
   const sections = el('div', { id: 'workspace' });
   const errors = el('div');
   view.append(picker,
-    el('div', { class: 'controls' }, el('label', {}, 'metrics', filter, filterError), el('label', {}, 'smoothing', slider),
+    el('div', { class: 'controls' }, el('label', {}, 'metrics', filter, filterError), el('label', {}, 'x', axis), el('label', {}, 'smoothing', slider),
       el('label', {}, 'group by', groupBy), el('label', {}, 'colour by', colorBy),
       el('label', {}, markerBox, 'spikes & changepoints'), info),
     errors, sections,
-    el('p', { class: 'note', text: 'Drag on a panel to zoom every panel to those steps; double-click, 0 or Esc zooms out; [ and ] change the smoothing. Each shaded band spans the min and max of a bucket.' }));
+    el('p', { class: 'note', text: 'Drag on a panel to zoom every panel to those steps; double-click, 0 or Esc zooms out; [ and ] change the smoothing. Each shaded band spans the min and max of a bucket. A panel\'s settings row sets its own smoothing, y range, the condition whose emergence it marks ("> 0.9 for 5"), and the step to predict its course to (dashed, with its interval; against the chosen learning-rate series).' }));
 
   // Panels by metric name, made once per set of runs; fetched when visible.
   let panels = new Map();
@@ -149,6 +196,7 @@ export async function render(view) {
   let source = null;
   let followTimer = null;
   hooks.arrivals = {};
+  hooks.received = 0;
   function follow() {
     clearTimeout(followTimer);
     followTimer = setTimeout(() => {
@@ -156,14 +204,12 @@ export async function render(view) {
       source = null;
       const drawn = [...panels.values()].filter((p) => p.visible && p.response);
       if (state.range || !drawn.length || !document.body.contains(sections)) return;
-      const after = Math.min(...drawn.map((p) => p.lastStep()));
-      const query = new URLSearchParams({ runs: state.runs.join(','), names: drawn.map((p) => p.name).join(',') });
-      if (Number.isFinite(after)) query.set('after', after);
-      source = new EventSource(`/api/live?${query}`);
-      source.onmessage = async (message) => {
+      const lastStep = (run, name) => panels.get(name).response.runs.find((r) => r.run_id === run)?.last_step;
+      source = followSeries(state.runs, drawn.map((p) => p.name), lastStep, async ({ series }) => {
+        hooks.received += series.reduce((n, s) => n + s.x.length, 0);
         await loadEvents().catch(() => {});
-        for (const series of api.parse(message.data).series) panels.get(series.name)?.append(series);
-      };
+        for (const s of series) panels.get(s.name)?.append(s);
+      });
       hooks.following = drawn.map((p) => p.name);
     }, 300);
   }
@@ -190,7 +236,12 @@ export async function render(view) {
     return scale;
   }
 
-  function makePanel(name) {
+  // A drag over wall time: the steps it covers in `panel`'s data.
+  function selectedSteps(panel, from, to) {
+    return state.x === 'step' ? [Math.floor(from), Math.ceil(to)] : stepsWithin(panel.response, from, to);
+  }
+
+  function makePanel(name, names) {
     const chart = el('div', { class: 'panel-chart' });
     const png = el('button', { class: 'panel-export', 'data-export': 'png', text: 'PNG', title: 'this panel as an image' });
     const csv = el('a', { class: 'panel-export', 'data-export': 'csv', text: 'CSV', title: 'the points of this panel, at full resolution' });
@@ -203,9 +254,46 @@ export async function render(view) {
       if (value !== undefined && value !== null) input.value = value;
       return input;
     });
+    const smoothing = el('input', { class: 'panel-range', type: 'number', min: 0, max: 0.99, step: 0.05, placeholder: 'smoothing', 'data-setting': 'smoothing', title: 'this panel\'s smoothing (empty: the workspace\'s)' });
+    if (state.smoothing.has(name)) smoothing.value = state.smoothing.get(name);
+    const emerge = el('input', { class: 'panel-condition', type: 'text', placeholder: 'emerged when: > 0.9 for 5', 'data-setting': 'emerge', title: 'mark the first step from which the value holds this condition for so many points' });
+    if (state.emerge.has(name)) emerge.value = emergenceText(state.emerge.get(name));
+    const emergeTitle = emerge.title;
+    const final = el('input', { class: 'panel-range', type: 'number', min: 1, step: 1, placeholder: 'predict to step', 'data-setting': 'predict', title: 'the course of this series to this step, with its 95 % interval, from the loss-curve fit' });
+    const rates = names.filter((n) => n !== name && /(^|[/_.])(lr|learning.?rate)/i.test(n));
+    const lr = el('select', { class: 'panel-range', 'data-setting': 'lr', title: 'the learning-rate series the fit follows' },
+      el('option', { value: '', text: 'constant lr' }), ...rates.map((n) => el('option', { value: n, text: n })));
+    if (state.predict.has(name)) {
+      final.value = state.predict.get(name).final;
+      lr.value = state.predict.get(name).lr;
+    }
     const node = el('div', { class: 'panel', 'data-name': name },
       el('div', { class: 'panel-title' }, el('span', { text: name }), readout,
-        el('span', { class: 'panel-tools' }, yLo, yHi, log, png, csv)), chart);
+        el('span', { class: 'panel-tools' }, log, png, csv)),
+      el('div', { class: 'panel-settings' }, smoothing, yLo, yHi, emerge, final, lr), chart);
+    smoothing.addEventListener('change', () => {
+      if (smoothing.value === '') state.smoothing.delete(name);
+      else state.smoothing.set(name, Math.min(0.99, Math.max(0, Number(smoothing.value))));
+      saveRoute();
+      panel.redraw();
+    });
+    emerge.addEventListener('change', () => {
+      const condition = parseEmergence(emerge.value);
+      emerge.classList.toggle('invalid', emerge.value !== '' && !condition);
+      emerge.title = emerge.value !== '' && !condition ? 'write a comparison and a threshold, then optionally "for" and a number of points: > 0.9 for 5' : emergeTitle;
+      if (condition) state.emerge.set(name, condition);
+      else state.emerge.delete(name);
+      saveRoute();
+      panel.loadEmergence();
+    });
+    for (const input of [final, lr]) {
+      input.addEventListener('change', () => {
+        if (final.value === '') state.predict.delete(name);
+        else state.predict.set(name, { final: Number(final.value), lr: lr.value });
+        saveRoute();
+        panel.loadPrediction();
+      });
+    }
     const showLog = () => log.classList.toggle('on', state.logY.has(name));
     showLog();
     log.addEventListener('click', () => {
@@ -229,7 +317,7 @@ export async function render(view) {
       link.click();
     });
     const panel = {
-      name, node, visible: false, stale: true, response: null, plot: null, ticket: 0,
+      name, node, visible: false, stale: true, response: null, plot: null, ticket: 0, emerged: {}, predictions: {},
       async ensure() {
         if (!panel.stale || !state.runs.length) return;
         panel.stale = false;
@@ -238,7 +326,7 @@ export async function render(view) {
         hooks.fetched.push(name);
         try {
           const response = await api.get('series', {
-            runs: state.runs.join(','), name, x: 'step', width,
+            runs: state.runs.join(','), name, x: state.x, width,
             start: state.range?.[0], end: state.range?.[1],
           });
           if (ticket !== panel.ticket) return;
@@ -247,74 +335,114 @@ export async function render(view) {
           csv.setAttribute('href', `/api/export.csv?${new URLSearchParams({ runs: state.runs.join(','), name, ...range })}`);
           hooks.panels[name] = {
             points: response.points, downsampled: response.downsampled,
-            start: response.start, end: response.end,
+            start: response.start, end: response.end, x: state.x,
             max: Math.max(...response.runs.flatMap((r) => r.hi.filter((v) => v !== null))),
           };
           panel.redraw(true);
           hooks.panels[name].drawnAt = performance.now();
           panel.loadMarks();
+          panel.loadEmergence();
+          panel.loadPrediction();
           follow();
         } catch (error) {
           panel.stale = true;
           showError(chart, error);
         }
       },
+      // `ask(run)` for each of the panel's runs at once: {run: answer}.
+      async perRun(ask) {
+        const runs = (panel.response?.runs || []).map((r) => r.run_id);
+        return Object.fromEntries(await Promise.all(runs.map(async (run) => [run, await ask(run)])));
+      },
       // Spikes and changepoints of each run's series, when asked for.
       marks: {},
       async loadMarks() {
-        panel.marks = {};
-        if (state.markers) {
-          for (const run of panel.response.runs.map((r) => r.run_id)) {
-            panel.marks[run] = await api.get('markers', { run, name });
-          }
-        }
+        panel.marks = state.markers ? await panel.perRun((run) => api.get('markers', { run, name })) : {};
         panel.plot?.redraw(false, false);
       },
-      // The last step drawn of any run (-1 when none).
-      lastStep() {
-        return Math.max(-1, ...(panel.response?.runs || []).map((r) => r.last_step ?? -1));
+      // The step each run's condition emerged at (null: never), when the
+      // panel has a condition.
+      async loadEmergence() {
+        const condition = state.emerge.get(name);
+        panel.emerged = condition ? await panel.perRun(async (run) => (await api.get('emergence', { run, name, ...condition })).step) : {};
+        if (hooks.panels[name]) hooks.panels[name].emerged = condition ? { ...panel.emerged } : undefined;
+        panel.plot?.redraw(false, false);
+      },
+      // Each run's predicted course to the final step, when the panel asks
+      // for one.
+      async loadPrediction() {
+        const predict = state.predict.get(name);
+        panel.predictions = predict ? await panel.perRun((run) => api.get('prediction', { run, name, final: predict.final, lr: predict.lr })
+          .catch((error) => ({ fitted: false, error: error.message }))) : {};
+        if (hooks.panels[name]) {
+          hooks.panels[name].predicted = predict ? Object.fromEntries(Object.entries(panel.predictions).map(([run, p]) => [run, p.fitted
+            ? { final_step: p.step[p.step.length - 1], value: p.value[p.value.length - 1], lo: p.lo[p.lo.length - 1], hi: p.hi[p.hi.length - 1] }
+            : { error: p.error ?? 'too few points to fit' }])) : undefined;
+        }
+        panel.redraw(true);
       },
       // New points of one run from the live stream: those after the run's
       // last drawn step join the data as they are (a bucket of one point
       // each); a panel that has gathered many asks again, downsampled.
-      append({ run_id: runId, x, y }) {
+      append(series) {
         const response = panel.response;
         if (!response || state.range) return;
-        let run = response.runs.find((r) => r.run_id === runId);
-        const added = !run;
-        if (!run) {
-          run = { run_id: runId, x: [], last: [], lo: [], hi: [], last_step: null };
-          response.runs.push(run);
-        }
-        x.forEach((step, i) => {
-          if (run.last_step !== null && step <= run.last_step) return;
-          run.x.push(step); run.last.push(y[i]); run.lo.push(y[i]); run.hi.push(y[i]);
-          run.last_step = step;
-          hooks.arrivals[`${runId}/${name}/${step}`] = Date.now();
-        });
-        response.points += x.length;
-        response.end = Math.max(response.end ?? -Infinity, ...x);
-        hooks.panels[name] = { ...hooks.panels[name], end: response.end, lastValue: y[y.length - 1] };
+        const added = !response.runs.some((r) => r.run_id === series.run_id);
+        const steps = appendTail(response, series, state.x === 'wall_time');
+        for (const step of steps) hooks.arrivals[`${series.run_id}/${name}/${step}`] = Date.now();
+        hooks.panels[name] = { ...hooks.panels[name], end: response.end, lastValue: series.y[series.y.length - 1] };
         const width = Math.max(150, Math.floor(chart.clientWidth || 400));
-        if (run.x.length > 4 * width) { panel.stale = true; panel.ensure(); return; }
+        if (response.runs.some((r) => r.x.length > 4 * width)) { panel.stale = true; panel.ensure(); return; }
         panel.redraw(added);
+      },
+      // The predicted courses to draw: per run (not per group), over steps,
+      // within the zoomed range; each as [steps, value, lo, hi].
+      predictedTables() {
+        if (state.group || state.x !== 'step') return [];
+        return Object.entries(panel.predictions).filter(([, p]) => p.fitted).map(([run, p]) => {
+          const keep = p.step.map((step, i) => i).filter((i) => !state.range || (p.step[i] >= state.range[0] && p.step[i] <= state.range[1]));
+          return { run, table: [p.step, p.value, p.lo, p.hi].map((column) => keep.map((i) => column[i])) };
+        }).filter(({ table }) => table[0].length);
       },
       redraw(fresh = false) {
         const response = state.group && panel.response ? grouped(panel.response, (runId) => valueOf(runId, state.group)) : panel.response;
         if (!response) return;
+        const weight = state.smoothing.get(name) ?? state.weight;
         if (hooks.panels[name]) {
           hooks.panels[name].shown = response.runs.map((r) => ({ label: r.run_id, runs: r.runs ?? 1, x: r.x[0], line: r.last[0], lo: r.lo[0], hi: r.hi[0] }));
+          hooks.panels[name].weight = weight;
         }
-        const data = seriesData(response, state.weight);
-        if (panel.plot && !fresh) { panel.plot.setData(data); return; }
+        const predicted = panel.predictedTables();
+        const data = seriesData(response, weight, predicted.map((p) => p.table));
+        if (hooks.panels[name]) {
+          hooks.panels[name].smoothed = response.runs.map((_r, k) => data[4 + 4 * k].filter((v) => v !== null).slice(0, 5));
+          hooks.panels[name].shownRaw = response.runs.map((r) => r.last.filter((v) => v !== null).slice(0, 5));
+        }
+        const shape = `${response.runs.length}/${predicted.length}`;
+        if (panel.plot && !fresh && panel.shape === shape) { panel.plot.setData(data); return; }
+        panel.shape = shape;
         panel.plot?.destroy();
+        const byTime = state.x === 'wall_time';
+        const xLabel = byTime ? 'time' : 'step';
         const { series, bands } = state.group
-          ? seriesOptions(response, (group) => group, 'step', (group) => keyColor(group, state.group))
-          : seriesOptions(response, runLabel, 'step', colorOf);
+          ? seriesOptions(response, (group) => group, xLabel, (group) => keyColor(group, state.group))
+          : seriesOptions(response, runLabel, xLabel, colorOf);
+        // A prediction: its course dashed, its interval a faint band.
+        for (const { run } of predicted) {
+          const color = colorOf(run);
+          const base = series.length;
+          series.push(
+            { label: `${runLabel(run)} predicted`, stroke: color, width: 2, dash: [6, 4], points: { show: false } },
+            { label: `${runLabel(run)} predicted lo`, stroke: color + '55', width: 1, dash: [2, 4], points: { show: false } },
+            { label: `${runLabel(run)} predicted hi`, stroke: color + '55', width: 1, dash: [2, 4], points: { show: false } });
+          bands.push({ series: [base + 2, base + 1], fill: color + '1a' });
+        }
         panel.plot = new uPlot({
           width: Math.max(150, chart.clientWidth - 2), height: PANEL_HEIGHT,
           series, bands, legend: { show: false },
-          scales: { x: { time: false }, y: yScale(name) },
+          // Wall times come in milliseconds.
+          ms: 1,
+          scales: { x: { time: byTime }, y: yScale(name) },
           axes: themedAxes(),
           // One cursor for every panel: hovering a step shows it in all.
           cursor: { drag: { x: true, y: false, setScale: false }, sync: { key: 'workspace' } },
@@ -325,9 +453,14 @@ export async function render(view) {
               const values = response.runs.map((r, k) => [series[4 + 4 * k].label, u.data[1 + 4 * k][i]])
                 .filter(([, v]) => v !== null && v !== undefined)
                 .map(([label, v]) => `${label} ${Number(v).toPrecision(4)}`);
-              readout.textContent = `step ${u.data[0][i]}: ${values.join(', ')}`;
+              readout.textContent = `${byTime ? formatTime(u.data[0][i]) : `step ${u.data[0][i]}`}: ${values.join(', ')}`;
             }],
             draw: [(u) => {
+              if (hooks.panels[name]) {
+                hooks.panels[name].xMax = u.scales.x.max;
+                hooks.panels[name].xTicks = u.axes[0]._values;
+              }
+              if (byTime) return;
               const shown = events.filter((e) => e.series === name && state.runs.includes(e.run_id)
                 && (!state.range || (e.step >= state.range[0] && e.step <= state.range[1])));
               const { left, top, width, height } = u.bbox;
@@ -337,16 +470,16 @@ export async function render(view) {
               if (!state.group) {
                 const lines = Object.entries(panel.marks).map(([run, marks]) => drawMarks(u, marks, colorOf(run)));
                 if (lines.length) hooks.changepointsDrawn[name] = Math.max(...lines);
+                for (const [run, step] of Object.entries(panel.emerged)) if (step !== null) drawEmergence(u, step, colorOf(run));
               }
               u.ctx.restore();
               hooks.eventsDrawn[name] = shown.length;
             }],
             setSelect: [(u) => {
               if (u.select.width < 5) return;
-              const lo = Math.floor(u.posToVal(u.select.left, 'x'));
-              const hi = Math.ceil(u.posToVal(u.select.left + u.select.width, 'x'));
+              const steps = selectedSteps(panel, u.posToVal(u.select.left, 'x'), u.posToVal(u.select.left + u.select.width, 'x'));
               u.setSelect({ left: 0, width: 0, top: 0, height: 0 }, false);
-              zoom([lo, hi]);
+              if (steps) zoom(steps);
             }],
           },
         }, data, chart);
@@ -422,7 +555,7 @@ export async function render(view) {
       try {
         await loadEvents();
         const { names } = await api.get('names', { runs: state.runs.join(',') });
-        for (const name of names) panels.set(name, makePanel(name));
+        for (const name of names) panels.set(name, makePanel(name, names));
       } catch (error) {
         showError(errors, error);
       }
@@ -430,17 +563,7 @@ export async function render(view) {
     layout();
   }
 
-  // Keys: 0 or Escape zooms out; [ and ] smooth less and more.
-  const onKey = (event) => {
-    if (event.target.matches?.('input, textarea, select')) return;
-    if (event.key === '0' || event.key === 'Escape') zoom(null);
-    else if (event.key === '[' || event.key === ']') {
-      const weight = Math.min(0.99, Math.max(0, state.weight + (event.key === ']' ? 0.05 : -0.05)));
-      slider.value = weight;
-      slider.dispatchEvent(new Event('input'));
-    }
-  };
-  document.addEventListener('keydown', onKey);
+  const unbindKeys = bindChartKeys(() => zoom(null), slider);
   // Axes take the theme's colours when drawn: draw again when it changes.
   const theme = matchMedia('(prefers-color-scheme: dark)');
   const onTheme = () => { for (const panel of panels.values()) panel.redraw(true); };
@@ -448,5 +571,5 @@ export async function render(view) {
 
   await build();
   if (!allRuns.length) view.append(el('p', { text: 'No runs yet. Start a trainer that logs to this server.' }));
-  return () => { observer.disconnect(); clearTimeout(followTimer); source?.close(); document.removeEventListener('keydown', onKey); theme.removeEventListener('change', onTheme); };
+  return () => { observer.disconnect(); clearTimeout(followTimer); source?.close(); unbindKeys(); theme.removeEventListener('change', onTheme); };
 }

@@ -115,6 +115,17 @@ pub(crate) async fn live(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
+/// The new points of one series, in step order.
+#[derive(Default)]
+struct NewPoints {
+    run: String,
+    name: String,
+    steps: Vec<i64>,
+    /// Wall times, ms since the epoch.
+    times: Vec<Option<i64>>,
+    values: Vec<Value>,
+}
+
 /// The `last` parameter: `count` entries, each a step or empty (none);
 /// all none when absent.
 fn last_steps(last: Option<&str>, count: usize) -> Result<Vec<Option<i64>>, ApiError> {
@@ -170,7 +181,7 @@ impl Tail {
         let steps = i64s(&batches, "step")?;
         let times = i64s(&batches, "t")?;
         let values = float_values(&batches, "value")?;
-        let mut series: Vec<(String, String, Vec<i64>, Vec<Option<i64>>, Vec<Value>)> = Vec::new();
+        let mut series: Vec<NewPoints> = Vec::new();
         let rows = runs
             .into_iter()
             .zip(names)
@@ -182,27 +193,32 @@ impl Tail {
                 continue;
             };
             match series.last_mut() {
-                Some((r, n, xs, ts, ys)) if *r == run && *n == name => {
-                    xs.push(step);
-                    ts.push(time);
-                    ys.push(value);
-                }
-                _ => series.push((run, name, vec![step], vec![time], vec![value])),
+                Some(s) if s.run == run && s.name == name => {}
+                _ => series.push(NewPoints {
+                    run,
+                    name,
+                    ..NewPoints::default()
+                }),
+            }
+            if let Some(s) = series.last_mut() {
+                s.steps.push(step);
+                s.times.push(time);
+                s.values.push(value);
             }
         }
         if series.is_empty() {
             return Ok(None);
         }
         let mut out = Vec::with_capacity(series.len());
-        for (run, name, xs, ts, ys) in series {
+        for s in series {
             if let Some(sent) = self
                 .sent
                 .iter_mut()
-                .find(|((r, n), _)| *r == run && *n == name)
+                .find(|((run, name), _)| *run == s.run && *name == s.name)
             {
-                sent.1 = xs.last().copied().or(sent.1);
+                sent.1 = s.steps.last().copied().or(sent.1);
             }
-            out.push(json!({ "run_id": run, "name": name, "x": xs, "t": ts, "y": ys }));
+            out.push(json!({ "run_id": s.run, "name": s.name, "x": s.steps, "t": s.times, "y": s.values }));
         }
         Ok(Some(json!({ "series": out })))
     }
