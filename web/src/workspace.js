@@ -364,6 +364,7 @@ export async function render(view) {
       // panel has a condition.
       async loadEmergence() {
         const condition = state.emerge.get(name);
+        if (!condition && !Object.keys(panel.emerged).length) return;
         panel.emerged = condition ? await panel.perRun(async (run) => (await api.get('emergence', { run, name, ...condition })).step) : {};
         if (hooks.panels[name]) hooks.panels[name].emerged = condition ? { ...panel.emerged } : undefined;
         panel.plot?.redraw(false, false);
@@ -372,6 +373,8 @@ export async function render(view) {
       // for one.
       async loadPrediction() {
         const predict = state.predict.get(name);
+        // Nothing predicted before or now: nothing to draw again.
+        if (!predict && !Object.keys(panel.predictions).length) return;
         panel.predictions = predict ? await panel.perRun((run) => api.get('prediction', { run, name, final: predict.final, lr: predict.lr })
           .catch((error) => ({ fitted: false, error: error.message }))) : {};
         if (hooks.panels[name]) {
