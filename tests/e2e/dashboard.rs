@@ -365,6 +365,60 @@ fn a_series_is_predicted_to_its_final_step_with_its_interval() {
     server.stop();
 }
 
+/// The response head (status line and headers, lower-cased) of a GET of
+/// `path` sent with `accept_encoding`.
+fn response_head(base: &str, path: &str, accept_encoding: &str) -> String {
+    let host = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host).expect("connect to the dashboard");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept-Encoding: {accept_encoding}\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            stream.read(&mut byte).expect("read the head"),
+            1,
+            "the head ended early"
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).to_lowercase()
+}
+
+#[test]
+fn responses_are_gzipped_for_browsers_that_take_it_but_live_events_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &[]);
+    write_loss(&server.url, "r1", 2_000);
+    let base = server.http_url();
+    for path in [
+        "/api/series?runs=r1&name=loss",
+        "/app.js",
+        "/api/export.csv?runs=r1&name=loss",
+    ] {
+        let head = response_head(&base, path, "gzip");
+        assert!(
+            head.starts_with("http/1.1 200") && head.contains("content-encoding: gzip"),
+            "{path}: {head}"
+        );
+        let plain = response_head(&base, path, "identity");
+        assert!(!plain.contains("content-encoding"), "{path}: {plain}");
+    }
+    // Each live event must reach the page as it is written.
+    let live = response_head(&base, "/api/live?runs=r1&names=loss", "gzip");
+    assert!(
+        live.contains("text/event-stream") && !live.contains("content-encoding"),
+        "{live}"
+    );
+    server.stop();
+}
+
 /// The first event of the server-sent stream at `path`, as JSON, once
 /// `after_open` (run when the stream is open) has made one.
 fn first_live_event(base: &str, path: &str, after_open: impl FnOnce()) -> Value {

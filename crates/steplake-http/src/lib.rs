@@ -44,6 +44,7 @@ use axum::Router;
 use steplake_query::QueryEngine;
 use steplake_store::Store;
 use tokio::net::TcpListener;
+use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 pub use access::DashboardAccess;
 pub use guard::Guard;
@@ -128,6 +129,11 @@ impl Dashboard {
                 access::require_token,
             ))
             .layer(middleware::from_fn_with_state(guard, guard::guard))
+            // Responses in gzip when the browser takes it (JSON shrinks
+            // about fourfold; server-sent events stay as they are, so each
+            // arrives at once), at the fastest level: the CPU is shared
+            // with ingest.
+            .layer(CompressionLayer::new().quality(CompressionLevel::Fastest))
     }
 }
 
