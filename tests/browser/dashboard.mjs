@@ -10,6 +10,7 @@
 //   the spike; a drag zooms in and the server answers at full resolution;
 // - the legend and the event list name runs by name; at most a few
 //   changepoint lines;
+// - the workspace lists its runs' events, a click zooming to one;
 // - the workspace shows a panel per metric in sections by prefix, fetches
 //   only visible panels, filters, collapses and keeps its view in the URL;
 //   a point written while a panel is open reaches it (only that point,
@@ -381,6 +382,15 @@ try {
   await page.waitForFunction(() => window.steplake.workspace.changepointsDrawn.loss !== undefined, null, { timeout: 60000 });
   const markerLines = await page.evaluate(() => window.steplake.workspace.changepointsDrawn.loss);
   check(markerLines <= 5 && page.url().includes('markers=1'), `workspace markers: ${markerLines} changepoint lines, ${page.url()}`);
+  // The events list: one event, and a click on it shows its panel zoomed
+  // to the steps around it, the spike drawn at full resolution.
+  check(await page.evaluate(() => window.steplake.workspace.eventsListed) === 1, 'the workspace lists the event');
+  await page.click('#workspace-events summary');
+  await page.click('#workspace-events tr.event-row');
+  await page.waitForFunction(() => window.steplake.workspace.panels.loss?.start === 31237, null, { timeout: 60000 });
+  const aroundEvent = await page.evaluate(() => window.steplake.workspace.panels.loss);
+  check(!aroundEvent.downsampled && aroundEvent.end === 31437 && aroundEvent.max === 1000, `the event's panel, zoomed: ${JSON.stringify(aroundEvent)}`);
+  check(page.url().includes('filter=%5Eloss%24') && page.url().includes('start=31237'), `the event's view is in the URL: ${page.url()}`);
 
   // Group by a configuration key: small and wide (lr 0.01) become one line,
   // their mean, with their min–max as its band; big (lr 0.001) its own.

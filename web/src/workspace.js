@@ -171,12 +171,15 @@ export async function render(view) {
   });
   const info = el('span', { class: 'note' });
   const sections = el('div', { id: 'workspace' });
+  // The events of the chosen runs, newest first; a click shows the
+  // event's panel zoomed to the steps around it.
+  const eventList = el('details', { id: 'workspace-events' });
   const errors = el('div');
   view.append(picker,
     el('div', { class: 'controls' }, el('label', {}, 'metrics', filter, filterError), el('label', {}, 'x', axis), el('label', {}, 'smoothing', slider),
       el('label', {}, 'group by', groupBy), el('label', {}, 'colour by', colorBy),
       el('label', {}, markerBox, 'spikes & changepoints'), info),
-    errors, sections,
+    errors, eventList, sections,
     el('p', { class: 'note', text: 'Drag on a panel to zoom every panel to those steps; double-click, 0 or Esc zooms out; [ and ] change the smoothing. Each shaded band spans the min and max of a bucket. A panel\'s settings row sets its own smoothing, y range, the condition whose emergence it marks ("> 0.9 for 5"), and the step to predict its course to (dashed, with its interval; against the chosen learning-rate series).' }));
 
   // Panels by metric name, made once per set of runs; fetched when visible.
@@ -543,8 +546,31 @@ export async function render(view) {
   hooks.eventsDrawn = {};
   hooks.changepointsDrawn = {};
   async function loadEvents() {
-    if (!state.runs.length) { events = []; return; }
-    events = (await api.get('events', { runs: state.runs.join(',') })).events;
+    events = state.runs.length ? (await api.get('events', { runs: state.runs.join(',') })).events : [];
+    listEvents();
+  }
+  const EVENTS_LISTED = 100;
+  const AROUND_EVENT = 100;
+  function listEvents() {
+    const open = eventList.open;
+    eventList.replaceChildren(el('summary', { text: `Events (${events.length})` }));
+    eventList.open = open;
+    eventList.hidden = !events.length;
+    const rows = events.slice(-EVENTS_LISTED).reverse().map((e) => {
+      const row = el('tr', { class: 'event-row', 'data-event': e.event_id },
+        el('td', { text: String(e.step) }), el('td', { text: runLabel(e.run_id) }), el('td', { text: e.series }),
+        el('td', { text: e.label }), el('td', { text: String(e.value) }));
+      row.addEventListener('click', () => {
+        state.filter = `^${e.series.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`;
+        filter.value = state.filter;
+        layout();
+        zoom([Math.max(0, e.step - AROUND_EVENT), e.step + AROUND_EVENT]);
+      });
+      return row;
+    });
+    eventList.append(el('table', { class: 'events' },
+      el('tr', {}, ...['step', 'run', 'series', 'condition', 'value'].map((h) => el('th', { text: h }))), ...rows));
+    hooks.eventsListed = rows.length;
   }
 
   // Every metric of the selected runs, as fresh panels.
