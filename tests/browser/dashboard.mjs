@@ -420,6 +420,16 @@ try {
   }));
   check(live.panel.lastValue === 43, `the live point joined the panel: ${JSON.stringify(live.panel)}`);
   check(live.arrivals.join() === 'small/loss/5001' && live.received === 1, `only the new point travelled: ${live.arrivals}, ${live.received} points received`);
+  // A panel's predicted course is fitted again once live points arrive.
+  await page.goto('about:blank');
+  await page.goto(`${url}/#/workspace?runs=small&filter=%5Eloss%24&predict=loss~20000~`);
+  await page.waitForFunction(() => (window.steplake.workspace?.following || []).includes('loss')
+    && window.steplake.workspace.panels.loss?.fits === 1, null, { timeout: 60000 });
+  await page.waitForTimeout(300);
+  check(writePoint('small', 'loss,5002,0.2').status === 0, 'steplake write');
+  await page.waitForFunction(() => window.steplake.workspace.panels.loss.fits === 2, null, { timeout: 60000 });
+  const refitted = await page.evaluate(() => window.steplake.workspace.panels.loss.predicted.small);
+  check(refitted.final_step === 20000 && Number.isFinite(refitted.value), `the prediction is fitted again after the live point: ${JSON.stringify(refitted)}`);
   console.log(`live: a point acknowledged at the server was drawn ${live.arrived - acknowledged} ms later`);
 
   // The SQL box: a statement from a link runs; its result is a table and a

@@ -28,6 +28,9 @@ import {
 
 const OTHER = 'other';
 const PANEL_HEIGHT = 200;
+// While live points arrive, a panel's prediction is fitted again at most
+// this often.
+const PREDICTION_REFIT_MS = 2000;
 
 // Settings per panel in the URL: `name~field~field,name~field,…`.
 function panelSettings(text, read) {
@@ -381,6 +384,7 @@ export async function render(view) {
         panel.predictions = predict ? await panel.perRun((run) => api.get('prediction', { run, name, final: predict.final, lr: predict.lr })
           .catch((error) => ({ fitted: false, error: error.message }))) : {};
         if (hooks.panels[name]) {
+          hooks.panels[name].fits = (hooks.panels[name].fits || 0) + (predict ? 1 : 0);
           hooks.panels[name].predicted = predict ? Object.fromEntries(Object.entries(panel.predictions).map(([run, p]) => [run, p.fitted
             ? { final_step: p.step[p.step.length - 1], value: p.value[p.value.length - 1], lo: p.lo[p.lo.length - 1], hi: p.hi[p.hi.length - 1] }
             : { error: p.error ?? 'too few points to fit' }])) : undefined;
@@ -396,6 +400,10 @@ export async function render(view) {
         const added = !response.runs.some((r) => r.run_id === series.run_id);
         const steps = appendTail(response, series, state.x === 'wall_time');
         for (const step of steps) hooks.arrivals[`${series.run_id}/${name}/${step}`] = Date.now();
+        // The course predicted from the points so far changes with them.
+        if (steps.length && state.predict.has(name) && !panel.refit) {
+          panel.refit = setTimeout(() => { panel.refit = null; panel.loadPrediction(); }, PREDICTION_REFIT_MS);
+        }
         hooks.panels[name] = { ...hooks.panels[name], end: response.end, lastValue: series.y[series.y.length - 1] };
         const width = Math.max(150, Math.floor(chart.clientWidth || 400));
         if (response.runs.some((r) => r.x.length > 4 * width)) { panel.stale = true; panel.ensure(); return; }
