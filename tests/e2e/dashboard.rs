@@ -365,9 +365,9 @@ fn a_series_is_predicted_to_its_final_step_with_its_interval() {
     server.stop();
 }
 
-/// The response head (status line and headers, lower-cased) of a GET of
-/// `path` sent with `accept_encoding`.
-fn response_head(base: &str, path: &str, accept_encoding: &str) -> String {
+/// A connection on which `GET path` was sent with `headers` (each ending
+/// in CRLF), its reads timing out after a minute.
+fn send_get(base: &str, path: &str, headers: &str) -> TcpStream {
     let host = base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(host).expect("connect to the dashboard");
     stream
@@ -375,9 +375,20 @@ fn response_head(base: &str, path: &str, accept_encoding: &str) -> String {
         .unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept-Encoding: {accept_encoding}\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n"
     )
     .unwrap();
+    stream
+}
+
+/// The response head (status line and headers, lower-cased) of a GET of
+/// `path` sent with `accept_encoding`.
+fn response_head(base: &str, path: &str, accept_encoding: &str) -> String {
+    let mut stream = send_get(
+        base,
+        path,
+        &format!("Accept-Encoding: {accept_encoding}\r\n"),
+    );
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -422,12 +433,7 @@ fn responses_are_gzipped_for_browsers_that_take_it_but_live_events_are_not() {
 /// The first event of the server-sent stream at `path`, as JSON, once
 /// `after_open` (run when the stream is open) has made one.
 fn first_live_event(base: &str, path: &str, after_open: impl FnOnce()) -> Value {
-    let host = base.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(host).expect("connect to the dashboard");
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut stream = send_get(base, path, "");
     let mut seen = String::new();
     let mut buffer = [0u8; 65536];
     let mut after_open = Some(after_open);

@@ -11,11 +11,10 @@
 //! to fit.
 
 use axum::extract::{Query, State};
-use datafusion::common::ScalarValue;
 use futures::TryStreamExt;
 use serde::Deserialize;
 use serde_json::json;
-use steplake_query::prediction::prediction_statement;
+use steplake_query::prediction::prediction_query;
 use steplake_query::QueryError;
 
 use crate::api::literal;
@@ -95,16 +94,10 @@ pub(crate) async fn prediction(
         final_step,
         params.points.unwrap_or(DEFAULT_POINTS).clamp(2, MAX_POINTS),
     );
-    let mut parameters = vec![text(&params.run), text(&params.name)];
-    if let Some(lr) = lr {
-        parameters.push(text(lr));
-    }
+    let (sql, parameters) = prediction_query(&params.run, &params.name, lr, &steps, level);
     let (_, stream) = dashboard
         .engine
-        .sql_with_parameters(
-            &prediction_statement(lr.is_some(), &steps, level),
-            parameters,
-        )
+        .sql_with_parameters(&sql, parameters)
         .await?;
     let batches: Vec<_> = stream
         .try_collect()
@@ -143,10 +136,6 @@ fn spaced_steps(first: i64, last: i64, points: usize) -> Vec<i64> {
         .collect();
     steps.dedup();
     steps
-}
-
-fn text(s: &str) -> ScalarValue {
-    ScalarValue::Utf8(Some(s.to_string()))
 }
 
 #[cfg(test)]

@@ -7,8 +7,9 @@
 //! the run's final step with a threshold, and the dashboard draws the
 //! prediction from the last logged step to the final one.
 //!
-//! Parameters: `$1` the run id, `$2` the series name and, when the fit
-//! follows a learning-rate series, `$3` its name. Every logged step of the
+//! [`prediction_query`] gives the statement and its parameters: `$1` the
+//! run id, `$2` the series name and, when the fit follows a learning-rate
+//! series, `$3` its name. Every logged step of the
 //! rate is fitted, the series NULL where it is not logged yet, so a planned
 //! schedule logged ahead shapes the prediction. Without a rate series the
 //! rate is taken to be constant.
@@ -16,9 +17,28 @@
 //! Columns: `step`, `value`, `lo`, `hi`, one row per step asked for, in
 //! step order; the last three NULL while the series is too short to fit.
 
-/// The statement predicting the series at `steps` with intervals of
-/// `level` (0.95: 95 %).
-pub fn prediction_statement(with_lr_series: bool, steps: &[i64], level: f64) -> String {
+use datafusion::common::ScalarValue;
+
+/// The statement predicting series `series` of run `run_id` (fitted against
+/// learning-rate series `lr_series`, if any) at `steps` with intervals of
+/// `level` (0.95: 95 %), and its parameters.
+pub fn prediction_query(
+    run_id: &str,
+    series: &str,
+    lr_series: Option<&str>,
+    steps: &[i64],
+    level: f64,
+) -> (String, Vec<ScalarValue>) {
+    let text = |s: &str| ScalarValue::Utf8(Some(s.to_string()));
+    let mut parameters = vec![text(run_id), text(series)];
+    parameters.extend(lr_series.map(text));
+    (
+        prediction_statement(lr_series.is_some(), steps, level),
+        parameters,
+    )
+}
+
+fn prediction_statement(with_lr_series: bool, steps: &[i64], level: f64) -> String {
     let fitted = if with_lr_series {
         "SELECT fit_loss_curve(r.step, s.value, r.value) AS f FROM scalars r \
          LEFT JOIN scalars s ON s.run_id = r.run_id AND s.step = r.step AND s.name = $2 \

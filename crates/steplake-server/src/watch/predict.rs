@@ -14,7 +14,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Float64Type;
 use datafusion::common::ScalarValue;
 use futures::TryStreamExt;
-use steplake_core::{ConditionSpec, Event, Predicted, PredictionSpec};
+use steplake_core::{ConditionSpec, Event, Predicted};
 use steplake_query::{QueryEngine, QueryError};
 use steplake_store::{now_us, Store};
 
@@ -167,12 +167,17 @@ async fn evaluate(
         (None, Some(above)) => above,
         (None, None) => return Ok(None),
     };
-    let fitted = rows(
-        engine,
-        &prediction_sql(prediction),
-        parameters(run_id, request, prediction),
-    )
-    .await?;
+    // The fit of the run's series (against its learning rate, when named),
+    // predicted at the final step.
+    let lr_series = Some(prediction.lr_series.as_str()).filter(|lr| !lr.is_empty());
+    let (sql, parameters) = steplake_query::prediction::prediction_query(
+        run_id,
+        &request.series,
+        lr_series,
+        &[prediction.final_step],
+        prediction.level,
+    );
+    let fitted = rows(engine, &sql, parameters).await?;
     let (Some(value), Some(lo), Some(hi)) = (
         first_f64(&fitted, 1),
         first_f64(&fitted, 2),
@@ -187,24 +192,6 @@ async fn evaluate(
         hi,
         threshold,
     }))
-}
-
-/// The fit of the run's series (against its learning rate, when named),
-/// predicted at the final step.
-fn prediction_sql(prediction: &PredictionSpec) -> String {
-    steplake_query::prediction::prediction_statement(
-        !prediction.lr_series.is_empty(),
-        &[prediction.final_step],
-        prediction.level,
-    )
-}
-
-fn parameters(run_id: &str, request: &FitRequest, prediction: &PredictionSpec) -> Vec<ScalarValue> {
-    let mut parameters = vec![text(run_id), text(&request.series)];
-    if !prediction.lr_series.is_empty() {
-        parameters.push(text(&prediction.lr_series));
-    }
-    parameters
 }
 
 fn text(s: &str) -> ScalarValue {
